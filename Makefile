@@ -1,0 +1,59 @@
+# adgan: every user-facing target depends on the virtual environment, created once (stamp file).
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+ADGAN  := $(VENV)/bin/adgan
+# torch: the CPU build 2.13.0 where no torch is present (pip takes it from the local wheel cache where
+# there is one); a CUDA machine installs its own torch first (see cluster/Dockerfile).
+TORCH_SPEC ?= torch==2.13.0
+SWEEP_ARGS ?=
+CLUSTER ?= cluster/aws-gpu.yaml
+SPEC ?= sweeps/mnist.yaml
+
+.PHONY: venv test lint sweep-smoke sweep-mnist sweep-fashion-mnist sweep-kdd99 sweep-cifar10 \
+        cluster-up cluster-sweep cluster-down clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check adgan tests benchmarks
+	$(VENV)/bin/pytest -q --timeout=900
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check adgan tests benchmarks
+
+sweep-smoke: $(STAMP)
+	$(ADGAN) sweep sweeps/smoke.yaml $(SWEEP_ARGS)
+
+sweep-mnist: $(STAMP)
+	$(ADGAN) sweep sweeps/mnist.yaml $(SWEEP_ARGS)
+
+sweep-fashion-mnist: $(STAMP)
+	$(ADGAN) sweep sweeps/fashion_mnist.yaml $(SWEEP_ARGS)
+
+sweep-kdd99: $(STAMP)
+	$(ADGAN) sweep sweeps/kdd99.yaml $(SWEEP_ARGS)
+
+sweep-cifar10: $(STAMP)
+	$(ADGAN) sweep sweeps/cifar10.yaml $(SWEEP_ARGS)
+
+# Ray cluster launcher (see docs/cluster.md); CLUSTER=cluster/local.yaml for machines you have.
+cluster-up: $(STAMP)
+	$(VENV)/bin/ray up -y $(CLUSTER)
+
+cluster-sweep: $(STAMP)
+	$(VENV)/bin/ray exec $(CLUSTER) "cd adgan && adgan sweep $(SPEC) --address auto $(SWEEP_ARGS)"
+
+cluster-down: $(STAMP)
+	$(VENV)/bin/ray down -y $(CLUSTER)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,200 @@
+"""The ``adgan`` command line: train, score, and (from ``adgan.sweep``) sweep, best, export, report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from adgan.errors import AdganError, DataError
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    from adgan.data import list_datasets
+    from adgan.models import DETECTORS, list_detectors
+
+    cases = "; ".join(f"{m}: {', '.join(DETECTORS.get(m).loss_cases)}" for m in list_detectors())
+    p = sub.add_parser(
+        "train",
+        help="train one detector on one dataset and anomaly class",
+        description="Train one detector, scoring the validation split after every epoch, keeping the "
+        "checkpoint with the best validation AUPRC and reporting test metrics for it at the end.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--model", required=True, choices=list_detectors(), help="detector name")
+    p.add_argument("--dataset", required=True, choices=list_datasets(), help="dataset name")
+    p.add_argument("--anomaly-class", type=int, default=0, help="index of the class treated as anomalous")
+    p.add_argument("--loss-case", default=None, help=f"loss case (default: the model's first). {cases}")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split, initialisation and batches")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (GANs)")
+    p.add_argument("--batch-size", type=int, default=None, help="minibatch size")
+    p.add_argument("--lr", type=float, default=None, help="learning rate")
+    p.add_argument("--latent-dim", type=int, default=None, help="latent size")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="any other hyperparameter of the model, e.g. --set w_con=40 (repeatable)",
+    )
+    p.add_argument("--data-dir", default=None, help="directory holding the dataset files")
+    p.add_argument("--image-size", type=int, choices=(28, 32), default=None, help="default: the model's")
+    p.add_argument("--scale", action="store_true", help="KDD99: min-max scale features (fitted on train)")
+    p.add_argument("--max-train", type=int, default=None, help="subsample the training normals")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CPU with AMX, or CUDA)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all CPUs given)")
+    p.add_argument("--out", required=True, help="run directory (checkpoint/, metrics.jsonl, summary.json)")
+    p.set_defaults(func=cmd_train)
+
+
+def _parse_sets(items: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise AdganError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from adgan.models import DETECTORS
+    from adgan.train import train
+
+    config: dict[str, Any] = {
+        "model": args.model, "dataset": args.dataset, "anomaly_class": args.anomaly_class, "seed": args.seed,
+        "data_dir": args.data_dir, "image_size": args.image_size, "scale": args.scale,
+        "max_train": args.max_train, "device": args.device, "bf16": args.bf16, "threads": args.threads,
+    }
+    for key in ("loss_case", "epochs", "batch_size", "lr", "latent_dim"):
+        value = getattr(args, key)
+        if value is not None:
+            config[key] = value
+    config.update(_parse_sets(args.set))
+    model_cls = DETECTORS.get(args.model)
+    total = int(config.get("epochs", getattr(model_cls.Config, "epochs", 1))) if model_cls.is_iterative else 1
+    summary: dict[str, Any] = {}
+    with tqdm(total=total, unit="epoch", desc=args.model, file=sys.stderr, dynamic_ncols=True) as bar:
+        for rec in train(config, out=args.out):
+            if rec["kind"] == "summary":
+                summary = rec
+                break
+            losses = " ".join(f"{k[5:]}={v:.4g}" for k, v in rec.items() if k.startswith("loss_"))
+            bar.write(
+                f"epoch {rec['epoch']:3d}  val AUPRC {rec['val_auprc']:.4f}  AUROC {rec['val_auroc']:.4f}  "
+                f"{losses}  {rec['epoch_seconds']:.1f}s {rec['samples_per_s']:.0f} samples/s"
+                + ("  *best" if rec["is_best"] else "")
+            )
+            bar.update(1)
+    if summary.get("status") == "diverged":
+        print(f"diverged: {summary['message']}", file=sys.stderr)
+        return 3
+    print(
+        f"best epoch {summary['best_epoch']}: val AUPRC {summary['best_val_auprc']:.4f}; test AUPRC "
+        f"{summary.get('test_auprc', math.nan):.4f} AUROC {summary.get('test_auroc', math.nan):.4f} "
+        f"F1 {summary.get('test_f1', math.nan):.4f} (top {summary.get('test_q', math.nan):.1%} flagged)\n"
+        f"checkpoint: {summary['checkpoint']}"
+    )
+    return 0
+
+
+def _add_score(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "score",
+        help="score new data with a saved detector",
+        description="Write one anomaly score per input row (higher = more anomalous). Input: .npy images "
+        "(N,H,W), (N,C,H,W) or (N,H,W,C), uint8 0..255 or float in [-1,1]; .npy tabular (N,D) already in the "
+        "model's feature space; or .csv raw KDD Cup 99 rows (41 features, optional label column).",
+    )
+    p.add_argument("--checkpoint", required=True, help="run directory or checkpoint directory")
+    p.add_argument("--input", required=True, help=".npy or .csv file")
+    p.add_argument("--output", default=None, help="output .csv (default: <input>.scores.csv; '-' = stdout)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.set_defaults(func=cmd_score)
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """Accept a run directory (holding ``checkpoint/``) or a checkpoint directory itself."""
+    path = Path(path)
+    if (path / "detector.json").is_file():
+        return path
+    if (path / "checkpoint" / "detector.json").is_file():
+        return path / "checkpoint"
+    raise DataError(f"{path}: no detector checkpoint here (expected detector.json or checkpoint/detector.json)")
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from adgan.data import prepare_input, read_kdd_csv
+    from adgan.models import Detector
+
+    detector = Detector.load(resolve_checkpoint(args.checkpoint), device=args.device)
+    src = Path(args.input)
+    if not src.is_file():
+        raise DataError(f"{src}: input file not found")
+    info = detector.meta.get("data", {})
+    if src.suffix == ".npy":
+        try:
+            raw = np.load(src, allow_pickle=False)
+        except ValueError as exc:
+            raise DataError(f"{src}: not a plain .npy array ({exc})") from None
+    elif src.suffix == ".csv":
+        raw = read_kdd_csv(src)
+    else:
+        raise DataError(f"{src}: expected a .npy or .csv file")
+    x = prepare_input(raw, info) if info else raw
+    scores = detector.score(x)
+    dest = args.output or str(src) + ".scores.csv"
+    text = "score\n" + "\n".join(f"{s:.9g}" for s in scores) + "\n"
+    if dest == "-":
+        sys.stdout.write(text)
+    else:
+        Path(dest).write_text(text)
+        print(f"wrote {len(scores)} scores to {dest}", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="adgan", description="GAN-based anomaly detection toolbox")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_train(sub)
+    _add_score(sub)
+    try:
+        from adgan.sweep.cli import register_commands
+    except ModuleNotFoundError as exc:  # the sweep package is optional while it is being built
+        if exc.name not in ("adgan.sweep", "adgan.sweep.cli"):
+            raise
+    else:
+        register_commands(sub)
+    try:
+        from adgan.report import register_commands as register_report
+    except ModuleNotFoundError as exc:
+        if exc.name != "adgan.report":
+            raise
+    else:
+        register_report(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except AdganError as exc:
+        print(f"adgan: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("adgan: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,277 @@
+"""The detector contract shared by GANs and classical baselines.
+
+In the spirit of PyOD, kept stricter:
+- ``__init__`` only stores hyperparameters (validated into the model's ``Config`` dataclass); no networks,
+  devices or seeds are touched there.
+- ``fit_epochs(x)`` trains, yielding one dict of losses per epoch, so ``adgan.train.train`` can evaluate
+  between epochs; ``fit(x)`` runs all epochs and returns ``self``.
+- ``score(x)`` returns one float per sample, higher = more anomalous, independent of how ``x`` is batched.
+- ``save(path)`` / ``load(path)`` write and read a directory: ``detector.json`` (format version, model name,
+  config, input shape, metadata such as preprocessing facts) and ``state.pt`` (tensors, arrays and plain
+  values only, read back with ``torch.load(weights_only=True)`` so a checkpoint cannot run code).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch
+
+from adgan.errors import ConfigError, DataError
+from adgan.registry import Registry
+
+FORMAT_VERSION = 1
+D = TypeVar("D", bound="Detector")
+
+DETECTORS: Registry[type[Detector]] = Registry("detector")
+
+
+@dataclasses.dataclass
+class DetectorConfig:
+    """Hyperparameters shared by every detector; subclasses add their own fields.
+
+    The shared vocabulary: ``lr``, ``epochs``, ``batch_size``, ``latent_dim``, ``loss_case``.
+    """
+
+    loss_case: str = "default"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def make_config(cls: type[DetectorConfig], model: str, hparams: dict[str, Any]) -> DetectorConfig:
+    """Build ``cls`` from ``hparams``, refusing unknown keys and values of the wrong type."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(hparams) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"unknown hyperparameter(s) for model {model!r}: {', '.join(unknown)}; "
+            f"expected some of: {', '.join(sorted(fields))}"
+        )
+    coerced: dict[str, Any] = {}
+    for key, value in hparams.items():
+        default = fields[key].default
+        coerced[key] = _coerce(model, key, value, default)
+    return cls(**coerced)
+
+
+def _coerce(model: str, key: str, value: Any, default: Any) -> Any:
+    """Coerce plain values (from YAML, CLI or Optuna) to the type of the field's default."""
+    if default is dataclasses.MISSING or default is None or value is None:
+        return value
+    kind = type(default)
+    try:
+        if kind is bool:
+            if isinstance(value, str):
+                if value.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if value.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError
+            return bool(value)
+        if kind is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if kind is float:
+            return float(value)
+        if kind is str:
+            return str(value)
+    except (TypeError, ValueError):
+        pass
+    else:
+        return value
+    raise ConfigError(f"hyperparameter {key!r} of model {model!r}: expected {kind.__name__}, got {value!r}")
+
+
+class Detector(ABC):
+    """Base class of every detector. See the module docstring for the contract.
+
+    Class attributes set by subclasses:
+        name: Registry name.
+        Config: The hyperparameter dataclass.
+        loss_cases: Valid values of ``config.loss_case``; the first is the default.
+        input_kinds: Which data kinds the detector accepts, subset of ("image", "tabular").
+        preferred_image_size: Image side the detector's networks are designed for (28 or 32).
+        is_iterative: True for detectors trained over several epochs (GANs), False for one-shot fits.
+    """
+
+    name: ClassVar[str] = ""
+    Config: ClassVar[type[DetectorConfig]] = DetectorConfig
+    loss_cases: ClassVar[tuple[str, ...]] = ("default",)
+    input_kinds: ClassVar[tuple[str, ...]] = ("image", "tabular")
+    preferred_image_size: ClassVar[int] = 28
+    is_iterative: ClassVar[bool] = True
+
+    def __init__(self, **hparams: Any) -> None:
+        self.config = make_config(self.Config, self.name, hparams)
+        if "loss_case" not in hparams:
+            self.config.loss_case = self.loss_cases[0]
+        if self.config.loss_case not in self.loss_cases:
+            raise ConfigError(
+                f"loss_case {self.config.loss_case!r} is not valid for model {self.name!r}; "
+                f"expected one of: {', '.join(self.loss_cases)}"
+            )
+        self.input_shape: tuple[int, ...] | None = None
+        self.meta: dict[str, Any] = {}
+        self.device = torch.device("cpu")
+        self.bf16 = False
+
+    # ----- training -----
+    @property
+    def n_epochs(self) -> int:
+        """How many epochs ``fit_epochs`` yields."""
+        return int(getattr(self.config, "epochs", 1)) if self.is_iterative else 1
+
+    @abstractmethod
+    def fit_epochs(
+        self, x: np.ndarray, *, seed: int = 0, device: str | torch.device = "cpu", bf16: bool = False
+    ) -> Iterator[dict[str, float]]:
+        """Train on normal samples ``x`` ((N, C, H, W) or (N, D), float32), yielding losses per epoch.
+
+        Raises:
+            DivergedError: A loss became NaN or infinite.
+        """
+
+    def fit(self: D, x: np.ndarray, **kwargs: Any) -> D:
+        """Run every epoch of ``fit_epochs``; returns ``self``."""
+        for _ in self.fit_epochs(x, **kwargs):
+            pass
+        return self
+
+    @abstractmethod
+    def score(self, x: np.ndarray) -> np.ndarray:
+        """Anomaly scores (N,) float64 for ``x``, higher = more anomalous."""
+
+    # ----- input checks -----
+    def _set_input(self, x: np.ndarray, device: str | torch.device, bf16: bool) -> None:
+        """Record the input shape on the first fit and the runtime options."""
+        x = np.asarray(x)
+        if x.ndim not in (2, 4) or x.shape[0] == 0:
+            raise DataError(
+                f"{self.name}: expected a non-empty array of shape (N, C, H, W) or (N, D), got {x.shape}"
+            )
+        kind = "image" if x.ndim == 4 else "tabular"
+        if kind not in self.input_kinds:
+            raise DataError(f"{self.name}: {kind} input is not supported (supports {self.input_kinds})")
+        self.input_shape = tuple(int(s) for s in x.shape[1:])
+        self.device = torch.device(device)
+        self.bf16 = bool(bf16)
+
+    def check_input(self, x: np.ndarray) -> np.ndarray:
+        """Validate ``x`` against the fitted input shape; returns it as float32."""
+        if self.input_shape is None:
+            raise DataError(f"{self.name}: the detector is not fitted; call fit() or load() first")
+        x = np.asarray(x)
+        if x.ndim != len(self.input_shape) + 1 or tuple(x.shape[1:]) != self.input_shape:
+            raise DataError(
+                f"{self.name}: expected input of shape (N, {', '.join(map(str, self.input_shape))}), "
+                f"got {tuple(x.shape)}"
+            )
+        if not np.issubdtype(x.dtype, np.number):
+            raise DataError(f"{self.name}: expected numeric input, got dtype {x.dtype}")
+        return x.astype(np.float32, copy=False)
+
+    # ----- persistence -----
+    @abstractmethod
+    def state(self) -> dict[str, Any]:
+        """Everything ``load_state`` needs: tensors, numpy arrays and plain values only."""
+
+    @abstractmethod
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Rebuild the fitted detector from ``state()``; ``self.input_shape`` is already set."""
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the detector to directory ``path`` atomically (a temporary sibling, then a rename)."""
+        if self.input_shape is None:
+            raise DataError(f"{self.name}: cannot save an unfitted detector")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        try:
+            header = {
+                "format_version": FORMAT_VERSION,
+                "model": self.name,
+                "config": self.config.to_dict(),
+                "input_shape": list(self.input_shape),
+                "meta": self.meta,
+            }
+            (tmp / "detector.json").write_text(json.dumps(header, indent=2, sort_keys=True, default=str))
+            torch.save(_to_saveable(self.state()), tmp / "state.pt")
+            if path.exists():
+                old = path.with_name(f".{path.name}.old")
+                if old.exists():
+                    shutil.rmtree(old)
+                path.rename(old)
+                tmp.rename(path)
+                shutil.rmtree(old)
+            else:
+                tmp.rename(path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], device: str | torch.device = "cpu") -> Detector:
+        """Load a detector saved by ``save``; works on ``Detector.load`` (any model) or a subclass."""
+        path = Path(path)
+        header_file = path / "detector.json"
+        if not header_file.is_file():
+            raise DataError(f"{path}: not a detector checkpoint (no detector.json)")
+        try:
+            header = json.loads(header_file.read_text())
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{header_file}: not valid JSON ({exc})") from None
+        version = header.get("format_version")
+        if version != FORMAT_VERSION:
+            raise DataError(f"{header_file}: format_version {version!r}, this adgan reads {FORMAT_VERSION}")
+        model_cls = DETECTORS.get(header["model"])
+        if cls is not Detector and not issubclass(model_cls, cls):
+            raise DataError(f"{path}: holds a {header['model']!r} detector, not {cls.name!r}")
+        det = model_cls(**header["config"])
+        det.input_shape = tuple(header["input_shape"])
+        det.meta = header.get("meta", {})
+        det.device = torch.device(device)
+        state = torch.load(path / "state.pt", map_location=det.device, weights_only=True)
+        det.load_state(state)
+        return det
+
+
+def _to_saveable(obj: Any) -> Any:
+    """numpy arrays -> tensors (so ``weights_only`` loading accepts them), recursively."""
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(obj))
+    if isinstance(obj, dict):
+        return {k: _to_saveable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(_to_saveable(v) for v in obj)
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+def create_detector(name: str, **hparams: Any) -> Detector:
+    """Build the registered detector ``name`` from flat hyperparameters (no work is done yet)."""
+    return DETECTORS.get(name)(**hparams)
+
+
+def list_detectors() -> list[str]:
+    return DETECTORS.names()
+
+
+def register_detector(cls: type[D]) -> type[D]:
+    """Class decorator: register ``cls`` under ``cls.name``."""
+    if not cls.name:
+        raise ValueError(f"{cls.__qualname__} has no name")
+    DETECTORS.register(cls.name)(cls)
+    return cls

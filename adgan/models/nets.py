@@ -1,0 +1,156 @@
+"""Network building blocks shared by the GAN detectors.
+
+Image networks are DCGAN-style and mirror each other: the encoder halves the side with 4x4 stride-2
+convolutions down to 7 (28x28 input) or 4 (32x32 input) and a last convolution covering the whole map
+produces the output vector; the decoder runs the same ladder backwards. Tabular networks are MLPs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from adgan.errors import DataError
+
+
+def side_ladder(side: int) -> list[int]:
+    """Feature-map sides from the input down: 28 -> [28, 14, 7], 32 -> [32, 16, 8, 4]."""
+    if side not in (28, 32):
+        raise DataError(f"image networks support 28x28 and 32x32 inputs, got side {side}")
+    sides = [side]
+    while sides[-1] > 7 and sides[-1] % 2 == 0:
+        sides.append(sides[-1] // 2)
+    return sides
+
+
+class ImageEncoder(nn.Module):
+    """DCGAN encoder: (N, C, H, W) -> (N, out_dim); also the trunk of image discriminators.
+
+    Args:
+        in_shape: (C, H, W) with H == W in {28, 32}.
+        out_dim: Size of the output vector (latent size, or 1 for a discriminator logit).
+        base_filters: Channels of the first convolution; doubled at each halving.
+    """
+
+    def __init__(self, in_shape: Sequence[int], out_dim: int, base_filters: int = 64) -> None:
+        super().__init__()
+        c, h, w = in_shape
+        if h != w:
+            raise DataError(f"image networks need square images, got {h}x{w}")
+        sides = side_ladder(h)
+        layers: list[nn.Module] = [nn.Conv2d(c, base_filters, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)]
+        ch = base_filters
+        for _ in sides[2:]:
+            layers += [nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ch * 2), nn.LeakyReLU(0.2, True)]
+            ch *= 2
+        self.features = nn.Sequential(*layers)
+        self.feature_channels = ch
+        self.head = nn.Conv2d(ch, out_dim, sides[-1], 1, 0, bias=False)
+
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns (features (N, F, s, s), output (N, out_dim))."""
+        f = self.features(x)
+        return f, self.head(f).flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_features(x)[1]
+
+
+class ImageDecoder(nn.Module):
+    """DCGAN generator: (N, latent_dim) -> (N, C, H, W) in [-1, 1] (tanh).
+
+    Args:
+        latent_dim: Size of the input vector.
+        out_shape: (C, H, W) with H == W in {28, 32}.
+        base_filters: Channels before the last transposed convolution.
+    """
+
+    def __init__(self, latent_dim: int, out_shape: Sequence[int], base_filters: int = 64) -> None:
+        super().__init__()
+        c, h, w = out_shape
+        if h != w:
+            raise DataError(f"image networks need square images, got {h}x{w}")
+        sides = side_ladder(h)
+        n_up = len(sides) - 1
+        ch = base_filters * 2 ** (n_up - 1)
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(latent_dim, ch, sides[-1], 1, 0, bias=False), nn.BatchNorm2d(ch), nn.ReLU(True)
+        ]
+        for _ in range(n_up - 1):
+            layers += [nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ch // 2), nn.ReLU(True)]
+            ch //= 2
+        layers += [nn.ConvTranspose2d(ch, c, 4, 2, 1, bias=False), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z.reshape(z.shape[0], -1, 1, 1))
+
+
+def mlp(
+    sizes: Sequence[int],
+    *,
+    slope: float = 0.2,
+    batch_norm: bool = False,
+    dropout: float = 0.0,
+    final: nn.Module | None = None,
+) -> nn.Sequential:
+    """Linear layers ``sizes[0] -> ... -> sizes[-1]`` with LeakyReLU between them.
+
+    Args:
+        sizes: Layer widths including input and output.
+        slope: LeakyReLU negative slope (0 gives ReLU).
+        batch_norm: BatchNorm1d after hidden linear layers.
+        dropout: Dropout after hidden activations.
+        final: Optional module after the last linear layer (e.g. ``nn.Tanh()``).
+    """
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(b))
+            layers.append(nn.LeakyReLU(slope, True) if slope > 0 else nn.ReLU(True))
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+    if final is not None:
+        layers.append(final)
+    return nn.Sequential(*layers)
+
+
+def dcgan_init(module: nn.Module) -> None:
+    """DCGAN initialisation (N(0, 0.02) weights, N(1, 0.02) batch-norm scales); use with ``.apply``."""
+    if isinstance(module, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.BatchNorm2d | nn.BatchNorm1d):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+class MLPDiscriminator(nn.Module):
+    """Tabular discriminator exposing its last hidden layer: (N, D) -> features (N, H), logit (N, 1).
+
+    Mirrors ``ImageEncoder.forward_features`` so detectors can use feature matching on either kind.
+
+    Args:
+        in_dim: Number of input features D.
+        hidden: Widths of the hidden layers; the last one is the feature layer.
+        slope: LeakyReLU negative slope.
+    """
+
+    def __init__(self, in_dim: int, hidden: Sequence[int], slope: float = 0.2) -> None:
+        super().__init__()
+        # mlp() leaves the last layer linear; the feature layer needs its activation too.
+        self.features = nn.Sequential(mlp([in_dim, *hidden], slope=slope), nn.LeakyReLU(slope, True))
+        self.head = nn.Linear(hidden[-1], 1)
+
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns (features (N, H), logit (N, 1))."""
+        f = self.features(x)
+        return f, self.head(f)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_features(x)[1]
