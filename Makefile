@@ -46,11 +46,14 @@ sweep-cifar10: $(STAMP)
 	$(ADGAN) sweep sweeps/cifar10.yaml $(SWEEP_ARGS)
 
 # Ray cluster launcher (see docs/cluster.md); CLUSTER=cluster/local.yaml for machines you have.
+# prepare.sh creates the Ray auth token and a wheel of this tree outside the repo (~/.adgan/).
+RAY_EXEC_ARGS ?=
 cluster-up: $(STAMP)
+	PYTHON=$(PY) bash cluster/prepare.sh
 	$(VENV)/bin/ray up -y $(CLUSTER)
 
 cluster-sweep: $(STAMP)
-	$(VENV)/bin/ray exec $(CLUSTER) "cd adgan && adgan sweep $(SPEC) --address auto $(SWEEP_ARGS)"
+	$(VENV)/bin/ray exec $(RAY_EXEC_ARGS) $(CLUSTER) '. ~/adgan/cluster/node-env.sh && cd ~/adgan && adgan sweep $(SPEC) --address auto $(SWEEP_ARGS)'
 
 cluster-down: $(STAMP)
 	$(VENV)/bin/ray down -y $(CLUSTER)

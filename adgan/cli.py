@@ -10,8 +10,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from adgan.errors import AdganError, DataError
 
 
@@ -129,28 +127,23 @@ def resolve_checkpoint(path: str | Path) -> Path:
         return path
     if (path / "checkpoint" / "detector.json").is_file():
         return path / "checkpoint"
-    raise DataError(f"{path}: no detector checkpoint here (expected detector.json or checkpoint/detector.json)")
+    raise DataError(
+        f"{path}: no detector checkpoint here (expected detector.json or checkpoint/detector.json)"
+    )
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from adgan.data import prepare_input, read_kdd_csv
+    from adgan.data import prepare_file
     from adgan.models import Detector
 
     detector = Detector.load(resolve_checkpoint(args.checkpoint), device=args.device)
     src = Path(args.input)
     if not src.is_file():
         raise DataError(f"{src}: input file not found")
-    info = detector.meta.get("data", {})
-    if src.suffix == ".npy":
-        try:
-            raw = np.load(src, allow_pickle=False)
-        except ValueError as exc:
-            raise DataError(f"{src}: not a plain .npy array ({exc})") from None
-    elif src.suffix == ".csv":
-        raw = read_kdd_csv(src)
-    else:
-        raise DataError(f"{src}: expected a .npy or .csv file")
-    x = prepare_input(raw, info) if info else raw
+    info = detector.meta.get("data")
+    if not info:
+        raise DataError(f"{args.checkpoint}: the checkpoint records no data preprocessing facts")
+    x = prepare_file(src, info)
     scores = detector.score(x)
     dest = args.output or str(src) + ".scores.csv"
     text = "score\n" + "\n".join(f"{s:.9g}" for s in scores) + "\n"

@@ -57,7 +57,8 @@ def resolve_config(config: Mapping[str, Any]) -> dict[str, Any]:
     if cfg["model"] not in DETECTORS:
         raise ConfigError(f"unknown model {cfg['model']!r}; expected one of: {', '.join(DETECTORS.names())}")
     if cfg["dataset"] not in list_datasets():
-        raise ConfigError(f"unknown dataset {cfg['dataset']!r}; expected one of: {', '.join(list_datasets())}")
+        known = ", ".join(list_datasets())
+        raise ConfigError(f"unknown dataset {cfg['dataset']!r}; expected one of: {known}")
     model_cls = DETECTORS.get(cfg["model"])
     hparams = {k: v for k, v in cfg.items() if k not in RUN_DEFAULTS}
     detector = model_cls(**hparams)  # validates hyperparameter names, types and the loss case

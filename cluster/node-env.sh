@@ -1,0 +1,30 @@
+# Environment of every Ray process and sweep driver on a node of a launcher cluster (cluster/aws-gpu.yaml,
+# cluster/local.yaml). The head and worker start commands source it before `ray start`, and setup_commands
+# make ~/.bashrc source it, so `ray exec` / `ray attach` shells (the sweep driver) get the same values.
+# It holds no secret: secrets are read from ~/.adgan/cluster-secrets, the directory `ray up` copies from
+# the same path on your machine, outside the repository (see docs/cluster.md).
+
+# Ray token authentication: every process of the cluster must run with it on and find the same token.
+# Ray reads the token from RAY_AUTH_TOKEN, else the file named by RAY_AUTH_TOKEN_PATH, else ~/.ray/auth_token.
+export RAY_AUTH_MODE=token
+_adgan_secrets="$HOME/.adgan/cluster-secrets"
+if [ -s "$_adgan_secrets/ray_auth_token" ]; then
+    export RAY_AUTH_TOKEN_PATH="$_adgan_secrets/ray_auth_token"
+fi
+# W&B: the trials log from the worker nodes, so the key must be in every node's environment, and the
+# raylet started after this passes it on to the trial processes.
+if [ -s "$_adgan_secrets/wandb_api_key" ]; then
+    WANDB_API_KEY="$(cat "$_adgan_secrets/wandb_api_key")"
+    export WANDB_API_KEY
+fi
+unset _adgan_secrets
+export RAY_USAGE_STATS_ENABLED=0
+# Datasets placed once on the shared filesystem, when there is one (see docs/cluster.md).
+if [ -z "${ADGAN_DATA_DIR:-}" ] && [ -d /mnt/shared/data ]; then
+    export ADGAN_DATA_DIR=/mnt/shared/data
+fi
+# Machines without Docker (cluster/local.yaml) run Ray and adgan from this virtual environment.
+if [ -z "${VIRTUAL_ENV:-}" ] && [ -f "$HOME/adgan-venv/bin/activate" ]; then
+    # shellcheck source=/dev/null
+    . "$HOME/adgan-venv/bin/activate"
+fi

@@ -1,0 +1,35 @@
+"""Shared fixtures: an isolated data environment, fake dataset files, and the real shared data folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from adgan.data.fakes import make_fake_data_dir
+
+# ../shared/data beside the repository root (holds the real KDD99 10% file where available).
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+KDD_REAL = SHARED_DATA / "kddcup.data_10_percent.gz"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_data_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tests never read the user's cache or ADGAN_DATA_DIR, and never download."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-cache"))
+    monkeypatch.delenv("ADGAN_DATA_DIR", raising=False)
+    monkeypatch.setenv("ADGAN_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def fake_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data_dir with small fake mnist/, fashion-mnist/, cifar10/ and kdd99/ files in the real formats."""
+    return make_fake_data_dir(tmp_path_factory.mktemp("fake-data"))
+
+
+@pytest.fixture(scope="session")
+def kdd_real_path() -> Path:
+    """The real KDD99 10% file, or skip."""
+    if not KDD_REAL.is_file():
+        pytest.skip(f"real KDD99 file not present at {KDD_REAL}")
+    return KDD_REAL

@@ -1,0 +1,122 @@
+"""prepare_input / prepare_file: raw user input -> model space, exactly like the training data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from adgan.data import (
+    DATASETS,
+    load_dataset,
+    prepare_file,
+    prepare_input,
+    read_kdd_csv_rows,
+    split_indices,
+)
+from adgan.errors import DataError
+
+
+def _saved_info(splits) -> dict:  # noqa: ANN001
+    """DatasetInfo as a checkpoint stores it: through JSON and back."""
+    return json.loads(json.dumps(splits.info.to_dict()))
+
+
+@pytest.mark.parametrize("size", [28, 32])
+def test_images_match_training_preparation(size: int) -> None:
+    s = load_dataset("synthetic-images", 2, seed=1, image_size=size, verbose=False)
+    info = _saved_info(s)
+    raw = DATASETS.get("synthetic-images").load(None).images[split_indices("synthetic-images", 2, 1).test]
+    assert raw.dtype == np.uint8 and raw.shape[1:] == (1, 28, 28)
+    expected = s.test.x
+    assert np.array_equal(prepare_input(raw, info), expected)  # (N, C, H, W)
+    assert np.array_equal(prepare_input(raw[:, 0], info), expected)  # (N, H, W)
+    assert np.array_equal(prepare_input(np.moveaxis(raw, 1, 3), info), expected)  # (N, H, W, C)
+    assert np.array_equal(prepare_input(raw.astype(np.int64), info), expected)  # any integer dtype
+    out = prepare_input(expected, info)  # already model space
+    assert out.dtype == np.float32 and np.array_equal(out, expected)
+
+
+def test_colour_images_and_layouts(fake_data_dir: Path) -> None:
+    s = load_dataset("cifar10", 0, seed=0, data_dir=fake_data_dir, image_size=28, verbose=False)
+    info = _saved_info(s)
+    raw = DATASETS.get("cifar10").load(fake_data_dir).images
+    idx = split_indices("cifar10", 0, 0, data_dir=fake_data_dir).val
+    assert np.array_equal(prepare_input(np.moveaxis(raw[idx], 1, 3), info), s.val.x)
+    floats32 = raw[idx].astype(np.float32) / 127.5 - 1  # native-size floats are resized to 28
+    assert np.allclose(prepare_input(floats32, info), s.val.x, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("x", "message"),
+    [
+        (np.zeros((2, 3, 28, 28), np.uint8),
+         r"expected images \(N, 1, H, W\) or \(N, H, W, 1\) or \(N, H, W\) with H == W in \[28, 32\] .* "
+         r"got shape \(2, 3, 28, 28\)"),
+        (np.zeros((2, 1, 30, 30), np.uint8), r"got shape \(2, 1, 30, 30\)"),
+        (np.zeros((2, 784), np.uint8), r"got shape \(2, 784\)"),
+        (np.full((1, 28, 28), 300), r"integer pixels must be in 0..255, got 300..300"),
+        (np.full((1, 28, 28), 2.0), r"float images must already be in \[-1, 1\]"),
+        (np.full((1, 28, 28), np.nan), "NaN or infinite"),
+        (np.full((1, 28, 28), "a"), "expected uint8 pixels or floats"),
+    ],
+)
+def test_bad_image_input(x: np.ndarray, message: str) -> None:
+    info = _saved_info(load_dataset("synthetic-images", 0, image_size=32, verbose=False))
+    with pytest.raises(DataError, match=message):
+        prepare_input(x, info)
+
+
+@pytest.mark.parametrize("scale", [False, True])
+def test_kdd_raw_rows_match_training_preparation(fake_data_dir: Path, tmp_path: Path, scale: bool) -> None:
+    s = load_dataset("kdd99", 0, seed=2, data_dir=fake_data_dir, scale=scale, verbose=False)
+    info = _saved_info(s)
+    path = fake_data_dir / "kdd99" / "kddcup.data_10_percent.gz"
+    rows = read_kdd_csv_rows(path)
+    assert rows.shape[1] == 42 and rows.dtype == object and isinstance(rows[0, 1], str)
+    test_idx = split_indices("kdd99", 0, 2, data_dir=fake_data_dir).test
+    np.testing.assert_allclose(prepare_input(rows[test_idx], info), s.test.x, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(prepare_input(rows[test_idx, :41], info), s.test.x, rtol=1e-6, atol=1e-6)
+    # Straight from the file (fast path) gives the rows in file order.
+    from_file = prepare_file(path, info)
+    np.testing.assert_allclose(from_file[test_idx], s.test.x, rtol=1e-6, atol=1e-6)
+    # 121 numeric columns are model space already.
+    assert np.array_equal(prepare_input(s.test.x, info), s.test.x)
+    np.save(tmp_path / "x.npy", s.val.x)
+    assert np.array_equal(prepare_file(tmp_path / "x.npy", info), s.val.x)
+
+
+def test_kdd_bad_rows(fake_data_dir: Path) -> None:
+    info = _saved_info(load_dataset("kdd99", 0, data_dir=fake_data_dir, verbose=False))
+    rows = read_kdd_csv_rows(fake_data_dir / "kdd99" / "kddcup.data_10_percent.gz")[:5, :41].copy()
+    with pytest.raises(DataError, match=r"expected raw KDD99 rows of shape \(N, 41\) .* got \(5, 40\)"):
+        prepare_input(rows[:, :40], info)
+    bad = rows.copy()
+    bad[3, 4] = "lots"
+    with pytest.raises(DataError, match=r"row 4: column 'src_bytes' must be a number, got 'lots'"):
+        prepare_input(bad, info)
+    bad = rows.copy()
+    bad[1, 1] = "sctp"
+    with pytest.raises(DataError, match=r"row 2: column 'protocol_type' has value 'sctp', outside .* icmp"):
+        prepare_input(bad, info)
+    numeric = rows.copy()
+    numeric[:, 6] = 1.0  # land given as a float: matched numerically
+    land1 = info["preprocessing"]["columns"].index("land-1")
+    assert land1 == 115 and prepare_input(numeric, info)[:, land1].tolist() == [1.0] * 5
+
+
+def test_plain_tabular(tmp_path: Path) -> None:
+    s = load_dataset("synthetic-tabular", 0, seed=0, scale=True, verbose=False)
+    info = _saved_info(s)
+    raw = DATASETS.get("synthetic-tabular").load(None).features(split_indices("synthetic-tabular", 0, 0).test)
+    np.testing.assert_allclose(prepare_input(raw, info), s.test.x, rtol=1e-6, atol=1e-6)
+    np.savetxt(tmp_path / "rows.csv", raw, delimiter=",")
+    np.testing.assert_allclose(prepare_file(tmp_path / "rows.csv", info), s.test.x, rtol=1e-5, atol=1e-5)
+    with pytest.raises(DataError, match=r"expected rows of shape \(N, 8\), got \(3, 7\)"):
+        prepare_input(np.zeros((3, 7)), info)
+    with pytest.raises(DataError, match="row 2, column 0: value nan is not finite"):
+        prepare_input(np.array([[0.0] * 8, [np.nan] + [0.0] * 7]), info)
+    with pytest.raises(DataError, match="image input must be a .npy array"):
+        prepare_file(tmp_path / "rows.csv", _saved_info(load_dataset("synthetic-images", 0, verbose=False)))
