@@ -1,0 +1,436 @@
+"""``adgan report``: a fake sweep's Parquet files (rows built here following the sweep's schema) become
+an HTML page and a Markdown file with every section, the right numbers and figures that load."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from adgan.cli import main as cli_main
+from adgan.errors import ConfigError, DataError
+from adgan.report import build_report, load_published
+from adgan.report.figures import png_size
+from adgan.report.published import verdict
+
+SECTIONS = ("overview", "progress", "per-class", "loss-cases", "gan-vs-baseline", "quality-cost", "kdd99",
+            "learning-curves", "sweep-cost", "published")
+MAX_EPOCHS = 4
+# (dataset, model, classes, loss cases, seeds); egbad on mnist-5k runs two loss cases and two seeds.
+PLAN = [
+    ("mnist-5k", "egbad", [0, 1, 4], ["fm-fm", "bce-bce"], [0, 1]),
+    ("mnist-5k", "ganomaly", [0, 1, 4], ["fm"], [0]),
+    ("mnist-5k", "knn", [0, 1, 4], ["default"], [0]),
+    ("mnist-5k", "iforest", [0, 1, 4], ["default"], [0]),
+    ("kdd99", "egbad", [0], ["fm-fm"], [0]),
+    ("kdd99", "ganomaly", [0], ["fm"], [0]),
+    ("kdd99", "knn", [0], ["default"], [0]),
+]
+# Planted (val, test) AUPRC per seed: fm-fm wins on validation but loses on test, so the report must show
+# fm-fm's test figure for egbad on class 0 (selection on validation, never on test).
+PLANTED = {("fm-fm", 0): (0.80, 0.48), ("fm-fm", 1): (0.80, 0.52), ("bce-bce", 0): (0.60, 0.90),
+           ("bce-bce", 1): (0.60, 0.92)}
+# For tests that need a sweep but not every figure: one class, one GAN with two loss cases, one baseline.
+SMALL_PLAN = [("mnist-5k", "egbad", [0], ["fm-fm", "bce-bce"], [0, 1]),
+              ("mnist-5k", "knn", [0], ["default"], [0])]
+
+
+def _write(path: Path, name: str, rows: list[dict[str, Any]]) -> None:
+    table = pa.Table.from_pylist(rows).replace_schema_metadata(
+        {"adgan.schema_version": "1", "adgan.table": name})
+    pq.write_table(table, path / f"{name}.parquet")
+
+
+def _group_rows(rng: np.random.Generator, ds: str, model: str, cls: int, case: str,
+                seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+    """Epoch rows, trial rows and the best row of one group, following adgan.sweep.results' schema."""
+    gan = model in ("egbad", "ganomaly")
+    gid = f"{ds}/c{cls}/{model}/{case}/s{seed}"
+    group = {"schema_version": 1, "sweep": "fake", "group_id": gid, "model": model, "dataset": ds,
+             "anomaly_class": cls, "loss_case": case, "seed": seed}
+    # GAN trials: completed, stopped early by ASHA after 1 epoch, completed (diverged on class 1).
+    plans = [("completed", MAX_EPOCHS), ("stopped early", 1),
+             ("diverged", 2) if cls == 1 else ("completed", MAX_EPOCHS)] if gan else [("completed", 1)] * 2
+    top = rng.uniform(0.3, 0.9)
+    epochs, trials = [], []
+    for k, (status, n_ep) in enumerate(plans):
+        tid = f"{gid}/t{k}"
+        curve = np.clip(top - 0.15 * k - 0.1 / np.arange(1, n_ep + 1), 0.01, 0.99)
+        for ep, val in enumerate(curve.tolist(), start=1):
+            epochs.append({
+                **group, "trial_id": tid, "epoch": ep, "losses": json.dumps({"g": 1.0 / ep, "d": 0.5}),
+                "val_auprc": val, "val_auroc": val + 0.05, "val_auprc_trapz": val - 0.01,
+                "best_val_auprc": val, "is_best": True, "epoch_seconds": 2.0, "eval_seconds": 0.5,
+                "samples_per_s": 100.0, "node_ip": "127.0.0.1", "reported_at": 0.0})
+        trials.append({
+            **group, "trial_id": tid, "status": status, "message": "", "params": json.dumps({"lr": 1e-4}),
+            "config": json.dumps({"epochs": MAX_EPOCHS if gan else 1, "scale": False}),
+            "best_val_auprc": float(curve.max()), "best_epoch": int(curve.argmax()) + 1, "epochs_run": n_ep,
+            "max_epochs": MAX_EPOCHS if gan else 1, "wall_seconds": 3.0 * n_ep, "fit_seconds": 2.0 * n_ep,
+            "score_seconds": 0.5 * n_ep, "node_ip": "127.0.0.1", "data_source": f"embedded {ds}",
+            "code_version": "abc123"})
+    pick = max(trials, key=lambda t: t["best_val_auprc"])
+    val, test = pick["best_val_auprc"], rng.uniform(0.2, 0.95)
+    if (ds, model, cls) == ("mnist-5k", "egbad", 0):
+        val, test = PLANTED[(case, seed)]
+    best = {
+        **group, "class_name": "normal." if ds == "kdd99" else str(cls), "trial_id": pick["trial_id"],
+        "config": pick["config"], "val_auprc": val, "val_auroc": val + 0.05, "best_epoch": pick["best_epoch"],
+        "test_auprc": test, "test_auroc": test + 0.05, "test_auprc_trapz": test - 0.01,
+        "test_f1": test - 0.02, "test_precision": test - 0.01, "test_recall": test - 0.03,
+        "test_threshold": 1.2345, "test_q": 0.2,
+        "n_trials": len(plans), "checkpoint": f"/ckpt/{gid}", "data_source": f"embedded {ds}",
+        "code_version": "abc123"}
+    return epochs, trials, best
+
+
+def make_sweep(root: Path, *, meta: bool = True, plan: list[Any] | None = None,
+               ) -> dict[str, list[dict[str, Any]]]:
+    """Write a small, realistic sweep (epochs/trials/best.parquet and sweep.json) and return its rows."""
+    rng = np.random.default_rng(7)
+    rows: dict[str, list[dict[str, Any]]] = {"epochs": [], "trials": [], "best": []}
+    for ds, model, classes, cases, seeds in plan or PLAN:
+        for cls in classes:
+            for case in cases:
+                for seed in seeds:
+                    epochs, trials, best = _group_rows(rng, ds, model, cls, case, seed)
+                    rows["epochs"] += epochs
+                    rows["trials"] += trials
+                    rows["best"].append(best)
+    root.mkdir(parents=True, exist_ok=True)
+    for name, table in rows.items():
+        _write(root, name, table)
+    if meta:
+        (root / "sweep.json").write_text(json.dumps({
+            "name": "fake", "budget": {"trials_per_group": 3, "max_epochs": MAX_EPOCHS},
+            "resources": {"cpus": 2, "gpu": 0.5}}))
+    return rows
+
+
+class _Tables(HTMLParser):
+    """Collects {caption: [[cell, ...], ...]} (header row first) and every <img> src."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: dict[str, list[list[str]]] = {}
+        self.imgs: list[str] = []
+        self.ids: list[str] = []
+        self._caption: str | None = None
+        self._cell: list[str] | None = None
+        self._row: list[str] = []
+        self._in_caption = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "img":
+            self.imgs.append(a.get("src") or "")
+        if tag == "section":
+            self.ids.append(a.get("id") or "")
+        if tag == "caption":
+            self._in_caption, self._caption = True, ""
+        if tag in ("td", "th"):
+            self._cell = []
+        if tag == "tr":
+            self._row = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "caption":
+            self._in_caption = False
+            self.tables[self._caption or ""] = []
+        if tag in ("td", "th") and self._cell is not None:
+            self._row.append("".join(self._cell))
+            self._cell = None
+        if tag == "tr":
+            self.tables[self._caption or ""].append(self._row)
+
+    def handle_data(self, data: str) -> None:
+        if self._in_caption:
+            self._caption = (self._caption or "") + data
+        elif self._cell is not None:
+            self._cell.append(data)
+
+
+def html_tables(text: str) -> _Tables:
+    parser = _Tables()
+    parser.feed(text)
+    return parser
+
+
+def md_tables(text: str) -> dict[str, list[list[str]]]:
+    out: dict[str, list[list[str]]] = {}
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        caption = line.startswith("**") and line.endswith("**")
+        if caption and i + 2 < len(lines) and lines[i + 2].startswith("|"):
+            rows = []
+            for row in lines[i + 2:]:
+                if not row.startswith("|"):
+                    break
+                if not re.fullmatch(r"\|(---\|)+", row):
+                    cells = re.split(r"(?<!\\)\|", row.strip())[1:-1]
+                    rows.append([c.strip().replace("\\|", "|") for c in cells])
+            out[line[2:-2]] = rows
+    return out
+
+
+def row_of(table: list[list[str]], first: str) -> dict[str, str]:
+    header = table[0]
+    row = next(r for r in table[1:] if r[0] == first)
+    return dict(zip(header, row, strict=True))
+
+
+@pytest.fixture(scope="module")
+def full_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, list[dict[str, Any]]],
+                                                                     Any]:
+    root = tmp_path_factory.mktemp("sweep") / "fake"
+    rows = make_sweep(root)
+    files = build_report(root, root / "report")
+    return root, rows, files
+
+
+def test_report_has_every_section_table_and_figure(full_report: Any) -> None:
+    root, _, files = full_report
+    html = files.html.read_text()
+    md = files.markdown.read_text()
+    parsed = html_tables(html)
+    assert parsed.ids == list(SECTIONS)
+    # The same tables in HTML and Markdown, cell for cell.
+    assert parsed.tables == md_tables(md)
+    for caption in ("mnist-5k: test AUPRC", "mnist-5k: test AUROC", "mnist-5k / egbad: test (validation) "
+                    "AUPRC per loss case", "mnist-5k: best GAN vs best baseline (test AUPRC)",
+                    "mnist-5k: quality vs cost (means over classes)", "KDD99 test metrics per model",
+                    "Cost per group", "MNIST, one digit anomalous: EGBAD AUPRC per digit",
+                    "KDD99 (`normal.` is the anomaly): precision / recall / F1"):
+        assert caption in parsed.tables, caption
+    # Figures: bar charts (per model, per loss case), quality-vs-cost, one learning-curve chart per
+    # (dataset, GAN, loss case); all embedded as PNG data URIs and written beside the Markdown.
+    names = {p.stem for p in files.figures}
+    assert {"best-auprc-mnist-5k", "best-auprc-kdd99", "loss-cases-mnist-5k-egbad", "quality-cost-kdd99",
+            "curves-mnist-5k-egbad-fm-fm", "curves-mnist-5k-egbad-bce-bce", "curves-mnist-5k-ganomaly-fm",
+            "curves-kdd99-egbad-fm-fm", "curves-kdd99-ganomaly-fm"} <= names
+    assert not any(n.startswith("curves-") and ("knn" in n or "iforest" in n) for n in names)
+    assert len(parsed.imgs) == len(files.figures)
+    for src in parsed.imgs:
+        assert src.startswith("data:image/png;base64,")
+        w, h = png_size(base64.b64decode(src.split(",", 1)[1]))
+        assert w > 100 and h > 100
+    for path in files.figures:
+        assert f"(figures/{path.name})" in md and path.stat().st_size > 1000
+    # Self-contained: nothing fetched from elsewhere.
+    assert not re.search(r"<script|<link|src=\"(?!data:)|url\(", html)
+
+
+def test_report_numbers_follow_the_rows(full_report: Any) -> None:
+    _, rows, files = full_report
+    t = html_tables(files.html.read_text()).tables
+    # egbad, class 0: fm-fm is chosen on validation although bce-bce is better on test.
+    cell = row_of(t["mnist-5k: test AUPRC"], "0")["egbad"]
+    assert cell == f"0.5000 ± {np.std([0.48, 0.52], ddof=1):.4f} [fm-fm]"
+    assert row_of(t["mnist-5k / egbad: test (validation) AUPRC per loss case"], "0")["fm-fm"].endswith(" *")
+    # GAN vs baseline: best of each family on validation, difference of their test AUPRC.
+    best = [r for r in rows["best"] if r["dataset"] == "mnist-5k"]
+    for cls in (0, 1, 4):
+        def pick(models: tuple[str, ...], cls: int = cls) -> tuple[str, float]:
+            cands: dict[tuple[str, str], list[dict[str, Any]]] = {}
+            for r in best:
+                if r["anomaly_class"] == cls and r["model"] in models:
+                    cands.setdefault((r["model"], r["loss_case"]), []).append(r)
+            key = max(cands, key=lambda k: np.mean([r["val_auprc"] for r in cands[k]]))
+            return key[0], float(np.mean([r["test_auprc"] for r in cands[key]]))
+        (gan, g), (base, b) = pick(("egbad", "ganomaly")), pick(("knn", "iforest"))
+        row = row_of(t["mnist-5k: best GAN vs best baseline (test AUPRC)"], str(cls))
+        assert row["best GAN"].split(" ")[0] == gan and row["best baseline"] == base
+        assert row["GAN - baseline"] == f"{g - b:+.4f}"
+    # Sweep cost: epochs run against max_epochs x trials, CPU/GPU hours from the recorded resources.
+    total = row_of(t["Cost per group"], "total")
+    assert total["epochs run"] == str(sum(r["epochs_run"] for r in rows["trials"]))
+    assert total["epoch budget"] == str(sum(r["max_epochs"] for r in rows["trials"]))
+    hours = sum(r["wall_seconds"] for r in rows["trials"]) / 3600
+    assert total["CPU h"] == f"{2 * hours:.3f}" and total["GPU h"] == f"{0.5 * hours:.3f}"
+    one = next(r for r in t["Cost per group"][1:] if r[2] == "egbad" and r[1] == "1")
+    assert one[5] == "3/3" and one[6] == "1" and one[7] == "1"  # trials, stopped early, diverged
+    # KDD99: precision/recall/F1 with the threshold used.
+    kdd = row_of(t["KDD99 test metrics per model"], "egbad")
+    assert kdd["threshold"] == "1.2345" and kdd["flagged"] == "20%"
+
+
+def test_published_side_by_side_marks_differences(full_report: Any) -> None:
+    _, _, files = full_report
+    t = html_tables(files.html.read_text()).tables
+    mnist = t["MNIST, one digit anomalous: EGBAD AUPRC per digit"]
+    digit1 = row_of(mnist, "1")
+    assert digit1["published"] == "0.2870 ± 0.023" and digit1["verified"] == "no"
+    assert digit1["verdict"] == ("comparison only, not a reproduction: data: mnist-5k instead of the full "
+                                 "mnist; paper's training budget not recorded here")
+    assert row_of(mnist, "5")["verdict"] == "no result of ours"
+    kdd = row_of(t["KDD99 (`normal.` is the anomaly): precision / recall / F1"], "BiGAN/EGBAD")
+    assert kdd["published P / R / F1"] == "0.9412 / 0.9562 / 0.9486" and kdd["verified"] == "yes"
+    assert kdd["our budget"] == f"<= {MAX_EPOCHS} epochs x 3 trials/group"
+    assert "not a reproduction" in kdd["verdict"]
+    verdicts = [r[-1] for table in (mnist, t["KDD99 (`normal.` is the anomaly): precision / recall / F1"])
+                for r in table[1:]]
+    assert not any(v.startswith("reproduction") for v in verdicts)
+
+
+def test_protocol_differences_and_budget_decide_the_verdict(tmp_path: Path) -> None:
+    root = tmp_path / "kdd"
+    rows = make_sweep(root, plan=[PLAN[4]])  # kdd99, egbad
+    for r in rows["trials"] + rows["best"]:
+        r["config"] = json.dumps({**json.loads(r["config"]), "scale": True, "max_train": 1000})
+    for r in rows["best"]:
+        r["test_q"] = 0.1
+    _write(root, "trials", rows["trials"])
+    _write(root, "best", rows["best"])
+    t = html_tables(build_report(root, tmp_path / "out").html.read_text()).tables
+    kdd = row_of(t["KDD99 (`normal.` is the anomaly): precision / recall / F1"], "BiGAN/EGBAD")
+    assert kdd["verdict"] == (
+        "comparison only, not a reproduction: training normals subsampled to at most 1000; flagged share 10% "
+        "(paper: 20%); features min-max scaled (paper: unscaled); paper's training budget not recorded here")
+    # Only the same protocol with at least the paper's epochs is a reproduction.
+    fig = load_published().select("kdd99", "f1")[0]
+    assert verdict(dataclasses.replace(fig, paper_epochs=50), [], 50.0).startswith("reproduction")
+    assert verdict(dataclasses.replace(fig, paper_epochs=50), [], 10.0) == (
+        "comparison only, not a reproduction: budget below the paper's (10 < 50 epochs)")
+
+
+def test_reads_what_the_sweep_writer_writes(tmp_path: Path) -> None:
+    """Rows stored by the sweep's own ResultsStore (its Arrow schemas) and its spec.json copy."""
+    results = pytest.importorskip("adgan.sweep.results")
+    rows = make_sweep(tmp_path / "constructed", meta=False, plan=SMALL_PLAN)
+    root = tmp_path / "stored"
+    store = results.ResultsStore(root)
+    for name, table in rows.items():
+        for row in table:
+            store.upsert(name, {**row, "config": json.dumps({**json.loads(row["config"]), "device": "cpu"})}
+                         if name == "trials" else row)
+    store.flush()
+    (root / "spec.json").write_text(json.dumps({
+        "name": "stored-sweep", "dataset": "mnist-5k", "models": {"egbad": {}, "knn": {}},
+        "budget": {"trials_per_group": 3, "max_epochs": MAX_EPOCHS, "grace_period": 1, "reduction_factor": 2},
+        "resources": {"cpus": 2, "gpu": 1}}))
+    files = build_report(root, tmp_path / "out")
+    parsed = html_tables(files.html.read_text())
+    assert parsed.ids == list(SECTIONS)
+    assert row_of(parsed.tables["What this report was made from"], "sweep")["value"] == "stored-sweep"
+    assert row_of(parsed.tables["What this report was made from"], "best.parquet")["value"] == (
+        f"{len(rows['best'])} rows (schema version {results.SCHEMA_VERSION})")
+    total = row_of(parsed.tables["Cost per group"], "total")
+    hours = sum(r["wall_seconds"] for r in rows["trials"]) / 3600
+    # The trials ran on the CPU: no GPU hours although the spec asked for a GPU.
+    assert total["CPU h"] == f"{2 * hours:.3f}" and total["GPU h"] == "0.000"
+    assert row_of(parsed.tables["mnist-5k: test AUPRC"], "0")["egbad"].endswith("[fm-fm]")
+
+
+def test_partial_sweep_renders_what_is_there(tmp_path: Path) -> None:
+    rows = make_sweep(tmp_path / "full", meta=False, plan=SMALL_PLAN)
+    part = tmp_path / "running"
+    part.mkdir()
+    first = [r for r in rows["epochs"] if r["group_id"] == "mnist-5k/c0/egbad/fm-fm/s0"][:5]
+    _write(part, "epochs", first)
+    files = build_report(part, tmp_path / "out")
+    html = files.html.read_text()
+    parsed = html_tables(html)
+    assert parsed.ids == list(SECTIONS)
+    assert "best.parquet is not there yet" in html and "trials.parquet is not there yet" in html
+    assert [p.stem for p in files.figures] == ["curves-mnist-5k-egbad-fm-fm"]
+    group = parsed.tables["Groups (model, dataset, class, loss case, seed)"]
+    assert group[1][-1] == "no" and group[1][5] == "2"  # unfinished; two trials seen so far
+    assert parsed.tables == md_tables(files.markdown.read_text())
+
+
+def test_missing_optional_columns_and_unreadable_files_are_notes(tmp_path: Path) -> None:
+    root = tmp_path / "old"
+    rows = make_sweep(root, meta=False, plan=[*SMALL_PLAN, PLAN[-1]])
+    for r in rows["best"]:
+        for col in ("test_f1", "test_precision", "test_recall", "test_threshold", "test_q"):
+            del r[col]
+    for r in rows["trials"]:
+        for col in ("fit_seconds", "score_seconds"):
+            del r[col]
+    _write(root, "best", rows["best"])
+    _write(root, "trials", rows["trials"])
+    (root / "epochs.parquet").write_bytes(b"not parquet at all")
+    html = build_report(root, tmp_path / "out").html.read_text()
+    assert "the KDD99 table is left out" in html
+    assert "the quality-vs-cost table is left out" in html
+    assert "CPU/GPU hours are left out" in html
+    assert "epochs.parquet could not be read" in html and "no learning curves" in html
+    assert "mnist-5k: test AUPRC" in html_tables(html).tables
+
+
+def test_bad_results_directory_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(DataError, match="results directory not found"):
+        build_report(tmp_path / "nope")
+    with pytest.raises(DataError, match=r"no sweep results here .*epochs\.parquet"):
+        build_report(tmp_path)
+    assert cli_main(["report", str(tmp_path / "nope")]) == 2
+    assert "results directory not found" in capsys.readouterr().err
+
+
+def test_cli_writes_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "fake"
+    make_sweep(root, plan=SMALL_PLAN)
+    assert cli_main(["report", str(root), "--out", str(tmp_path / "r")]) == 0
+    assert (tmp_path / "r" / "report.html").is_file() and (tmp_path / "r" / "report.md").is_file()
+    assert "report.html" in capsys.readouterr().out
+    assert not list((tmp_path / "r").glob(".*.tmp"))
+
+
+def test_published_data_file() -> None:
+    pub = load_published()
+    f1 = {f.paper_model: f.value for f in pub.select("kdd99", "f1")}
+    assert f1["BiGAN/EGBAD"] == 0.9486 and f1["GANomaly"] == 0.8356
+    digits = {f.anomaly_class for f in pub.select("mnist", "auprc_trapz") if f.model == "egbad"}
+    assert digits == {1, 4, 5, 7, 9}
+    assert len([f for f in pub.select("cifar10", "auroc")]) == 30
+    verified = [(f.dataset, f.paper_model, f.anomaly_class) for f in pub.figures if f.verified]
+    assert ("cifar10", "GANomaly", 2) in verified and len(verified) == 7
+    assert all(f.source and f.protocol in pub.protocols for f in pub.figures)
+
+
+def test_bad_published_file_names_the_field(tmp_path: Path) -> None:
+    raw = json.loads(Path(__file__).parents[1].joinpath("adgan/report/published.json").read_text())
+    raw["figures"][3]["value"] = 1.5
+    bad = tmp_path / "published.json"
+    bad.write_text(json.dumps(raw))
+    with pytest.raises(ConfigError, match=r"figures\[3\]\.value: expected a number in \[0, 1\]"):
+        load_published(bad)
+    del raw["figures"][3]["source"]
+    bad.write_text(json.dumps(raw))
+    with pytest.raises(ConfigError, match=r"figures\[3\]: missing field\(s\) source"):
+        load_published(bad)
+
+
+CHROMIUM = shutil.which("chromium") or (Path("/usr/bin/chromium").is_file() and "/usr/bin/chromium") or None
+PROBE = """<script>window.addEventListener('load', () => {
+  const imgs = [...document.images];
+  const ok = imgs.filter(i => i.complete && i.naturalWidth > 0).length;
+  document.body.setAttribute('data-figures', ok + '/' + imgs.length);
+});</script></body>"""
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
+def test_every_figure_loads_in_headless_chromium(full_report: Any, tmp_path: Path) -> None:
+    _, _, files = full_report
+    # A copy of the page with a probe that counts the images the browser decoded.
+    page = tmp_path / "probe.html"
+    page.write_text(files.html.read_text().replace("</body>", PROBE))
+    cmd = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom",
+           page.as_uri()]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=90, check=False)
+    match = re.search(r'data-figures="(\d+)/(\d+)"', done.stdout)
+    assert match, f"no probe result; chromium said: {done.stderr[-2000:]}"
+    assert match.group(1) == match.group(2) == str(len(files.figures))
