@@ -1,0 +1,200 @@
+"""The driver-side Tune callback: Parquet rows as results arrive, test evaluation of finished groups,
+progress lines; and the reconciliation with Tune's own records when a sweep ends."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ray.tune import Callback
+
+from adgan.sweep.grouped import GROUP_KEY
+from adgan.sweep.results import ResultsStore, epoch_row, trial_row
+from adgan.sweep.spec import Group, SweepSpec
+
+
+def _group_cols(g: Group) -> dict[str, Any]:
+    return {
+        "group_id": g.id,
+        "model": g.model,
+        "dataset": g.dataset,
+        "anomaly_class": g.anomaly_class,
+        "loss_case": g.loss_case,
+        "seed": g.seed,
+    }
+
+
+class SweepCallback(Callback):
+    """Driver-side: Parquet rows as results arrive, test evaluation of finished groups, progress lines."""
+
+    def __init__(self, spec: SweepSpec, results_dir: str, progress_every: float = 30.0) -> None:
+        self.spec = spec
+        self.results_dir = results_dir
+        self.progress_every = progress_every
+        self.groups = {g.id: g for g in spec.groups()}
+        self.store: ResultsStore | None = None
+        self.results: dict[str, list[dict[str, Any]]] = {}
+        self._last_progress = 0.0
+
+    # ----- bookkeeping -----
+    def setup(self, **info: Any) -> None:
+        self.store = ResultsStore(self.results_dir)  # existing rows come back on resume
+        self.results = {}
+
+    def _trials_of(self, gid: str) -> list[dict[str, Any]]:
+        assert self.store is not None
+        return [r for r in self.store.table("trials") if r["group_id"] == gid]
+
+    def record_trial(
+        self,
+        trial_id: str,
+        config: dict[str, Any],
+        results: list[dict[str, Any]],
+        error: str | None,
+        checkpoint: str | None,
+    ) -> None:
+        """Write the trial's row, and its group's best row when the group is complete."""
+        assert self.store is not None
+        gid = config[GROUP_KEY]
+        g = self.groups[gid]
+        params = {k: config[k] for k in self.spec.model(g.model).search if k in config}
+        clean = {k: v for k, v in config.items() if k != GROUP_KEY}
+        max_epochs = self.spec.budget.max_epochs if self.spec.model(g.model).is_iterative else 1
+        self.store.upsert(
+            "trials",
+            trial_row(
+                self.spec.name,
+                _group_cols(g),
+                trial_id,
+                clean,
+                params,
+                results,
+                error=error,
+                checkpoint=checkpoint,
+                max_epochs=max_epochs,
+            ),
+        )
+        self.finish_group(gid)
+        self.store.flush()
+
+    def finish_group(self, gid: str, *, force: bool = False) -> None:
+        """Score the group's chosen checkpoint on test once all its trials ended (or when ``force``)."""
+        from adgan.sweep.best import evaluate_best
+
+        assert self.store is not None
+        trials = self._trials_of(gid)
+        done = len(trials) >= self.spec.trials(self.groups[gid])
+        if not trials or not (done or force) or any(r["group_id"] == gid for r in self.store.table("best")):
+            return
+        g = self.groups[gid]
+        row = evaluate_best(trials, g.class_name)
+        self.store.upsert("best", row)
+        print(
+            f"[{self.spec.name}] group {gid} done: best val AUPRC {_f(row.get('val_auprc'))} "
+            f"(trial {row.get('trial_id')}), test AUPRC {_f(row.get('test_auprc'))}",
+            file=sys.stderr,
+        )
+
+    # ----- Tune hooks -----
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        # A trial always trains from its first epoch, also when restarted after a resume or a lost node:
+        # rows of an earlier, unfinished attempt are replaced by this attempt's.
+        assert self.store is not None
+        self.store.drop_trial(trial.trial_id)
+        self.results.pop(trial.trial_id, None)
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        assert self.store is not None
+        self.results.setdefault(trial.trial_id, []).append(dict(result))
+        if result.get("epoch") is not None:
+            g = self.groups[trial.config[GROUP_KEY]]
+            self.store.upsert("epochs", epoch_row(self.spec.name, _group_cols(g), result))
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        ckpt = trial.checkpoint.path if trial.checkpoint is not None else None
+        self.record_trial(trial.trial_id, trial.config, self.results.get(trial.trial_id, []), None, ckpt)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        message = f"trial failed in Ray (see {trial.error_file})"
+        ckpt = trial.checkpoint.path if trial.checkpoint is not None else None
+        self.record_trial(trial.trial_id, trial.config, self.results.get(trial.trial_id, []), message, ckpt)
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        assert self.store is not None
+        self.store.flush(min_interval=2.0)
+        if time.monotonic() - self._last_progress >= self.progress_every:
+            self._last_progress = time.monotonic()
+            print(self.progress(trials), file=sys.stderr)
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        assert self.store is not None
+        self.store.flush()
+
+    def progress(self, trials: list) -> str:
+        """Status: groups done / total, trials running and finished, best validation AUPRC so far of each
+        group not yet done (a done group's best was printed when it finished; ``adgan best`` lists all)."""
+        assert self.store is not None
+        done = {r["group_id"] for r in self.store.table("best")}
+        running = sum(t.status == "RUNNING" for t in trials)
+        finished = len(self.store.table("trials"))
+        best: dict[str, float] = {}
+        for r in self.store.table("epochs"):
+            if r["val_auprc"] is not None and r["group_id"] not in done:
+                best[r["group_id"]] = max(best.get(r["group_id"], -1.0), r["val_auprc"])
+        per_group = ", ".join(f"{gid} {v:.3f}" for gid, v in best.items())
+        return (
+            f"[{self.spec.name}] groups done {len(done)}/{len(self.groups)}, trials running {running}, "
+            f"finished {finished}/{sum(self.spec.trials(g) for g in self.groups.values())}; "
+            f"best val AUPRC so far: {per_group or '-'}"
+        )
+
+
+def _f(v: Any) -> str:
+    return f"{v:.4f}" if isinstance(v, int | float) and math.isfinite(v) else "-"
+
+
+def reconcile(spec: SweepSpec, results_dir: Path, grid: Any) -> None:
+    """Rebuild rows from Tune's own per-trial records (``result.json``), fill what a killed driver missed,
+    and test every finished group that has no best row yet."""
+    callback = SweepCallback(spec, str(results_dir))
+    callback.setup()
+    assert callback.store is not None
+    for result in grid:
+        path = Path(result.path) / "result.json"
+        rows = (
+            [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            if path.is_file()
+            else []
+        )
+        config = dict(result.config)
+        if GROUP_KEY not in config or not rows:
+            continue
+        g = callback.groups[config[GROUP_KEY]]
+        rows = _last_attempt(rows)
+        trial_id = rows[-1]["trial_id"]
+        callback.store.drop_trial(trial_id)
+        for r in rows:
+            if r.get("epoch") is not None:
+                callback.store.upsert("epochs", epoch_row(spec.name, _group_cols(g), r))
+        ckpt = result.checkpoint.path if result.checkpoint is not None else None
+        error = f"trial failed in Ray: {result.error}" if result.error is not None else None
+        callback.record_trial(trial_id, config, rows, error, ckpt)
+    for gid in callback.groups:
+        callback.finish_group(gid)
+    callback.store.flush()
+
+
+def _last_attempt(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The results of a trial's last attempt: a restarted trial reports from epoch 1 again."""
+    start, prev = 0, 0
+    for i, r in enumerate(rows):
+        epoch = r.get("epoch")
+        if epoch is not None:
+            if int(epoch) <= prev:
+                start = i
+            prev = int(epoch)
+    return rows[start:]

@@ -1,0 +1,94 @@
+"""``adgan sweep``, ``adgan best`` and ``adgan export``: registered into the main ``adgan`` parser."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``sweep``, ``best`` and ``export`` subcommands (each sets ``func``)."""
+    p = subparsers.add_parser(
+        "sweep",
+        help="run a hyperparameter sweep from a spec (Ray Tune + Optuna + ASHA per group)",
+        description="Run the sweep described by SPEC: one Optuna search and one ASHA per (model, class, "
+        "loss case, seed) group, all in one Ray Tune queue. Results go to <results>/<sweep name>/ as "
+        "Parquet (epochs, trials, best), W&B runs offline unless you are logged in.",
+    )
+    p.add_argument("spec", help="sweep spec YAML, e.g. sweeps/mnist.yaml")
+    p.add_argument("--address", default=None, help="join an existing Ray cluster (e.g. 10.0.0.1:6379)")
+    p.add_argument("--max-concurrent", type=int, default=None, help="at most N trials at once")
+    p.add_argument("--results", default=None, help="results root (default: the spec's 'results')")
+    p.add_argument("--resume", action="store_true", help="continue a sweep whose driver was stopped")
+    p.add_argument("--no-wandb", action="store_true", help="do not log to Weights & Biases")
+    p.add_argument("--budget", default="default", help="a named budget of the spec, e.g. 'full'")
+    p.add_argument("--cpus", type=int, default=None, help="CPUs of a local Ray (default: all)")
+    p.add_argument(
+        "--max-failures",
+        type=int,
+        default=2,
+        help="retries of a trial whose worker died (Ray Tune FailureConfig)",
+    )
+    p.add_argument("--progress-every", type=float, default=30.0, help="seconds between progress lines")
+    p.add_argument("--dashboard", action="store_true", help="start Ray's dashboard (local Ray, on 127.0.0.1)")
+    p.set_defaults(func=cmd_sweep)
+
+    p = subparsers.add_parser("best", help="print each group's and each class's best configuration")
+    p.add_argument("results", help="results directory of a sweep, e.g. results/mnist")
+    p.set_defaults(func=cmd_best)
+
+    p = subparsers.add_parser("export", help="export the chosen checkpoints for `adgan score`")
+    p.add_argument("results", help="results directory of a sweep")
+    p.add_argument("--out", required=True, help="directory receiving one checkpoint directory each")
+    p.add_argument(
+        "--per",
+        choices=("group", "class"),
+        default="group",
+        help="one export per group, or per class (best over models by validation AUPRC)",
+    )
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    import os
+
+    if args.address is None:
+        # A local Ray on the loopback address only. Ray replaces a 127.0.0.1 node address by the machine's
+        # outward one unless it runs as a local-only instance, which this (import-time) setting selects.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    from adgan.sweep.best import best_table
+    from adgan.sweep.runner import run_sweep
+    from adgan.sweep.spec import load_spec
+
+    spec = load_spec(args.spec, budget=args.budget)  # refused here, before Ray starts
+    out = run_sweep(
+        spec,
+        address=args.address,
+        max_concurrent=args.max_concurrent,
+        results_root=args.results,
+        resume=args.resume,
+        use_wandb=not args.no_wandb,
+        num_cpus=args.cpus,
+        max_failures=args.max_failures,
+        progress_every=args.progress_every,
+        dashboard=args.dashboard,
+    )
+    print(best_table(out))
+    print(f"\nresults: {out}")
+    return 0
+
+
+def cmd_best(args: argparse.Namespace) -> int:
+    from adgan.sweep.best import best_table
+
+    print(best_table(args.results))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from adgan.sweep.best import export
+
+    for path in export(args.results, args.out, per=args.per):
+        print(path)
+    print(f"score with: adgan score --checkpoint {args.out}/<name> --input FILE", file=sys.stderr)
+    return 0

@@ -1,0 +1,312 @@
+"""Sweep results as Parquet files: ``epochs.parquet``, ``trials.parquet``, ``best.parquet``.
+
+Each file has a fixed Arrow schema (below), a ``schema_version`` column and the same number in the file's
+metadata (``adgan.schema_version``). Files are rewritten whole from the in-memory table after each change
+(a temporary sibling, then ``os.replace``), so a reader or an interrupted sweep always sees a complete file.
+Rows are keyed (epochs by ``(trial_id, epoch)``, trials by ``trial_id``, best rows by ``group_id``); writing
+a row whose key exists replaces it, which is what makes a resumed sweep neither duplicate nor lose rows.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from adgan.errors import DataError
+
+SCHEMA_VERSION = 1
+
+_GROUP = [
+    ("sweep", pa.string()),
+    ("group_id", pa.string()),
+    ("model", pa.string()),
+    ("dataset", pa.string()),
+    ("anomaly_class", pa.int32()),
+    ("loss_case", pa.string()),
+    ("seed", pa.int32()),
+]
+
+EPOCHS = pa.schema(
+    [
+        ("schema_version", pa.int32()),
+        *_GROUP,
+        ("trial_id", pa.string()),
+        ("epoch", pa.int32()),
+        ("losses", pa.string()),  # JSON object {loss name: value}; names differ between models
+        ("val_auprc", pa.float64()),
+        ("val_auroc", pa.float64()),
+        ("val_auprc_trapz", pa.float64()),
+        ("best_val_auprc", pa.float64()),
+        ("is_best", pa.bool_()),
+        ("epoch_seconds", pa.float64()),
+        ("eval_seconds", pa.float64()),
+        ("samples_per_s", pa.float64()),
+        ("node_ip", pa.string()),
+        ("reported_at", pa.float64()),
+    ]
+)
+
+TRIALS = pa.schema(
+    [
+        ("schema_version", pa.int32()),
+        *_GROUP,
+        ("trial_id", pa.string()),
+        ("status", pa.string()),  # completed | stopped early | diverged | errored
+        ("message", pa.string()),
+        ("params", pa.string()),  # JSON: the searched hyperparameters
+        ("config", pa.string()),  # JSON: the full adgan.train config
+        ("best_val_auprc", pa.float64()),
+        ("best_val_auroc", pa.float64()),
+        ("best_epoch", pa.int32()),
+        ("epochs_run", pa.int32()),
+        ("max_epochs", pa.int32()),
+        ("wall_seconds", pa.float64()),
+        ("fit_seconds", pa.float64()),
+        ("score_seconds", pa.float64()),
+        ("node_ip", pa.string()),
+        ("node_id", pa.string()),
+        ("data_source", pa.string()),
+        ("data_sha256", pa.string()),
+        ("data_n_samples", pa.int64()),
+        ("n_train", pa.int64()),
+        ("n_val", pa.int64()),
+        ("code_version", pa.string()),
+        ("checkpoint", pa.string()),
+    ]
+)
+
+BEST = pa.schema(
+    [
+        ("schema_version", pa.int32()),
+        *_GROUP,
+        ("class_name", pa.string()),
+        ("trial_id", pa.string()),
+        ("params", pa.string()),
+        ("config", pa.string()),
+        ("val_auprc", pa.float64()),
+        ("val_auroc", pa.float64()),
+        ("best_epoch", pa.int32()),
+        ("test_auprc", pa.float64()),
+        ("test_auroc", pa.float64()),
+        ("test_auprc_trapz", pa.float64()),
+        ("test_f1", pa.float64()),
+        ("test_precision", pa.float64()),
+        ("test_recall", pa.float64()),
+        ("test_threshold", pa.float64()),
+        ("test_q", pa.float64()),
+        ("n_test", pa.int64()),
+        ("n_trials", pa.int32()),
+        ("n_completed", pa.int32()),
+        ("n_stopped", pa.int32()),
+        ("n_diverged", pa.int32()),
+        ("n_errored", pa.int32()),
+        ("checkpoint", pa.string()),
+        ("data_source", pa.string()),
+        ("code_version", pa.string()),
+    ]
+)
+
+TABLES: dict[str, tuple[pa.Schema, tuple[str, ...]]] = {
+    "epochs": (EPOCHS, ("trial_id", "epoch")),
+    "trials": (TRIALS, ("trial_id",)),
+    "best": (BEST, ("group_id",)),
+}
+
+
+def _clean(value: Any, typ: pa.DataType) -> Any:
+    """Coerce one value to the column's type; NaN/inf floats and missing values become null."""
+    if value is None:
+        return None
+    if pa.types.is_floating(typ):
+        v = float(value)
+        return v if math.isfinite(v) else None
+    if pa.types.is_integer(typ):
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        return int(value)
+    if pa.types.is_boolean(typ):
+        return bool(value)
+    if isinstance(value, dict | list):
+        return json.dumps(value, sort_keys=True, default=str)
+    return str(value)
+
+
+class ResultsStore:
+    """The three Parquet tables of one sweep, kept in memory and rewritten atomically.
+
+    Args:
+        directory: ``results/<sweep-name>``; existing files are read back (resume).
+    """
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.dir = Path(directory)
+        self.rows: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {name: {} for name in TABLES}
+        self._dirty: set[str] = set()
+        self._last_flush = 0.0
+        for name in TABLES:
+            for row in read_table(self.dir, name, missing_ok=True):
+                self._put(name, row)
+
+    def _put(self, name: str, row: Mapping[str, Any]) -> None:
+        schema, key = TABLES[name]
+        clean = {f.name: _clean(row.get(f.name), f.type) for f in schema}
+        clean["schema_version"] = SCHEMA_VERSION
+        self.rows[name][tuple(clean[k] for k in key)] = clean
+
+    def upsert(self, name: str, row: Mapping[str, Any]) -> None:
+        """Insert ``row`` into table ``name`` or replace the row with the same key."""
+        self._put(name, row)
+        self._dirty.add(name)
+
+    def drop_trial(self, trial_id: str) -> None:
+        """Remove a trial's epoch and trial rows (it is starting again from its first epoch)."""
+        for name in ("epochs", "trials"):
+            keys = [k for k, row in self.rows[name].items() if row["trial_id"] == trial_id]
+            for k in keys:
+                del self.rows[name][k]
+            if keys:
+                self._dirty.add(name)
+
+    def table(self, name: str) -> list[dict[str, Any]]:
+        """The rows of ``name`` in key order."""
+        return [self.rows[name][k] for k in sorted(self.rows[name], key=_sort_key)]
+
+    def flush(self, *, min_interval: float = 0.0) -> None:
+        """Write every changed table (not more often than ``min_interval`` seconds)."""
+        if not self._dirty or time.monotonic() - self._last_flush < min_interval:
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        for name in sorted(self._dirty):
+            schema, _ = TABLES[name]
+            table = pa.Table.from_pylist(self.table(name), schema=schema).replace_schema_metadata(
+                {"adgan.schema_version": str(SCHEMA_VERSION), "adgan.table": name}
+            )
+            path = self.dir / f"{name}.parquet"
+            tmp = path.with_name(f".{path.name}.tmp")
+            pq.write_table(table, tmp)
+            os.replace(tmp, path)
+        self._dirty.clear()
+        self._last_flush = time.monotonic()
+
+
+def _sort_key(key: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple((v is None, v if v is not None else 0) for v in key)
+
+
+def read_table(
+    directory: str | os.PathLike[str], name: str, *, missing_ok: bool = False
+) -> list[dict[str, Any]]:
+    """Rows of ``<directory>/<name>.parquet`` as dicts, checking the schema version.
+
+    Raises:
+        DataError: The file is missing (unless ``missing_ok``) or has another schema version.
+    """
+    path = Path(directory) / f"{name}.parquet"
+    if not path.is_file():
+        if missing_ok:
+            return []
+        raise DataError(f"{path}: not found (is {directory} the results directory of a sweep?)")
+    table = pq.read_table(path)
+    meta = table.schema.metadata or {}
+    version = meta.get(b"adgan.schema_version", b"?").decode()
+    if version != str(SCHEMA_VERSION):
+        raise DataError(f"{path}: schema version {version}, this adgan reads {SCHEMA_VERSION}")
+    return table.to_pylist()
+
+
+def epoch_row(sweep: str, group: Mapping[str, Any], result: Mapping[str, Any]) -> dict[str, Any]:
+    """An ``epochs.parquet`` row from one reported epoch result."""
+    losses = {k[5:]: float(v) for k, v in result.items() if k.startswith("loss_") and v is not None}
+    return {
+        "sweep": sweep,
+        **group,
+        "trial_id": result["trial_id"],
+        "epoch": result["epoch"],
+        "losses": losses,
+        **{
+            k: result.get(k)
+            for k in (
+                "val_auprc",
+                "val_auroc",
+                "val_auprc_trapz",
+                "best_val_auprc",
+                "is_best",
+                "epoch_seconds",
+                "eval_seconds",
+                "samples_per_s",
+                "node_ip",
+            )
+        },
+        "reported_at": result.get("timestamp"),
+    }
+
+
+def trial_row(
+    sweep: str,
+    group: Mapping[str, Any],
+    trial_id: str,
+    config: Mapping[str, Any],
+    params: Mapping[str, Any],
+    results: Iterable[Mapping[str, Any]],
+    *,
+    error: str | None,
+    checkpoint: str | None,
+    max_epochs: int,
+) -> dict[str, Any]:
+    """A ``trials.parquet`` row from every result a trial reported (in order) and how it ended.
+
+    Status: ``errored`` when the trial raised; ``diverged`` / ``completed`` from the trial's own summary
+    (merged into its last report); ``stopped early`` when the scheduler stopped it before its summary.
+    """
+    results = [r for r in results if r]
+    epochs = [r for r in results if r.get("epoch") is not None]
+    last = results[-1] if results else {}
+    static = next((r for r in reversed(results) if r.get("node_ip")), {})
+    best = max(
+        epochs, key=lambda r: r.get("val_auprc") if r.get("val_auprc") is not None else -1.0, default={}
+    )
+    if error:
+        status, message = "errored", error
+    elif last.get("status"):
+        status, message = last["status"], last.get("message") or ""
+    else:
+        status, message = "stopped early", "stopped by the scheduler (ASHA)"
+    return {
+        "sweep": sweep,
+        **group,
+        "trial_id": trial_id,
+        "status": status,
+        "message": message,
+        "params": dict(params),
+        "config": dict(config),
+        "best_val_auprc": best.get("val_auprc"),
+        "best_val_auroc": best.get("val_auroc"),
+        "best_epoch": best.get("epoch"),
+        "epochs_run": len({r["epoch"] for r in epochs}),
+        "max_epochs": max_epochs,
+        "wall_seconds": last.get("time_total_s"),
+        "fit_seconds": sum(r.get("epoch_seconds") or 0.0 for r in epochs),
+        "score_seconds": sum(r.get("eval_seconds") or 0.0 for r in epochs),
+        **{
+            k: static.get(k)
+            for k in (
+                "node_ip",
+                "node_id",
+                "data_source",
+                "data_sha256",
+                "data_n_samples",
+                "n_train",
+                "n_val",
+                "code_version",
+            )
+        },
+        "checkpoint": checkpoint,
+    }

@@ -1,0 +1,186 @@
+"""The trial function run by Ray Tune, and the per-process data cache.
+
+A trial trains one configuration with ``adgan.train.train`` (never scoring the test split) and reports
+every epoch with ``ray.tune.report``; an epoch that improves validation AUPRC also reports its detector
+directory as a Tune checkpoint, so the best model reaches the sweep's storage whichever node ran it.
+
+Data reach trials without going through the object store per trial: each worker process loads a split
+once and keeps it (:func:`splits_for`), and Tune reuses trial actors, so a worker serves many trials of
+the same class from memory.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import shutil
+import tempfile
+import traceback
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from adgan.data.types import Splits
+
+SUMMARY_KEYS = ("status", "message", "epochs_run", "fit_seconds", "score_seconds", "wall_seconds")
+
+
+@functools.lru_cache(maxsize=4)
+def _load(
+    dataset: str,
+    anomaly_class: int,
+    seed: int,
+    data_dir: str | None,
+    image_size: int | None,
+    scale: bool,
+    max_train: int | None,
+) -> Splits:
+    from adgan.data import load_dataset
+
+    return load_dataset(
+        dataset,
+        anomaly_class,
+        seed,
+        data_dir=data_dir,
+        image_size=image_size,
+        scale=scale,
+        max_train=max_train,
+    )
+
+
+def splits_for(config: Mapping[str, Any]) -> Splits:
+    """The splits a (resolved) trial config trains on, loaded once per process."""
+    return _load(
+        config["dataset"],
+        int(config["anomaly_class"]),
+        int(config["seed"]),
+        config.get("data_dir"),
+        config.get("image_size"),
+        bool(config.get("scale", False)),
+        config.get("max_train"),
+    )
+
+
+def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
+    """Ray Tune function trainable: train ``config`` and report each epoch.
+
+    Args:
+        config: Trial config from the grouped searcher (``adgan.train`` keys plus the group id).
+        context: Sweep-wide settings passed once with ``tune.with_parameters``: ``sweep``,
+            ``results_dir``, ``wandb`` (None or ``{"project", "mode"}``).
+    """
+    import ray
+    from ray import tune
+
+    from adgan.models import DETECTORS
+    from adgan.sweep.grouped import GROUP_KEY
+    from adgan.train import resolve_config, train
+    from adgan.version import code_version
+
+    # Tune logs every persisted checkpoint at INFO level from each worker; the sweep's progress lines
+    # say what matters.
+    logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
+    cfg = {k: v for k, v in config.items() if k != GROUP_KEY}
+    group_id = config[GROUP_KEY]
+    tctx = tune.get_context()
+    trial_id = tctx.get_trial_id()
+    # adgan.train writes its run directory to a private temporary place; its logs are copied into the
+    # trial directory (synced to the sweep's storage by Tune) and the checkpoints travel as Tune checkpoints.
+    trial_dir = Path(tctx.get_trial_dir())
+    out = Path(tempfile.mkdtemp(prefix=f"adgan-{trial_id}-"))
+    node_id = ray.get_runtime_context().get_node_id()
+    static: dict[str, Any] = {
+        "trial_id": trial_id,
+        "node_ip": _node_ip(node_id),
+        "node_id": node_id,
+        "code_version": code_version(),
+    }
+    run = None
+    if context.get("wandb"):
+        from adgan.sweep.wandb_log import TrialRun
+
+        run = TrialRun(
+            context["wandb"]["project"],
+            context["results_dir"],
+            context["wandb"]["mode"],
+            context["sweep"],
+            group_id,
+            trial_id,
+            cfg,
+        )
+    exit_code, final = 0, {}
+    try:
+        resolved = resolve_config(cfg)
+        splits = splits_for(resolved)
+        static.update(
+            {
+                "data_source": splits.info.source,
+                "data_sha256": splits.info.sha256,
+                "data_n_samples": splits.info.n_samples,
+                "n_train": len(splits.train),
+                "n_val": len(splits.val),
+            }
+        )
+        model_cls = DETECTORS.get(resolved["model"])
+        n_epochs = int(resolved.get("epochs", 1)) if model_cls.is_iterative else 1
+        records = train(cfg, splits=splits, out=out, evaluate_test=False)
+        for rec in records:
+            if rec["kind"] == "summary":  # diverged, or fewer epochs than planned
+                final = _summary(rec)
+                _copy_logs(out, trial_dir)
+                _report({**static, **final}, None, run, None)
+                break
+            metrics = {**static, **{k: v for k, v in rec.items() if k not in ("kind", "checkpoint")}}
+            if rec["epoch"] >= n_epochs:
+                # Pull the summary before reporting the last epoch: the scheduler stops a trial at
+                # max_t, and the summary (its status) must travel with a report the driver receives.
+                final = _summary(next(records))
+                metrics.update(final)
+            # The trial's own log is in place before each report: a trial that the scheduler stops
+            # ends inside ``tune.report``, while Tune is already copying its directory to storage.
+            _copy_logs(out, trial_dir)
+            _report(metrics, rec.get("checkpoint"), run, rec["epoch"])
+            if "status" in metrics:
+                break
+    except Exception as exc:  # an error of this configuration: recorded, not retried
+        exit_code = 1
+        message = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        final = {"status": "errored", "message": message[-2000:]}
+        _report({**static, **final}, None, run, None)
+    finally:
+        _copy_logs(out, trial_dir)
+        shutil.rmtree(out, ignore_errors=True)
+        if run is not None:
+            run.finish(final, exit_code=exit_code)
+
+
+def _copy_logs(out: Path, trial_dir: Path) -> None:
+    """Copy ``adgan.train``'s logs (not its checkpoint) into the Tune trial directory."""
+    for name in ("config.json", "metrics.jsonl", "summary.json"):
+        if (out / name).is_file():
+            shutil.copy2(out / name, trial_dir / name)
+
+
+@functools.cache
+def _node_ip(node_id: str) -> str:
+    """The address the node registered with the cluster (``ray.util.get_node_ip_address`` would guess the
+    machine's outward address instead of the 127.0.0.1 a loopback cluster uses)."""
+    import ray
+
+    for node in ray.nodes():
+        if node.get("NodeID") == node_id:
+            return str(node.get("NodeManagerAddress"))
+    return ray.util.get_node_ip_address()
+
+
+def _summary(rec: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: rec[k] for k in SUMMARY_KEYS if k in rec}
+
+
+def _report(metrics: dict[str, Any], checkpoint: str | None, run: Any, epoch: int | None) -> None:
+    from ray import tune
+
+    if run is not None and epoch is not None:
+        run.log(metrics, step=epoch)
+    ckpt = tune.Checkpoint.from_directory(checkpoint) if checkpoint else None
+    tune.report(metrics, checkpoint=ckpt)

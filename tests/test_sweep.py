@@ -1,0 +1,270 @@
+"""The smoke sweep, run for real once (a driver killed mid-sweep, then resumed) and checked many ways."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from adgan.sweep.best import select_best
+from adgan.sweep.results import SCHEMA_VERSION, read_table
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEC = ROOT / "sweeps" / "smoke.yaml"
+pytestmark = pytest.mark.slow
+
+
+def _env(tmp: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "WANDB_"))}
+    env.update(
+        {
+            "RAY_AUTH_TOKEN_PATH": str(tmp / "ray_token"),  # a fresh token, not the user's
+            "WANDB_MODE": "offline",
+            "WANDB_SILENT": "true",
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        }
+    )
+    return env
+
+
+def _sweep_cmd(results: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "adgan.cli",
+        "sweep",
+        str(SPEC),
+        "--results",
+        str(results),
+        "--cpus",
+        "2",
+        "--progress-every",
+        "5",
+        *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Run the smoke sweep, SIGKILL its driver once some trials finished, resume it to the end."""
+    tmp = tmp_path_factory.mktemp("sweep")
+    results = tmp / "results"
+    env = _env(tmp)
+    trials_file = results / "smoke" / "trials.parquet"
+    killed_after = None
+    with open(tmp / "run1.log", "w") as log1:
+        proc = subprocess.Popen(
+            _sweep_cmd(results),
+            cwd=ROOT,
+            env=env,
+            stdout=log1,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 150
+            while proc.poll() is None and time.monotonic() < deadline:
+                if trials_file.is_file() and pq.read_metadata(trials_file).num_rows >= 3:
+                    killed_after = pq.read_metadata(trials_file).num_rows
+                    os.kill(proc.pid, signal.SIGKILL)  # the driver, mid-sweep
+                    break
+                time.sleep(0.2)
+            proc.wait(timeout=60)
+        finally:
+            # Whatever Ray processes the killed driver started (its own session) go too.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+    assert killed_after is not None, (tmp / "run1.log").read_text()[-3000:]
+    time.sleep(2)
+    run2 = subprocess.run(
+        _sweep_cmd(results, "--resume"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=240
+    )
+    assert run2.returncode == 0, run2.stdout[-3000:] + run2.stderr[-5000:]
+    out = results / "smoke"
+    return {
+        "dir": out,
+        "tmp": tmp,
+        "env": env,
+        "killed_after": killed_after,
+        "log1": (tmp / "run1.log").read_text(),
+        "stdout": run2.stdout,
+        "stderr": run2.stderr,
+        "epochs": read_table(out, "epochs"),
+        "trials": read_table(out, "trials"),
+        "best": read_table(out, "best"),
+    }
+
+
+def test_every_trial_and_group_recorded_once(sweep: dict) -> None:
+    trials, epochs, best = sweep["trials"], sweep["epochs"], sweep["best"]
+    assert sweep["killed_after"] < 8
+    assert len(trials) == 8 and len({t["trial_id"] for t in trials}) == 8
+    assert {t["group_id"] for t in trials} == {
+        "synthetic-images/c0/ganomaly/fm/s0",
+        "synthetic-images/c0/knn/default/s0",
+    }
+    keys = [(e["trial_id"], e["epoch"]) for e in epochs]
+    assert len(keys) == len(set(keys))  # the resume duplicated nothing
+    for t in trials:
+        mine = sorted(e["epoch"] for e in epochs if e["trial_id"] == t["trial_id"])
+        assert mine == list(range(1, t["epochs_run"] + 1)), t
+    assert len(best) == 2 and all(b["schema_version"] == SCHEMA_VERSION for b in best)
+    for name in ("epochs", "trials", "best"):
+        meta = pq.read_schema(sweep["dir"] / f"{name}.parquet").metadata
+        assert meta[b"adgan.schema_version"] == str(SCHEMA_VERSION).encode()
+    assert not list(sweep["dir"].glob(".*.tmp"))
+
+
+def test_trials_record_status_node_data_and_version(sweep: dict) -> None:
+    for t in sweep["trials"]:
+        assert t["status"] in ("completed", "stopped early"), t
+        assert t["node_ip"] == "127.0.0.1" and t["node_id"]
+        assert t["data_source"] and t["data_n_samples"] > 0 and t["n_train"] > 0
+        if t["model"] == "ganomaly":
+            assert t["n_train"] == 256  # the spec's max_train
+        assert t["code_version"] and t["checkpoint"] and json.loads(t["config"])["model"] == t["model"]
+        assert t["best_val_auprc"] == max(
+            e["val_auprc"] for e in sweep["epochs"] if e["trial_id"] == t["trial_id"]
+        )
+    knn = [t for t in sweep["trials"] if t["model"] == "knn"]
+    assert all(t["status"] == "completed" and t["epochs_run"] == 1 for t in knn)  # a baseline: one "epoch"
+
+
+def test_asha_stopped_a_trial(sweep: dict) -> None:
+    gan = [t for t in sweep["trials"] if t["model"] == "ganomaly"]
+    stopped = [t for t in gan if t["status"] == "stopped early"]
+    assert stopped, [(t["trial_id"], t["epochs_run"], t["best_val_auprc"]) for t in gan]
+    assert all(t["epochs_run"] < 3 for t in stopped)
+    assert all(t["epochs_run"] == 3 for t in gan if t["status"] == "completed")
+
+
+def test_optuna_proposed_distinct_configurations(sweep: dict) -> None:
+    for model, keys in (("ganomaly", {"lr", "w_con"}), ("knn", {"k"})):
+        params = [json.loads(t["params"]) for t in sweep["trials"] if t["model"] == model]
+        assert all(set(p) == keys for p in params)
+        assert len({json.dumps(p, sort_keys=True) for p in params}) == 4, params
+
+
+def test_parquet_rows_equal_what_trials_reported(sweep: dict) -> None:
+    """Each trial's own log (``metrics.jsonl``, written by ``adgan.train`` in the trial) against the rows."""
+    epochs = {(e["trial_id"], e["epoch"]): e for e in sweep["epochs"]}
+    n = 0
+    for t in sweep["trials"]:
+        log = sweep["dir"] / "tune" / t["trial_id"] / "metrics.jsonl"
+        recs = [json.loads(line) for line in log.read_text().splitlines()]
+        ep = [r for r in recs if r["kind"] == "epoch"]
+        assert len(ep) == t["epochs_run"]
+        for r in ep:
+            row = epochs[(t["trial_id"], r["epoch"])]
+            for key in ("val_auprc", "val_auroc", "best_val_auprc", "epoch_seconds"):
+                assert row[key] == pytest.approx(r[key], rel=1e-12), key
+            losses = json.loads(row["losses"])
+            assert losses == pytest.approx({k[5:]: v for k, v in r.items() if k.startswith("loss_")})
+            n += 1
+    assert n == len(epochs)
+
+
+def test_best_is_chosen_on_validation_and_tested_once(sweep: dict) -> None:
+    for b in sweep["best"]:
+        mine = [t for t in sweep["trials"] if t["group_id"] == b["group_id"]]
+        assert b["val_auprc"] == max(t["best_val_auprc"] for t in mine)
+        assert b["trial_id"] == select_best(mine)["trial_id"]
+        assert 0.0 <= b["test_auprc"] <= 1.0 and 0.0 <= b["test_auroc"] <= 1.0 and b["n_test"] > 0
+        assert b["n_trials"] == 4
+
+
+def test_select_best_ignores_test_metrics() -> None:
+    """A planted trial best on test but not on validation is not chosen."""
+    rows = [
+        {
+            "trial_id": "a",
+            "best_val_auprc": 0.70,
+            "test_auprc": 0.60,
+            "checkpoint": "/a",
+            "status": "completed",
+        },
+        {
+            "trial_id": "b",
+            "best_val_auprc": 0.65,
+            "test_auprc": 0.99,
+            "checkpoint": "/b",
+            "status": "completed",
+        },
+        {
+            "trial_id": "c",
+            "best_val_auprc": 0.90,
+            "test_auprc": 0.10,
+            "checkpoint": None,
+            "status": "diverged",
+        },
+        {"trial_id": "d", "best_val_auprc": 0.95, "checkpoint": "/d", "status": "errored"},
+    ]
+    assert select_best(rows)["trial_id"] == "a"
+    assert select_best(rows[2:]) is None
+
+
+def test_export_scores_without_ray_or_wandb(sweep: dict) -> None:
+    """``adgan export`` then ``adgan score`` on raw images, in a process that never imports Ray or W&B."""
+    out = sweep["tmp"] / "exported"
+    env = sweep["env"]
+    r = subprocess.run(
+        [sys.executable, "-m", "adgan.cli", "export", str(sweep["dir"]), "--out", str(out), "--per", "class"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    (exported,) = [p for p in out.iterdir() if p.is_dir()]
+    assert (exported / "detector.json").is_file() and (exported / "sweep_result.json").is_file()
+    result = json.loads((exported / "sweep_result.json").read_text())
+    assert result["val_auprc"] == max(b["val_auprc"] for b in sweep["best"])
+    script = (
+        "import sys, numpy as np\n"
+        "from adgan.cli import main\n"
+        "from adgan.data.synthetic import synthetic_images\n"
+        "x, y, _ = synthetic_images()\n"
+        "np.save(sys.argv[1], x[np.r_[0:40, 300:340]][:, 0])  # raw uint8 (N, 28, 28): 40 normal, 40 not\n"
+        "args = ['score', '--checkpoint', sys.argv[2], '--input', sys.argv[1], '--output', sys.argv[3]]\n"
+        "assert main(args) == 0\n"
+        "assert 'ray' not in sys.modules and 'wandb' not in sys.modules, 'scoring imported ray or wandb'\n"
+    )
+    raw, scores = sweep["tmp"] / "raw.npy", sweep["tmp"] / "scores.csv"
+    r = subprocess.run(
+        [sys.executable, "-c", script, str(raw), str(exported), str(scores)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    values = np.loadtxt(scores, skiprows=1)
+    assert values.shape == (80,) and np.isfinite(values).all()
+
+
+def test_wandb_offline_runs_exist(sweep: dict) -> None:
+    runs = sorted((sweep["dir"] / "wandb").glob("offline-run-*"))
+    assert len(runs) >= 8  # one per trial (trials restarted after the kill add runs)
+    blobs = b"".join(f.read_bytes() for run in runs for f in run.glob("*.wandb"))
+    for t in sweep["trials"]:
+        assert t["trial_id"].encode() in blobs
+
+
+def test_progress_and_best_table(sweep: dict) -> None:
+    text = sweep["log1"] + sweep["stderr"]
+    assert "groups done" in text and "best val AUPRC" in text
+    assert "per class: best GAN vs best baseline" in sweep["stdout"]
+    assert "ganomaly" in sweep["stdout"] and "knn" in sweep["stdout"]
+    assert np.isfinite([b["test_auprc"] for b in sweep["best"]]).all()

@@ -1,0 +1,242 @@
+"""Sweep specs are validated before anything starts; the grouped searcher keeps groups apart."""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from adgan.errors import ConfigError
+from adgan.sweep.spec import load_spec, parse_spec
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = sorted((ROOT / "sweeps").glob("*.yaml"))
+
+
+@pytest.fixture()
+def raw() -> dict:
+    return yaml.safe_load((ROOT / "sweeps" / "smoke.yaml").read_text())
+
+
+@pytest.mark.parametrize("path", SPECS, ids=[p.name for p in SPECS])
+def test_shipped_specs_are_valid(path: Path) -> None:
+    spec = load_spec(path)
+    assert spec.groups() and spec.budget.trials_per_group >= 1
+    for name in spec.raw.get("budgets", {}):
+        assert load_spec(path, budget=name).budget != spec.budget
+
+
+def _refused(raw: dict, tmp_path: Path, *expected: str) -> str:
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError) as info:
+        load_spec(path)
+    msg = str(info.value)
+    assert msg.startswith(f"{path}: "), msg
+    for part in expected:
+        assert part in msg, msg
+    return msg
+
+
+def test_unknown_model(raw: dict, tmp_path: Path) -> None:
+    raw["models"]["gannomaly"] = {}
+    _refused(raw, tmp_path, "models.gannomaly", "unknown model", "ganomaly")
+
+
+def test_class_the_dataset_lacks(raw: dict, tmp_path: Path) -> None:
+    raw["classes"] = [0, 7]
+    _refused(raw, tmp_path, "classes[1]", "no class 7", "0..4")
+
+
+def test_low_above_high(raw: dict, tmp_path: Path) -> None:
+    raw["models"]["ganomaly"]["search"]["lr"] = {"type": "loguniform", "low": 0.1, "high": 0.001}
+    _refused(raw, tmp_path, "models.ganomaly.search.lr", "low (0.1) > high (0.001)")
+
+
+def test_missing_field(raw: dict, tmp_path: Path) -> None:
+    del raw["budget"]["max_epochs"]
+    _refused(raw, tmp_path, "budget.max_epochs", "missing required field")
+    raw2 = copy.deepcopy(raw)
+    del raw2["name"]
+    _refused(raw2, tmp_path, "name: missing required field")
+
+
+def test_unknown_hyperparameter_and_loss_case(raw: dict, tmp_path: Path) -> None:
+    raw["models"]["ganomaly"]["search"]["w_cons"] = {"type": "uniform", "low": 1, "high": 2}
+    _refused(raw, tmp_path, "models.ganomaly.search.w_cons", "unknown hyperparameter", "w_con")
+    del raw["models"]["ganomaly"]["search"]["w_cons"]
+    raw["models"]["ganomaly"]["loss_cases"] = ["fm", "mse"]
+    _refused(raw, tmp_path, "models.ganomaly.loss_cases[1]", "'mse'", "fm, bce")
+
+
+def test_bad_distribution_and_budget(raw: dict, tmp_path: Path) -> None:
+    bad = copy.deepcopy(raw)
+    bad["models"]["knn"]["search"]["k"] = {"type": "normal", "low": 1, "high": 3}
+    _refused(bad, tmp_path, "models.knn.search.k.type", "loguniform, uniform, int, categorical")
+    bad = copy.deepcopy(raw)
+    bad["budget"]["grace_period"] = 9
+    _refused(bad, tmp_path, "budget.grace_period", "max_epochs")
+    bad = copy.deepcopy(raw)
+    bad["dataset"]["name"] = "mnist-6k"
+    _refused(bad, tmp_path, "dataset.name", "unknown dataset 'mnist-6k'")
+    bad = copy.deepcopy(raw)
+    bad["reources"] = {}
+    _refused(bad, tmp_path, "reources", "unknown key")
+    with pytest.raises(ConfigError, match="no budget named 'huge'"):
+        parse_spec(raw, "x.yaml", budget="huge")
+
+
+def test_cli_refuses_bad_spec_before_ray_starts(
+    raw: dict, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    import sys
+
+    from adgan.cli import main
+
+    raw["classes"] = [5]
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    t0 = time.perf_counter()
+    assert main(["sweep", str(path), "--results", str(tmp_path / "r")]) == 2
+    assert time.perf_counter() - t0 < 30
+    err = capsys.readouterr().err
+    assert f"{path}: classes[0]" in err and "no class 5" in err
+    ray = sys.modules.get("ray")
+    assert ray is None or not ray.is_initialized()
+    assert not (tmp_path / "r").exists()
+
+
+def test_grouped_searcher_budgets_routing_and_state() -> None:
+    from optuna.distributions import FloatDistribution
+    from ray.tune.search import Searcher
+
+    from adgan.sweep.grouped import GROUP_KEY, GroupedScheduler, GroupedSearcher
+
+    space = {"lr": FloatDistribution(1e-4, 1e-1, log=True)}
+    groups = {
+        "a": ({"model": "m", "anomaly_class": 0}, space, 3),
+        "b": ({"model": "m", "anomaly_class": 1}, space, 2),
+    }
+    sched = GroupedScheduler("best_val_auprc", "max", "epoch", 3, 1, 2)
+    s = GroupedSearcher(groups, "best_val_auprc", "max", seed=0, scheduler=sched)
+    configs = [s.suggest(f"t{i}") for i in range(5)]
+    assert s.suggest("t5") == Searcher.FINISHED
+    assert [c[GROUP_KEY] for c in configs] == ["a", "a", "a", "b", "b"]
+    assert [c["anomaly_class"] for c in configs] == [0, 0, 0, 1, 1]
+    assert len({c["lr"] for c in configs}) == 5
+    s.on_trial_result("t0", {"epoch": 1, "best_val_auprc": 0.5})
+    s.on_trial_result("t0", {"epoch": 2, "best_val_auprc": 0.7})
+    s.on_trial_complete("t0", {"best_val_auprc": 0.1})  # Optuna is told the best epoch, not the last report
+    study = s.searches["a"]._ot_study
+    assert study.trials[0].value == 0.7 and study.trials[0].intermediate_values == {1: 0.5, 2: 0.7}
+    assert len(s.searches["b"]._ot_study.trials) == 2 and s.searches["b"]._ot_study.trials[0].value is None
+
+    # The state round trip used by Tuner.restore keeps budgets, studies and the scheduler's state.
+    sched.stopped.add("t9")
+    state = s.get_state()
+    sched2 = GroupedScheduler("best_val_auprc", "max", "epoch", 3, 1, 2)
+    s2 = GroupedSearcher(groups, "best_val_auprc", "max", seed=0, scheduler=sched2)
+    s2.set_state(state)
+    assert s2.suggest("t6") == Searcher.FINISHED and sched2.stopped == {"t9"}
+    assert s2.searches["a"]._ot_study.trials[0].value == 0.7
+
+
+def test_results_store_keys_atomic_files_and_schema_version(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from adgan.errors import DataError
+    from adgan.sweep.callback import _last_attempt
+    from adgan.sweep.results import ResultsStore, read_table
+
+    group = {
+        "sweep": "s",
+        "group_id": "g",
+        "model": "knn",
+        "dataset": "d",
+        "anomaly_class": 1,
+        "loss_case": "default",
+        "seed": 0,
+    }
+    store = ResultsStore(tmp_path)
+    for epoch, auprc in ((1, 0.2), (2, float("nan")), (1, 0.3)):  # the second epoch-1 row replaces the first
+        store.upsert(
+            "epochs", {**group, "trial_id": "t1", "epoch": epoch, "val_auprc": auprc, "losses": {"d": 1.0}}
+        )
+    store.upsert("epochs", {**group, "trial_id": "t2", "epoch": 1, "val_auprc": 0.5})
+    store.flush()
+    rows = read_table(tmp_path, "epochs")
+    assert [(r["trial_id"], r["epoch"], r["val_auprc"]) for r in rows] == [
+        ("t1", 1, 0.3),
+        ("t1", 2, None),
+        ("t2", 1, 0.5),
+    ]
+    assert rows[0]["losses"] == '{"d": 1.0}' and not list(tmp_path.glob(".*tmp"))
+    store.drop_trial("t1")
+    store.flush()
+    assert [r["trial_id"] for r in ResultsStore(tmp_path).table("epochs")] == ["t2"]  # read back on resume
+
+    table = pq.read_table(tmp_path / "epochs.parquet")
+    pq.write_table(
+        table.replace_schema_metadata({b"adgan.schema_version": b"99"}), tmp_path / "epochs.parquet"
+    )
+    with pytest.raises(DataError, match="schema version 99"):
+        read_table(tmp_path, "epochs")
+    assert pa.types.is_int32(table.schema.field("epoch").type)
+
+    attempts = [{"epoch": 1}, {"epoch": 2}, {"epoch": 1}, {"epoch": 2}, {"epoch": 3}, {"status": "completed"}]
+    assert _last_attempt(attempts) == attempts[2:]
+
+
+def test_trial_status_from_reports() -> None:
+    """completed / stopped early / diverged / errored, from what a trial reported and how it ended."""
+    from adgan.sweep.results import trial_row
+
+    def epoch(e: int, v: float, **kw: object) -> dict:
+        return {
+            "epoch": e,
+            "val_auprc": v,
+            "val_auroc": v,
+            "epoch_seconds": 1.0,
+            "eval_seconds": 0.5,
+            "node_ip": "127.0.0.1",
+            "time_total_s": 2.0 * e,
+            **kw,
+        }
+
+    def row(results: list, error: str | None = None) -> dict:
+        return trial_row(
+            "s",
+            {"group_id": "g"},
+            "t",
+            {"lr": 0.1},
+            {"lr": 0.1},
+            results,
+            error=error,
+            checkpoint="/c",
+            max_epochs=3,
+        )
+
+    done = row([epoch(1, 0.4), epoch(2, 0.6), epoch(3, 0.5, status="completed", message="")])
+    assert (done["status"], done["best_val_auprc"], done["best_epoch"], done["epochs_run"]) == (
+        "completed",
+        0.6,
+        2,
+        3,
+    )
+    assert done["fit_seconds"] == 3.0 and done["wall_seconds"] == 6.0 and done["node_ip"] == "127.0.0.1"
+    stopped = row([epoch(1, 0.4)])
+    assert stopped["status"] == "stopped early" and stopped["epochs_run"] == 1
+    diverged = row([epoch(1, 0.4), {"status": "diverged", "message": "loss is nan", "epochs_run": 1}])
+    assert (diverged["status"], diverged["message"], diverged["best_val_auprc"]) == (
+        "diverged",
+        "loss is nan",
+        0.4,
+    )
+    crashed = row([{"status": "errored", "message": "ValueError: bad"}])
+    assert crashed["status"] == "errored" and crashed["best_val_auprc"] is None and crashed["epochs_run"] == 0
+    lost = row([epoch(1, 0.4)], error="trial failed in Ray: node died")
+    assert lost["status"] == "errored" and "node died" in lost["message"]
