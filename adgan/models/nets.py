@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from adgan.errors import DataError
@@ -23,6 +24,42 @@ def side_ladder(side: int) -> list[int]:
     while sides[-1] > 7 and sides[-1] % 2 == 0:
         sides.append(sides[-1] // 2)
     return sides
+
+
+class WholeMapConv2d(nn.Conv2d):
+    """A convolution whose kernel covers its whole input map (k x k -> 1 x 1), run as one matrix product.
+
+    Same parameters and results as ``nn.Conv2d`` (padding 0), but oneDNN runs this shape as a convolution
+    several times slower than the equivalent ``linear`` (measured about 5x on a 2-core AVX2 CPU).
+    Other input sizes fall back to the convolution.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if tuple(x.shape[-2:]) != self.kernel_size or self.padding != (0, 0) or self.groups != 1:
+            return super().forward(x)
+        n = x.shape[0]
+        # (N, H, W, C) order: a free view of channels_last tensors (weights and activations).
+        rows = x.permute(0, 2, 3, 1).reshape(n, -1)
+        weight = self.weight.permute(0, 2, 3, 1).reshape(self.out_channels, -1)
+        return F.linear(rows, weight, self.bias).reshape(n, self.out_channels, 1, 1)
+
+
+class WholeMapConvTranspose2d(nn.ConvTranspose2d):
+    """A transposed convolution from a 1 x 1 input to a k x k map, run as one matrix product.
+
+    Same parameters and results as ``nn.ConvTranspose2d`` (padding 0); the output has channels_last
+    strides. Other input sizes fall back to the transposed convolution.
+    """
+
+    def forward(self, z: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
+        plain = self.padding == (0, 0) and self.output_padding == (0, 0) and self.dilation == (1, 1)
+        if tuple(z.shape[-2:]) != (1, 1) or output_size is not None or not plain or self.groups != 1:
+            return super().forward(z, output_size)
+        n = z.shape[0]
+        kh, kw = self.kernel_size
+        weight = self.weight.permute(0, 2, 3, 1).reshape(self.in_channels, -1)  # (in, kh * kw * out)
+        out = (z.reshape(n, -1) @ weight).reshape(n, kh, kw, self.out_channels).permute(0, 3, 1, 2)
+        return out if self.bias is None else out + self.bias.view(1, -1, 1, 1)
 
 
 class ImageEncoder(nn.Module):
@@ -43,11 +80,13 @@ class ImageEncoder(nn.Module):
         layers: list[nn.Module] = [nn.Conv2d(c, base_filters, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)]
         ch = base_filters
         for _ in sides[2:]:
-            layers += [nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ch * 2), nn.LeakyReLU(0.2, True)]
+            layers += [
+                nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ch * 2), nn.LeakyReLU(0.2, True)
+            ]
             ch *= 2
         self.features = nn.Sequential(*layers)
         self.feature_channels = ch
-        self.head = nn.Conv2d(ch, out_dim, sides[-1], 1, 0, bias=False)
+        self.head = WholeMapConv2d(ch, out_dim, sides[-1], 1, 0, bias=False)
 
     def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns (features (N, F, s, s), output (N, out_dim))."""
@@ -76,10 +115,13 @@ class ImageDecoder(nn.Module):
         n_up = len(sides) - 1
         ch = base_filters * 2 ** (n_up - 1)
         layers: list[nn.Module] = [
-            nn.ConvTranspose2d(latent_dim, ch, sides[-1], 1, 0, bias=False), nn.BatchNorm2d(ch), nn.ReLU(True)
+            WholeMapConvTranspose2d(latent_dim, ch, sides[-1], 1, 0, bias=False), nn.BatchNorm2d(ch),
+            nn.ReLU(True),
         ]
         for _ in range(n_up - 1):
-            layers += [nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ch // 2), nn.ReLU(True)]
+            layers += [
+                nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ch // 2), nn.ReLU(True)
+            ]
             ch //= 2
         layers += [nn.ConvTranspose2d(ch, c, 4, 2, 1, bias=False), nn.Tanh()]
         self.net = nn.Sequential(*layers)

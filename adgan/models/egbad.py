@@ -1,0 +1,336 @@
+"""EGBAD / BiGAN (Zenati et al. 2018): encoder E, generator G and a joint discriminator D(x, z).
+
+D tells real pairs (x, E(x)) from generated pairs (G(z), z). Once trained, G(E(x)) reconstructs normal
+data well, and D's view of (x, E(x)) separates normal pairs from unusual ones.
+
+Loss cases (the survey's Table 1), written ``"<train>[+res]-<score>"``:
+
+- ``<train>``: how G and E are trained against D. ``bce``: G wants D(G(z), z) called real, E wants
+  D(x, E(x)) called fake (the BiGAN game). ``fm``: feature matching, G and E both minimise the squared
+  distance between the batch means of D's intermediate features of real and generated pairs.
+- ``+res``: the residual loss ``mean |x - G(E(x))|`` (weight ``w_res``) is added to the encoder's loss
+  only; G's weights receive no gradient from it, so G stays a pure GAN generator.
+- ``<score>``: the discriminator term L_D of the anomaly score
+  ``(1 - lam) * ||x - G(E(x))||_1 + lam * L_D``. ``bce``: cross-entropy of D(x, E(x)) against "real",
+  ``softplus(-logit)``. ``fm``: ``||f(x, E(x)) - f(G(E(x)), E(x))||_1`` over D's intermediate features f.
+
+Networks: DCGAN-style for 28x28/32x32 images (``adgan.models.nets``); for tabular data the MLPs of the
+published KDD99 code (encoder D->64->32, generator 32->64->128->D, discriminator x->128 and z->128 joined
+->128 with dropout 0.5), widths scaled by ``base_filters / 64``.
+
+The default loss case is ``fm-bce``: it gave the best KDD99 F1 of the cases we measured
+(``benchmarks/egbad_kdd.py``, results in ``benchmarks/README.md``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from adgan.models import gan_common as gc
+from adgan.models.base import Detector, DetectorConfig, register_detector
+from adgan.models.nets import ImageDecoder, ImageEncoder, dcgan_init, mlp
+
+TRAIN_CASES = ("bce", "bce+res", "fm", "fm+res")
+SCORE_CASES = ("bce", "fm")
+
+
+@dataclasses.dataclass
+class EGBADConfig(DetectorConfig):
+    """EGBAD hyperparameters.
+
+    Attributes:
+        lr: Adam learning rate of all three networks.
+        beta1: Adam beta1.
+        epochs: Training epochs.
+        batch_size: Minibatch size.
+        latent_dim: Latent size; 0 = auto (200 for images as in the published MNIST code, 32 for tabular).
+        base_filters: Width of the networks (image: first conv channels; tabular: 64 = published sizes).
+        lam: Weight of L_D in the anomaly score.
+        w_res: Weight of the residual loss in the encoder's loss (``+res`` cases only).
+    """
+
+    loss_case: str = "fm-bce"
+    lr: float = 2e-4
+    beta1: float = 0.5
+    epochs: int = 15
+    batch_size: int = 64
+    latent_dim: int = 0
+    base_filters: int = 64
+    lam: float = 0.1
+    w_res: float = 1.0
+    tabular_norm: bool = True
+
+
+class JointDiscriminator(nn.Module):
+    """BiGAN discriminator D(x, z) -> (features (N, F), logit (N,)).
+
+    Args:
+        input_shape: (C, H, W) for images or (D,) for tabular data.
+        latent_dim: Size of z.
+        base_filters: Width; for images the x trunk is an ``ImageEncoder`` with this many first filters.
+    """
+
+    def __init__(self, input_shape: tuple[int, ...], latent_dim: int, base_filters: int) -> None:
+        super().__init__()
+        if len(input_shape) == 3:
+            hidden = 8 * base_filters  # the published MNIST code: z -> 512, joint 1024
+            self.x_net: nn.Module = nn.Sequential(ImageEncoder(input_shape, hidden, base_filters),
+                                                  nn.LeakyReLU(0.2))
+            slope = 0.2
+            self.z_net = mlp([latent_dim, hidden], final=nn.LeakyReLU(slope))
+        else:
+            # The published KDD code: x -> 128 with batch norm, z -> 128 with dropout, joined -> 128.
+            hidden = 2 * base_filters
+            slope = 0.1
+            self.x_net = nn.Sequential(nn.Linear(input_shape[0], hidden), nn.BatchNorm1d(hidden),
+                                       nn.LeakyReLU(slope))
+            self.z_net = nn.Sequential(nn.Linear(latent_dim, hidden), nn.LeakyReLU(slope), nn.Dropout(0.5))
+        joint = 2 * hidden if len(input_shape) == 3 else hidden
+        self.joint = nn.Sequential(nn.Linear(2 * hidden, joint), nn.LeakyReLU(slope), nn.Dropout(0.5))
+        self.logit = nn.Linear(joint, 1)
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f = self.joint(torch.cat([self.x_net(x), self.z_net(z)], dim=1))
+        return f, self.logit(f).squeeze(1)
+
+
+class FeatureScale(nn.Module):
+    """Fixed per-feature affine map: ``(x - shift) / scale``, or its inverse ``x * scale + shift``.
+
+    Tabular networks standardise their input and de-standardise the generator's output with the training
+    mean and standard deviation (buffers, saved with the weights). The function class is that of the
+    published MLPs (a linear layer absorbs an affine map); only the starting point changes, which matters
+    on unscaled KDD99 features spanning 0..5e6.
+    """
+
+    def __init__(self, dim: int, inverse: bool = False) -> None:
+        super().__init__()
+        self.inverse = inverse
+        self.register_buffer("shift", torch.zeros(dim))
+        self.register_buffer("scale", torch.ones(dim))
+
+    def fit(self, x: torch.Tensor) -> None:
+        """Set shift/scale to the mean/std of ``x`` (N, D); constant features keep scale 1."""
+        std = x.std(0)
+        self.shift.copy_(x.mean(0))
+        self.scale.copy_(torch.where(std > 0, std, torch.ones_like(std)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.inverse:
+            return x * self.scale + self.shift
+        return (x - self.shift) / self.scale
+
+
+def build_nets(
+    input_shape: tuple[int, ...], latent_dim: int, base_filters: int, tabular_norm: bool = True
+) -> tuple[nn.Module, nn.Module, JointDiscriminator]:
+    """Encoder (x -> z), generator (z -> x) and joint discriminator for ``input_shape``.
+
+    With ``tabular_norm`` (tabular input only) the encoder and D standardise x and G de-standardises its
+    output through ``FeatureScale`` modules; call ``fit_scales`` with the training data.
+    """
+    if len(input_shape) == 3:
+        enc: nn.Module = ImageEncoder(input_shape, latent_dim, base_filters)
+        gen: nn.Module = ImageDecoder(latent_dim, input_shape, base_filters)
+        disc = JointDiscriminator(input_shape, latent_dim, base_filters)
+    else:
+        d, w = input_shape[0], base_filters
+        enc = mlp([d, w, latent_dim], slope=0.1)
+        gen = mlp([latent_dim, w, 2 * w, d], slope=0.0)  # linear output: KDD features are unscaled
+        disc = JointDiscriminator(input_shape, latent_dim, base_filters)
+        if tabular_norm:
+            enc = nn.Sequential(FeatureScale(d), enc)
+            gen = nn.Sequential(gen, FeatureScale(d, inverse=True))
+            disc.x_net = nn.Sequential(FeatureScale(d), disc.x_net)
+    for net in (enc, gen, disc):
+        net.apply(dcgan_init)
+    return enc, gen, disc
+
+
+def fit_scales(x: torch.Tensor, *nets: nn.Module) -> None:
+    """Fit every ``FeatureScale`` inside ``nets`` to the training data ``x`` (N, D)."""
+    for net in nets:
+        for m in net.modules():
+            if isinstance(m, FeatureScale):
+                m.fit(x)
+
+
+def parse_case(loss_case: str) -> tuple[str, bool, str]:
+    """``"fm+res-bce"`` -> (train adversarial loss "fm", residual True, score L_D "bce")."""
+    train, score = loss_case.rsplit("-", 1)
+    return train.split("+")[0], train.endswith("+res"), score
+
+
+def bce(logit: torch.Tensor, real: bool) -> torch.Tensor:
+    """Mean binary cross-entropy of logits against an all-real or all-fake target."""
+    return F.binary_cross_entropy_with_logits(logit, torch.full_like(logit, float(real)))
+
+
+def generator_encoder_losses(
+    enc: nn.Module, gen: nn.Module, disc: JointDiscriminator, x: torch.Tensor, z: torch.Tensor,
+    adversarial: str, residual: bool,
+) -> dict[str, torch.Tensor]:
+    """The losses G and E minimise on one batch.
+
+    Args:
+        x: Real batch (N, ...). z: Prior samples (N, latent_dim).
+        adversarial: "bce" or "fm". residual: Add the residual loss term ``res``.
+
+    Returns:
+        ``g`` (gradients only into G), ``e`` (only into E) or, for "fm", ``ge`` (into both), plus ``res``
+        (only into E: computed with G's weights frozen).
+    """
+    z_enc = enc(x)
+    x_gen = gen(z)
+    f_real, logit_real = disc(x, z_enc)
+    f_fake, logit_fake = disc(x_gen, z)
+    if adversarial == "bce":
+        losses = {"g": bce(logit_fake, True), "e": bce(logit_real, False)}
+    else:
+        losses = {"ge": (f_real.mean(0) - f_fake.mean(0)).pow(2).mean()}
+    if residual:
+        gen.requires_grad_(False)  # the residual trains the encoder, through G, not G itself
+        try:
+            losses["res"] = (x - gen(z_enc)).abs().mean()
+        finally:
+            gen.requires_grad_(True)
+    return losses
+
+
+@register_detector
+class EGBAD(Detector):
+    """EGBAD / BiGAN anomaly detector; see the module docstring for the loss cases."""
+
+    name: ClassVar[str] = "egbad"
+    Config: ClassVar[type[DetectorConfig]] = EGBADConfig
+    loss_cases: ClassVar[tuple[str, ...]] = tuple(
+        f"{t}-{s}" for t in ("fm", "bce", "bce+res", "fm+res") for s in SCORE_CASES
+    )
+    preferred_image_size: ClassVar[int] = 28
+    config: EGBADConfig
+
+    def __init__(self, **hparams: Any) -> None:
+        super().__init__(**hparams)
+        self.enc: nn.Module | None = None
+        self.gen: nn.Module | None = None
+        self.disc: JointDiscriminator | None = None
+
+    @classmethod
+    def tiny_config(cls) -> dict[str, Any]:
+        """Fast hyperparameters for tests."""
+        return {"base_filters": 8, "latent_dim": 16, "epochs": 2, "batch_size": 32, "lr": 1e-3}
+
+    def latent_size(self) -> int:
+        """The latent size in use (``latent_dim`` or its auto value for the fitted input)."""
+        if self.config.latent_dim > 0:
+            return self.config.latent_dim
+        assert self.input_shape is not None
+        return 200 if len(self.input_shape) == 3 else 32
+
+    def _build(self) -> None:
+        assert self.input_shape is not None
+        cfg = self.config
+        nets = build_nets(self.input_shape, self.latent_size(), cfg.base_filters, cfg.tabular_norm)
+        self.enc, self.gen, self.disc = (n.to(self.device) for n in nets)
+
+    def fit_epochs(
+        self, x: np.ndarray, *, seed: int = 0, device: str | torch.device = "cpu", bf16: bool = False
+    ) -> Iterator[dict[str, float]]:
+        """Train on normal samples ``x`` ((N, C, H, W) or (N, D)); yields mean losses per epoch.
+
+        Each step: one discriminator update on (x, E(x)) vs (G(z), z), then one joint G/E update.
+
+        Raises:
+            DivergedError: A loss became NaN or infinite.
+        """
+        self._set_input(x, device, bf16)
+        cfg = self.config
+        gen_rng = gc.seed_everything(seed)
+        self._build()
+        enc, gen, disc = self.enc, self.gen, self.disc
+        assert enc is not None and gen is not None and disc is not None
+        data = gc.to_tensor(self.check_input(x), self.device)
+        n, latent = data.shape[0], self.latent_size()
+        if data.ndim == 2:
+            fit_scales(data, enc, gen, disc)
+        adversarial, residual, _ = parse_case(cfg.loss_case)
+        opt_d = gc.adam(disc.parameters(), cfg.lr, cfg.beta1)
+        opt_ge = gc.adam([*enc.parameters(), *gen.parameters()], cfg.lr, cfg.beta1)
+        bs = min(cfg.batch_size, n)
+        for epoch in range(cfg.epochs):
+            for net in (enc, gen, disc):
+                net.train()  # score() between epochs leaves them in eval mode
+            sums: dict[str, float] = {}
+            steps = 0
+            for idx in gc.minibatches(n, bs, gen_rng):
+                xb = data[idx]
+                z = torch.randn(xb.shape[0], latent, generator=gen_rng).to(self.device)
+                with gc.autocast(self.device, self.bf16):
+                    # Discriminator step: real pairs (x, E(x)) against generated pairs (G(z), z).
+                    with torch.no_grad():
+                        z_enc, x_gen = enc(xb), gen(z)
+                    _, logit_real = disc(xb, z_enc)
+                    _, logit_fake = disc(x_gen, z)
+                    loss_d = bce(logit_real.float(), True) + bce(logit_fake.float(), False)
+                opt_d.zero_grad(set_to_none=True)
+                loss_d.backward()
+                opt_d.step()
+                disc.requires_grad_(False)  # D's weight gradients are not needed for the G/E step
+                with gc.autocast(self.device, self.bf16):
+                    losses = generator_encoder_losses(enc, gen, disc, xb, z, adversarial, residual)
+                total = sum(v.float() * (cfg.w_res if k == "res" else 1.0) for k, v in losses.items())
+                opt_ge.zero_grad(set_to_none=True)
+                total.backward()  # type: ignore[union-attr]
+                opt_ge.step()
+                disc.requires_grad_(True)
+                sums["d"] = sums.get("d", 0.0) + loss_d.item()
+                for k, v in losses.items():
+                    sums[k] = sums.get(k, 0.0) + v.item()
+                steps += 1
+            means = {k: v / max(steps, 1) for k, v in sums.items()}
+            gc.check_finite(self.name, epoch, means)
+            yield means
+
+    def _score_tensor(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-sample score (N,) for a batch; networks must be in eval mode."""
+        assert self.enc is not None and self.gen is not None and self.disc is not None
+        _, _, score_case = parse_case(self.config.loss_case)
+        with gc.autocast(self.device, self.bf16):
+            z = self.enc(x)
+            x_rec = self.gen(z)
+            f_real, logit_real = self.disc(x, z)
+            if score_case == "fm":
+                f_rec, _ = self.disc(x_rec, z)
+                l_d = (f_real.float() - f_rec.float()).abs().sum(1)
+            else:
+                l_d = F.softplus(-logit_real.float())  # BCE against "real"
+        l_r = (x - x_rec.float()).abs().flatten(1).sum(1)
+        lam = self.config.lam
+        return (1.0 - lam) * l_r + lam * l_d
+
+    def score(self, x: np.ndarray) -> np.ndarray:
+        """Anomaly scores (N,) float64 of ``x`` ((N, C, H, W) or (N, D)); higher = more anomalous."""
+        x = self.check_input(x)
+        if self.enc is None:
+            raise RuntimeError(f"{self.name}: networks are missing; fit() or load() first")
+        for net in (self.enc, self.gen, self.disc):
+            net.eval()  # type: ignore[union-attr]
+        return gc.score_batched(self._score_tensor, x, self.device)
+
+    def state(self) -> dict[str, Any]:
+        assert self.enc is not None and self.gen is not None and self.disc is not None
+        return {"enc": self.enc.state_dict(), "gen": self.gen.state_dict(), "disc": self.disc.state_dict()}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self._build()
+        assert self.enc is not None and self.gen is not None and self.disc is not None
+        self.enc.load_state_dict(state["enc"])
+        self.gen.load_state_dict(state["gen"])
+        self.disc.load_state_dict(state["disc"])

@@ -1,0 +1,256 @@
+"""Training throughput and test-time cost of the registered detectors at their default size.
+
+Usage:
+    python benchmarks/models.py --model ganomaly            # one model (repeatable), or --model all
+    python benchmarks/models.py --model ganomaly --bf16     # bf16 autocast
+    python benchmarks/models.py --model ganomaly --levers   # GANomaly speed levers one at a time
+    python benchmarks/models.py --model egbad --kind tabular --dim 121
+
+Training throughput: samples/s over whole epochs of ``fit_epochs`` on random data (the first epoch is a
+warm-up and not counted), reported as best and median of ``--repeats`` epochs. Test-time cost: ms per
+sample of ``score`` on ``--score-n`` samples, best and median of ``--repeats`` calls. The machine may be
+shared: the load average is printed with every result, compare only numbers taken under similar load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from adgan.models import create_detector, list_detectors
+from adgan.models.base import Detector
+from adgan.models.ganomaly import Ganomaly
+from adgan.models.nets import WholeMapConv2d, WholeMapConvTranspose2d
+
+
+def synthetic(kind: str, n: int, channels: int, side: int, dim: int, seed: int = 0) -> np.ndarray:
+    """Random inputs of the benchmarked shape: (n, C, side, side) in [-1, 1] or (n, dim)."""
+    rng = np.random.default_rng(seed)
+    if kind == "image":
+        return np.tanh(rng.standard_normal((n, channels, side, side))).astype(np.float32)
+    return rng.standard_normal((n, dim)).astype(np.float32)
+
+
+def make(name: str, hparams: dict[str, Any]) -> Detector:
+    """Build ``name`` with those of ``hparams`` that its config has (baselines lack epochs etc.)."""
+    cls = type(create_detector(name))
+    fields = {f.name for f in dataclasses.fields(cls.Config)}
+    return create_detector(name, **{k: v for k, v in hparams.items() if k in fields})
+
+
+def train_throughput(
+    det: Detector, x: np.ndarray, repeats: int, bf16: bool
+) -> tuple[list[float], list[float]]:
+    """Samples per wall second and per CPU second (all threads) of each timed epoch.
+
+    Iterative models: the first epoch is a warm-up; others: one ``fit`` per repeat. With one thread on a
+    shared machine the per-CPU-second rate estimates what an idle core would do.
+    """
+    walls: list[float] = []
+    cpus: list[float] = []
+    if not det.is_iterative:
+        for _ in range(repeats):
+            t0, c0 = time.perf_counter(), time.process_time()
+            det.fit(x)
+            walls.append(x.shape[0] / (time.perf_counter() - t0))
+            cpus.append(x.shape[0] / (time.process_time() - c0))
+        return walls, cpus
+    batch = int(getattr(det.config, "batch_size", x.shape[0]))
+    per_epoch = x.shape[0] - x.shape[0] % batch
+    t0, c0 = time.perf_counter(), time.process_time()
+    for epoch, _ in enumerate(det.fit_epochs(x, bf16=bf16)):
+        if epoch > 0:
+            walls.append(per_epoch / (time.perf_counter() - t0))
+            cpus.append(per_epoch / (time.process_time() - c0))
+        # Restart the clocks here: excludes anything done while the generator is suspended.
+        t0, c0 = time.perf_counter(), time.process_time()
+    return walls, cpus
+
+
+def score_cost(det: Detector, x: np.ndarray, repeats: int) -> list[float]:
+    """Milliseconds per sample of ``score(x)`` for each of ``repeats`` calls (after one warm-up call)."""
+    det.score(x[: min(len(x), 8)])
+    costs = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        det.score(x)
+        costs.append((time.perf_counter() - t0) * 1e3 / x.shape[0])
+    return costs
+
+
+def naive_ganomaly_step(
+    self: Ganomaly,
+    xb: torch.Tensor,
+    g_params: list[torch.nn.Parameter],
+    d_params: list[torch.nn.Parameter],
+    opt_g: torch.optim.Optimizer,
+    opt_d: torch.optim.Optimizer,
+) -> torch.Tensor:
+    """The straightforward GANomaly step (as in the original code), for the lever comparison only.
+
+    G step: D(x) and D(x_hat) with a full backward (D weight gradients computed and thrown away);
+    D step: D(x) and D(x_hat.detach()) again. Same losses as ``Ganomaly._step``.
+    """
+    cfg = self.config
+    GE, GD, E, D = self._nets()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+        z = GE(xb)
+        x_hat = GD(z)
+        z_hat = E(x_hat)
+        feat_real, _ = D.forward_features(xb)
+        feat_fake, logit_fake = D.forward_features(x_hat)
+    if cfg.loss_case == "fm":
+        loss_adv = (feat_fake.float() - feat_real.float()).pow(2).mean()
+    else:
+        loss_adv = F.binary_cross_entropy_with_logits(logit_fake.float(), torch.ones_like(logit_fake.float()))
+    loss_con = (x_hat.float() - xb).abs().mean()
+    loss_enc = (z.float() - z_hat.float()).pow(2).mean()
+    loss_g = cfg.w_adv * loss_adv + cfg.w_con * loss_con + cfg.w_enc * loss_enc
+    opt_g.zero_grad()
+    loss_g.backward()
+    opt_g.step()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+        logit_real = D(xb)
+        logit_fake = D(x_hat.detach())
+    loss_d = 0.5 * (
+        F.binary_cross_entropy_with_logits(logit_real.float(), torch.ones_like(logit_real.float()))
+        + F.binary_cross_entropy_with_logits(logit_fake.float(), torch.zeros_like(logit_fake.float()))
+    )
+    opt_d.zero_grad()
+    loss_d.backward()
+    opt_d.step()
+    return torch.stack([loss_d, loss_g, loss_adv, loss_con, loss_enc]).detach()
+
+
+def _summary(values: list[float]) -> str:
+    return f"best {max(values):8.1f}  median {statistics.median(values):8.1f}"
+
+
+def _load() -> str:
+    return "load {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+
+
+def bench_model(name: str, args: argparse.Namespace, hparams: dict[str, Any], label: str = "",
+                patch: Callable[[Detector], None] | None = None, bf16: bool = False) -> None:
+    """Print training throughput and (unless ``--no-score``) test-time cost of one configuration."""
+    x = synthetic(args.kind, args.n, args.channels, args.side, args.dim)
+    det = make(name, {"epochs": args.repeats + 1, **hparams})
+    if patch is not None:
+        patch(det)
+    walls, cpus = train_throughput(det, x, args.repeats, bf16)
+    line = f"{name:10s} {label:28s} train samples/s {_summary(walls)}, per CPU-s {_summary(cpus)}"
+    if not args.no_score:
+        costs = score_cost(det, x[: args.score_n], args.repeats)
+        line += f"   score ms/sample best {min(costs):.4f} median {statistics.median(costs):.4f}"
+    print(f"{line}   ({_load()})", flush=True)
+
+
+def ganomaly_levers(args: argparse.Namespace, hparams: dict[str, Any]) -> None:
+    """GANomaly throughput: the straightforward reference, each speed lever on its own, all together.
+
+    Levers: channels_last memory format, whole-map layers as matrix products (``nets.WholeMapConv2d``
+    and ``WholeMapConvTranspose2d``), fused D passes (``Ganomaly._step``). With ``--bf16`` the reference
+    and the default are also run under bf16 autocast.
+    """
+
+    def naive_step(det: Detector) -> None:
+        det._step = naive_ganomaly_step.__get__(det)  # type: ignore[attr-defined]
+
+    def nchw(det: Detector) -> None:
+        det.channels_last = False  # type: ignore[attr-defined,misc]
+
+    def conv_heads(det: Detector) -> None:
+        # Run the whole-map layers as the plain (transposed) convolutions they replace.
+        build = det._build  # type: ignore[attr-defined]
+
+        def patched() -> None:
+            build()
+            for net in det._nets():  # type: ignore[attr-defined]
+                for mod in net.modules():
+                    if isinstance(mod, WholeMapConv2d):
+                        mod.forward = partial(nn.Conv2d.forward, mod)  # type: ignore[method-assign]
+                    elif isinstance(mod, WholeMapConvTranspose2d):
+                        mod.forward = partial(nn.ConvTranspose2d.forward, mod)  # type: ignore[method-assign]
+
+        det._build = patched  # type: ignore[attr-defined]
+
+    def without(*levers: str) -> Callable[[Detector], None]:
+        undo = {"channels_last": nchw, "whole_map": conv_heads, "fused": naive_step}
+
+        def patch(det: Detector) -> None:
+            for lever in levers:
+                undo[lever](det)
+
+        return patch
+
+    everything = ("channels_last", "whole_map", "fused")
+    runs: list[tuple[str, Callable[[Detector], None], bool]] = [
+        ("reference (no lever)", without(*everything), False),
+        ("+ channels_last only", without("whole_map", "fused"), False),
+        ("+ whole-map matmuls only", without("channels_last", "fused"), False),
+        ("+ fused D passes only", without("channels_last", "whole_map"), False),
+        ("all levers (default)", without(), False),
+    ]
+    if args.bf16:
+        runs += [("reference bf16", without(*everything), True), ("all levers bf16", without(), True)]
+    for label, patch, bf16 in runs:
+        bench_model("ganomaly", args, hparams, label, patch, bf16)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", action="append", help="detector name (repeatable) or 'all'")
+    parser.add_argument("--kind", choices=("image", "tabular"), default="image")
+    parser.add_argument("--side", type=int, default=0, help="image side (default: the model's preferred)")
+    parser.add_argument("--channels", type=int, default=3)
+    parser.add_argument("--dim", type=int, default=121, help="tabular feature count")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--n", type=int, default=1280, help="training samples per epoch")
+    parser.add_argument("--score-n", type=int, default=512, help="samples scored per timing")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast during training")
+    parser.add_argument("--levers", action="store_true", help="GANomaly: measure each speed lever")
+    parser.add_argument("--no-score", action="store_true", help="skip the test-time cost")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: CPUs available)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra hyperparameter, e.g. --set gamma_steps=100 (repeatable)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads or len(os.sched_getaffinity(0)))
+    names = args.model or ["ganomaly"]
+    if "all" in names:
+        names = list_detectors()
+    hparams: dict[str, Any] = {"batch_size": args.batch_size}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        hparams[key] = value
+    print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+          f"threads {torch.get_num_threads()}, batch {args.batch_size}, n {args.n}, {_load()}")
+    for name in names:
+        cls = type(create_detector(name))
+        if args.kind not in cls.input_kinds:
+            print(f"{name:10s} skipped: no {args.kind} input")
+            continue
+        margs = argparse.Namespace(**{**vars(args), "side": args.side or cls.preferred_image_size})
+        if args.levers and name == "ganomaly":
+            ganomaly_levers(margs, hparams)
+        else:
+            bench_model(name, margs, hparams, "bf16" if args.bf16 else "fp32", bf16=args.bf16)
+    print(f"# done, {_load()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,238 @@
+"""The detector contract, checked for every registered detector (``adgan.models.list_detectors()``).
+
+A detector is tested here by being registered. Tests train with small hyperparameters from the
+detector class's optional hook::
+
+    @classmethod
+    def tiny_config(cls) -> dict[str, Any]:
+        '''Hyperparameters that train in a few seconds and still learn ``easy_images``/``easy_tabular``.'''
+
+(absent = ``{}``, the defaults; classical baselines need nothing). Each detector is fitted once per input
+kind (module-scoped fixtures) on normal samples of the easy synthetic data below, then checked for:
+``fit`` returns self, score shape/dtype, score direction (anomalies score higher), batch-composition
+independence, identical scores after save/load, refusal of unknown hyperparameters, bad loss cases and
+wrong input shapes.
+
+``easy_images`` and ``easy_tabular`` are also used by the per-model test files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from adgan.errors import ConfigError, DataError
+from adgan.models import Detector, create_detector, list_detectors
+from adgan.models.base import DETECTORS
+
+MODELS = list_detectors()
+TAB_DIM = 20
+
+
+def easy_images(
+    n: int, anomaly: np.ndarray, rng: np.random.Generator, side: int = 32, channels: int = 1
+) -> np.ndarray:
+    """Normal: one smooth Gaussian blob at a random place. Anomaly: a checkerboard of random cell size/phase.
+
+    Args:
+        n: Number of images.
+        anomaly: (n,) bool, which images are anomalous.
+        rng: Random source.
+        side: Image side (28 or 32).
+        channels: Channels (the pattern is repeated over them).
+
+    Returns:
+        (n, channels, side, side) float32 in [-1, 1], with Gaussian pixel noise (sd 0.1).
+    """
+    yy, xx = np.mgrid[0:side, 0:side].astype(np.float32)
+    centre = rng.uniform(side / 4, 3 * side / 4, (n, 2, 1, 1))
+    width = rng.uniform(3.0, 5.0, (n, 1, 1))
+    blob = 2 * np.exp(-((yy - centre[:, 0]) ** 2 + (xx - centre[:, 1]) ** 2) / (2 * width**2)) - 1
+    cell = rng.integers(3, 6, (n, 1, 1))
+    shift = rng.integers(0, 6, (n, 2, 1, 1))
+    check = np.where((((yy + shift[:, 0]) // cell + (xx + shift[:, 1]) // cell) % 2) == 0, 0.8, -0.8)
+    img = np.where(anomaly[:, None, None], check, blob)
+    x = np.repeat(img[:, None], channels, axis=1) + 0.1 * rng.standard_normal((n, channels, side, side))
+    return np.clip(x, -1, 1).astype(np.float32)
+
+
+def easy_tabular(n: int, anomaly: np.ndarray, rng: np.random.Generator, dim: int = TAB_DIM) -> np.ndarray:
+    """Normal: points near a fixed 3-d linear subspace of R^dim (per-feature sd about 1). Anomaly: isotropic
+    Gaussian points with sd 3, off the subspace and farther out.
+
+    Returns:
+        (n, dim) float32.
+    """
+    basis = np.random.default_rng(12345).standard_normal((3, dim)) / math.sqrt(3)
+    normal = rng.standard_normal((n, 3)) @ basis + 0.05 * rng.standard_normal((n, dim))
+    outlier = 3.0 * rng.standard_normal((n, dim))
+    return np.where(anomaly[:, None], outlier, normal).astype(np.float32)
+
+
+def easy_split(kind: str, side: int = 32, channels: int = 1, n_train: int = 0, seed: int = 0
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x_train normals only, x_test, y_test) with 200 normal and 100 anomalous test samples.
+
+    ``n_train`` 0 means 512 images or 2048 table rows (tabular steps are cheap; more of them let the
+    small networks of ``tiny_config`` learn the manifold in two epochs).
+    """
+    rng = np.random.default_rng(seed)
+    n_train = n_train or (512 if kind == "image" else 2048)
+    y = np.r_[np.zeros(200), np.ones(100)].astype(np.int64)
+    if kind == "image":
+        return (easy_images(n_train, np.zeros(n_train, bool), rng, side, channels),
+                easy_images(len(y), y.astype(bool), rng, side, channels), y)
+    return easy_tabular(n_train, np.zeros(n_train, bool), rng), easy_tabular(len(y), y.astype(bool), rng), y
+
+
+def tiny(name: str) -> dict[str, Any]:
+    """The detector's ``tiny_config()`` hook, or ``{}``."""
+    hook = getattr(DETECTORS.get(name), "tiny_config", None)
+    return dict(hook()) if callable(hook) else {}
+
+
+@dataclasses.dataclass
+class Fitted:
+    det: Detector
+    fit_result: Any
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+_CACHE: dict[tuple[str, str], Fitted] = {}
+
+
+def fitted(name: str, kind: str) -> Fitted:
+    """Fit ``name`` once per input kind (cached for the module); skip kinds the detector does not take."""
+    cls = DETECTORS.get(name)
+    if kind not in cls.input_kinds:
+        pytest.skip(f"{name} does not take {kind} input")
+    key = (name, kind)
+    if key not in _CACHE:
+        x_train, x_test, y_test = easy_split(kind, side=cls.preferred_image_size)
+        det = create_detector(name, **tiny(name))
+        _CACHE[key] = Fitted(det, det.fit(x_train), x_test, y_test)
+    return _CACHE[key]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread_and_clear_cache() -> Any:
+    """Tiny networks gain nothing from two threads, and on a loaded machine a two-thread OpenMP team
+    waits at every barrier for its descheduled half (measured: over 10x slower wall time)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+    _CACHE.clear()
+
+
+KINDS = ("image", "tabular")
+
+
+def test_registry_is_not_empty() -> None:
+    assert "ganomaly" in MODELS
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("name", MODELS)
+def test_fit_returns_self_and_scores_are_float64_per_sample(name: str, kind: str) -> None:
+    f = fitted(name, kind)
+    assert f.fit_result is f.det
+    scores = f.det.score(f.x_test)
+    assert scores.shape == (len(f.x_test),)
+    assert scores.dtype == np.float64
+    assert np.isfinite(scores).all()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("name", MODELS)
+def test_anomalies_score_higher_on_an_easy_case(name: str, kind: str) -> None:
+    f = fitted(name, kind)
+    auroc = roc_auc_score(f.y_test, f.det.score(f.x_test))
+    assert auroc > 0.8, f"{name} on easy {kind} data: AUROC {auroc:.3f}"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("name", MODELS)
+def test_scores_do_not_depend_on_batch_composition(name: str, kind: str) -> None:
+    f = fitted(name, kind)
+    full = f.det.score(f.x_test)
+    order = np.random.default_rng(1).permutation(len(f.x_test))
+    # The same samples in another order, alone, and in odd-sized groups with other company.
+    np.testing.assert_allclose(f.det.score(f.x_test[order]), full[order], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(f.det.score(f.x_test[:1]), full[:1], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(f.det.score(f.x_test[order[:7]]), full[order[:7]], rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("name", MODELS)
+def test_save_load_gives_identical_scores(name: str, kind: str, tmp_path: Path) -> None:
+    f = fitted(name, kind)
+    path = f.det.save(tmp_path / "ckpt")
+    loaded = Detector.load(path)
+    assert type(loaded) is type(f.det)
+    assert loaded.config == f.det.config
+    assert loaded.input_shape == f.det.input_shape
+    np.testing.assert_array_equal(loaded.score(f.x_test), f.det.score(f.x_test))
+    # Saving over an existing checkpoint replaces it.
+    f.det.save(path)
+    np.testing.assert_array_equal(type(f.det).load(path).score(f.x_test[:5]), f.det.score(f.x_test[:5]))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("name", MODELS)
+def test_wrong_input_shape_is_refused(name: str, kind: str) -> None:
+    f = fitted(name, kind)
+    x = f.x_test
+    bad = [x[:, :-1], x[0], x.reshape(len(x), -1, 1)] if kind == "tabular" else [
+        x[:, :, :-1], x[:, :, :-1, :-1], np.repeat(x, 2, axis=1), x.reshape(len(x), -1)]
+    for wrong in bad:
+        with pytest.raises(DataError, match="expected input of shape"):
+            f.det.score(wrong)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_unknown_hyperparameter_and_bad_loss_case_are_refused(name: str) -> None:
+    with pytest.raises(ConfigError, match="not_a_hyperparameter"):
+        create_detector(name, not_a_hyperparameter=1)
+    with pytest.raises(ConfigError, match="loss_case"):
+        create_detector(name, loss_case="no-such-case")
+    # The first loss case is the default.
+    assert create_detector(name).config.loss_case == DETECTORS.get(name).loss_cases[0]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_unfitted_detector_refuses_to_score_or_save(name: str, tmp_path: Path) -> None:
+    det = create_detector(name, **tiny(name))
+    with pytest.raises(DataError, match="not fitted"):
+        det.score(np.zeros((2, TAB_DIM), np.float32))
+    with pytest.raises(DataError):
+        det.save(tmp_path / "ckpt")
+    assert not (tmp_path / "ckpt").exists()
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_fit_refuses_input_that_is_neither_images_nor_a_table(name: str) -> None:
+    det = create_detector(name, **tiny(name))
+    for bad in (np.zeros((4, 3, 8), np.float32), np.zeros((0, TAB_DIM), np.float32)):
+        with pytest.raises(DataError, match="expected a non-empty array"):
+            det.fit(bad)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_fit_epochs_yields_finite_losses_once_per_epoch(name: str) -> None:
+    det = create_detector(name, **tiny(name))
+    x_train, _, _ = easy_split("tabular", n_train=128)
+    if "tabular" not in det.input_kinds:
+        x_train, _, _ = easy_split("image", side=det.preferred_image_size, n_train=128)
+    records = list(det.fit_epochs(x_train, seed=0))
+    assert len(records) == det.n_epochs
+    for rec in records:
+        assert rec and all(isinstance(v, float) and math.isfinite(v) for v in rec.values()), rec
