@@ -212,3 +212,9 @@ def test_pca_matches_sklearn_reconstruction_error(n_train: int, tab: tuple[np.nd
     # More components than samples or features are clipped to min(N, D).
     assert create_detector("pca", n_components=50).fit(tab[0][:n_train]).state()["components"].shape == (
         min(n_train, D), D)
+
+
+def test_knn_refuses_k_above_the_rows_kept() -> None:
+    x = np.random.default_rng(0).normal(size=(50, 4)).astype(np.float32)
+    with pytest.raises(DataError, match="k=9 needs at least 9 training samples, got 8"):
+        create_detector("knn", k=9, fit_samples=8).fit(x)

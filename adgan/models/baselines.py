@@ -142,10 +142,12 @@ class KNN(_Baseline):
     _EXTRA_CANDIDATES = 16  # shortlist margin against rounding in the matmul distances
 
     def _fit(self, x: np.ndarray, seed: int) -> None:
-        if len(x) < self.config.k:
+        kept = _subsample(len(x), self.config.fit_samples, seed)
+        # Checked on the rows kept, not the rows given: fit_samples may keep fewer than k.
+        if len(kept) < self.config.k:
             raise DataError(f"knn: k={self.config.k} needs at least {self.config.k} training samples, "
-                            f"got {len(x)}")
-        self.load_state({"train": x[_subsample(len(x), self.config.fit_samples, seed)].copy()})
+                            f"got {len(kept)} (fit_samples={self.config.fit_samples}, {len(x)} given)")
+        self.load_state({"train": x[kept].copy()})
 
     def state(self) -> dict[str, Any]:
         return {"train": self._train}

@@ -108,7 +108,9 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
             trial_id,
             cfg,
         )
-    exit_code, final = 0, {}
+    # Every report carries the searcher's metric: Tune refuses a result without it, which would end the
+    # whole sweep on one failed trial. NaN until an epoch was scored.
+    exit_code, final, best_so_far = 0, {}, {"best_val_auprc": float("nan")}
     try:
         resolved = resolve_config(cfg)
         splits = splits_for(resolved)
@@ -128,8 +130,9 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
             if rec["kind"] == "summary":  # diverged, or fewer epochs than planned
                 final = _summary(rec)
                 _copy_logs(out, trial_dir)
-                _report({**static, **final}, None, run, None)
+                _report({**static, **best_so_far, **final}, None, run, None)
                 break
+            best_so_far["best_val_auprc"] = rec["best_val_auprc"]
             metrics = {**static, **{k: v for k, v in rec.items() if k not in ("kind", "checkpoint")}}
             if rec["epoch"] >= n_epochs:
                 # Pull the summary before reporting the last epoch: the scheduler stops a trial at
@@ -146,7 +149,7 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
         exit_code = 1
         message = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         final = {"status": "errored", "message": message[-2000:]}
-        _report({**static, **final}, None, run, None)
+        _report({**static, **best_so_far, **final}, None, run, None)
     finally:
         _copy_logs(out, trial_dir)
         shutil.rmtree(out, ignore_errors=True)
@@ -156,6 +159,10 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
 
 def _copy_logs(out: Path, trial_dir: Path) -> None:
     """Copy ``adgan.train``'s logs (not its checkpoint) into the Tune trial directory."""
+    if not trial_dir.is_dir():
+        # ``get_trial_dir`` is the driver's staging directory, absent on another node: there the logs go
+        # to the trial's working directory (the cwd Tune gives it), which Tune uploads to storage.
+        trial_dir = Path.cwd()
     for name in ("config.json", "metrics.jsonl", "summary.json"):
         if (out / name).is_file():
             shutil.copy2(out / name, trial_dir / name)
