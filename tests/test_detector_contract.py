@@ -18,6 +18,7 @@ wrong input shapes.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from pathlib import Path
@@ -184,6 +185,8 @@ def test_save_load_gives_identical_scores(name: str, kind: str, tmp_path: Path) 
     # Saving over an existing checkpoint replaces it.
     f.det.save(path)
     np.testing.assert_array_equal(type(f.det).load(path).score(f.x_test[:5]), f.det.score(f.x_test[:5]))
+    # adgan.train keeps the best epoch's detector as a deep copy.
+    np.testing.assert_array_equal(copy.deepcopy(f.det).score(f.x_test[:5]), f.det.score(f.x_test[:5]))
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,15 @@ def gaussian_rows(n_normal: int, n_anomaly: int, seed: int, dim: int = 12) -> tu
     x = rng.normal(size=(n_normal + n_anomaly, dim)).astype(np.float32)
     x[n_normal:, ::2] += 4.0
     return x, np.r_[np.zeros(n_normal, np.int64), np.ones(n_anomaly, np.int64)]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread() -> Iterator[None]:
+    """These networks are tiny: one thread is faster than two and does not fight other processes."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 X_TRAIN, _ = blob_images(512, 0, seed=1)

@@ -19,6 +19,7 @@ from adgan.models import create_detector
 from adgan.models import gan_common as gc
 from adgan.models import ganomaly as ganomaly_mod
 from adgan.models.ganomaly import Ganomaly
+from adgan.models.nets import WholeMapConv2d, WholeMapConvTranspose2d
 
 TINY = Ganomaly.tiny_config()
 LOSS_KEYS = {"loss_d", "loss_g", "loss_adv", "loss_con", "loss_enc"}
@@ -103,6 +104,44 @@ def test_score_is_the_mean_squared_latent_distance_in_eval_mode() -> None:
         expected = (z - E(GD(z))).pow(2).mean(dim=1).double().numpy()
     np.testing.assert_allclose(det.score(x_test[:16]), expected, rtol=1e-5, atol=1e-9)
     assert not any(net.training for net in det._nets())
+
+
+def test_eval_mode_matches_train_mode_after_batchnorm_recalibration() -> None:
+    # Running statistics lag fast-moving weights; without recalibration eval-mode latents of this run
+    # are ~6x smaller than train-mode ones and the anomaly scores invert.
+    x_train, _, _ = easy_split("image", side=32, channels=1, n_train=256)
+    det = tiny().fit(x_train, seed=0)
+    GE = det._nets()[0]
+    x = torch.from_numpy(x_train).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        z_eval = GE(x)
+        GE.train()
+        z_train = GE(x)  # batch statistics of all the training data
+        GE.eval()
+    rel = (z_eval - z_train).norm() / z_train.norm()
+    assert rel < 0.1, f"eval-mode latents differ from train-mode ones by {rel:.2f}"
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_whole_map_layers_equal_the_convolutions_they_replace(memory_format: torch.memory_format) -> None:
+    torch.manual_seed(0)
+    for bias in (False, True):
+        conv = WholeMapConv2d(32, 10, 4, 1, 0, bias=bias).to(memory_format=memory_format)
+        ref = torch.nn.Conv2d(32, 10, 4, 1, 0, bias=bias)
+        ref.load_state_dict(conv.state_dict())
+        x = torch.randn(5, 32, 4, 4).contiguous(memory_format=memory_format)
+        torch.testing.assert_close(conv(x), ref(x), rtol=1e-5, atol=1e-5)
+        assert conv(torch.randn(2, 32, 6, 6)).shape == (2, 10, 3, 3)  # other sizes: the convolution
+        up = WholeMapConvTranspose2d(10, 32, 4, 1, 0, bias=bias).to(memory_format=memory_format)
+        ref_up = torch.nn.ConvTranspose2d(10, 32, 4, 1, 0, bias=bias)
+        ref_up.load_state_dict(up.state_dict())
+        z = torch.randn(5, 10, 1, 1, requires_grad=True)
+        out, out_ref = up(z), ref_up(z)
+        torch.testing.assert_close(out, out_ref, rtol=1e-5, atol=1e-5)
+        grad = torch.randn_like(out)
+        (g,) = torch.autograd.grad(out, z, grad)
+        (g_ref,) = torch.autograd.grad(out_ref, z, grad)
+        torch.testing.assert_close(g, g_ref, rtol=1e-5, atol=1e-5)
 
 
 def test_scoring_between_epochs_does_not_change_training() -> None:

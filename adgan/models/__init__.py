@@ -10,15 +10,7 @@ from adgan.models.base import (
 )
 
 # Importing the modules registers their detectors.
-# TODO(lead): make this a plain import once all four modules exist.
-import importlib as _importlib
-
-for _mod in ("ganomaly", "egbad", "anogan", "baselines"):
-    try:
-        _importlib.import_module(f"adgan.models.{_mod}")
-    except ModuleNotFoundError as _exc:
-        if _exc.name != f"adgan.models.{_mod}":
-            raise
+from adgan.models import anogan, baselines, egbad, ganomaly  # noqa: E402,F401  isort: skip
 
 load_detector = Detector.load
 

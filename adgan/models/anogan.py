@@ -34,6 +34,7 @@ from torch import nn
 
 from adgan.models import gan_common as gc
 from adgan.models.base import Detector, DetectorConfig, register_detector
+from adgan.models.egbad import FeatureScale, fit_scales
 from adgan.models.nets import ImageDecoder, ImageEncoder, dcgan_init, mlp
 
 
@@ -52,6 +53,8 @@ class AnoGANConfig(DetectorConfig):
         gamma_steps: Latent-search steps per input (Gamma).
         search_lr: Adam learning rate of the latent search.
         search_batch_size: Inputs searched together; only memory and speed depend on it, not the scores.
+        tabular_norm: Tabular input: standardise x inside the networks with the training mean/std
+            (``FeatureScale``); generated samples and scores stay in the input's raw units.
     """
 
     loss_case: str = "fm"
@@ -65,6 +68,7 @@ class AnoGANConfig(DetectorConfig):
     gamma_steps: int = 500
     search_lr: float = 0.05
     search_batch_size: int = 1024
+    tabular_norm: bool = True
 
 
 class Critic(nn.Module):
@@ -88,14 +92,24 @@ class Critic(nn.Module):
         return f, self.head(f).squeeze(1)
 
 
-def build_nets(input_shape: tuple[int, ...], latent_dim: int, base_filters: int) -> tuple[nn.Module, Critic]:
-    """Generator (z -> x) and discriminator for ``input_shape``, DCGAN-initialised."""
+def build_nets(
+    input_shape: tuple[int, ...], latent_dim: int, base_filters: int, tabular_norm: bool = True
+) -> tuple[nn.Module, Critic]:
+    """Generator (z -> x) and discriminator for ``input_shape``, DCGAN-initialised.
+
+    With ``tabular_norm`` (tabular input only) D standardises x and G de-standardises its output
+    (``FeatureScale``, as in EGBAD); call ``fit_scales`` with the training data.
+    """
     if len(input_shape) == 3:
         gen: nn.Module = ImageDecoder(latent_dim, input_shape, base_filters)
+        disc = Critic(input_shape, base_filters)
     else:
         w = base_filters
         gen = mlp([latent_dim, w, 2 * w, input_shape[0]], slope=0.0)  # linear output: unscaled features
-    disc = Critic(input_shape, base_filters)
+        disc = Critic(input_shape, base_filters)
+        if tabular_norm:
+            gen = nn.Sequential(gen, FeatureScale(input_shape[0], inverse=True))
+            disc.net = nn.Sequential(FeatureScale(input_shape[0]), disc.net)
     gen.apply(dcgan_init)
     disc.apply(dcgan_init)
     return gen, disc
@@ -136,7 +150,8 @@ class AnoGAN(Detector):
 
     def _build(self) -> None:
         assert self.input_shape is not None
-        gen, disc = build_nets(self.input_shape, self.latent_size(), self.config.base_filters)
+        cfg = self.config
+        gen, disc = build_nets(self.input_shape, self.latent_size(), cfg.base_filters, cfg.tabular_norm)
         self.gen, self.disc = gen.to(self.device), disc.to(self.device)
 
     def fit_epochs(
@@ -159,6 +174,8 @@ class AnoGAN(Detector):
         opt_g = gc.adam(gen.parameters(), cfg.lr, cfg.beta1)
         data = gc.to_tensor(self.check_input(x), self.device)
         n = data.shape[0]
+        if data.ndim == 2:
+            fit_scales(data, gen, disc)
         bs = min(cfg.batch_size, n)
         for epoch in range(cfg.epochs):
             gen.train()  # score() between epochs leaves the networks in eval mode
