@@ -4,6 +4,7 @@ Usage:
     python benchmarks/anogan_search.py                      # 64 inputs, Gamma 100, default network size
     python benchmarks/anogan_search.py --n 450 --gamma 500  # cost of scoring a mnist-5k validation split
     python benchmarks/anogan_search.py --threads 1 --base-filters 32
+    python benchmarks/anogan_search.py --dim 121 --latent-dim 32  # tabular input (KDD99-sized MLPs)
 
 Both timings run the same code (``AnoGAN.score``): batched = ``score(x)`` on all ``--n`` inputs;
 one-at-a-time = ``score(x[i:i+1])`` for the first ``--single`` inputs, extrapolated per input (the cost per
@@ -33,6 +34,7 @@ def main() -> None:
     parser.add_argument("--gamma", type=int, default=100, help="search steps (Gamma)")
     parser.add_argument("--side", type=int, default=28, choices=(28, 32))
     parser.add_argument("--channels", type=int, default=1)
+    parser.add_argument("--dim", type=int, default=0, help="tabular input of this many features (0 = images)")
     parser.add_argument("--base-filters", type=int, default=64)
     parser.add_argument("--latent-dim", type=int, default=100)
     parser.add_argument("--loss-case", default="fm", choices=("fm", "bce"))
@@ -41,7 +43,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     rng = np.random.default_rng(0)
-    x = np.tanh(rng.standard_normal((args.n, args.channels, args.side, args.side))).astype(np.float32)
+    shape = (args.dim,) if args.dim else (args.channels, args.side, args.side)
+    x = np.tanh(rng.standard_normal((args.n, *shape))).astype(np.float32)
     det = create_detector(
         "anogan", epochs=0, gamma_steps=args.gamma, base_filters=args.base_filters,
         latent_dim=args.latent_dim, loss_case=args.loss_case, search_batch_size=max(args.n, 1),
@@ -59,7 +62,7 @@ def main() -> None:
 
     rel = float(np.max(np.abs(batched[:k] - single) / np.abs(single)))
     print(
-        f"anogan search: n={args.n} gamma={args.gamma} input={args.channels}x{args.side}x{args.side} "
+        f"anogan search: n={args.n} gamma={args.gamma} input={'x'.join(map(str, shape))} "
         f"base_filters={args.base_filters} latent={args.latent_dim} loss_case={args.loss_case} "
         f"threads={args.threads} cpus={os.cpu_count()} load={os.getloadavg()[0]:.1f}"
     )
