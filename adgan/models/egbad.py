@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from adgan.errors import DataError
 from adgan.models import gan_common as gc
 from adgan.models.base import Detector, DetectorConfig, register_detector
 from adgan.models.nets import ImageDecoder, ImageEncoder, dcgan_init, mlp
@@ -111,9 +112,9 @@ class FeatureScale(nn.Module):
     """Fixed per-feature affine map: ``(x - shift) / scale``, or its inverse ``x * scale + shift``.
 
     Tabular networks standardise their input and de-standardise the generator's output with the training
-    mean and standard deviation (buffers, saved with the weights). The function class is that of the
-    published MLPs (a linear layer absorbs an affine map); only the starting point changes, which matters
-    on unscaled KDD99 features spanning 0..5e6.
+    mean and standard deviation (at least 1; buffers, saved with the weights). The function class is that
+    of the published MLPs (a linear layer absorbs an affine map); only the starting point changes, which
+    matters on unscaled KDD99 features spanning 0..5e6.
     """
 
     def __init__(self, dim: int, inverse: bool = False) -> None:
@@ -123,10 +124,13 @@ class FeatureScale(nn.Module):
         self.register_buffer("scale", torch.ones(dim))
 
     def fit(self, x: torch.Tensor) -> None:
-        """Set shift/scale to the mean/std of ``x`` (N, D); constant features keep scale 1."""
-        std = x.std(0)
+        """Set shift/scale to the mean and std of ``x`` (N, D), the scale at least 1.
+
+        Features with std below 1 (KDD99's one-hot and rate columns) are only centred: dividing a rare
+        one-hot column by its tiny std would turn its ones into values of several hundred.
+        """
         self.shift.copy_(x.mean(0))
-        self.scale.copy_(torch.where(std > 0, std, torch.ones_like(std)))
+        self.scale.copy_(x.std(0, correction=0).clamp(min=1.0))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.inverse:
@@ -257,6 +261,8 @@ class EGBAD(Detector):
             DivergedError: A loss became NaN or infinite.
         """
         self._set_input(x, device, bf16)
+        if len(x) < 2:
+            raise DataError(f"{self.name}: training needs at least 2 samples (batch norm), got {len(x)}")
         cfg = self.config
         gen_rng = gc.seed_everything(seed)
         self._build()
