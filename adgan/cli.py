@@ -12,6 +12,8 @@ from typing import Any
 
 from adgan.errors import AdganError, DataError
 
+TRAIN_HELP = "train one detector on one dataset and anomaly class"
+
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
     from adgan.data import list_datasets
@@ -20,7 +22,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     cases = "; ".join(f"{m}: {', '.join(DETECTORS.get(m).loss_cases)}" for m in list_detectors())
     p = sub.add_parser(
         "train",
-        help="train one detector on one dataset and anomaly class",
+        help=TRAIN_HELP,
         description="Train one detector, scoring the validation split after every epoch, keeping the "
         "checkpoint with the best validation AUPRC and reporting test metrics for it at the end.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -155,10 +157,21 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command(argv: Sequence[str]) -> str | None:
+    """The subcommand named in ``argv`` (its first word that is not an option), if any."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The ``adgan`` parser. Given the command line ``argv``, the ``train`` subcommand's options (whose
+    choices list the registered models and datasets, importing torch) are built only when ``train`` is
+    the command, so that the other commands start quickly."""
     parser = argparse.ArgumentParser(prog="adgan", description="GAN-based anomaly detection toolbox")
     sub = parser.add_subparsers(dest="command", required=True)
-    _add_train(sub)
+    if argv is None or _command(argv) == "train":
+        _add_train(sub)
+    else:
+        sub.add_parser("train", help=TRAIN_HELP, add_help=False)
     _add_score(sub)
     try:
         from adgan.sweep.cli import register_commands
@@ -178,7 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(argv).parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except AdganError as exc:

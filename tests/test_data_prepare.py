@@ -53,7 +53,8 @@ def test_colour_images_and_layouts(fake_data_dir: Path) -> None:
     ("x", "message"),
     [
         (np.zeros((2, 3, 28, 28), np.uint8),
-         r"expected images \(N, 1, H, W\) or \(N, H, W, 1\) or \(N, H, W\) with H == W in \[28, 32\] .* "
+         r"expected 1-channel images \(N, 1, H, W\) or \(N, H, W, 1\) or \(N, H, W\) "
+         r"with H == W in \[28, 32\] .* "
          r"got shape \(2, 3, 28, 28\)"),
         (np.zeros((2, 1, 30, 30), np.uint8), r"got shape \(2, 1, 30, 30\)"),
         (np.zeros((2, 784), np.uint8), r"got shape \(2, 784\)"),

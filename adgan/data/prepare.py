@@ -57,8 +57,8 @@ def _prepare_images(x: np.ndarray, info: dict[str, Any]) -> np.ndarray:
         x = np.moveaxis(x, 3, 1)
     if x.ndim != 4 or x.shape[0] == 0 or x.shape[1] != c or x.shape[2] != x.shape[3] \
             or x.shape[2] not in sizes:
-        raise DataError(f"input: expected images {expected} for this {info.get('name', '')} model, "
-                        f"got shape {tuple(x.shape)}")
+        raise DataError(f"input: expected {c}-channel images {expected} for this {info.get('name', '')} "
+                        f"model, got shape {tuple(x.shape)}")
     if np.issubdtype(x.dtype, np.integer):
         if x.min() < 0 or x.max() > 255:
             raise DataError(f"input: integer pixels must be in 0..255, got {x.min()}..{x.max()}")
@@ -116,7 +116,11 @@ def prepare_file(path: str | os.PathLike[str], info: dict[str, Any]) -> np.ndarr
             arr = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise DataError(f"{path}: not a readable .npy array ({exc})") from None
-        return prepare_input(arr, info)
+        try:
+            return prepare_input(arr, info)
+        except DataError as exc:  # name the file instead of "input"
+            msg = str(exc)
+            raise DataError(f"{path}: {msg.removeprefix('input: ')}") from None
     if info.get("kind") != "tabular":
         raise DataError(f"{path}: image input must be a .npy array, got {path.suffix or 'no suffix'!r}")
     prep = info["preprocessing"]
@@ -127,4 +131,7 @@ def prepare_file(path: str | os.PathLike[str], info: dict[str, Any]) -> np.ndarr
         arr = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2)
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: expected a numeric CSV without header ({exc})") from None
-    return prepare_input(arr, info)
+    try:
+        return prepare_input(arr, info)
+    except DataError as exc:
+        raise DataError(f"{path}: {str(exc).removeprefix('input: ')}") from None

@@ -8,10 +8,16 @@ figures of ``published.json``) and :func:`register_commands` (adds the ``report`
 from __future__ import annotations
 
 import argparse
+import importlib
+from typing import Any
 
-from adgan.report.build import ReportFiles, build_report, build_sections
-from adgan.report.load import SweepResults, load_results
-from adgan.report.published import Published, PublishedFigure, load_published
+# The public names are imported on first use: registering the ``report`` subcommand must not load
+# pandas and matplotlib for every ``adgan`` command.
+_LAZY = {
+    "ReportFiles": "build", "build_report": "build", "build_sections": "build",
+    "SweepResults": "load", "load_results": "load",
+    "Published": "published", "PublishedFigure": "published", "load_published": "published",
+}
 
 __all__ = [
     "Published", "PublishedFigure", "ReportFiles", "SweepResults", "build_report", "build_sections",
@@ -33,8 +39,16 @@ def register_commands(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_report)
 
 
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"adgan.report.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'adgan.report' has no attribute {name!r}")
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     """Handler of ``adgan report``; returns the exit code."""
+    from adgan.report.build import build_report
+
     files = build_report(args.results, args.out)
     print(f"wrote {files.html} ({len(files.figures)} figures embedded) and {files.markdown}")
     return 0

@@ -1,0 +1,110 @@
+"""The ``adgan train`` / ``adgan score`` command line, end to end on small data."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from adgan.cli import build_parser, main
+from adgan.data import load_dataset
+from adgan.data.fakes import fake_kdd_rows, write_kdd_csv
+from adgan.models import Detector
+
+
+def _train(out: Path, *extra: str) -> int:
+    return main(["train", "--model", "ganomaly", "--dataset", "synthetic-images", "--epochs", "2",
+                 "--batch-size", "32", "--latent-dim", "16", "--set", "base_filters=8",
+                 "--max-train", "256", "--threads", "1", "--out", str(out), *extra])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("cli") / "run"
+    assert _train(out) == 0
+    return out
+
+
+def test_train_writes_checkpoint_metrics_and_summary(trained: Path, capsys: pytest.CaptureFixture) -> None:
+    lines = [json.loads(line) for line in (trained / "metrics.jsonl").read_text().splitlines()]
+    records = [r for r in lines if r.get("kind") == "epoch"]
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert all(0.0 <= r["val_auprc"] <= 1.0 for r in records)
+    summary = json.loads((trained / "summary.json").read_text())
+    assert summary["status"] == "completed" and 0.0 <= summary["test_auprc"] <= 1.0
+    assert (trained / "checkpoint" / "detector.json").is_file()
+    config = json.loads((trained / "config.json").read_text())["config"]
+    assert config["model"] == "ganomaly" and config["base_filters"] == 8 and config["epochs"] == 2
+
+
+def test_train_prints_one_line_per_epoch(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert _train(tmp_path / "run", "--epochs", "1") == 0
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert "epoch 1" in text and "val AUPRC" in text and "checkpoint:" in text
+
+
+def test_score_npy_matches_the_detector(trained: Path, tmp_path: Path) -> None:
+    x = load_dataset("synthetic-images", 0, 0, image_size=32).test.x[:20]
+    src = tmp_path / "x.npy"
+    np.save(src, x)
+    assert main(["score", "--checkpoint", str(trained), "--input", str(src)]) == 0
+    lines = (tmp_path / "x.npy.scores.csv").read_text().splitlines()
+    assert lines[0] == "score" and len(lines) == 21
+    expected = Detector.load(trained / "checkpoint").score(x)
+    np.testing.assert_allclose(np.array(lines[1:], dtype=np.float64), expected, rtol=1e-6)
+
+
+def test_score_refuses_wrong_channels_and_missing_files(
+    trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    src = tmp_path / "rgb.npy"
+    np.save(src, np.zeros((4, 3, 32, 32), np.float32))
+    assert main(["score", "--checkpoint", str(trained), "--input", str(src)]) == 2
+    err = capsys.readouterr().err
+    assert "adgan: error:" in err and str(src) in err and "channel" in err
+    assert main(["score", "--checkpoint", str(tmp_path / "nothing"), "--input", str(src)]) == 2
+    assert "no detector checkpoint" in capsys.readouterr().err
+
+
+def test_score_raw_kdd_csv(fake_data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "knn"
+    assert main(["train", "--model", "knn", "--dataset", "kdd99", "--data-dir", str(fake_data_dir),
+                 "--out", str(out)]) == 0
+    rows = fake_kdd_rows(12, seed=5)
+    src = write_kdd_csv(tmp_path / "new.csv", rows, compress=False)
+    dest = tmp_path / "s.csv"
+    assert main(["score", "--checkpoint", str(out), "--input", str(src), "--output", str(dest)]) == 0
+    scores = np.loadtxt(dest, skiprows=1)
+    assert scores.shape == (12,) and np.isfinite(scores).all()
+
+
+def test_train_refuses_bad_values(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["train", "--model", "ganomaly", "--dataset", "mnist-5k", "--anomaly-class", "12",
+                 "--out", str(tmp_path / "r")]) == 2
+    assert "anomaly_class 12" in capsys.readouterr().err
+    assert main(["train", "--model", "ganomaly", "--dataset", "synthetic-images", "--set", "w_conn=3",
+                 "--out", str(tmp_path / "r")]) == 2
+    assert "w_conn" in capsys.readouterr().err
+
+
+def test_train_help_documents_every_option() -> None:
+    parser = build_parser(["train"])
+    train = next(a for a in parser._actions if a.dest == "command").choices["train"]
+    for action in train._actions:
+        assert action.help, f"adgan train option {action.option_strings} has no help text"
+
+
+def test_commands_other_than_train_do_not_import_torch() -> None:
+    code = (
+        "import sys, adgan.cli\n"
+        "for cmd in (['best', 'r'], ['report', 'r'], ['export', 'r', '--out', 'o'], ['score', '--checkpoint',"
+        " 'c', '--input', 'i']):\n"
+        "    adgan.cli.build_parser(cmd).parse_args(cmd)\n"
+        "assert 'torch' not in sys.modules and 'pandas' not in sys.modules, sorted(sys.modules)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
