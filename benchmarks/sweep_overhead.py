@@ -72,6 +72,20 @@ def main() -> None:
     slots = min(args.cpus, len(trials))
     first = min(e["reported_at"] - e["epoch_seconds"] - e["eval_seconds"] for e in epochs)
     last = max(e["reported_at"] for e in epochs)
+    # Where a trial's time outside epochs goes, from the epoch rows' report times: ``setup`` = trial start
+    # (last report minus Tune's time_total_s) to the start of epoch 1 (imports on a fresh worker, data
+    # load, W&B start, model build); ``between`` = gaps between one epoch's report and the next epoch's
+    # start (checkpoint save and persistence, W&B logging, waiting for the driver to take the result).
+    setup = between = 0.0
+    for t in trials:
+        mine = sorted((e for e in epochs if e["trial_id"] == t["trial_id"]), key=lambda e: e["epoch"])
+        if not mine or not t["wall_seconds"]:
+            continue
+        start = mine[-1]["reported_at"] - t["wall_seconds"]
+        setup += mine[0]["reported_at"] - mine[0]["epoch_seconds"] - mine[0]["eval_seconds"] - start
+        for prev, cur in zip(mine, mine[1:], strict=False):
+            between += cur["reported_at"] - cur["epoch_seconds"] - cur["eval_seconds"] - prev["reported_at"]
+    in_slots = (last - first) * slots
     report = {
         "trials": len(trials),
         "slots": slots,
@@ -81,6 +95,9 @@ def main() -> None:
         "overhead_share_command": 1 - in_epochs / (wall * slots),
         "overhead_share_first_to_last_epoch": 1 - in_epochs / ((last - first) * slots),
         "overhead_share_inside_trials": 1 - in_epochs / in_trials,
+        "mean_setup_s_per_trial": setup / len(trials),
+        "mean_between_epochs_s_per_trial": between / len(trials),
+        "slot_s_between_trials": in_slots - in_trials,
         "wandb": args.wandb,
         "results": str(out),
     }

@@ -7,6 +7,7 @@ import json
 import math
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,9 @@ def _group_cols(g: Group) -> dict[str, Any]:
 class SweepCallback(Callback):
     """Driver-side: Parquet rows as results arrive, test evaluation of finished groups, progress lines."""
 
-    def __init__(self, spec: SweepSpec, results_dir: str, progress_every: float = 30.0) -> None:
+    def __init__(
+        self, spec: SweepSpec, results_dir: str, progress_every: float = 30.0, background: bool = False
+    ) -> None:
         self.spec = spec
         self.results_dir = results_dir
         self.progress_every = progress_every
@@ -39,11 +42,21 @@ class SweepCallback(Callback):
         self.store: ResultsStore | None = None
         self.results: dict[str, list[dict[str, Any]]] = {}
         self._last_progress = 0.0
+        # Test evaluation of a finished group (loading its data and scoring the whole test split) runs in a
+        # driver thread when ``background``: a trial's ``tune.report`` waits until the driver takes its
+        # result, so a driver busy scoring would stall every running trial.
+        self.background = background
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: dict[str, Future] = {}
 
     # ----- bookkeeping -----
     def setup(self, **info: Any) -> None:
         self.store = ResultsStore(self.results_dir)  # existing rows come back on resume
         self.results = {}
+        if self.background:
+            self._pool = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="adgan-test-eval", initializer=_one_torch_thread
+            )
 
     def _trials_of(self, gid: str) -> list[dict[str, Any]]:
         assert self.store is not None
@@ -88,16 +101,43 @@ class SweepCallback(Callback):
         assert self.store is not None
         trials = self._trials_of(gid)
         done = len(trials) >= self.spec.trials(self.groups[gid])
-        if not trials or not (done or force) or any(r["group_id"] == gid for r in self.store.table("best")):
+        if not trials or not (done or force) or gid in self._pending:
+            return
+        if any(r["group_id"] == gid for r in self.store.table("best")):
             return
         g = self.groups[gid]
-        row = evaluate_best(trials, g.class_name)
+        if self._pool is not None:
+            self._pending[gid] = self._pool.submit(evaluate_best, trials, g.class_name)
+        else:
+            self._record_best(gid, evaluate_best(trials, g.class_name))
+
+    def _record_best(self, gid: str, row: dict[str, Any]) -> None:
+        assert self.store is not None
         self.store.upsert("best", row)
         print(
             f"[{self.spec.name}] group {gid} done: best val AUPRC {_f(row.get('val_auprc'))} "
             f"(trial {row.get('trial_id')}), test AUPRC {_f(row.get('test_auprc'))}",
             file=sys.stderr,
         )
+
+    def collect(self, wait: bool = False) -> None:
+        """Record the best rows of the background test evaluations that ended (all of them if ``wait``).
+
+        A failed evaluation is reported and left without a best row: the reconciliation at the end of the
+        sweep evaluates such groups again, in the driver, and raises if it fails again.
+        """
+        for gid, fut in list(self._pending.items()):
+            if not (wait or fut.done()):
+                continue
+            del self._pending[gid]
+            try:
+                row = fut.result()
+            except Exception as exc:  # noqa: BLE001 (any error of one group's evaluation)
+                print(f"[{self.spec.name}] group {gid}: test evaluation failed: {exc!r}", file=sys.stderr)
+                continue
+            self._record_best(gid, row)
+            assert self.store is not None
+            self.store.flush()
 
     # ----- Tune hooks -----
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -125,6 +165,7 @@ class SweepCallback(Callback):
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         assert self.store is not None
+        self.collect()
         self.store.flush(min_interval=2.0)
         if time.monotonic() - self._last_progress >= self.progress_every:
             self._last_progress = time.monotonic()
@@ -132,6 +173,10 @@ class SweepCallback(Callback):
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         assert self.store is not None
+        self.collect(wait=True)
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
         self.store.flush()
 
     def progress(self, trials: list) -> str:
@@ -151,6 +196,13 @@ class SweepCallback(Callback):
             f"finished {finished}/{sum(self.spec.trials(g) for g in self.groups.values())}; "
             f"best val AUPRC so far: {per_group or '-'}"
         )
+
+
+def _one_torch_thread() -> None:
+    """The driver's test evaluations use one torch thread: the trials have the machine's CPUs."""
+    import torch
+
+    torch.set_num_threads(1)
 
 
 def _f(v: Any) -> str:

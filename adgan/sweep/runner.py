@@ -177,7 +177,7 @@ def _run(
     # Tune snapshots its state whenever a trial replaces its one kept checkpoint; that is wanted (a resume
     # must not point at deleted checkpoints), the warning about it is not.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    callback = SweepCallback(spec, str(results_dir), progress_every=progress_every)
+    callback = SweepCallback(spec, str(results_dir), progress_every=progress_every, background=True)
     groups = build_groups(spec, device, threads)
     n_total = sum(b for _, _, b in groups.values())
     print(
