@@ -434,3 +434,20 @@ def test_every_figure_loads_in_headless_chromium(full_report: Any, tmp_path: Pat
     match = re.search(r'data-figures="(\d+)/(\d+)"', done.stdout)
     assert match, f"no probe result; chromium said: {done.stderr[-2000:]}"
     assert match.group(1) == match.group(2) == str(len(files.figures))
+
+
+def test_report_shows_how_the_results_were_produced(tmp_path: Path) -> None:
+    from adgan.sweep import provenance
+
+    make_sweep(tmp_path / "sweep", plan=SMALL_PLAN)
+    first = provenance.start_run(tmp_path / "sweep", budget="reference", resume=False,
+                                 cluster={"nodes": 1, "cpus": 2.0, "gpus": 0.0}, code_version="0.1.0+gabc")
+    provenance.end_run(tmp_path / "sweep", first, "finished")
+    files = build_report(tmp_path / "sweep", tmp_path / "out")
+    parsed = html_tables(files.html.read_text())
+    table = parsed.tables["How these results were produced (runs.json: one row per `adgan sweep` invocation)"]
+    assert table[0][:3] == ["started (UTC)", "wall", "status"]
+    row = table[1]
+    assert row[2] == "finished" and row[4] == "reference" and row[7] == "0.1.0+gabc"
+    assert "CPUs" in row[5] and row[6] == "1 node(s), 2 CPUs, 0 GPUs"
+    assert parsed.tables == md_tables(files.markdown.read_text())

@@ -271,3 +271,16 @@ def test_progress_and_best_table(sweep: dict) -> None:
     assert "per class: best GAN vs best baseline" in sweep["stdout"]
     assert "ganomaly" in sweep["stdout"] and "knn" in sweep["stdout"]
     assert np.isfinite([b["test_auprc"] for b in sweep["best"]]).all()
+
+
+def test_runs_json_records_each_invocation(sweep: dict) -> None:
+    from adgan.sweep.provenance import read_runs
+
+    runs = read_runs(sweep["dir"])
+    # The first driver was SIGKILLed (its record stays "running"); the resumed one finished.
+    assert [r["status"] for r in runs] == ["running", "finished"]
+    assert [r["resume"] for r in runs] == [False, True]
+    last = runs[-1]
+    assert "sweep" in last["command"] and "--resume" in last["command"]
+    assert last["machine"]["cpus"] >= 1 and last["machine"]["torch"] and last["cluster"]["cpus"] >= 1
+    assert last["wall_seconds"] > 0 and last["budget"] == "default" and last["code_version"]

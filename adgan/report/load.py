@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from adgan.errors import DataError
+from adgan.sweep.provenance import read_runs
 
 GROUP_KEYS = ("model", "dataset", "anomaly_class", "loss_case", "seed")
 RESULT_FILES = ("epochs", "trials", "best")
@@ -44,6 +45,8 @@ class SweepResults:
         meta_file: The metadata file read, if any.
         schema_versions: ``{file: version}`` where the Parquet metadata states one.
         notes: Human-readable notes on what is missing or could not be read.
+        runs: The ``adgan sweep`` invocations that wrote the results (``runs.json``: command, machine,
+            start, wall time, status), oldest first; empty for results written without it.
     """
 
     path: Path
@@ -55,6 +58,7 @@ class SweepResults:
     meta_file: str | None = None
     schema_versions: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    runs: list[dict[str, Any]] = field(default_factory=list)
 
     def table(self, name: str) -> pd.DataFrame | None:
         return getattr(self, name)
@@ -90,6 +94,7 @@ def load_results(path: str | Path) -> SweepResults:
         frame = _normalise(table.to_pandas(), name, res.notes)
         setattr(res, name, frame)
     _read_meta_file(res)
+    res.runs = read_runs(path)
     sweep_name = res.meta.get("name") or res.meta.get("sweep")
     if isinstance(sweep_name, str) and sweep_name:
         res.name = sweep_name

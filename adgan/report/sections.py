@@ -107,7 +107,31 @@ def overview(ctx: Context) -> Section:
         if values:
             rows.append([what, "; ".join(values)])
     s.blocks.append(Table("What this report was made from", ["item", "value"], rows))
+    if res.runs:
+        s.blocks.append(_runs_table(res.runs))
     return s
+
+
+def _runs_table(runs: list[dict[str, Any]]) -> Table:
+    """The ``adgan sweep`` invocations of ``runs.json``: command, machine, time and how each ended."""
+    rows = []
+    for r in runs:
+        m, c = r.get("machine") or {}, r.get("cluster") or {}
+        wall = r.get("wall_seconds")
+        rows.append([
+            str(r.get("started_at", "-")),
+            "-" if wall is None else f"{wall / 60:.1f} min",
+            str(r.get("status", "-")),
+            str(r.get("command", "-")),
+            str(r.get("budget", "-")),
+            f"{m.get('cpu_model', '?')}, {m.get('cpus', '?')} CPUs, {m.get('memory_gib', '?')} GiB; "
+            f"torch {m.get('torch', '?')}, ray {m.get('ray', '?')}",
+            f"{c.get('nodes', '?')} node(s), {fnum(c.get('cpus'), 0)} CPUs, {fnum(c.get('gpus'), 0)} GPUs",
+            str(r.get("code_version", "-")),
+        ])
+    return Table("How these results were produced (runs.json: one row per `adgan sweep` invocation)",
+                 ["started (UTC)", "wall", "status", "command", "budget", "machine", "Ray cluster",
+                  "code version"], rows)
 
 
 def progress(ctx: Context) -> Section:

@@ -121,10 +121,31 @@ def run_sweep(
     spec = _with_available_dataset(spec, results_dir, resume)
     import ray
 
+    from adgan.sweep import provenance
+    from adgan.version import code_version
+
     started_ray = not ray.is_initialized()
     init_ray(address, num_cpus, dashboard)
+    resources = ray.cluster_resources()
+    run_index = provenance.start_run(
+        results_dir,
+        sweep=spec.name,
+        spec_file=str(spec.path),
+        budget=spec.budget_name,
+        resume=resume,
+        address=address,
+        max_concurrent=max_concurrent,
+        wandb=use_wandb,
+        code_version=code_version(),
+        cluster={
+            "nodes": len([n for n in ray.nodes() if n.get("Alive")]),
+            "cpus": resources.get("CPU", 0.0),
+            "gpus": resources.get("GPU", 0.0),
+        },
+    )
+    status = "failed"
     try:
-        return _run(
+        out = _run(
             spec,
             results_dir,
             exp_dir,
@@ -134,7 +155,13 @@ def run_sweep(
             max_failures=max_failures,
             progress_every=progress_every,
         )
+        status = "finished"
+        return out
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
     finally:
+        provenance.end_run(results_dir, run_index, status)
         if started_ray:
             ray.shutdown()  # the local cluster (or this driver's connection) ends with the sweep
 
