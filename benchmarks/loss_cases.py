@@ -64,6 +64,7 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=list(GANS), choices=GANS)
     ap.add_argument("--dataset", default="mnist-5k")
     ap.add_argument("--classes", type=int, nargs="+", default=[0, 3])
+    ap.add_argument("--loss-cases", nargs="+", default=None, help="only these loss cases (default: all)")
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--max-train", type=int, default=1500, help="0: all training normals")
     ap.add_argument("--base-filters", type=int, default=16)
@@ -78,9 +79,12 @@ def main() -> None:
 
     print(f"# {args.dataset}, epochs {args.epochs}, max_train {args.max_train}, base_filters "
           f"{args.base_filters}, threads {args.threads}, cpus {os.cpu_count()}, extra {args.set}", flush=True)
+    def cases_of(model: str) -> list[str]:
+        return [c for c in DETECTORS.get(model).loss_cases if args.loss_cases is None or c in args.loss_cases]
+
     rows = []
     for model in args.models:
-        for case in DETECTORS.get(model).loss_cases:
+        for case in cases_of(model):
             for cls in args.classes:
                 r = one_run(model, case, cls, args)
                 rows.append(r)
@@ -93,7 +97,7 @@ def main() -> None:
           + " | s per run |")
     print("| --- | --- | " + " | ".join("---" for _ in args.classes) + " | --- |")
     for model in args.models:
-        for case in DETECTORS.get(model).loss_cases:
+        for case in cases_of(model):
             mine = [r for r in rows if r["model"] == model and r["loss_case"] == case]
             cells = [f"{r['val_auroc']:.3f} / {r['val_auprc']:.3f} @{r['epoch']}" for r in mine]
             secs = sum(r["seconds"] for r in mine) / len(mine)
