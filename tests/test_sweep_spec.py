@@ -240,3 +240,25 @@ def test_trial_status_from_reports() -> None:
     assert crashed["status"] == "errored" and crashed["best_val_auprc"] is None and crashed["epochs_run"] == 0
     lost = row([epoch(1, 0.4)], error="trial failed in Ray: node died")
     assert lost["status"] == "errored" and "node died" in lost["message"]
+
+
+def test_a_model_may_have_its_own_grace_period(raw: dict, tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from adgan.sweep.grouped import GROUP_KEY, GroupedScheduler
+
+    raw["models"]["ganomaly"]["grace_period"] = 1
+    spec = parse_spec(copy.deepcopy(raw), "spec.yaml")
+    assert spec.model("ganomaly").grace_period == 1
+    others = [m for m in raw["models"] if m != "ganomaly"]
+    assert all(spec.model(m).grace_period is None for m in others)
+    sched = GroupedScheduler("best_val_auprc", "max", "epoch", 9, 3, 3, group_grace={"a": 1})
+
+    def rungs(gid: str) -> list[int]:
+        trial = SimpleNamespace(config={GROUP_KEY: gid}, trial_id=f"t-{gid}")
+        return sorted(m for m, _ in sched._asha(trial)._brackets[0]._rungs)
+
+    assert rungs("a") == [1, 3, 9] and rungs("b") == [3, 9]
+    for bad in (0, 1.5, "two"):
+        raw["models"]["ganomaly"]["grace_period"] = bad
+        _refused(raw, tmp_path, "models.ganomaly.grace_period")

@@ -86,7 +86,7 @@ def model_spec(ck: Checker, name: str, value: Any, kind: str, registry: Any) -> 
             key, f"model {name!r} does not accept {kind} data (it takes {', '.join(cls.input_kinds)})"
         )
     m = ck.mapping(value or {}, key)
-    ck.unknown(m, {"loss_cases", "fixed", "search"}, key)
+    ck.unknown(m, {"loss_cases", "fixed", "search", "grace_period"}, key)
     cases_raw = m.get("loss_cases", [cls.loss_cases[0]])
     cases = list(cls.loss_cases) if cases_raw == "all" else cases_raw
     if not isinstance(cases, list) or not cases:
@@ -113,7 +113,10 @@ def model_spec(ck: Checker, name: str, value: Any, kind: str, registry: Any) -> 
     if both:
         raise ck.fail(f"{key}.search.{both[0]}", "is also in fixed; a hyperparameter is fixed or searched")
     search = {p: distribution(ck, v, f"{key}.search.{p}") for p, v in search_raw.items()}
-    return ModelSpec(name, tuple(cases), fixed, search, bool(cls.is_iterative))
+    grace = m.get("grace_period")
+    if grace is not None:
+        grace = ck.number(grace, f"{key}.grace_period", integer=True, positive=True)
+    return ModelSpec(name, tuple(cases), fixed, search, bool(cls.is_iterative), grace)
 
 
 def distribution(ck: Checker, value: Any, key: str) -> Distribution:

@@ -34,11 +34,19 @@ class GroupedScheduler(FIFOScheduler):
     Args:
         metric, mode: What ASHA compares (``best_val_auprc``, ``max``).
         time_attr: Progress counter reported by trials (``epoch``).
-        max_t, grace_period, reduction_factor: ASHA's settings, the same for every group.
+        max_t, grace_period, reduction_factor: ASHA's settings, the same for every group ...
+        group_grace: ... except the grace periods given here by group id (a model's own grace period).
     """
 
     def __init__(
-        self, metric: str, mode: str, time_attr: str, max_t: int, grace_period: int, reduction_factor: float
+        self,
+        metric: str,
+        mode: str,
+        time_attr: str,
+        max_t: int,
+        grace_period: int,
+        reduction_factor: float,
+        group_grace: dict[str, int] | None = None,
     ) -> None:
         super().__init__()
         self._metric, self._mode = metric, mode
@@ -50,6 +58,7 @@ class GroupedScheduler(FIFOScheduler):
             "grace_period": min(grace_period, max_t),
             "reduction_factor": reduction_factor,
         }
+        self.group_grace = dict(group_grace or {})
         self.groups: dict[str, AsyncHyperBandScheduler] = {}
         self.stopped: set[str] = set()
 
@@ -59,7 +68,10 @@ class GroupedScheduler(FIFOScheduler):
     def _asha(self, trial: Trial) -> AsyncHyperBandScheduler:
         gid = trial.config[GROUP_KEY]
         if gid not in self.groups:
-            self.groups[gid] = AsyncHyperBandScheduler(**self._asha_args)
+            args = dict(self._asha_args)
+            if gid in self.group_grace:
+                args["grace_period"] = min(self.group_grace[gid], args["max_t"])
+            self.groups[gid] = AsyncHyperBandScheduler(**args)
         return self.groups[gid]
 
     def on_trial_add(self, tune_controller: TuneController, trial: Trial) -> None:

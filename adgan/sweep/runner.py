@@ -230,6 +230,9 @@ def _run(
             spec.budget.max_epochs,
             spec.budget.grace_period,
             spec.budget.reduction_factor,
+            group_grace={
+                g.id: grace for g in spec.groups() if (grace := spec.model(g.model).grace_period) is not None
+            },
         )
         searcher = GroupedSearcher(groups, METRIC, MODE, spec.search_seed, scheduler=scheduler)
         results_dir.mkdir(parents=True, exist_ok=True)

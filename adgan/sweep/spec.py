@@ -83,6 +83,7 @@ class ModelSpec:
     fixed: dict[str, Any]
     search: dict[str, Distribution]
     is_iterative: bool
+    grace_period: int | None = None  # this model's ASHA grace period (None: the budget's)
 
 
 @dataclasses.dataclass(frozen=True)
