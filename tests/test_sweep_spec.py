@@ -262,3 +262,11 @@ def test_a_model_may_have_its_own_grace_period(raw: dict, tmp_path: Path) -> Non
     for bad in (0, 1.5, "two"):
         raw["models"]["ganomaly"]["grace_period"] = bad
         _refused(raw, tmp_path, "models.ganomaly.grace_period")
+
+
+def test_a_named_budget_may_change_the_seeds(raw: dict) -> None:
+    raw["budgets"] = {"one": {"seeds": [7], "max_epochs": 2}}
+    default = parse_spec(copy.deepcopy(raw), "spec.yaml")
+    one = parse_spec(copy.deepcopy(raw), "spec.yaml", budget="one")
+    assert {g.seed for g in one.groups()} == {7} and one.budget.max_epochs == 2
+    assert {g.seed for g in default.groups()} == set(raw.get("seeds", [0]))

@@ -148,13 +148,15 @@ def distribution(ck: Checker, value: Any, key: str) -> Distribution:
 
 
 def with_budget_overrides(ck: Checker, raw: dict[str, Any], name: str) -> dict[str, Any]:
-    """A named budget may also change data options (``options``) and fixed hyperparameters
-    (``fixed: {model: {...}}``), e.g. train on all samples with full-size networks."""
+    """A named budget may also change data options (``options``), fixed hyperparameters
+    (``fixed: {model: {...}}``) and the seeds, e.g. train on all samples with full-size networks."""
     named = raw.get("budgets") or {}
     if name == "default" or not isinstance(named, Mapping) or not isinstance(named.get(name), Mapping):
         return raw
     override, where = named[name], f"budgets.{name}"
     out = copy.deepcopy(raw)
+    if "seeds" in override:
+        out["seeds"] = override["seeds"]  # checked with the spec's other fields
     if "options" in override:
         opts = ck.mapping(override["options"], f"{where}.options")
         ds = as_dict(ck.require(out, "dataset", ""))
@@ -185,7 +187,7 @@ def budget_of(ck: Checker, raw: Mapping[str, Any], name: str) -> Budget:
                 f"no budget named {name!r}; expected one of: {', '.join(['default', *sorted(named)])}",
             )
         override = ck.mapping(named[name], f"budgets.{name}")
-        ck.unknown(override, {*BUDGET_KEYS, "options", "fixed"}, f"budgets.{name}")
+        ck.unknown(override, {*BUDGET_KEYS, "options", "fixed", "seeds"}, f"budgets.{name}")
         base = {**base, **{k: v for k, v in override.items() if k in BUDGET_KEYS}}
     where = "budget" if name == "default" else f"budgets.{name}"
     values = {k: ck.require(base, k, where) for k in BUDGET_KEYS}
