@@ -130,6 +130,9 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
             if rec["kind"] == "summary":  # diverged, or fewer epochs than planned
                 final = _summary(rec)
                 _copy_logs(out, trial_dir)
+                if run is not None:  # as for the last epoch below: W&B first, then Tune
+                    run.finish(final, exit_code=0)
+                    run = None
                 _report({**static, **best_so_far, **final}, None, run, None)
                 break
             best_so_far["best_val_auprc"] = rec["best_val_auprc"]
@@ -142,6 +145,12 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
             # The trial's own log is in place before each report: a trial that the scheduler stops
             # ends inside ``tune.report``, while Tune is already copying its directory to storage.
             _copy_logs(out, trial_dir)
+            if "status" in metrics and run is not None:
+                # Last report: the W&B run is closed (written out) before Tune learns that the trial
+                # ended, so a driver killed right after still finds the trial's whole W&B record.
+                run.log(metrics, step=rec["epoch"])
+                run.finish(final, exit_code=0)
+                run = None
             _report(metrics, rec.get("checkpoint"), run, rec["epoch"])
             if "status" in metrics:
                 break
