@@ -285,3 +285,5 @@ def test_runs_json_records_each_invocation(sweep: dict) -> None:
     assert "sweep" in last["command"] and "--resume" in last["command"]
     assert last["machine"]["cpus"] >= 1 and last["machine"]["torch"] and last["cluster"]["cpus"] >= 1
     assert last["wall_seconds"] > 0 and last["budget"] == "default" and last["code_version"]
+    meta = json.loads((sweep["dir"] / "spec.json").read_text())
+    assert meta["budget_name"] == "default" and meta["effective_budget"]["max_epochs"] == 3

@@ -8,6 +8,7 @@ killed sweep with ``Tuner.restore``; afterwards every row is reconciled with Tun
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -236,7 +237,11 @@ def _run(
         )
         searcher = GroupedSearcher(groups, METRIC, MODE, spec.search_seed, scheduler=scheduler)
         results_dir.mkdir(parents=True, exist_ok=True)
-        (results_dir / "spec.json").write_text(json.dumps(spec.raw, indent=2, default=str))
+        # The spec as parsed, plus the budget actually used (a named budget overrides the spec's own).
+        meta = {
+            **spec.raw, "budget_name": spec.budget_name, "effective_budget": dataclasses.asdict(spec.budget)
+        }
+        (results_dir / "spec.json").write_text(json.dumps(meta, indent=2, default=str))
         tuner = tune.Tuner(
             trainable,
             param_space={},
