@@ -85,7 +85,6 @@ def main() -> None:
         setup += mine[0]["reported_at"] - mine[0]["epoch_seconds"] - mine[0]["eval_seconds"] - start
         for prev, cur in zip(mine, mine[1:], strict=False):
             between += cur["reported_at"] - cur["epoch_seconds"] - cur["eval_seconds"] - prev["reported_at"]
-    in_slots = (last - first) * slots
     report = {
         "trials": len(trials),
         "slots": slots,
@@ -97,7 +96,6 @@ def main() -> None:
         "overhead_share_inside_trials": 1 - in_epochs / in_trials,
         "mean_setup_s_per_trial": setup / len(trials),
         "mean_between_epochs_s_per_trial": between / len(trials),
-        "slot_s_between_trials": in_slots - in_trials,
         "wandb": args.wandb,
         "results": str(out),
     }
