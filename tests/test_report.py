@@ -451,3 +451,13 @@ def test_report_shows_how_the_results_were_produced(tmp_path: Path) -> None:
     assert row[2] == "finished" and row[4] == "reference" and row[7] == "0.1.0+gabc"
     assert "CPUs" in row[5] and row[6] == "1 node(s), 2 CPUs, 0 GPUs"
     assert parsed.tables == md_tables(files.markdown.read_text())
+
+
+def test_auprc_charts_mark_the_chance_level() -> None:
+    import pandas as pd
+
+    from adgan.report.sections import _chance
+
+    rows = pd.DataFrame({"anomaly_class": [0, 0, 1], "test_q": [0.3, 0.3, 0.2], "model": ["a", "b", "a"]})
+    assert _chance(rows) == {0: 0.3, 1: 0.2}
+    assert _chance(rows.drop(columns="test_q")) == {}

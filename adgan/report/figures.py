@@ -38,12 +38,15 @@ def grouped_bars(
     labels: Mapping[int, str],
     title: str,
     ylabel: str,
+    chance: Mapping[int, float] | None = None,
 ) -> bytes:
     """Bars of ``value`` per class (x) and per ``series`` (one colour each), optional error bars.
 
     Args:
         values: Rows with ``anomaly_class``, ``series``, ``value`` and optionally ``err`` columns.
         labels: Class index -> axis label.
+        chance: Class index -> chance level of the metric (AUPRC: the anomaly share), drawn as a dashed
+            line across the class's bars.
     """
     classes = sorted(values["anomaly_class"].unique())
     names = list(dict.fromkeys(values[series]))
@@ -62,6 +65,12 @@ def grouped_bars(
         yerr = rows[err].to_numpy(dtype=float) if err and err in rows.columns else None
         ax.bar(x, rows[value].to_numpy(), width=width * 0.95, yerr=yerr, capsize=2,
                color=PALETTE[k % len(PALETTE)], label=str(name))
+    drawn = False
+    for c, level in (chance or {}).items():
+        if c in pos and level is not None and math.isfinite(level):
+            ax.hlines(level, pos[c] - 0.45, pos[c] + 0.45, colors="black", linestyles="--", linewidth=1,
+                      label=None if drawn else "chance level")
+            drawn = True
     ax.set_xticks(range(len(classes)), [labels.get(c, str(c)) for c in classes],
                   rotation=30 if len(classes) > 5 else 0, ha="right" if len(classes) > 5 else "center")
     ax.set_ylim(0, 1.05)

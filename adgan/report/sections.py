@@ -176,10 +176,20 @@ def _metric_table(ctx: Context, ds: str, metric: str, caption: str) -> Table:
     return Table(caption, ["class", *models], [*rows, means])
 
 
+def _chance(rows: pd.DataFrame) -> dict[int, float]:
+    """Per class, the test split's anomaly share (AUPRC's chance level): ``test_q``, the flagged share,
+    which sweeps set to the anomaly share. Empty where the column is missing."""
+    if "test_q" not in rows.columns:
+        return {}
+    shares = rows.groupby("anomaly_class")["test_q"].mean()
+    return {int(c): float(v) for c, v in shares.items() if pd.notna(v)}
+
+
 def per_class(ctx: Context) -> Section:
     s = Section("per-class", "Best test AUPRC per class and model", paragraphs=[
         "The survey's Figure 5 for this sweep: per anomalous class, each model's test AUPRC at the "
-        "configuration chosen on validation ([loss case] where a model ran several)."])
+        "configuration chosen on validation ([loss case] where a model ran several). The dashed line is "
+        "AUPRC's chance level, the test split's anomaly share."])
     if ctx.chosen is None:
         return missing_note(s, ctx)
     for ds in sorted(ctx.chosen["dataset"].unique()):
@@ -188,7 +198,8 @@ def per_class(ctx: Context) -> Section:
         rows = rows.sort_values("model", key=lambda s: s.map(order), kind="stable")
         png = fg.grouped_bars(rows, series="model", value="test_auprc", err="test_auprc_std",
                               labels=ctx.labels_of(ds, rows["anomaly_class"].unique()),
-                              title=f"{ds}: best test AUPRC per class", ylabel="test AUPRC")
+                              title=f"{ds}: best test AUPRC per class", ylabel="test AUPRC",
+                              chance=_chance(rows))
         s.blocks.append(Figure(f"best-auprc-{ds}", f"{ds}: test AUPRC per class and model", png))
         s.blocks.append(_metric_table(ctx, ds, "test_auprc", f"{ds}: test AUPRC"))
         if "test_auroc" in rows.columns and rows["test_auroc"].notna().any():
@@ -211,7 +222,7 @@ def loss_cases(ctx: Context) -> Section:
         labels = ctx.labels_of(ds, rows["anomaly_class"].unique())
         png = fg.grouped_bars(rows, series="loss_case", value="test_auprc", err="test_auprc_std",
                               labels=labels, title=f"{ds} / {model}: test AUPRC per loss case",
-                              ylabel="test AUPRC")
+                              ylabel="test AUPRC", chance=_chance(rows))
         s.blocks.append(Figure(f"loss-cases-{ds}-{model}", f"{ds} / {model}: test AUPRC per loss case", png))
         chosen = ctx.chosen[(ctx.chosen["dataset"] == ds) & (ctx.chosen["model"] == model)]
         pick = dict(zip(chosen["anomaly_class"], chosen["loss_case"], strict=False))
