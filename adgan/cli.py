@@ -51,7 +51,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_train)
 
 
-def _parse_sets(items: Sequence[str]) -> dict[str, Any]:
+def parse_sets(items: Sequence[str]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` items as a dict, values parsed as JSON where they are (else kept as text)."""
     out: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -79,7 +80,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         value = getattr(args, key)
         if value is not None:
             config[key] = value
-    config.update(_parse_sets(args.set))
+    config.update(parse_sets(args.set))
     model_cls = DETECTORS.get(args.model)
     total = int(config.get("epochs", getattr(model_cls.Config, "epochs", 1))) if model_cls.is_iterative else 1
     summary: dict[str, Any] = {}

@@ -21,6 +21,7 @@ import os
 import time
 from typing import Any
 
+from adgan.cli import parse_sets
 from adgan.models import DETECTORS
 
 GANS = ("ganomaly", "egbad", "anogan")
@@ -75,7 +76,7 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any hyperparameter")
     ap.add_argument("--json", default=None, help="also write the rows to this JSON file")
     args = ap.parse_args()
-    args.set = {k: json.loads(v) for k, _, v in (s.partition("=") for s in args.set)}
+    args.set = parse_sets(args.set)
 
     print(f"# {args.dataset}, epochs {args.epochs}, max_train {args.max_train}, base_filters "
           f"{args.base_filters}, threads {args.threads}, cpus {os.cpu_count()}, extra {args.set}", flush=True)

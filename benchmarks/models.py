@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from adgan.cli import parse_sets
 from adgan.models import create_detector, list_detectors
 from adgan.models.base import Detector
 from adgan.models.ganomaly import Ganomaly
@@ -233,10 +234,7 @@ def main(argv: list[str] | None = None) -> None:
     names = args.model or ["ganomaly"]
     if "all" in names:
         names = list_detectors()
-    hparams: dict[str, Any] = {"batch_size": args.batch_size}
-    for item in args.set:
-        key, _, value = item.partition("=")
-        hparams[key] = value
+    hparams: dict[str, Any] = {"batch_size": args.batch_size, **parse_sets(args.set)}
     print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"threads {torch.get_num_threads()}, batch {args.batch_size}, n {args.n}, {_load()}")
     for name in names:

@@ -10,7 +10,7 @@ that ASHA lets continue reports exactly what the full-budget run recorded.
     python benchmarks/sweep_asha.py --trials 12 --epochs 12 --grace 1 --rf 3
     python benchmarks/sweep_asha.py --model egbad --dataset kdd99 --cls 0 --max-train 0 \\
         --data-dir ../shared/data --trials 12 --epochs 8 --grace 1 2 3 --rf 2 3 4
-    python benchmarks/sweep_asha.py --replay /tmp/adgan-asha-XXXX/asha_... --grace 1 2 3 --rf 3
+    python benchmarks/sweep_asha.py --replay RESULTS_ROOT/asha_egbad_kdd99_c0 --grace 1 2 3 --rf 3
 
 
 Prints epochs spent with ASHA against the full budget, and the best validation AUPRC each finds.

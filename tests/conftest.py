@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from adgan.data.fakes import make_fake_data_dir
 
@@ -33,3 +35,13 @@ def kdd_real_path() -> Path:
     if not KDD_REAL.is_file():
         pytest.skip(f"real KDD99 file not present at {KDD_REAL}")
     return KDD_REAL
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """Tiny networks gain nothing from two threads, and on a loaded machine a two-thread OpenMP team
+    waits at every barrier for its descheduled half (measured: over 10x slower wall time)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

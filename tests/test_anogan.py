@@ -3,40 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from blobs import blob_images
 
 from adgan.errors import DivergedError
 from adgan.metrics import auroc
 from adgan.models import create_detector
 from adgan.models.anogan import AnoGAN
 
-
-def blob_images(n_normal: int, n_anomaly: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """1x28x28 images in [-1, 1]: normals hold one 6x6 bright square, anomalies one 14x14 square."""
-    rng = np.random.default_rng(seed)
-    y = np.r_[np.zeros(n_normal, np.int64), np.ones(n_anomaly, np.int64)]
-    side = np.where(y == 1, 14, 6)
-    top, left = rng.integers(0, 29 - side), rng.integers(0, 29 - side)
-    idx = np.arange(28)
-    rows = (idx[None] >= top[:, None]) & (idx[None] < (top + side)[:, None])
-    cols = (idx[None] >= left[:, None]) & (idx[None] < (left + side)[:, None])
-    x = np.where(rows[:, None, :, None] & cols[:, None, None, :], 1.0, -1.0).astype(np.float32)
-    x += rng.normal(0.0, 0.1, x.shape).astype(np.float32)
-    return np.clip(x, -1.0, 1.0), y
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    """These networks are tiny: one thread is faster than two and does not fight other processes."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 X_TRAIN, _ = blob_images(512, 0, seed=1)

@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from sklearn.metrics import roc_auc_score
 
 from adgan.errors import ConfigError, DataError
@@ -124,13 +123,8 @@ def fitted(name: str, kind: str) -> Fitted:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _one_thread_and_clear_cache() -> Any:
-    """Tiny networks gain nothing from two threads, and on a loaded machine a two-thread OpenMP team
-    waits at every barrier for its descheduled half (measured: over 10x slower wall time)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread_and_clear_cache(one_torch_thread: None) -> Any:
     yield
-    torch.set_num_threads(threads)
     _CACHE.clear()
 
 

@@ -3,37 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from blobs import blob_images
 
 from adgan.errors import ConfigError, DivergedError
 from adgan.metrics import auroc
 from adgan.models import create_detector
 from adgan.models.egbad import EGBAD, TRAIN_CASES, build_nets, generator_encoder_losses, parse_case
-
-
-def blob_images(n_normal: int, n_anomaly: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """1x28x28 images in [-1, 1]: normals hold one 6x6 bright square, anomalies one 14x14 square.
-
-    An untrained model scores them at chance (AUROC ~0.5): telling them apart needs a generator that
-    has learnt the dark background and the small square.
-    """
-    rng = np.random.default_rng(seed)
-    y = np.r_[np.zeros(n_normal, np.int64), np.ones(n_anomaly, np.int64)]
-    side = np.where(y == 1, 14, 6)
-    x = np.full((y.size, 1, 28, 28), -1.0, np.float32)
-    rows = np.arange(28)
-    top = rng.integers(0, 29 - side)
-    left = rng.integers(0, 29 - side)
-    inside_r = (rows[None] >= top[:, None]) & (rows[None] < (top + side)[:, None])
-    inside_c = (rows[None] >= left[:, None]) & (rows[None] < (left + side)[:, None])
-    x[:, 0][inside_r[:, :, None] & inside_c[:, None, :]] = 1.0
-    x += rng.normal(0.0, 0.1, x.shape).astype(np.float32)
-    return np.clip(x, -1.0, 1.0), y
 
 
 def gaussian_rows(n_normal: int, n_anomaly: int, seed: int, dim: int = 12) -> tuple[np.ndarray, np.ndarray]:
@@ -44,13 +24,7 @@ def gaussian_rows(n_normal: int, n_anomaly: int, seed: int, dim: int = 12) -> tu
     return x, np.r_[np.zeros(n_normal, np.int64), np.ones(n_anomaly, np.int64)]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    """These networks are tiny: one thread is faster than two and does not fight other processes."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 X_TRAIN, _ = blob_images(512, 0, seed=1)

@@ -25,14 +25,7 @@ TINY = Ganomaly.tiny_config()
 LOSS_KEYS = {"loss_d", "loss_g", "loss_adv", "loss_con", "loss_enc"}
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread() -> Any:
-    """Tiny networks gain nothing from two threads, and on a loaded machine a two-thread OpenMP team
-    waits at every barrier for its descheduled half (measured: over 10x slower wall time)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny(**overrides: Any) -> Ganomaly:

@@ -116,22 +116,18 @@ def prepare_file(path: str | os.PathLike[str], info: dict[str, Any]) -> np.ndarr
             arr = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise DataError(f"{path}: not a readable .npy array ({exc})") from None
+    else:
+        if info.get("kind") != "tabular":
+            raise DataError(f"{path}: image input must be a .npy array, got {path.suffix or 'no suffix'!r}")
+        prep = info["preprocessing"]
+        if prep.get("format") == "kdd99":
+            schema = kdd.KddSchema.from_dict(prep)
+            return _scaled(kdd.encode(kdd.read_kdd_file(path, schema, require_label=False), schema), prep)
         try:
-            return prepare_input(arr, info)
-        except DataError as exc:  # name the file instead of "input"
-            msg = str(exc)
-            raise DataError(f"{path}: {msg.removeprefix('input: ')}") from None
-    if info.get("kind") != "tabular":
-        raise DataError(f"{path}: image input must be a .npy array, got {path.suffix or 'no suffix'!r}")
-    prep = info["preprocessing"]
-    if prep.get("format") == "kdd99":
-        schema = kdd.KddSchema.from_dict(prep)
-        return _scaled(kdd.encode(kdd.read_kdd_file(path, schema, require_label=False), schema), prep)
-    try:
-        arr = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: expected a numeric CSV without header ({exc})") from None
+            arr = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2)
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{path}: expected a numeric CSV without header ({exc})") from None
     try:
         return prepare_input(arr, info)
-    except DataError as exc:
+    except DataError as exc:  # name the file instead of "input"
         raise DataError(f"{path}: {str(exc).removeprefix('input: ')}") from None
