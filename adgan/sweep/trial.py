@@ -11,8 +11,10 @@ the same class from memory.
 
 from __future__ import annotations
 
+import filecmp
 import functools
 import logging
+import os
 import shutil
 import tempfile
 import traceback
@@ -173,8 +175,15 @@ def _copy_logs(out: Path, trial_dir: Path) -> None:
         # to the trial's working directory (the cwd Tune gives it), which Tune uploads to storage.
         trial_dir = Path.cwd()
     for name in ("config.json", "metrics.jsonl", "summary.json"):
-        if (out / name).is_file():
-            shutil.copy2(out / name, trial_dir / name)
+        src, dst = out / name, trial_dir / name
+        if not src.is_file() or (dst.is_file() and filecmp.cmp(src, dst, shallow=False)):
+            continue
+        # Tune may be uploading the trial directory right now (a stopped trial's thread runs on while Tune
+        # syncs it): a file copied in place would be seen truncated. Copy beside the trial directory (same
+        # filesystem, not uploaded), then rename into place, which readers see whole or not at all.
+        tmp = trial_dir.parent / f".{trial_dir.name}.{name}.tmp"
+        shutil.copy2(src, tmp)
+        os.replace(tmp, dst)
 
 
 @functools.cache
