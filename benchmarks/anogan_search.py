@@ -18,9 +18,11 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from typing import Any
 
 import numpy as np
 import torch
+from flops import count_flops  # benchmarks/flops.py (the script directory is on the path)
 
 from adgan.models import create_detector
 
@@ -70,7 +72,19 @@ def main() -> None:
     print(f"batched:        {per_input_batched * 1e3:9.1f} ms per input ({total:.1f} s total)")
     print(f"one at a time:  {per_input_single * 1e3:9.1f} ms per input (timed on {k}, extrapolated)")
     print(f"speed-up: {per_input_single / per_input_batched:.1f}x   max relative score difference: {rel:.2e}")
+    # The arithmetic of one search step per input, to set the timings against what the CPU can deliver.
+    step_flop = _flop_per_step(det, x[: min(8, args.n)])
+    for name, sec in (("batched", per_input_batched), ("one at a time", per_input_single)):
+        rate = step_flop * args.gamma / sec / 1e9
+        print(f"{name}: {rate:.1f} GFLOP/s ({step_flop / 1e6:.1f} MFLOP per step and input)")
 
+
+def _flop_per_step(det: Any, x: np.ndarray) -> float:
+    """Floating-point operations of one search step per input: the difference of Gamma 3 and Gamma 2
+    removes the once-per-input work."""
+    two = count_flops(lambda: det.score(x, gamma_steps=2))
+    three = count_flops(lambda: det.score(x, gamma_steps=3))
+    return (three - two) / len(x)
 
 if __name__ == "__main__":
     main()

@@ -5,6 +5,7 @@ Usage:
     python benchmarks/models.py --model ganomaly --bf16     # bf16 autocast
     python benchmarks/models.py --model ganomaly --levers   # GANomaly speed levers one at a time
     python benchmarks/models.py --model egbad --kind tabular --dim 121
+    python benchmarks/models.py --model ganomaly --flops    # + arithmetic per sample, GFLOP/s reached
 
 Training throughput: samples/s over whole epochs of ``fit_epochs`` on random data (the first epoch is a
 warm-up and not counted), reported as best and median of ``--repeats`` epochs. Test-time cost: ms per
@@ -27,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from flops import count_flops  # benchmarks/flops.py (the script directory is on the path)
 from torch import nn
 
 from adgan.cli import parse_sets
@@ -152,6 +154,14 @@ def bench_model(name: str, args: argparse.Namespace, hparams: dict[str, Any], la
         patch(det)
     walls, cpus = train_throughput(det, x, args.repeats, bf16)
     line = f"{name:10s} {label:28s} train samples/s {_summary(walls)}, per CPU-s {_summary(cpus)}"
+    if args.flops and det.is_iterative:
+        # Arithmetic of one training epoch per sample (a fresh copy of the same configuration, two batches).
+        twin = make(name, {**hparams, "epochs": 1})
+        if patch is not None:
+            patch(twin)
+        n = 2 * int(getattr(twin.config, "batch_size", 64))
+        per_sample = count_flops(lambda: list(twin.fit_epochs(x[:n], bf16=bf16))) / n
+        line += f"; {per_sample / 1e9:.3f} GFLOP/sample = {per_sample * max(cpus) / 1e9:.1f} GFLOP per CPU-s"
     if not args.no_score:
         costs = score_cost(det, x[: args.score_n], args.repeats)
         line += f"   score ms/sample best {min(costs):.4f} median {statistics.median(costs):.4f}"
@@ -226,6 +236,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast during training")
     parser.add_argument("--levers", action="store_true", help="GANomaly: measure each speed lever")
     parser.add_argument("--no-score", action="store_true", help="skip the test-time cost")
+    parser.add_argument("--flops", action="store_true",
+                        help="count the training arithmetic per sample and the GFLOP/s it reached")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: CPUs available)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="extra hyperparameter, e.g. --set gamma_steps=100 (repeatable)")
