@@ -48,12 +48,15 @@ sweep-cifar10: $(STAMP)
 # Ray cluster launcher (see docs/cluster.md); CLUSTER=cluster/local.yaml for machines you have.
 # prepare.sh creates the Ray auth token and a wheel of this tree outside the repo (~/.adgan/).
 RAY_EXEC_ARGS ?=
+# GPU share per trial on the cluster (the specs ask for none, so that they run on any machine); a cluster
+# without GPUs runs the trials on CPU and says so.
+GPU ?= 0.25
 cluster-up: $(STAMP)
 	PYTHON=$(PY) bash cluster/prepare.sh
 	$(VENV)/bin/ray up -y $(CLUSTER)
 
 cluster-sweep: $(STAMP)
-	$(VENV)/bin/ray exec $(RAY_EXEC_ARGS) $(CLUSTER) '. ~/adgan/cluster/node-env.sh && cd ~/adgan && adgan sweep $(SPEC) --address auto $(SWEEP_ARGS)'
+	$(VENV)/bin/ray exec $(RAY_EXEC_ARGS) $(CLUSTER) '. ~/adgan/cluster/node-env.sh && cd ~/adgan && adgan sweep $(SPEC) --address auto --gpu $(GPU) $(SWEEP_ARGS)'
 
 cluster-down: $(STAMP)
 	$(VENV)/bin/ray down -y $(CLUSTER)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from adgan.errors import AdganError, DataError
+from adgan.errors import AdganError, ConfigError, DataError
 
 TRAIN_HELP = "train one detector on one dataset and anomaly class"
 
@@ -119,7 +119,7 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", required=True, help="run directory or checkpoint directory")
     p.add_argument("--input", required=True, help=".npy or .csv file")
     p.add_argument("--output", default=None, help="output .csv (default: <input>.scores.csv; '-' = stdout)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
     p.set_defaults(func=cmd_score)
 
 
@@ -138,8 +138,11 @@ def resolve_checkpoint(path: str | Path) -> Path:
 def cmd_score(args: argparse.Namespace) -> int:
     from adgan.data import prepare_file
     from adgan.models import Detector
+    from adgan.train import pick_device
 
-    detector = Detector.load(resolve_checkpoint(args.checkpoint), device=args.device)
+    if not (args.device in ("auto", "cpu") or args.device.startswith("cuda")):
+        raise ConfigError(f"--device: expected auto, cpu, cuda or cuda:N, got {args.device!r}")
+    detector = Detector.load(resolve_checkpoint(args.checkpoint), device=pick_device(args.device))
     src = Path(args.input)
     if not src.is_file():
         raise DataError(f"{src}: input file not found")

@@ -86,10 +86,26 @@ def resolve_config(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def pick_device(device: str) -> torch.device:
+    """``auto`` / ``cpu`` / ``cuda`` / ``cuda:N`` -> a device torch has; CUDA runs in full fp32.
+
+    Raises:
+        ConfigError: CUDA asked for where torch sees none, or a ``cuda:N`` beyond the visible GPUs.
+    """
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' was asked for but torch sees no CUDA device")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r} was asked for but torch sees no CUDA device")
+        index = device.partition(":")[2]
+        if index and not (index.isdigit() and int(index) < torch.cuda.device_count()):
+            raise ConfigError(
+                f"device {device!r}: expected cuda:0..cuda:{torch.cuda.device_count() - 1} (the GPUs this "
+                "process sees)"
+            )
+        # TF32 convolutions (cuDNN's default on Ampere and later) round inputs to 10-bit mantissas: scores
+        # would then depend on batch composition and differ run to run. bf16 autocast is the speed option.
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
     return torch.device(device)
 
 
@@ -130,8 +146,9 @@ def train(
     started = time.perf_counter()
     cfg = resolve_config(config)
     device = pick_device(cfg["device"])
-    if device.type == "cpu":
-        torch.set_num_threads(int(cfg["threads"] or cpus_available()))
+    # Also on CUDA: data handling and some models' scoring run on the CPU, and Ray's cluster launcher
+    # exports OMP_NUM_THREADS=1, which would otherwise leave one thread whatever the trial reserved.
+    torch.set_num_threads(int(cfg["threads"] or cpus_available()))
     if splits is None:
         splits = load_dataset(
             cfg["dataset"], cfg["anomaly_class"], cfg["seed"], data_dir=cfg["data_dir"],

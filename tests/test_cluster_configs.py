@@ -146,6 +146,9 @@ def test_aws_config_shape_and_security_group() -> None:
     assert 1 <= workers[0]["min_workers"] < workers[0]["max_workers"] <= cfg["max_workers"]
     run_options = cfg["docker"]["run_options"]
     assert any(o.startswith("--shm-size=") for o in run_options)
+    # The image is not a CUDA base image: the GPU workers' containers must ask the NVIDIA runtime for GPUs.
+    assert "-e NVIDIA_VISIBLE_DEVICES=all" in cfg["docker"]["worker_run_options"]
+    assert "NVIDIA_VISIBLE_DEVICES" not in " ".join(run_options + cfg["docker"].get("head_run_options", []))
     # Only the launcher's own rules (intra-cluster + SSH): no Ray port opened to any address range.
     assert cfg["provider"]["security_group"]["IpPermissions"] == []
 
@@ -225,6 +228,8 @@ def test_rayjob_runs_the_sweep_on_its_cluster_and_shuts_down() -> None:
     assert argv[0] == "adgan"
     args = build_parser().parse_args(argv[1:])
     assert args.address == "auto" and args.results.startswith("/mnt/shared/")
+    # The specs ask for no GPU (they run anywhere); the job gives each trial a share of a worker's GPU.
+    assert args.gpu is not None and 0 < args.gpu <= 1
     workdir = re.search(r"^WORKDIR\s+(\S+)", (CLUSTER / "Dockerfile").read_text(), re.M).group(1)
     spec_in_repo = REPO / Path(args.spec).relative_to(workdir)
     assert load_spec(spec_in_repo).name  # the spec baked into the image is a valid sweep spec

@@ -270,3 +270,32 @@ def test_a_named_budget_may_change_the_seeds(raw: dict) -> None:
     one = parse_spec(copy.deepcopy(raw), "spec.yaml", budget="one")
     assert {g.seed for g in one.groups()} == {7} and one.budget.max_epochs == 2
     assert {g.seed for g in default.groups()} == set(raw.get("seeds", [0]))
+
+
+def test_device_follows_the_gpu_share(raw: dict, tmp_path: Path) -> None:
+    """A device in the spec's options would bypass Ray's GPU bookkeeping: refused; --gpu sets the share."""
+    from adgan.sweep.runner import build_groups
+    from adgan.sweep.spec import with_gpu
+
+    bad = copy.deepcopy(raw)
+    bad.setdefault("dataset", {}).setdefault("options", {})["device"] = "cuda"
+    _refused(bad, tmp_path, "dataset.options.device", "resources.gpu")
+    spec = parse_spec(copy.deepcopy(raw), "spec.yaml")
+    assert with_gpu(spec, 0.25).gpu == 0.25 and with_gpu(spec, 2).gpu == 2.0
+    for share in (-0.5, 1.5):
+        with pytest.raises(ConfigError, match=r"--gpu: expected a fraction in \[0, 1\]"):
+            with_gpu(spec, share)
+    # Every trial config carries the device the runner derives from the share, and the CPUs it reserved.
+    for base, _, _ in build_groups(spec, "cuda", 3).values():
+        assert base["device"] == "cuda" and base["threads"] == 3
+
+
+def test_cli_refuses_a_bad_gpu_share(raw: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from adgan.cli import main
+
+    path = tmp_path / "smoke.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert main(["sweep", str(path), "--gpu", "1.5", "--results", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "--gpu: expected a fraction in [0, 1] or a whole number of GPUs, got 1.5" in err
+    assert not (tmp_path / "r").exists()

@@ -186,7 +186,7 @@ class AnoGAN(Detector):
         for epoch in range(cfg.epochs):
             gen.train()  # score() between epochs leaves the networks in eval mode
             disc.train()
-            sums = {"d": 0.0, "g": 0.0}
+            sums: dict[str, Any] = {"d": 0.0, "g": 0.0}  # running sums (0-d tensors on the device)
             steps = 0
             for idx in gc.minibatches(n, bs, rng):
                 xb = data[idx]
@@ -204,10 +204,11 @@ class AnoGAN(Detector):
                 loss_g.backward()
                 opt_g.step()
                 disc.requires_grad_(True)
-                sums["d"] += loss_d.item()
-                sums["g"] += loss_g.item()
+                # Summed on the device: a .item() per step would stall a GPU's queue.
+                sums["d"] = sums["d"] + loss_d.detach().double()
+                sums["g"] = sums["g"] + loss_g.detach().double()
                 steps += 1
-            means = {k: v / max(steps, 1) for k, v in sums.items()}
+            means = {k: float(v) / max(steps, 1) for k, v in sums.items()}
             gc.check_finite(self.name, epoch, means)
             yield means
 

@@ -279,7 +279,7 @@ class EGBAD(Detector):
         for epoch in range(cfg.epochs):
             for net in (enc, gen, disc):
                 net.train()  # score() between epochs leaves them in eval mode
-            sums: dict[str, float] = {}
+            sums: dict[str, Any] = {}  # loss name -> running sum (a 0-d tensor on the device)
             steps = 0
             for idx in gc.minibatches(n, bs, gen_rng):
                 xb = data[idx]
@@ -302,11 +302,11 @@ class EGBAD(Detector):
                 total.backward()  # type: ignore[union-attr]
                 opt_ge.step()
                 disc.requires_grad_(True)
-                sums["d"] = sums.get("d", 0.0) + loss_d.item()
-                for k, v in losses.items():
-                    sums[k] = sums.get(k, 0.0) + v.item()
+                # Summed on the device: a .item() per loss and step would stall a GPU's queue.
+                for k, v in {"d": loss_d, **losses}.items():
+                    sums[k] = sums.get(k, 0.0) + v.detach().double()
                 steps += 1
-            means = {k: v / max(steps, 1) for k, v in sums.items()}
+            means = {k: float(v) / max(steps, 1) for k, v in sums.items()}
             gc.check_finite(self.name, epoch, means)
             yield means
 

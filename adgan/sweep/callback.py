@@ -55,7 +55,7 @@ class SweepCallback(Callback):
         self.results = {}
         if self.background:
             self._pool = ThreadPoolExecutor(
-                max_workers=1, thread_name_prefix="adgan-test-eval", initializer=_one_torch_thread
+                max_workers=1, thread_name_prefix="adgan-test-eval", initializer=_driver_torch_threads
             )
 
     def _trials_of(self, gid: str) -> list[dict[str, Any]]:
@@ -198,11 +198,24 @@ class SweepCallback(Callback):
         )
 
 
-def _one_torch_thread() -> None:
-    """The driver's test evaluations use one torch thread: the trials have the machine's CPUs."""
+def _driver_torch_threads() -> None:
+    """Torch threads of the driver's test evaluations: one where trials run on the driver's node (they
+    have its CPUs); all of them on a head that runs no trials (a cluster head with ``CPU: 0``)."""
     import torch
 
-    torch.set_num_threads(1)
+    from adgan.train import cpus_available
+
+    threads = 1
+    try:
+        import ray
+
+        here = ray.get_runtime_context().get_node_id()
+        node = next((n for n in ray.nodes() if n.get("NodeID") == here), None)
+        if node is not None and float(node.get("Resources", {}).get("CPU", 0.0)) == 0.0:
+            threads = cpus_available()
+    except Exception:  # noqa: BLE001 (no Ray here, e.g. reconcile in tests: one thread is safe)
+        pass
+    torch.set_num_threads(threads)
 
 
 def _f(v: Any) -> str:

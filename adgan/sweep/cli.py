@@ -24,6 +24,12 @@ def register_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--budget", default="default", help="a named budget of the spec, e.g. 'full'")
     p.add_argument("--cpus", type=int, default=None, help="CPUs of a local Ray (default: all)")
     p.add_argument(
+        "--gpu",
+        type=float,
+        default=None,
+        help="GPU share per trial, overriding the spec's resources.gpu (e.g. 0.25: four trials per GPU)",
+    )
+    p.add_argument(
         "--max-failures",
         type=int,
         default=2,
@@ -58,9 +64,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     from adgan.sweep.best import best_table
     from adgan.sweep.runner import run_sweep
-    from adgan.sweep.spec import load_spec
+    from adgan.sweep.spec import load_spec, with_gpu
 
     spec = load_spec(args.spec, budget=args.budget)  # refused here, before Ray starts
+    if args.gpu is not None:
+        spec = with_gpu(spec, args.gpu)
     out = run_sweep(
         spec,
         address=args.address,

@@ -133,6 +133,7 @@ def run_sweep(
         sweep=spec.name,
         spec_file=str(spec.path),
         budget=spec.budget_name,
+        trial_resources={"cpus": spec.cpus, "gpu": spec.gpu},  # as asked (spec or --gpu)
         resume=resume,
         address=address,
         max_concurrent=max_concurrent,
@@ -239,7 +240,8 @@ def _run(
         results_dir.mkdir(parents=True, exist_ok=True)
         # The spec as parsed, plus the budget actually used (a named budget overrides the spec's own).
         meta = {
-            **spec.raw, "budget_name": spec.budget_name, "effective_budget": dataclasses.asdict(spec.budget)
+            **spec.raw, "budget_name": spec.budget_name, "effective_budget": dataclasses.asdict(spec.budget),
+            "effective_resources": {"cpus": spec.cpus, "gpu": gpu},  # after --gpu and the no-GPU fallback
         }
         (results_dir / "spec.json").write_text(json.dumps(meta, indent=2, default=str))
         tuner = tune.Tuner(

@@ -10,7 +10,7 @@ Every mistake is reported as a :class:`~adgan.errors.ConfigError` naming the fil
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -209,7 +209,14 @@ def parse_spec(raw: Any, path: str = "<spec>", *, budget: str = "default") -> Sw
             )
     fallback = ds.get("fallback")
     options = ck.mapping(ds.get("options") or {}, "dataset.options")
-    ck.unknown(options, {"data_dir", "image_size", "scale", "max_train", "device", "bf16"}, "dataset.options")
+    if "device" in options:
+        # The device follows the GPU share Ray reserves for each trial: a device set here would make trials
+        # use a GPU they never reserved (Ray leaves every GPU visible to a trial without one) or ask CPU
+        # nodes for CUDA.
+        raise ck.fail(
+            "dataset.options.device", "not a spec option: trials use CUDA exactly when resources.gpu > 0"
+        )
+    ck.unknown(options, {"data_dir", "image_size", "scale", "max_train", "bf16"}, "dataset.options")
 
     class_names = dataset_classes(dataset)
     classes = classes_of(ck, raw.get("classes", "all"), class_names, dataset)
@@ -228,11 +235,7 @@ def parse_spec(raw: Any, path: str = "<spec>", *, budget: str = "default") -> Sw
     res = ck.mapping(raw.get("resources") or {}, "resources")
     ck.unknown(res, {"cpus", "gpu"}, "resources")
     cpus = ck.number(res.get("cpus", 1), "resources.cpus", positive=True)
-    gpu = ck.number(res.get("gpu", 0), "resources.gpu")
-    if gpu < 0 or (gpu > 1 and not float(gpu).is_integer()):
-        raise ck.fail(
-            "resources.gpu", f"expected a fraction in [0, 1] or a whole number of GPUs, got {gpu!r}"
-        )
+    gpu = check_gpu(ck.number(res.get("gpu", 0), "resources.gpu"), lambda msg: ck.fail("resources.gpu", msg))
     wb = ck.mapping(raw.get("wandb") or {}, "wandb")
     ck.unknown(wb, {"project"}, "wandb")
     spec = SweepSpec(
@@ -290,3 +293,16 @@ def trial_config(spec: SweepSpec, group: Group, params: Mapping[str, Any]) -> di
     if m.is_iterative:
         config["epochs"] = spec.budget.max_epochs
     return config
+
+
+def check_gpu(gpu: float, fail: Callable[[str], Exception]) -> float:
+    """A GPU share per trial: a fraction in [0, 1] or a whole number; ``fail(message)`` otherwise."""
+    if gpu < 0 or (gpu > 1 and not float(gpu).is_integer()):
+        raise fail(f"expected a fraction in [0, 1] or a whole number of GPUs, got {gpu!r}")
+    return float(gpu)
+
+
+def with_gpu(spec: SweepSpec, gpu: float) -> SweepSpec:
+    """``spec`` with another GPU share per trial (``adgan sweep --gpu``)."""
+    check_gpu(gpu, lambda msg: ConfigError(f"--gpu: {msg}"))
+    return dataclasses.replace(spec, gpu=float(gpu))
