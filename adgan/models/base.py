@@ -103,6 +103,8 @@ class Detector(ABC):
         input_kinds: Which data kinds the detector accepts, subset of ("image", "tabular").
         preferred_image_size: Image side the detector's networks are designed for (28 or 32).
         is_iterative: True for detectors trained over several epochs (GANs), False for one-shot fits.
+        uses_accelerator: False for detectors that compute on the CPU whatever ``device`` says (a sweep
+            then reserves no GPU share for their trials).
     """
 
     name: ClassVar[str] = ""
@@ -111,6 +113,7 @@ class Detector(ABC):
     input_kinds: ClassVar[tuple[str, ...]] = ("image", "tabular")
     preferred_image_size: ClassVar[int] = 28
     is_iterative: ClassVar[bool] = True
+    uses_accelerator: ClassVar[bool] = True
 
     def __init__(self, **hparams: Any) -> None:
         self.config = make_config(self.Config, self.name, hparams)

@@ -211,6 +211,7 @@ class IForest(_Baseline):
     """Isolation forest; score = 2^(-mean path length / c(max_samples)) = -``score_samples``."""
 
     name = "iforest"
+    uses_accelerator = False  # scikit-learn / numpy / CPU torch
     Config = IForestConfig
     config: IForestConfig
 
@@ -310,6 +311,7 @@ class PCA(_Baseline):
     """Squared reconstruction error ||(x - mean) - P(x - mean)||^2 of a PCA with n components."""
 
     name = "pca"
+    uses_accelerator = False  # scikit-learn / numpy / CPU torch
     Config = PCAConfig
     config: PCAConfig
 
@@ -365,6 +367,7 @@ class OCSVM(_Baseline):
     """One-class SVM; score = -decision_function = -(sum_i a_i exp(-gamma ||x - sv_i||^2) + b)."""
 
     name = "ocsvm"
+    uses_accelerator = False  # scikit-learn / numpy / CPU torch
     Config = OCSVMConfig
     config: OCSVMConfig
 

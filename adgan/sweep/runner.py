@@ -9,6 +9,7 @@ killed sweep with ``Tuner.restore``; afterwards every row is reconciled with Tun
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from adgan.errors import ConfigError
+from adgan.models import DETECTORS
 from adgan.sweep.callback import SweepCallback, reconcile
 from adgan.sweep.grouped import GroupedScheduler, GroupedSearcher
 from adgan.sweep.spec import SweepSpec, trial_config
@@ -81,13 +83,21 @@ def _cluster_gpus() -> float:
     return float(ray.cluster_resources().get("GPU", 0.0))
 
 
+def trial_resources(cpus: float, gpu: float, config: dict[str, Any]) -> Any:
+    """What one trial reserves: its CPUs, and its GPU share unless its model computes on the CPU only."""
+    from ray.tune import PlacementGroupFactory
+
+    share = gpu if DETECTORS.get(config["model"]).uses_accelerator else 0.0
+    return PlacementGroupFactory([{"CPU": cpus, "GPU": share} if share > 0 else {"CPU": cpus}])
+
+
 def build_groups(spec: SweepSpec, device: str, threads: int) -> dict[str, tuple[dict[str, Any], dict, int]]:
     """``{group id: (base config, optuna space, budget)}`` for the grouped searcher."""
     out = {}
     for g in spec.groups():
         m = spec.model(g.model)
         base = trial_config(spec, g, {})
-        base.setdefault("device", device)
+        base["device"] = device if DETECTORS.get(g.model).uses_accelerator else "cpu"
         base["threads"] = threads
         space = {p: d.to_optuna() for p, d in m.search.items()}
         out[g.id] = (base, space, spec.trials(g))
@@ -201,7 +211,7 @@ def _run(
         "wandb": {"project": spec.wandb_project, "mode": mode} if use_wandb and mode != "disabled" else None,
     }
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, context=context), {"cpu": spec.cpus, "gpu": gpu}
+        tune.with_parameters(run_trial, context=context), functools.partial(trial_resources, spec.cpus, gpu)
     )
     # Tune snapshots its state whenever a trial replaces its one kept checkpoint; that is wanted (a resume
     # must not point at deleted checkpoints), the warning about it is not.
