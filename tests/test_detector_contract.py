@@ -205,6 +205,25 @@ def test_unknown_hyperparameter_and_bad_loss_case_are_refused(name: str) -> None
     assert create_detector(name).config.loss_case == DETECTORS.get(name).loss_cases[0]
 
 
+# Out-of-range values of the shared vocabulary, refused by every detector that has the field.
+BAD_VALUES = {"lr": [0.0, -1e-3, math.nan], "search_lr": [0.0], "beta1": [1.0, -0.1], "lam": [1.5, -0.1],
+              "epochs": [-1], "latent_dim": [-1], "batch_size": [0], "base_filters": [0], "gamma_steps": [0],
+              "search_batch_size": [0]}
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_out_of_range_hyperparameters_are_refused(name: str) -> None:
+    fields = {f.name for f in dataclasses.fields(DETECTORS.get(name).Config)}
+    checked = 0
+    for field in sorted(fields):
+        bad = BAD_VALUES.get(field, [-1.0] if field.startswith("w_") else [])
+        for value in bad:
+            with pytest.raises(ConfigError, match=f"'{field}' of model '{name}': expected"):
+                create_detector(name, **{field: value})
+            checked += 1
+    assert checked or not fields & set(BAD_VALUES), name
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_unfitted_detector_refuses_to_score_or_save(name: str, tmp_path: Path) -> None:
     det = create_detector(name, **tiny(name))

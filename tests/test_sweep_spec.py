@@ -309,3 +309,16 @@ def test_cli_refuses_a_bad_gpu_share(raw: dict, tmp_path: Path, capsys: pytest.C
     err = capsys.readouterr().err
     assert "--gpu: expected a fraction in [0, 1] or a whole number of GPUs, got 1.5" in err
     assert not (tmp_path / "r").exists()
+
+
+def test_search_ranges_are_checked_at_both_ends(raw: dict, tmp_path: Path) -> None:
+    """A range whose low end is fine but whose high end the model refuses is refused before Ray starts."""
+    bad = copy.deepcopy(raw)
+    bad["models"]["ganomaly"]["search"]["lr"] = {"type": "uniform", "low": -1.0, "high": 0.1}
+    _refused(bad, tmp_path, "models.ganomaly", "'lr'", "expected > 0, got -1.0")
+    bad = copy.deepcopy(raw)
+    bad["models"]["ganomaly"]["search"]["beta1"] = {"type": "uniform", "low": 0.0, "high": 1.0}
+    _refused(bad, tmp_path, "models.ganomaly.search.beta1", "expected in [0, 1), got 1.0")
+    bad = copy.deepcopy(raw)
+    bad["models"]["ganomaly"]["search"]["w_enc"] = {"type": "categorical", "choices": [1.0, -2.0]}
+    _refused(bad, tmp_path, "models.ganomaly.search.w_enc", "expected >= 0, got -2.0")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -93,6 +94,41 @@ def _coerce(model: str, key: str, value: Any, default: Any) -> Any:
     raise ConfigError(f"hyperparameter {key!r} of model {model!r}: expected {kind.__name__}, got {value!r}")
 
 
+# Ranges of the shared hyperparameter vocabulary, checked for every detector that has the field, so that a
+# bad value is refused when the config is built (a sweep spec: before Ray starts), not by torch mid-run.
+# name: (lowest allowed, highest allowed, what is expected); beta1's bound 1 itself is excluded below.
+_RANGES: dict[str, tuple[float, float, str]] = {
+    "lr": (math.ulp(0.0), math.inf, "> 0"),
+    "search_lr": (math.ulp(0.0), math.inf, "> 0"),
+    "beta1": (0.0, 1.0 - math.ulp(1.0), "in [0, 1)"),
+    "lam": (0.0, 1.0, "in [0, 1]"),
+    "epochs": (0, math.inf, ">= 0"),
+    "latent_dim": (0, math.inf, ">= 0 (0: the model's default)"),
+    "batch_size": (1, math.inf, ">= 1"),
+    "base_filters": (1, math.inf, ">= 1"),
+    "gamma_steps": (1, math.inf, ">= 1"),
+    "search_batch_size": (1, math.inf, ">= 1"),
+}
+
+
+def check_ranges(model: str, config: DetectorConfig) -> None:
+    """Refuse shared hyperparameters out of range (NaN included), and negative loss weights (``w_*``)."""
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if field.name in _RANGES:
+            low, high, expected = _RANGES[field.name]
+        elif field.name.startswith("w_"):
+            low, high, expected = 0.0, math.inf, ">= 0"
+        else:
+            continue
+        if not low <= value <= high:  # also False for NaN
+            raise ConfigError(
+                f"hyperparameter {field.name!r} of model {model!r}: expected {expected}, got {value!r}"
+            )
+
+
 class Detector(ABC):
     """Base class of every detector. See the module docstring for the contract.
 
@@ -124,6 +160,7 @@ class Detector(ABC):
                 f"loss_case {self.config.loss_case!r} is not valid for model {self.name!r}; "
                 f"expected one of: {', '.join(self.loss_cases)}"
             )
+        check_ranges(self.name, self.config)
         self.input_shape: tuple[int, ...] | None = None
         self.meta: dict[str, Any] = {}
         self.device = torch.device("cpu")

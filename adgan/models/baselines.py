@@ -38,13 +38,13 @@ _CHUNK_ELEMENTS = 1 << 22  # temporary arrays of scorers hold at most ~4M float6
 def _positive(model: str, **values: float) -> None:
     for key, value in values.items():
         if not value > 0:
-            raise ConfigError(f"hyperparameter {key!r} of model {model!r} must be > 0, got {value!r}")
+            raise ConfigError(f"hyperparameter {key!r} of model {model!r}: expected > 0, got {value!r}")
 
 
 def _non_negative(model: str, **values: float) -> None:
     for key, value in values.items():
         if not value >= 0:
-            raise ConfigError(f"hyperparameter {key!r} of model {model!r} must be >= 0, got {value!r}")
+            raise ConfigError(f"hyperparameter {key!r} of model {model!r}: expected >= 0, got {value!r}")
 
 
 def _subsample(n: int, fit_samples: int, seed: int) -> np.ndarray:

@@ -101,13 +101,9 @@ class Ganomaly(Detector):
     def __init__(self, **hparams: Any) -> None:
         super().__init__(**hparams)
         cfg = self.config
-        for key in ("epochs", "batch_size", "latent_dim", "base_filters"):
+        for key in ("epochs", "latent_dim"):  # stricter than the shared ranges (Detector.__init__)
             if getattr(cfg, key) < 1:
                 raise ConfigError(f"hyperparameter {key!r} of model {self.name!r}: expected >= 1, "
-                                  f"got {getattr(cfg, key)!r}")
-        for key in ("w_adv", "w_con", "w_enc"):
-            if getattr(cfg, key) < 0:
-                raise ConfigError(f"hyperparameter {key!r} of model {self.name!r}: expected >= 0, "
                                   f"got {getattr(cfg, key)!r}")
         self.GE: nn.Module | None = None
         self.GD: nn.Module | None = None

@@ -69,9 +69,14 @@ class Distribution:
 
     def example(self) -> Any:
         """A valid value (the low end or first choice), used to type-check against the model's config."""
+        return self.extremes()[0]
+
+    def extremes(self) -> list[Any]:
+        """The values a search may reach at its edges: both bounds, or every choice."""
         if self.type == "categorical":
-            return self.choices[0]
-        return int(self.low) if self.type == "int" else float(self.low)
+            return list(self.choices)
+        cast = int if self.type == "int" else float
+        return [cast(self.low), cast(self.high)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -261,20 +266,23 @@ def parse_spec(raw: Any, path: str = "<spec>", *, budget: str = "default") -> Sw
 
 
 def _check_configs(ck: Any, spec: SweepSpec) -> None:
-    """Build one full config per (model, loss case) with example values and let ``resolve_config`` judge."""
+    """Build full configs per (model, loss case) and let ``resolve_config`` judge: every searched
+    hyperparameter at each edge of its range (the others at their low end or first choice)."""
     from adgan.train import resolve_config
 
     for m in spec.models:
+        base = {p: d.example() for p, d in m.search.items()}
+        variants = [(None, base)] + [
+            (p, {**base, p: v}) for p, d in m.search.items() for v in d.extremes()[1:]
+        ]
         for case in m.loss_cases:
-            config = trial_config(
-                spec,
-                Group(m.name, spec.dataset, spec.classes[0], "", case, spec.seeds[0]),
-                {p: d.example() for p, d in m.search.items()},
-            )
-            try:
-                resolve_config(config)
-            except ConfigError as exc:
-                raise ck.fail(f"models.{m.name}", str(exc)) from None
+            group = Group(m.name, spec.dataset, spec.classes[0], "", case, spec.seeds[0])
+            for param, params in variants:
+                try:
+                    resolve_config(trial_config(spec, group, params))
+                except ConfigError as exc:
+                    where = f"models.{m.name}.search.{param}" if param else f"models.{m.name}"
+                    raise ck.fail(where, str(exc)) from None
 
 
 def trial_config(spec: SweepSpec, group: Group, params: Mapping[str, Any]) -> dict[str, Any]:
