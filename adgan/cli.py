@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,7 +30,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--model", required=True, choices=list_detectors(), help="detector name")
     p.add_argument("--dataset", required=True, choices=list_datasets(), help="dataset name")
-    p.add_argument("--anomaly-class", type=int, default=0, help="index of the class treated as anomalous")
+    p.add_argument("--anomaly-class", type=_class_arg, default=0,
+                   help="the class treated as anomalous: its index or its name (e.g. 3 or Dress)")
     p.add_argument("--loss-case", default=None, help=f"loss case (default: the model's first). {cases}")
     p.add_argument("--seed", type=int, default=0, help="seed of the split, initialisation and batches")
     p.add_argument("--epochs", type=int, default=None, help="training epochs (GANs)")
@@ -48,7 +50,13 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CPU with AMX, or CUDA)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all CPUs given)")
     p.add_argument("--out", required=True, help="run directory (checkpoint/, metrics.jsonl, summary.json)")
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     p.set_defaults(func=cmd_train)
+
+
+def _class_arg(value: str) -> int | str:
+    """An anomaly class index, or a class name that ``resolve_config`` looks up in the dataset."""
+    return int(value) if value.lstrip("-").isdigit() else value
 
 
 def parse_sets(items: Sequence[str]) -> dict[str, Any]:
@@ -69,7 +77,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from adgan.models import DETECTORS
-    from adgan.train import train
+    from adgan.train import RUN_FILES, resolve_config, train
 
     config: dict[str, Any] = {
         "model": args.model, "dataset": args.dataset, "anomaly_class": args.anomaly_class, "seed": args.seed,
@@ -81,6 +89,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         if value is not None:
             config[key] = value
     config.update(parse_sets(args.set))
+    resolve_config(config)  # a bad value is reported before the progress bar starts
+    out = Path(args.out)
+    previous = [out / name for name in RUN_FILES if (out / name).exists()]
+    if previous and not args.overwrite:
+        raise AdganError(f"{out} already holds a run ({previous[0].name}); pass --overwrite to replace it")
+    for path in previous:  # no file of the old run may survive next to the new one
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
     model_cls = DETECTORS.get(args.model)
     total = int(config.get("epochs", getattr(model_cls.Config, "epochs", 1))) if model_cls.is_iterative else 1
     summary: dict[str, Any] = {}
@@ -201,6 +219,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except AdganError as exc:
         print(f"adgan: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a path that cannot be read or written: the message names it
+        print(f"adgan: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("adgan: interrupted", file=sys.stderr)

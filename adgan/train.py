@@ -44,6 +44,10 @@ RUN_DEFAULTS: dict[str, Any] = {
 }
 
 
+# What ``train(out=...)`` writes into a run directory.
+RUN_FILES = ("config.json", "metrics.jsonl", "summary.json", "checkpoint")
+
+
 def resolve_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """Fill defaults and validate; returns a flat dict of plain values.
 
@@ -64,10 +68,15 @@ def resolve_config(config: Mapping[str, Any]) -> dict[str, Any]:
     detector = model_cls(**hparams)  # validates hyperparameter names, types and the loss case
     run = {k: cfg.get(k, default) for k, default in RUN_DEFAULTS.items()}
     classes = dataset_classes(run["dataset"])
+    if isinstance(run["anomaly_class"], str) and run["anomaly_class"] in classes:
+        run["anomaly_class"] = classes.index(run["anomaly_class"])  # a class name, as specs allow
     try:
         run["anomaly_class"] = int(run["anomaly_class"])
     except (TypeError, ValueError):
-        raise ConfigError(f"anomaly_class must be an integer, got {run['anomaly_class']!r}") from None
+        raise ConfigError(
+            f"anomaly_class must be an index or a class name of {run['dataset']!r} ({', '.join(classes)}), "
+            f"got {run['anomaly_class']!r}"
+        ) from None
     if not 0 <= run["anomaly_class"] < len(classes):
         raise ConfigError(
             f"anomaly_class {run['anomaly_class']} does not exist in {run['dataset']!r}; "

@@ -108,3 +108,52 @@ def test_commands_other_than_train_do_not_import_torch() -> None:
         "assert 'torch' not in sys.modules and 'pandas' not in sys.modules, sorted(sys.modules)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_train_refuses_to_overwrite_a_run_unless_asked(trained: Path, capsys: pytest.CaptureFixture) -> None:
+    before = (trained / "summary.json").read_text()
+    assert main(["train", "--model", "knn", "--dataset", "synthetic-images", "--out", str(trained)]) == 2
+    assert f"{trained} already holds a run" in capsys.readouterr().err
+    assert (trained / "summary.json").read_text() == before  # untouched
+
+
+def test_train_overwrite_replaces_every_file_and_accepts_class_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "run"
+    assert _train(out, "--epochs", "1") == 0
+    assert (out / "checkpoint").is_dir()
+    assert main(["train", "--model", "pca", "--dataset", "synthetic-images", "--anomaly-class", "disk",
+                 "--out", str(out), "--overwrite"]) == 0
+    config = json.loads((out / "config.json").read_text())["config"]
+    assert config["model"] == "pca" and config["anomaly_class"] == 3  # 'disk' is class 3
+    assert Detector.load(out / "checkpoint").name == "pca"
+    assert main(["train", "--model", "pca", "--dataset", "synthetic-images", "--anomaly-class", "square",
+                 "--out", str(tmp_path / "r2")]) == 2
+    assert "hstripes, vstripes, checker, disk, ring" in capsys.readouterr().err
+
+
+def test_score_names_a_damaged_checkpoint(
+    trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    import shutil
+
+    src = tmp_path / "x.npy"
+    np.save(src, np.zeros((2, 1, 32, 32), np.float32))
+    broken = tmp_path / "broken"
+    shutil.copytree(trained / "checkpoint", broken)
+    (broken / "state.pt").write_bytes(b"not a torch file")
+    assert main(["score", "--checkpoint", str(broken), "--input", str(src)]) == 2
+    assert f"{broken / 'state.pt'}: not a readable ganomaly state" in capsys.readouterr().err
+    (broken / "state.pt").unlink()
+    assert main(["score", "--checkpoint", str(broken), "--input", str(src)]) == 2
+    assert f"{broken / 'state.pt'}: missing" in capsys.readouterr().err
+    header = json.loads((broken / "detector.json").read_text())
+    (broken / "detector.json").write_text(json.dumps({**header, "model": "ganomalyy"}))
+    assert main(["score", "--checkpoint", str(broken), "--input", str(src)]) == 2
+    assert "model 'ganomalyy' is not registered" in capsys.readouterr().err
+    # An output path that cannot be written: one line naming it, no traceback.
+    dest = tmp_path / "no" / "such" / "dir" / "s.csv"
+    assert main(["score", "--checkpoint", str(trained), "--input", str(src), "--output", str(dest)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("adgan: error:") and str(dest) in err and "Traceback" not in err

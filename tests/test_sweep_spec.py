@@ -322,3 +322,28 @@ def test_search_ranges_are_checked_at_both_ends(raw: dict, tmp_path: Path) -> No
     bad = copy.deepcopy(raw)
     bad["models"]["ganomaly"]["search"]["w_enc"] = {"type": "categorical", "choices": [1.0, -2.0]}
     _refused(bad, tmp_path, "models.ganomaly.search.w_enc", "expected >= 0, got -2.0")
+
+
+def test_cli_refuses_bad_options_and_an_unreachable_address(
+    raw: dict, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    import socket
+
+    from adgan.cli import main
+
+    path = tmp_path / "smoke.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    results = ["--results", str(tmp_path / "r")]
+    for option, value in (("--cpus", "0"), ("--max-concurrent", "0"), ("--max-failures", "-1"),
+                          ("--progress-every", "-5")):
+        assert main(["sweep", str(path), option, value, *results]) == 2
+        assert f"adgan: error: {option}: expected" in capsys.readouterr().err
+    # A port where nothing listens: refused in seconds (Ray itself would retry for minutes), nothing written.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t0 = time.perf_counter()
+    assert main(["sweep", str(path), "--address", f"127.0.0.1:{port}", *results]) == 2
+    assert time.perf_counter() - t0 < 30
+    assert f"--address 127.0.0.1:{port}: no Ray cluster answers there" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

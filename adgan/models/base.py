@@ -17,6 +17,7 @@ import dataclasses
 import json
 import math
 import os
+import pickle
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
@@ -275,15 +276,33 @@ class Detector(ABC):
         version = header.get("format_version")
         if version != FORMAT_VERSION:
             raise DataError(f"{header_file}: format_version {version!r}, this adgan reads {FORMAT_VERSION}")
+        missing = [k for k in ("model", "config", "input_shape") if k not in header]
+        if missing:
+            raise DataError(f"{header_file}: missing field(s) {', '.join(missing)}")
+        if header["model"] not in DETECTORS:
+            raise DataError(
+                f"{header_file}: model {header['model']!r} is not registered in this adgan "
+                f"(expected one of: {', '.join(DETECTORS.names())})"
+            )
         model_cls = DETECTORS.get(header["model"])
         if cls is not Detector and not issubclass(model_cls, cls):
             raise DataError(f"{path}: holds a {header['model']!r} detector, not {cls.name!r}")
-        det = model_cls(**header["config"])
+        try:
+            det = model_cls(**header["config"])
+        except ConfigError as exc:
+            raise DataError(f"{header_file}: config: {exc}") from None
         det.input_shape = tuple(header["input_shape"])
         det.meta = header.get("meta", {})
         det.device = torch.device(device)
-        state = torch.load(path / "state.pt", map_location=det.device, weights_only=True)
-        det.load_state(state)
+        state_file = path / "state.pt"
+        if not state_file.is_file():
+            raise DataError(f"{state_file}: missing (the detector's weights and fitted state)")
+        try:
+            state = torch.load(state_file, map_location=det.device, weights_only=True)
+            det.load_state(state)
+        except (RuntimeError, OSError, EOFError, KeyError, ValueError, pickle.UnpicklingError) as exc:
+            raise DataError(f"{state_file}: not a readable {header['model']} state ({type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
         return det
 
 

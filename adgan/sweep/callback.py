@@ -115,8 +115,10 @@ class SweepCallback(Callback):
         assert self.store is not None
         self.store.upsert("best", row)
         print(
-            f"[{self.spec.name}] group {gid} done: best val AUPRC {_f(row.get('val_auprc'))} "
-            f"(trial {row.get('trial_id')}), test AUPRC {_f(row.get('test_auprc'))}",
+            f"[{self.spec.name}] group {gid} done: "
+            + (f"best val AUPRC {_f(row.get('val_auprc'))} (trial {row['trial_id']}), "
+               f"test AUPRC {_f(row.get('test_auprc'))}" if row.get("trial_id")
+               else "no trial finished with a checkpoint (every trial failed or diverged)"),
             file=sys.stderr,
         )
 

@@ -42,8 +42,9 @@ class Checker:
         if ok and positive and value <= 0:
             ok = False
         if not ok:
-            what = "an integer" if integer else "a number"
-            raise self.fail(key, f"expected {'a positive ' + what[2:] if positive else what}, got {value!r}")
+            what = "integer" if integer else "number"
+            article = "a positive" if positive else ("an" if integer else "a")
+            raise self.fail(key, f"expected {article} {what}, got {value!r}")
         return int(value) if integer else value
 
     def unknown(self, mapping: Mapping[str, Any], allowed: set[str], key: str) -> None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+from adgan.errors import ConfigError
 
 
 def register_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -66,6 +69,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from adgan.sweep.runner import run_sweep
     from adgan.sweep.spec import load_spec, with_gpu
 
+    for option, value, low in (("--cpus", args.cpus, 1), ("--max-concurrent", args.max_concurrent, 1),
+                               ("--max-failures", args.max_failures, 0)):
+        if value is not None and value < low:
+            raise ConfigError(f"{option}: expected an integer >= {low}, got {value}")
+    if not args.progress_every > 0:
+        raise ConfigError(f"--progress-every: expected seconds > 0, got {args.progress_every}")
     spec = load_spec(args.spec, budget=args.budget)  # refused here, before Ray starts
     if args.gpu is not None:
         spec = with_gpu(spec, args.gpu)
@@ -98,5 +107,5 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     for path in export(args.results, args.out, per=args.per):
         print(path)
-    print(f"score with: adgan score --checkpoint {args.out}/<name> --input FILE", file=sys.stderr)
+    print(f"score with: adgan score --checkpoint {Path(args.out) / '<name>'} --input FILE", file=sys.stderr)
     return 0

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import secrets
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,24 @@ def init_ray(address: str | None, num_cpus: int | None = None, dashboard: bool =
             log_to_driver=True,
         )
     else:
+        _check_reachable(address)
         ray.init(address=address, logging_level="WARNING")
+
+
+def _check_reachable(address: str) -> None:
+    """Refuse a ``HOST:PORT`` address where nothing listens, in seconds: Ray itself retries for minutes."""
+    host, sep, port = address.rpartition(":")
+    if address == "auto" or "://" in address or not sep or not port.isdigit():
+        return  # "auto", ray:// clients and other forms: Ray resolves and reports those
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=10):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"--address {address}: no Ray cluster answers there ({exc.strerror or exc}); start one with "
+            "`ray start --head` on that machine, or check the address and port (the head's GCS port, 6379 "
+            "by default)"
+        ) from None
 
 
 def _cluster_gpus() -> float:
@@ -119,6 +137,9 @@ def run_sweep(
 ) -> Path:
     """Run (or resume) ``spec``; returns ``results/<sweep-name>``. See the module docstring."""
     from ray import tune
+
+    if address is not None:
+        _check_reachable(address)  # before anything is written
 
     results_dir = (Path(results_root or spec.results) / spec.name).resolve()
     exp_dir = results_dir / EXPERIMENT
