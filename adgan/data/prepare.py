@@ -115,7 +115,10 @@ def prepare_file(path: str | os.PathLike[str], info: dict[str, Any]) -> np.ndarr
         try:
             arr = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as exc:
-            raise DataError(f"{path}: not a readable .npy array ({exc})") from None
+            # numpy reports any file that is not .npy as "pickled data": say what was expected instead.
+            raise DataError(f"{path}: not a numeric .npy array written by numpy.save ({exc})") from None
+        if arr.ndim == 0 or arr.shape[0] == 0:
+            raise DataError(f"{path}: holds no samples (shape {arr.shape}); expected N >= 1 rows or images")
     else:
         if info.get("kind") != "tabular":
             raise DataError(f"{path}: image input must be a .npy array, got {path.suffix or 'no suffix'!r}")
