@@ -24,7 +24,7 @@ import torch
 from adgan import metrics
 from adgan.data import dataset_classes, dataset_kind, list_datasets, load_dataset
 from adgan.data.types import Split, Splits
-from adgan.errors import ConfigError, DivergedError
+from adgan.errors import ConfigError, DataError, DivergedError
 from adgan.models import DETECTORS, Detector, create_detector
 from adgan.version import code_version
 
@@ -137,6 +137,8 @@ def train(
     splits: Splits | None = None,
     out: str | os.PathLike[str] | None = None,
     evaluate_test: bool = True,
+    save_state: bool = False,
+    resume: bool = False,
 ) -> Iterator[dict[str, Any]]:
     """Train one detector, yielding one record per epoch and a final summary record.
 
@@ -146,6 +148,11 @@ def train(
         out: Directory for ``config.json``, ``metrics.jsonl``, the best ``checkpoint/`` and
             ``summary.json``; nothing is written when None.
         evaluate_test: Score the test split with the selected detector at the end.
+        save_state: After every epoch also write ``train_state.pt`` to ``out`` (iterative detectors):
+            what ``resume`` needs to continue the run.
+        resume: Continue the run in ``out`` from its ``train_state.pt`` (same config, data and seed):
+            the epochs after it are trained and yielded, and the result is what the uninterrupted run
+            would have given. Epoch records beyond the saved state are dropped from ``metrics.jsonl``.
 
     Yields:
         ``{"kind": "epoch", "epoch", "loss_*", "val_auprc", "val_auroc", "val_auprc_trapz",
@@ -167,16 +174,29 @@ def train(
     detector = create_detector(cfg["model"], **hparams)
     out_dir = Path(out) if out is not None else None
     provenance = {"config": cfg, "data": splits.info.to_dict(), "code_version": code_version()}
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        _write_json(out_dir / "config.json", provenance)
-        (out_dir / "metrics.jsonl").write_text("")
-
     best: dict[str, Any] = {"val_auprc": -math.inf, "epoch": 0, "val_auroc": math.nan}
     best_detector: Detector | None = None
     checkpoint = out_dir / "checkpoint" if out_dir is not None else None
     status, message, epoch, fit_seconds, score_seconds = "completed", "", 0, 0.0, 0.0
-    epochs = detector.fit_epochs(splits.train.x, seed=cfg["seed"], device=device, bf16=cfg["bf16"])
+    training = None
+    if resume:
+        # What the interrupted run had reached: its training state, best so far, and its log up to there.
+        if out_dir is None:
+            raise ConfigError("resume needs the run directory (out)")
+        saved = _load_train_state(out_dir, cfg, splits)
+        training, counters = saved["training"], saved["run"]
+        epoch, best = int(training["epoch"]), counters["best"]
+        fit_seconds, score_seconds = counters["fit_seconds"], counters["score_seconds"]
+        if evaluate_test and best["epoch"]:
+            best_detector = Detector.load(out_dir / "checkpoint", device=device)
+        _keep_epochs(out_dir / "metrics.jsonl", epoch)
+    elif out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _write_json(out_dir / "config.json", provenance)
+        (out_dir / "metrics.jsonl").write_text("")
+    epochs = detector.fit_epochs(
+        splits.train.x, seed=cfg["seed"], device=device, bf16=cfg["bf16"], resume=training
+    )
     while True:
         t0 = time.perf_counter()
         try:
@@ -218,6 +238,9 @@ def train(
             "checkpoint": str(checkpoint) if is_best and checkpoint is not None else None,
         }
         _append_jsonl(out_dir, record)
+        if save_state and out_dir is not None and detector.is_iterative:
+            run_state = {"best": best, "fit_seconds": fit_seconds, "score_seconds": score_seconds}
+            _save_train_state(out_dir, detector, cfg, splits, run_state)
         yield record
 
     summary: dict[str, Any] = {
@@ -241,6 +264,56 @@ def train(
         _append_jsonl(out_dir, summary)
         _write_json(out_dir / "summary.json", summary)
     yield summary
+
+
+TRAIN_STATE = "train_state.pt"
+
+
+def _save_train_state(
+    out_dir: Path, detector: Detector, cfg: dict[str, Any], splits: Splits, run: dict[str, Any]
+) -> None:
+    """``train_state.pt``: the detector's training state plus the loop's own counters, written atomically."""
+    payload = {
+        "training": detector.training_state(),
+        "run": run,
+        "config": _identity(cfg),
+        "data_sha256": splits.info.sha256,
+    }
+    tmp = out_dir / f".{TRAIN_STATE}.tmp"
+    torch.save(payload, tmp)
+    os.replace(tmp, out_dir / TRAIN_STATE)
+
+
+def _load_train_state(out_dir: Path, cfg: dict[str, Any], splits: Splits) -> dict[str, Any]:
+    """The saved state of the run in ``out_dir``, refused unless it is of this very config and data."""
+    path = out_dir / TRAIN_STATE
+    if not path.is_file():
+        raise ConfigError(f"{path}: no saved training state to resume from")
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, OSError, EOFError, ValueError) as exc:
+        raise DataError(f"{path}: not a readable training state ({exc})") from None
+    if saved.get("config") != _identity(cfg):
+        raise ConfigError(f"{path}: saved by a run of another config; resume needs the same config")
+    if saved.get("data_sha256") != splits.info.sha256:
+        raise ConfigError(f"{path}: saved by a run on other data (sha256 differs); resume needs the same")
+    return saved
+
+
+def _identity(cfg: Mapping[str, Any]) -> str:
+    """The config keys that decide a run's result (not where it runs: device, threads, data_dir)."""
+    return json.dumps({k: v for k, v in cfg.items() if k not in ("device", "threads", "data_dir")},
+                      sort_keys=True, default=str)
+
+
+def _keep_epochs(path: Path, last_epoch: int) -> None:
+    """Drop from a ``metrics.jsonl`` what was logged after ``last_epoch`` (and any summary)."""
+    lines = path.read_text().splitlines() if path.is_file() else []
+    kept = [ln for ln in lines if ln.strip() and (rec := json.loads(ln)).get("kind") == "epoch"
+            and int(rec["epoch"]) <= last_epoch]
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(f"{ln}\n" for ln in kept))
+    os.replace(tmp, path)
 
 
 def _write_json(path: Path, obj: Any) -> None:

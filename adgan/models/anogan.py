@@ -30,7 +30,7 @@ for sweeps, where the search cost otherwise dominates.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -161,7 +161,13 @@ class AnoGAN(Detector):
         self.gen, self.disc = gen.to(self.device), disc.to(self.device)
 
     def fit_epochs(
-        self, x: np.ndarray, *, seed: int = 0, device: str | torch.device = "cpu", bf16: bool = False
+        self,
+        x: np.ndarray,
+        *,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+        bf16: bool = False,
+        resume: Mapping[str, Any] | None = None,
     ) -> Iterator[dict[str, float]]:
         """Train the DCGAN on normal samples ``x`` ((N, C, H, W) or (N, D)); yields mean losses per epoch.
 
@@ -171,19 +177,24 @@ class AnoGAN(Detector):
         self._set_input(x, device, bf16)
         cfg = self.config
         rng = gc.seed_everything(seed)
-        self._build()
+        if resume is None:
+            self._build()
+        else:
+            self.load_state(resume["state"])  # networks and the search's start z0
         gen, disc = self.gen, self.disc
         assert gen is not None and disc is not None
         latent = self.latent_size()
-        self.z0 = torch.randn(1, latent, generator=rng).to(self.device)
+        if resume is None:
+            self.z0 = torch.randn(1, latent, generator=rng).to(self.device)
         opt_d = gc.adam(disc.parameters(), cfg.lr, cfg.beta1)
         opt_g = gc.adam(gen.parameters(), cfg.lr, cfg.beta1)
         data = gc.to_tensor(self.check_input(x), self.device)
         n = data.shape[0]
-        if data.ndim == 2:
+        if data.ndim == 2 and resume is None:
             fit_scales(data, gen, disc)
         bs = min(cfg.batch_size, n)
-        for epoch in range(cfg.epochs):
+        start = self._resume(resume, {"d": opt_d, "g": opt_g}, rng) if resume is not None else 0
+        for epoch in range(start, cfg.epochs):
             gen.train()  # score() between epochs leaves the networks in eval mode
             disc.train()
             sums: dict[str, Any] = {"d": 0.0, "g": 0.0}  # running sums (0-d tensors on the device)
@@ -210,6 +221,7 @@ class AnoGAN(Detector):
                 steps += 1
             means = {k: float(v) / max(steps, 1) for k, v in sums.items()}
             gc.check_finite(self.name, epoch, means)
+            self._track(epoch + 1, {"d": opt_d, "g": opt_g}, rng)
             yield means
 
     # ----- the latent search -----

@@ -21,7 +21,7 @@ import pickle
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -175,13 +175,61 @@ class Detector(ABC):
 
     @abstractmethod
     def fit_epochs(
-        self, x: np.ndarray, *, seed: int = 0, device: str | torch.device = "cpu", bf16: bool = False
+        self,
+        x: np.ndarray,
+        *,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+        bf16: bool = False,
+        resume: Mapping[str, Any] | None = None,
     ) -> Iterator[dict[str, float]]:
         """Train on normal samples ``x`` ((N, C, H, W) or (N, D), float32), yielding losses per epoch.
+
+        ``resume``: a ``training_state()`` saved after some epochs of the same config, data and seed; the
+        loop continues from there and yields the remaining epochs, exactly as an uninterrupted run would.
 
         Raises:
             DivergedError: A loss became NaN or infinite.
         """
+
+    # ----- continuing an interrupted training -----
+    def _track(
+        self, epoch: int, optimizers: Mapping[str, torch.optim.Optimizer], gen: torch.Generator
+    ) -> None:
+        """Called by a training loop before it yields ``epoch`` (1-based): what ``training_state`` saves."""
+        self._progress = (epoch, dict(optimizers), gen)
+
+    def training_state(self) -> dict[str, Any]:
+        """Everything ``fit_epochs(..., resume=state)`` needs to continue after the last yielded epoch:
+        the epoch, the fitted state, the optimisers and the random generators. Tensors are the live ones:
+        save the result (``torch.save``) before the training loop goes on."""
+        progress = getattr(self, "_progress", None)
+        if progress is None:
+            raise DataError(f"{self.name}: no training in progress to save (iterative detectors only)")
+        epoch, optimizers, gen = progress
+        return {
+            "format_version": FORMAT_VERSION,
+            "model": self.name,
+            "epoch": epoch,
+            "state": _to_saveable(self.state()),
+            "optimizers": {k: opt.state_dict() for k, opt in optimizers.items()},
+            "generator": gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def _resume(
+        self,
+        resume: Mapping[str, Any],
+        optimizers: Mapping[str, torch.optim.Optimizer],
+        gen: torch.Generator,
+    ) -> int:
+        """Restore optimisers and random generators from ``training_state()``; returns the epochs done.
+        The loop has already rebuilt the networks with ``load_state(resume["state"])``."""
+        for key, opt in optimizers.items():
+            opt.load_state_dict(resume["optimizers"][key])
+        gen.set_state(resume["generator"])
+        torch.set_rng_state(resume["torch_rng"])
+        return int(resume["epoch"])
 
     def fit(self: D, x: np.ndarray, **kwargs: Any) -> D:
         """Run every epoch of ``fit_epochs``; returns ``self``."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -79,9 +79,18 @@ class _Baseline(Detector):
         return x.reshape(x.shape[0], int(np.prod(x.shape[1:])))
 
     def fit_epochs(
-        self, x: np.ndarray, *, seed: int = 0, device: str | torch.device = "cpu", bf16: bool = False
+        self,
+        x: np.ndarray,
+        *,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+        bf16: bool = False,
+        resume: Mapping[str, Any] | None = None,
     ) -> Iterator[dict[str, float]]:
-        """Fit on normal samples ``x`` ((N, C, H, W) or (N, D)); yields ``{"fit_seconds": s}`` once."""
+        """Fit on normal samples ``x`` ((N, C, H, W) or (N, D)); yields ``{"fit_seconds": s}`` once.
+        A one-shot fit has nothing to continue: ``resume`` must be None."""
+        if resume is not None:
+            raise DataError(f"{self.name}: a one-shot fit cannot be resumed")
         self._set_input(x, device, bf16)
         try:
             x2 = self._flat(x, "training data")

@@ -29,7 +29,7 @@ still poor after a budget of minutes and F1 stays below 0.1), and ``fm+res-bce``
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -251,7 +251,13 @@ class EGBAD(Detector):
         self.enc, self.gen, self.disc = (n.to(self.device) for n in nets)
 
     def fit_epochs(
-        self, x: np.ndarray, *, seed: int = 0, device: str | torch.device = "cpu", bf16: bool = False
+        self,
+        x: np.ndarray,
+        *,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+        bf16: bool = False,
+        resume: Mapping[str, Any] | None = None,
     ) -> Iterator[dict[str, float]]:
         """Train on normal samples ``x`` ((N, C, H, W) or (N, D)); yields mean losses per epoch.
 
@@ -265,18 +271,22 @@ class EGBAD(Detector):
             raise DataError(f"{self.name}: training needs at least 2 samples (batch norm), got {len(x)}")
         cfg = self.config
         gen_rng = gc.seed_everything(seed)
-        self._build()
+        if resume is None:
+            self._build()
+        else:
+            self.load_state(resume["state"])
         enc, gen, disc = self.enc, self.gen, self.disc
         assert enc is not None and gen is not None and disc is not None
         data = gc.to_tensor(self.check_input(x), self.device)
         n, latent = data.shape[0], self.latent_size()
-        if data.ndim == 2:
+        if data.ndim == 2 and resume is None:
             fit_scales(data, enc, gen, disc)
         adversarial, residual, _ = parse_case(cfg.loss_case)
         opt_d = gc.adam(disc.parameters(), cfg.lr, cfg.beta1)
         opt_ge = gc.adam([*enc.parameters(), *gen.parameters()], cfg.lr, cfg.beta1)
         bs = min(cfg.batch_size, n)
-        for epoch in range(cfg.epochs):
+        start = self._resume(resume, {"d": opt_d, "ge": opt_ge}, gen_rng) if resume is not None else 0
+        for epoch in range(start, cfg.epochs):
             for net in (enc, gen, disc):
                 net.train()  # score() between epochs leaves them in eval mode
             sums: dict[str, Any] = {}  # loss name -> running sum (a 0-d tensor on the device)
@@ -308,6 +318,7 @@ class EGBAD(Detector):
                 steps += 1
             means = {k: float(v) / max(steps, 1) for k, v in sums.items()}
             gc.check_finite(self.name, epoch, means)
+            self._track(epoch + 1, {"d": opt_d, "ge": opt_ge}, gen_rng)
             yield means
 
     def _score_tensor(self, x: torch.Tensor) -> torch.Tensor:

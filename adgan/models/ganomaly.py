@@ -31,7 +31,7 @@ loss on AVX2-only CPUs (a warning says so). Measurements: ``benchmarks/models.py
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -165,7 +165,13 @@ class Ganomaly(Detector):
 
     # ----- training -----
     def fit_epochs(
-        self, x: np.ndarray, *, seed: int = 0, device: str | torch.device = "cpu", bf16: bool = False
+        self,
+        x: np.ndarray,
+        *,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+        bf16: bool = False,
+        resume: Mapping[str, Any] | None = None,
     ) -> Iterator[dict[str, float]]:
         """Train on normal samples ``x`` ((N, C, H, W) or (N, D)), yielding mean losses per epoch.
 
@@ -183,8 +189,11 @@ class Ganomaly(Detector):
         if xs.shape[0] < 2:
             raise DataError(f"{self.name}: training needs at least 2 samples (batch norm), got {xs.shape[0]}")
         gen = gc.seed_everything(seed)
-        self._build()
-        self.d_reinits = 0
+        if resume is None:
+            self._build()
+            self.d_reinits = 0
+        else:
+            self.load_state(resume["state"])  # networks and D re-initialisation count
         cfg = self.config
         data = gc.to_tensor(xs, self.device)
         GE, GD, E, D = self._nets()
@@ -193,7 +202,8 @@ class Ganomaly(Detector):
         opt_g = gc.adam(iter(g_params), cfg.lr, cfg.beta1)
         opt_d = gc.adam(iter(d_params), cfg.lr, cfg.beta1)
         names = ("loss_d", "loss_g", "loss_adv", "loss_con", "loss_enc")
-        for epoch in range(cfg.epochs):
+        start = self._resume(resume, {"g": opt_g, "d": opt_d}, gen) if resume is not None else 0
+        for epoch in range(start, cfg.epochs):
             self._set_mode(True)
             total = torch.zeros(len(names), device=self.device)
             steps = 0
@@ -211,6 +221,7 @@ class Ganomaly(Detector):
             # 1024 samples: enough for stable statistics; costs ~5% of an epoch of 4000 samples.
             gc.recalibrate_batchnorm(self._reconstruct, [GE, GD, E], data, cfg.batch_size, gen, 1024)
             self._set_mode(False)
+            self._track(epoch + 1, {"g": opt_g, "d": opt_d}, gen)
             yield means
 
     def _step(
