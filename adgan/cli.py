@@ -51,7 +51,16 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all CPUs given)")
     p.add_argument("--out", required=True, help="run directory (checkpoint/, metrics.jsonl, summary.json)")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the interrupted run in --out (same options) after its last epoch")
     p.set_defaults(func=cmd_train)
+
+
+def _epochs_done(out: Path) -> int:
+    """Epochs an interrupted run in ``out`` logged (for the progress bar of ``--resume``)."""
+    log = out / "metrics.jsonl"
+    lines = log.read_text().splitlines() if log.is_file() else []
+    return sum(1 for line in lines if line.strip() and json.loads(line).get("kind") == "epoch")
 
 
 def _class_arg(value: str) -> int | str:
@@ -77,7 +86,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from adgan.models import DETECTORS
-    from adgan.train import RUN_FILES, resolve_config, train
+    from adgan.runfiles import RUN_FILES
+    from adgan.train import resolve_config, train
 
     config: dict[str, Any] = {
         "model": args.model, "dataset": args.dataset, "anomaly_class": args.anomaly_class, "seed": args.seed,
@@ -92,9 +102,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     resolve_config(config)  # a bad value is reported before the progress bar starts
     out = Path(args.out)
     previous = [out / name for name in RUN_FILES if (out / name).exists()]
-    if previous and not args.overwrite:
-        raise AdganError(f"{out} already holds a run ({previous[0].name}); pass --overwrite to replace it")
-    for path in previous:  # no file of the old run may survive next to the new one
+    if args.resume and args.overwrite:
+        raise AdganError("--resume continues the run in --out, --overwrite replaces it: pass one of them")
+    if previous and not (args.overwrite or args.resume):
+        raise AdganError(
+            f"{out} already holds a run ({previous[0].name}); pass --resume to continue it or --overwrite "
+            "to replace it"
+        )
+    for path in previous if args.overwrite else []:  # no file of the old run may stay beside the new one
         if path.is_dir():
             shutil.rmtree(path)
         else:
@@ -103,7 +118,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     total = int(config.get("epochs", getattr(model_cls.Config, "epochs", 1))) if model_cls.is_iterative else 1
     summary: dict[str, Any] = {}
     with tqdm(total=total, unit="epoch", desc=args.model, file=sys.stderr, dynamic_ncols=True) as bar:
-        for rec in train(config, out=args.out):
+        if args.resume:
+            bar.update(_epochs_done(out))
+        # The training state is saved after every epoch, so that an interrupted run can be resumed.
+        for rec in train(config, out=args.out, save_state=model_cls.is_iterative, resume=args.resume):
             if rec["kind"] == "summary":
                 summary = rec
                 break

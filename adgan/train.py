@@ -26,6 +26,7 @@ from adgan.data import dataset_classes, dataset_kind, list_datasets, load_datase
 from adgan.data.types import Split, Splits
 from adgan.errors import ConfigError, DataError, DivergedError
 from adgan.models import DETECTORS, Detector, create_detector
+from adgan.runfiles import TRAIN_STATE
 from adgan.version import code_version
 
 # Keys of a run that are not model hyperparameters, with their defaults.
@@ -42,10 +43,6 @@ RUN_DEFAULTS: dict[str, Any] = {
     "bf16": False,  # bfloat16 autocast on CPU or CUDA
     "threads": None,  # torch CPU threads; None = the CPUs this process may use
 }
-
-
-# What ``train(out=...)`` writes into a run directory.
-RUN_FILES = ("config.json", "metrics.jsonl", "summary.json", "checkpoint")
 
 
 def resolve_config(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -264,9 +261,6 @@ def train(
         _append_jsonl(out_dir, summary)
         _write_json(out_dir / "summary.json", summary)
     yield summary
-
-
-TRAIN_STATE = "train_state.pt"
 
 
 def _save_train_state(

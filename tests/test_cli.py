@@ -157,3 +157,20 @@ def test_score_names_a_damaged_checkpoint(
     assert main(["score", "--checkpoint", str(trained), "--input", str(src), "--output", str(dest)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("adgan: error:") and str(dest) in err and "Traceback" not in err
+
+
+def test_train_resume_continues_an_interrupted_run(tmp_path: Path) -> None:
+    from adgan.train import train
+
+    out = tmp_path / "run"
+    config = {"model": "ganomaly", "dataset": "synthetic-images", "epochs": 2, "batch_size": 32,
+              "latent_dim": 16, "base_filters": 8, "max_train": 256, "threads": 1}
+    records = train(config, out=out, save_state=True)
+    assert next(records)["epoch"] == 1
+    records.close()  # interrupted after its first epoch
+    assert _train(out, "--resume") == 0  # the same options as the interrupted run
+    logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in logged if r["kind"] == "epoch"] == [1, 2]
+    assert json.loads((out / "summary.json").read_text())["status"] == "completed"
+    assert main(["train", "--model", "ganomaly", "--dataset", "synthetic-images", "--out", str(out),
+                 "--resume", "--overwrite"]) == 2

@@ -149,7 +149,7 @@ def test_results_store_keys_atomic_files_and_schema_version(tmp_path: Path) -> N
     import pyarrow.parquet as pq
 
     from adgan.errors import DataError
-    from adgan.sweep.callback import _last_attempt
+    from adgan.sweep.callback import _merge_attempts
     from adgan.sweep.results import ResultsStore, read_table
 
     group = {
@@ -187,8 +187,13 @@ def test_results_store_keys_atomic_files_and_schema_version(tmp_path: Path) -> N
         read_table(tmp_path, "epochs")
     assert pa.types.is_int32(table.schema.field("epoch").type)
 
-    attempts = [{"epoch": 1}, {"epoch": 2}, {"epoch": 1}, {"epoch": 2}, {"epoch": 3}, {"status": "completed"}]
-    assert _last_attempt(attempts) == attempts[2:]
+    # Attempts of a trial in result.json: restarted from scratch (epoch 1 again), then from a checkpoint
+    # after epoch 2 (reports from 3 on, replacing the 3 and 4 the interrupted attempt had reported).
+    attempts = [{"epoch": 1}, {"epoch": 2}, {"epoch": 1}, {"epoch": 2}, {"epoch": 3}, {"epoch": 4},
+                {"epoch": 3, "n": 2}, {"epoch": 4, "n": 2}, {"status": "completed"}]
+    assert _merge_attempts(attempts) == attempts[2:4] + attempts[6:]
+    store.drop_trial("t2", from_epoch=2)
+    assert [r["epoch"] for r in store.table("epochs")] == [1]  # epoch 1 of t2 stays
 
 
 def test_trial_status_from_reports() -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from adgan.errors import DataError
+from adgan.runfiles import RUN_STATE_FILES
 from adgan.sweep.results import read_table
 
 BASELINES = ("knn", "iforest", "pca", "ocsvm")
@@ -178,7 +179,9 @@ def export(results_dir: str | Path, out: str | Path, *, per: str = "group") -> l
         dest = out / name
         if dest.exists():
             shutil.rmtree(dest)
-        shutil.copytree(src, dest)
+        # The detector only: a trial's checkpoint also holds what a restarted trial needs to continue
+        # (train_state.pt with the optimisers, the trial's logs), which a deployed model does not.
+        shutil.copytree(src, dest, ignore=shutil.ignore_patterns(*RUN_STATE_FILES))
         result = {k: v for k, v in r.items() if k != "best_val_auprc"}
         for key in ("params", "config"):
             if isinstance(result.get(key), str):

@@ -41,6 +41,7 @@ class SweepCallback(Callback):
         self.groups = {g.id: g for g in spec.groups()}
         self.store: ResultsStore | None = None
         self.results: dict[str, list[dict[str, Any]]] = {}
+        self._attempts: set[str] = set()  # trials started whose first report of this attempt is due
         self._last_progress = 0.0
         # Test evaluation of a finished group (loading its data and scoring the whole test split) runs in a
         # driver thread when ``background``: a trial's ``tune.report`` waits until the driver takes its
@@ -143,18 +144,36 @@ class SweepCallback(Callback):
 
     # ----- Tune hooks -----
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        # A trial always trains from its first epoch, also when restarted after a resume or a lost node:
-        # rows of an earlier, unfinished attempt are replaced by this attempt's.
-        assert self.store is not None
-        self.store.drop_trial(trial.trial_id)
-        self.results.pop(trial.trial_id, None)
+        # A trial restarted after a resume or a lost node continues from its last checkpoint (its last
+        # reported epoch, or its first epoch when it had none): its first report says where.
+        self._attempts.add(trial.trial_id)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         assert self.store is not None
-        self.results.setdefault(trial.trial_id, []).append(dict(result))
+        tid = trial.trial_id
+        if tid in self._attempts:
+            self._attempts.discard(tid)
+            self._continue_from(tid, int(result["epoch"]) if result.get("epoch") is not None else None)
+        self.results.setdefault(tid, []).append(dict(result))
         if result.get("epoch") is not None:
             g = self.groups[trial.config[GROUP_KEY]]
             self.store.upsert("epochs", epoch_row(self.spec.name, _group_cols(g), result))
+
+    def _continue_from(self, tid: str, epoch: int | None) -> None:
+        """A new attempt of trial ``tid`` reports ``epoch`` first (None: no epoch, e.g. it had already
+        trained every epoch): what it had reported from there on is replaced, what came before stays
+        (rebuilt from the Parquet rows when the driver itself was restarted)."""
+        assert self.store is not None
+        earlier = self.results.get(tid)
+        if earlier is None:  # a resumed driver: the earlier epochs are in epochs.parquet
+            earlier = [
+                {**r, **{f"loss_{k}": v for k, v in _losses(r.get("losses")).items()}}
+                for r in self.store.table("epochs") if r["trial_id"] == tid
+            ]
+        done = [int(r["epoch"]) for r in earlier if r.get("epoch") is not None]
+        first = epoch if epoch is not None else 1 + max(done, default=0)
+        self.store.drop_trial(tid, from_epoch=first)
+        self.results[tid] = [r for r in earlier if r.get("epoch") is not None and int(r["epoch"]) < first]
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         ckpt = trial.checkpoint.path if trial.checkpoint is not None else None
@@ -211,6 +230,8 @@ def _driver_torch_threads() -> None:
     try:
         import ray
 
+        if not ray.is_initialized():  # (the runtime context of an uninitialised Ray ends the process)
+            raise RuntimeError("no Ray here")
         here = ray.get_runtime_context().get_node_id()
         node = next((n for n in ray.nodes() if n.get("NodeID") == here), None)
         if node is not None and float(node.get("Resources", {}).get("CPU", 0.0)) == 0.0:
@@ -218,6 +239,13 @@ def _driver_torch_threads() -> None:
     except Exception:  # noqa: BLE001 (no Ray here, e.g. reconcile in tests: one thread is safe)
         pass
     torch.set_num_threads(threads)
+
+
+def _losses(value: Any) -> dict[str, float]:
+    """An epoch row's losses: a dict as reported, or the JSON text that Parquet holds."""
+    if isinstance(value, str):
+        return json.loads(value) if value else {}
+    return dict(value or {})
 
 
 def _f(v: Any) -> str:
@@ -241,7 +269,7 @@ def reconcile(spec: SweepSpec, results_dir: Path, grid: Any) -> None:
         if GROUP_KEY not in config or not rows:
             continue
         g = callback.groups[config[GROUP_KEY]]
-        rows = _last_attempt(rows)
+        rows = _merge_attempts(rows)
         trial_id = rows[-1]["trial_id"]
         callback.store.drop_trial(trial_id)
         for r in rows:
@@ -255,13 +283,17 @@ def reconcile(spec: SweepSpec, results_dir: Path, grid: Any) -> None:
     callback.store.flush()
 
 
-def _last_attempt(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The results of a trial's last attempt: a restarted trial reports from epoch 1 again."""
-    start, prev = 0, 0
-    for i, r in enumerate(rows):
+def _merge_attempts(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A trial's results over its attempts: a restarted trial continues from its last checkpoint (or from
+    epoch 1 when it had none) and reports from there, replacing what an earlier attempt reported from
+    that epoch on."""
+    kept: list[dict[str, Any]] = []
+    prev = 0
+    for r in rows:
         epoch = r.get("epoch")
         if epoch is not None:
             if int(epoch) <= prev:
-                start = i
+                kept = [k for k in kept if k.get("epoch") is not None and int(k["epoch"]) < int(epoch)]
             prev = int(epoch)
-    return rows[start:]
+        kept.append(r)
+    return kept

@@ -166,10 +166,13 @@ class ResultsStore:
         self._put(name, row)
         self._dirty.add(name)
 
-    def drop_trial(self, trial_id: str) -> None:
-        """Remove a trial's epoch and trial rows (it is starting again from its first epoch)."""
+    def drop_trial(self, trial_id: str, from_epoch: int = 1) -> None:
+        """Remove a trial's row and its epoch rows from ``from_epoch`` on (it continues from there)."""
         for name in ("epochs", "trials"):
-            keys = [k for k, row in self.rows[name].items() if row["trial_id"] == trial_id]
+            keys = [
+                k for k, row in self.rows[name].items()
+                if row["trial_id"] == trial_id and (name == "trials" or int(row["epoch"]) >= from_epoch)
+            ]
             for k in keys:
                 del self.rows[name][k]
             if keys:

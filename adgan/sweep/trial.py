@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from adgan.data.types import Splits
+from adgan.runfiles import RUN_STATE_FILES, TRAIN_STATE
 
 SUMMARY_KEYS = ("status", "message", "epochs_run", "fit_seconds", "score_seconds", "wall_seconds")
 
@@ -127,7 +128,11 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
         )
         model_cls = DETECTORS.get(resolved["model"])
         n_epochs = int(resolved.get("epochs", 1)) if model_cls.is_iterative else 1
-        records = train(cfg, splits=splits, out=out, evaluate_test=False)
+        # A trial restarted after a resume or a lost node continues from its last reported epoch.
+        resume = _restore(tune.get_checkpoint(), out)
+        records = train(
+            cfg, splits=splits, out=out, evaluate_test=False, save_state=model_cls.is_iterative, resume=resume
+        )
         for rec in records:
             if rec["kind"] == "summary":  # diverged, or fewer epochs than planned
                 final = _summary(rec)
@@ -153,7 +158,7 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
                 run.log(metrics, step=rec["epoch"])
                 run.finish(final, exit_code=0)
                 run = None
-            _report(metrics, rec.get("checkpoint"), run, rec["epoch"])
+            _report(metrics, _stage(out, rec["epoch"]), run, rec["epoch"])
             if "status" in metrics:
                 break
     except Exception as exc:  # an error of this configuration: recorded, not retried
@@ -166,6 +171,46 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
         shutil.rmtree(out, ignore_errors=True)
         if run is not None:
             run.finish(final, exit_code=exit_code)
+
+
+def _stage(out: Path, epoch: int) -> str | None:
+    """A directory for this epoch's Tune checkpoint: the best detector so far (at the top, so that the
+    checkpoint loads as a detector) and the run's state after this epoch. Tune copies it to storage
+    inside ``tune.report``; the previous epoch's staging directory is removed here."""
+    best = out / "checkpoint"
+    for old in out.glob("tune-checkpoint-*"):
+        shutil.rmtree(old, ignore_errors=True)
+    if not (best / "detector.json").is_file():
+        return None  # no scored epoch yet
+    stage = out / f"tune-checkpoint-{epoch}"
+    stage.mkdir()
+    files = [*best.iterdir(), *(out / name for name in RUN_STATE_FILES if (out / name).is_file())]
+    for src in files:
+        if src.name == "metrics.jsonl":
+            shutil.copy2(src, stage / src.name)  # appended to in place: a copy, not a link
+        else:
+            try:
+                os.link(src, stage / src.name)  # replaced (never rewritten) by adgan.train: a link is safe
+            except OSError:
+                shutil.copy2(src, stage / src.name)
+    return str(stage)
+
+
+def _restore(checkpoint: Any, out: Path) -> bool:
+    """Lay out a restarted trial's last Tune checkpoint as ``adgan.train``'s run directory ``out``;
+    returns whether it holds a training state to resume from."""
+    if checkpoint is None:
+        return False
+    with checkpoint.as_directory() as src:
+        src = Path(src)
+        if not (src / TRAIN_STATE).is_file():
+            return False  # a one-shot baseline (or an older checkpoint): train from the start
+        (out / "checkpoint").mkdir(parents=True, exist_ok=True)
+        for f in src.iterdir():
+            if f.is_file():
+                dest = out / f.name if f.name in RUN_STATE_FILES else out / "checkpoint" / f.name
+                shutil.copy2(f, dest)
+    return True
 
 
 def _copy_logs(out: Path, trial_dir: Path) -> None:

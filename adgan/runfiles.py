@@ -1,0 +1,12 @@
+"""Names of the files of a training run, shared by ``adgan.train``, the sweep's trials and ``adgan export``
+without importing torch."""
+
+from __future__ import annotations
+
+# What ``train(out=...)`` writes into a run directory.
+RUN_FILES = ("config.json", "metrics.jsonl", "summary.json", "checkpoint", "train_state.pt")
+# ``train(save_state=True)``: the state a run continues from (``train(resume=True)``).
+TRAIN_STATE = "train_state.pt"
+# What a sweep trial's checkpoint holds besides the best detector's own files (detector.json, state.pt):
+# what a restarted trial needs to continue.
+RUN_STATE_FILES = (TRAIN_STATE, "metrics.jsonl", "config.json")
