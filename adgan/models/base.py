@@ -141,7 +141,7 @@ class Detector(ABC):
         preferred_image_size: Image side the detector's networks are designed for (28 or 32).
         is_iterative: True for detectors trained over several epochs (GANs), False for one-shot fits.
         uses_accelerator: False for detectors that compute on the CPU whatever ``device`` says (a sweep
-            then reserves no GPU share for their trials).
+            runs their trials with device "cpu").
     """
 
     name: ClassVar[str] = ""

@@ -9,7 +9,6 @@ killed sweep with ``Tuner.restore``; afterwards every row is reconciled with Tun
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import math
 import os
@@ -99,14 +98,6 @@ def _cluster_gpus() -> float:
     import ray
 
     return float(ray.cluster_resources().get("GPU", 0.0))
-
-
-def trial_resources(cpus: float, gpu: float, config: dict[str, Any]) -> Any:
-    """What one trial reserves: its CPUs, and its GPU share unless its model computes on the CPU only."""
-    from ray.tune import PlacementGroupFactory
-
-    share = gpu if DETECTORS.get(config["model"]).uses_accelerator else 0.0
-    return PlacementGroupFactory([{"CPU": cpus, "GPU": share} if share > 0 else {"CPU": cpus}])
 
 
 def build_groups(spec: SweepSpec, device: str, threads: int) -> dict[str, tuple[dict[str, Any], dict, int]]:
@@ -232,7 +223,9 @@ def _run(
         "wandb": {"project": spec.wandb_project, "mode": mode} if use_wandb and mode != "disabled" else None,
     }
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, context=context), functools.partial(trial_resources, spec.cpus, gpu)
+        # One request for every trial: a per-trial request (a callable) would spare CPU-only models their
+        # GPU share, but with it Ray Tune 2.60 ran one trial at a time (measured on the loopback cluster).
+        tune.with_parameters(run_trial, context=context), {"cpu": spec.cpus, "gpu": gpu}
     )
     # Tune snapshots its state whenever a trial replaces its one kept checkpoint; that is wanted (a resume
     # must not point at deleted checkpoints), the warning about it is not.
