@@ -16,11 +16,11 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 import yaml
 
 from adgan.errors import DataError
 from adgan.sweep.provenance import read_runs
+from adgan.sweep.results import read_parquet
 
 GROUP_KEYS = ("model", "dataset", "anomaly_class", "loss_case", "seed")
 RESULT_FILES = ("epochs", "trials", "best")
@@ -86,7 +86,7 @@ def load_results(path: str | Path) -> SweepResults:
             res.notes.append(f"{file.name} is not there yet (a sweep still running writes it later).")
             continue
         try:
-            table = pq.read_table(file)
+            table = read_parquet(file)
         except (OSError, pa.ArrowException) as exc:
             res.notes.append(f"{file.name} could not be read ({exc}); what depends on it is left out.")
             continue

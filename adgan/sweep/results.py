@@ -204,6 +204,13 @@ def _sort_key(key: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple((v is None, v if v is not None else 0) for v in key)
 
 
+def read_parquet(path: str | os.PathLike[str]) -> pa.Table:
+    """A Parquet file read in one go: ``pq.read_table(path)`` opens the path again for the data after
+    reading the footer, so a file replaced in between (a sweep writing as results arrive) mixes two
+    versions ("Couldn't deserialize thrift"); one read of the bytes sees one version."""
+    return pq.read_table(pa.BufferReader(Path(path).read_bytes()))
+
+
 def read_table(
     directory: str | os.PathLike[str], name: str, *, missing_ok: bool = False
 ) -> list[dict[str, Any]]:
@@ -217,7 +224,7 @@ def read_table(
         if missing_ok:
             return []
         raise DataError(f"{path}: not found (is {directory} the results directory of a sweep?)")
-    table = pq.read_table(path)
+    table = read_parquet(path)
     meta = table.schema.metadata or {}
     version = meta.get(b"adgan.schema_version", b"?").decode()
     if version != str(SCHEMA_VERSION):
