@@ -24,8 +24,9 @@ import torch
 from adgan import metrics
 from adgan.data import dataset_classes, dataset_kind, list_datasets, load_dataset
 from adgan.data.types import Split, Splits
-from adgan.errors import ConfigError, DataError, DivergedError
+from adgan.errors import ConfigError, DivergedError
 from adgan.models import DETECTORS, Detector, create_detector
+from adgan.models.base import load_tensors
 from adgan.runfiles import TRAIN_STATE
 from adgan.version import code_version
 
@@ -283,10 +284,7 @@ def _load_train_state(out_dir: Path, cfg: dict[str, Any], splits: Splits) -> dic
     path = out_dir / TRAIN_STATE
     if not path.is_file():
         raise ConfigError(f"{path}: no saved training state to resume from")
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, OSError, EOFError, ValueError) as exc:
-        raise DataError(f"{path}: not a readable training state ({exc})") from None
+    saved = load_tensors(path, "training state", "cpu")
     if saved.get("config") != _identity(cfg):
         raise ConfigError(f"{path}: saved by a run of another config; resume needs the same config")
     if saved.get("data_sha256") != splits.info.sha256:

@@ -16,11 +16,10 @@ import sys
 import time
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 
 from adgan.sweep.localcluster import LoopbackCluster, listening_sockets
-from adgan.sweep.results import read_table
+from adgan.sweep.results import read_parquet, read_table
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -57,7 +56,7 @@ def _sweep(cluster: LoopbackCluster, spec: Path, results: Path, log: Path, *extr
 
 
 def _rows(path: Path) -> list[dict]:
-    return pq.read_table(path).to_pylist() if path.is_file() else []
+    return read_parquet(path).to_pylist() if path.is_file() else []  # the sweep rewrites it meanwhile
 
 
 def _wait(proc: subprocess.Popen, until, log: Path, timeout: float) -> None:

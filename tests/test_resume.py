@@ -10,7 +10,7 @@ import pytest
 import torch
 from blobs import blob_images
 
-from adgan.errors import ConfigError
+from adgan.errors import ConfigError, DataError
 from adgan.models import DETECTORS, create_detector
 from adgan.train import train
 
@@ -64,3 +64,7 @@ def test_train_resumes_a_run_and_ends_as_the_uninterrupted_one(
     # Another config is refused.
     with pytest.raises(ConfigError, match="another config"):
         next(train({**config, "lr": 0.01}, out=part, resume=True))
+    # A damaged state file is named, not a traceback from torch's unpickler.
+    (part / "train_state.pt").write_bytes(b"not a torch file")
+    with pytest.raises(DataError, match=r"train_state.pt: not a readable training state \(UnpicklingError"):
+        next(train(config, out=part, resume=True))

@@ -9,7 +9,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -54,28 +56,22 @@ def _sweep_cmd(results: Path, *extra: str) -> list[str]:
     ]
 
 
-@pytest.fixture(scope="module")
-def sweep(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """Run the smoke sweep, SIGKILL its driver once some trials finished, resume it to the end."""
-    tmp = tmp_path_factory.mktemp("sweep")
-    results = tmp / "results"
-    env = _env(tmp)
-    trials_file = results / "smoke" / "trials.parquet"
-    killed_after = None
-    with open(tmp / "run1.log", "w") as log1:
+def kill_driver_when(
+    cmd: list[str], env: dict[str, str], log: Path, reached: Callable[[], Any], timeout: float
+) -> Any:
+    """Start the sweep ``cmd``, poll ``reached()`` until it returns something other than None, then
+    SIGKILL the driver mid-sweep (and the Ray processes of its session); returns that value (None when
+    the sweep ended or ``timeout`` passed first)."""
+    value = None
+    with open(log, "w") as out:
         proc = subprocess.Popen(
-            _sweep_cmd(results),
-            cwd=ROOT,
-            env=env,
-            stdout=log1,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
         try:
-            deadline = time.monotonic() + 150
+            deadline = time.monotonic() + timeout
             while proc.poll() is None and time.monotonic() < deadline:
-                if trials_file.is_file() and pq.read_metadata(trials_file).num_rows >= 3:
-                    killed_after = pq.read_metadata(trials_file).num_rows
+                value = reached()
+                if value is not None:
                     os.kill(proc.pid, signal.SIGKILL)  # the driver, mid-sweep
                     break
                 time.sleep(0.2)
@@ -84,6 +80,22 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> dict:
             # Whatever Ray processes the killed driver started (its own session) go too.
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
+    return value
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Run the smoke sweep, SIGKILL its driver once some trials finished, resume it to the end."""
+    tmp = tmp_path_factory.mktemp("sweep")
+    results = tmp / "results"
+    env = _env(tmp)
+    trials_file = results / "smoke" / "trials.parquet"
+
+    def finished_trials() -> int | None:
+        rows = pq.read_metadata(trials_file).num_rows if trials_file.is_file() else 0
+        return rows if rows >= 3 else None
+
+    killed_after = kill_driver_when(_sweep_cmd(results), env, tmp / "run1.log", finished_trials, 150)
     assert killed_after is not None, (tmp / "run1.log").read_text()[-3000:]
     time.sleep(2)
     run2 = subprocess.run(

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 import yaml
-from test_sweep import ROOT, _env, _sweep_cmd  # the smoke sweep test's helpers
+from test_sweep import ROOT, _env, _sweep_cmd, kill_driver_when  # the smoke sweep test's helpers
 
 from adgan.sweep.results import read_table
 
@@ -43,23 +40,12 @@ def test_a_trial_in_flight_continues_from_its_checkpoint(tmp_path: Path) -> None
     cmd = [c if c != str(ROOT / "sweeps" / "smoke.yaml") else str(spec) for c in _sweep_cmd(results)]
     cmd += ["--no-wandb", "--progress-every", "1"]
     epochs_file = results / "resume" / "epochs.parquet"
-    with open(tmp_path / "run1.log", "w") as log1:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log1, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-        killed_at = 0
-        try:
-            deadline = time.monotonic() + 180
-            while proc.poll() is None and time.monotonic() < deadline:
-                reached = _epochs_reported(epochs_file)
-                if 3 <= reached < EPOCHS:
-                    killed_at = reached
-                    os.kill(proc.pid, signal.SIGKILL)  # the driver, with both trials mid-way
-                    break
-                time.sleep(0.2)
-            proc.wait(timeout=60)
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
+
+    def mid_trial() -> int | None:  # both trials running, at least one past its third epoch
+        reached = _epochs_reported(epochs_file)
+        return reached if 3 <= reached < EPOCHS else None
+
+    killed_at = kill_driver_when(cmd, env, tmp_path / "run1.log", mid_trial, 180)
     assert killed_at, (tmp_path / "run1.log").read_text()[-3000:]
     time.sleep(2)
     run2 = subprocess.run([*cmd, "--resume"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)

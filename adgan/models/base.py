@@ -345,13 +345,27 @@ class Detector(ABC):
         state_file = path / "state.pt"
         if not state_file.is_file():
             raise DataError(f"{state_file}: missing (the detector's weights and fitted state)")
+        what = f"{header['model']} state"
+        state = load_tensors(state_file, what, det.device)
         try:
-            state = torch.load(state_file, map_location=det.device, weights_only=True)
             det.load_state(state)
-        except (RuntimeError, OSError, EOFError, KeyError, ValueError, pickle.UnpicklingError) as exc:
-            raise DataError(f"{state_file}: not a readable {header['model']} state ({type(exc).__name__}: "
-                            f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+        except (RuntimeError, KeyError, ValueError) as exc:  # weights of other shapes, missing keys
+            raise DataError(f"{state_file}: not a readable {what} ({_first_line(exc)})") from None
         return det
+
+
+def load_tensors(path: Path, what: str, map_location: str | torch.device) -> Any:
+    """``torch.load(path, weights_only=True)``; a file that is not such a file is a ``DataError``
+    naming it and ``what`` was expected there."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as exc:
+        raise DataError(f"{path}: not a readable {what} ({_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
 def _to_saveable(obj: Any) -> Any:

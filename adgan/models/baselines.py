@@ -133,7 +133,7 @@ class KNNConfig(DetectorConfig):
     batch_size: int = 512
 
     def __post_init__(self) -> None:
-        _positive("knn", k=self.k, batch_size=self.batch_size)
+        _positive("knn", k=self.k)  # batch_size: the shared ranges (base.check_ranges)
         _non_negative("knn", fit_samples=self.fit_samples)
 
 
