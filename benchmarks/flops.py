@@ -1,7 +1,13 @@
 """Arithmetic counts and the CPU's matrix-product ceiling, to set measured speeds against the hardware.
 
 Usage:
-    python benchmarks/flops.py            # fp32 matrix-product GFLOP/s on 1 and 2 threads
+    python benchmarks/flops.py            # fp32 GFLOP/s on 1 and 2 threads: matrix product, convolution
+    python benchmarks/flops.py --peak     # ... and the FMA units' peak (compiles fma_peak.c with gcc)
+
+Three rates, each on 1 and 2 threads: a large matrix product (torch's BLAS: MKL, which on AMD CPUs is
+not the fastest kernel here), GANomaly's heaviest convolution (oneDNN, the library every detector's
+convolutions run on) and the peak of the FMA units themselves (``fma_peak.c``, registers only), which
+bounds every fp32 computation on this CPU.
 
 ``count_flops(fn)`` counts the floating-point operations of the matrix products and convolutions that
 ``fn`` runs (forward and backward), with ``torch.utils.flop_counter``'s formulas.
@@ -10,8 +16,13 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
+import subprocess
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -62,16 +73,59 @@ def matmul_gflops(threads: int, n: int = 2048, repeats: int = 5) -> float:
         torch.set_num_threads(before)
 
 
+def conv_gflops(threads: int, batch: int = 64, repeats: int = 5) -> float:
+    """Best fp32 GFLOP/s of GANomaly's heaviest layer shape (4x4 stride-2 convolution, 128->256 channels,
+    8x8 -> 4x4, channels_last), forward, on ``threads`` torch threads."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        x = torch.randn(batch, 128, 8, 8).contiguous(memory_format=torch.channels_last)
+        w = torch.randn(256, 128, 4, 4).contiguous(memory_format=torch.channels_last)
+        flops = count_flops(lambda: torch.nn.functional.conv2d(x, w, stride=2, padding=1))
+        for _ in range(3):
+            torch.nn.functional.conv2d(x, w, stride=2, padding=1)
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            for _ in range(10):
+                torch.nn.functional.conv2d(x, w, stride=2, padding=1)
+            best = min(best, (time.perf_counter() - t0) / 10)
+        return flops / best / 1e9
+    finally:
+        torch.set_num_threads(before)
+
+
+def fma_peak_gflops(threads: int, iters: int = 100_000_000) -> float:
+    """Peak fp32 GFLOP/s of the AVX2 FMA units on ``threads`` threads (``fma_peak.c``, built with gcc);
+    ``iters`` FMA rounds per thread and run (the default takes about 1 s per run)."""
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        raise RuntimeError("--peak needs gcc (to build benchmarks/fma_peak.c)")
+    src = Path(__file__).with_name("fma_peak.c")
+    with tempfile.TemporaryDirectory() as tmp:
+        exe = Path(tmp) / "fma_peak"
+        subprocess.run([gcc, "-O3", "-mavx2", "-mfma", "-fopenmp", str(src), "-o", str(exe)], check=True)
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        run = subprocess.run([str(exe), str(iters)], check=True, capture_output=True, text=True, env=env)
+    out = run.stdout
+    return float(out.split()[1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--n", type=int, nargs="+", default=[1024, 2048, 4096])
+    parser.add_argument("--peak", action="store_true", help="also the FMA units' peak (needs gcc)")
     args = parser.parse_args()
     for threads in (1, 2):
         for n in args.n:
             rate = matmul_gflops(threads, n)
             print(f"fp32 matrix product {n}x{n}, {threads} thread(s): {rate:.1f} GFLOP/s")
+        rate = conv_gflops(threads)
+        print(f"fp32 convolution 128->256 8x8 batch 64, {threads} thread(s): {rate:.1f} GFLOP/s")
+        if args.peak:
+            print(f"fp32 FMA peak, {threads} thread(s): {fma_peak_gflops(threads):.1f} GFLOP/s")
 
 
 if __name__ == "__main__":
