@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from adgan import metrics
+from adgan.atomic import write_atomic
 from adgan.data import dataset_classes, dataset_kind, list_datasets, load_dataset
 from adgan.data.types import Split, Splits
 from adgan.errors import ConfigError, DivergedError
@@ -303,16 +304,12 @@ def _keep_epochs(path: Path, last_epoch: int) -> None:
     lines = path.read_text().splitlines() if path.is_file() else []
     kept = [ln for ln in lines if ln.strip() and (rec := json.loads(ln)).get("kind") == "epoch"
             and int(rec["epoch"]) <= last_epoch]
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(f"{ln}\n" for ln in kept))
-    os.replace(tmp, path)
+    write_atomic(path, "".join(f"{ln}\n" for ln in kept))
 
 
 def _write_json(path: Path, obj: Any) -> None:
     """Atomic JSON write: a reader sees the old file or the new one, never half of one."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default))
 
 
 def _append_jsonl(out_dir: Path | None, record: dict[str, Any]) -> None:

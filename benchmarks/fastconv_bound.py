@@ -24,16 +24,16 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from flops import best_time  # benchmarks/flops.py (the script directory is on the path)
 
-# F(2, 2): y = A^T [(G g) * (B^T d)] with interpolation points 0, 1 and infinity.
-_BT = torch.tensor([[1.0, -1.0, 0.0], [0.0, 1.0, 0.0], [0.0, -1.0, 1.0]])
+# F(2, 2): y = A^T [(G g) * (B^T d)] with interpolation points 0, 1 and infinity, where
+# B^T = [[1, -1, 0], [0, 1, 0], [0, -1, 1]] and A^T = [[1, 1, 0], [0, 1, 1]] are applied as slice
+# additions in ``winograd_conv``; G transforms the kernel once.
 _G = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
-_AT = torch.tensor([[1.0, 1.0, 0.0], [0.0, 1.0, 1.0]])
 
 
 def space_to_depth_weight(w: torch.Tensor) -> torch.Tensor:
@@ -43,13 +43,10 @@ def space_to_depth_weight(w: torch.Tensor) -> torch.Tensor:
     return w.reshape(cout, cin, 2, 2, 2, 2).permute(0, 1, 3, 5, 2, 4).reshape(cout, 4 * cin, 2, 2)
 
 
-def space_to_depth_input(x: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
-    """(B, C, H, H) -> padded by 1, split into its 4 phases: (B, 4*C, H/2+1, H/2+1), channel order
-    (c, p, q) for xp[b, c, 2m+p, 2n+q]; with ``channels_last`` laid out as (B, H/2+1, H/2+1, 4*C)."""
-    xs = F.pixel_unshuffle(F.pad(x, (1, 1, 1, 1)), 2)
-    if channels_last:
-        return xs.permute(0, 2, 3, 1).contiguous()
-    return xs
+def space_to_depth_input(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, H) -> padded by 1, split into its 4 phases, channels last: (B, H/2+1, H/2+1, 4*C), channel
+    order (c, p, q) for xp[b, c, 2m+p, 2n+q]."""
+    return F.pixel_unshuffle(F.pad(x, (1, 1, 1, 1)), 2).permute(0, 2, 3, 1).contiguous()
 
 
 def winograd_weight(w: torch.Tensor) -> torch.Tensor:
@@ -66,7 +63,7 @@ def winograd_conv(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     channels-last input: the nine transformed tiles then stack straight into the products' layout.
     """
     b = x.shape[0]
-    xs = space_to_depth_input(x, channels_last=True)  # (B, S, S, C'), S = 2T + 1
+    xs = space_to_depth_input(x)  # (B, S, S, C'), S = 2T + 1
     t = (xs.shape[1] - 1) // 2
     c = xs.shape[3]
     ev, od, nx = slice(0, 2 * t, 2), slice(1, 2 * t + 1, 2), slice(2, 2 * t + 2, 2)
@@ -83,19 +80,6 @@ def winograd_conv(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     return y.reshape(b, 2 * t, 2 * t, -1).permute(0, 3, 1, 2)
 
 
-def best_time(fn: Callable[[], object], repeats: int) -> float:
-    """Best wall time of ``fn()`` in seconds over ``repeats`` runs of 10 calls, after a warm-up."""
-    for _ in range(3):
-        fn()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(10):
-            fn()
-        best = min(best, (time.perf_counter() - t0) / 10)
-    return best
-
-
 def measure_layer(cin: int, cout: int, side: int, batch: int, repeats: int) -> str:
     """One Markdown row: direct convolution against the two Winograd variants for one layer shape."""
     x = torch.randn(batch, cin, side, side)
@@ -105,18 +89,22 @@ def measure_layer(cin: int, cout: int, side: int, batch: int, repeats: int) -> s
     err = (winograd_conv(x, u) - ref).abs().max().item() / ref.abs().max().item()
     if err > 1e-4:
         raise SystemExit(f"F(2x2, 2x2) disagrees with conv2d: relative error {err:.2e}")
+
+    def timed(fn: Callable[[], object]) -> float:
+        return best_time(fn, repeats, calls=10, warmup=3)
+
     cl = torch.channels_last
     xl, wl = x.contiguous(memory_format=cl), w.contiguous(memory_format=cl)
     t_direct = min(
-        best_time(lambda: F.conv2d(x, w, stride=2, padding=1), repeats),
-        best_time(lambda: F.conv2d(xl, wl, stride=2, padding=1), repeats),
+        timed(lambda: F.conv2d(x, w, stride=2, padding=1)),
+        timed(lambda: F.conv2d(xl, wl, stride=2, padding=1)),
     )
     flops = 2 * batch * (side // 2) ** 2 * cout * cin * 16
-    t_f22 = best_time(lambda: winograd_conv(x, u), repeats)
+    t_f22 = timed(lambda: winograd_conv(x, u))
     # F(4x4, 2x2): one 5x5 input tile per 4x4 output tile: 25 products (B*tiles, 4*Cin) x (4*Cin, Cout).
     n_tiles = batch * max(1, (side // 2) // 4) ** 2
     v4, u4 = torch.randn(25, n_tiles, 4 * cin), torch.randn(25, 4 * cin, cout)
-    t_f42 = best_time(lambda: torch.bmm(v4, u4), repeats)
+    t_f42 = timed(lambda: torch.bmm(v4, u4))
     return (
         f"| {cin}->{cout} at {side}x{side} | {t_direct * 1e3:.2f} ({flops / t_direct / 1e9:.0f}) | "
         f"{t_f22 * 1e3:.2f} ({t_direct / t_f22:.2f}x) | {t_f42 * 1e3:.2f} ({t_direct / t_f42:.2f}x) |"

@@ -16,12 +16,13 @@ bounds every fp32 computation on this CPU.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,44 +56,49 @@ def count_flops(fn: Callable[[], Any]) -> int:
     return mode.total
 
 
-def matmul_gflops(threads: int, n: int = 2048, repeats: int = 5) -> float:
-    """Best fp32 GFLOP/s of an n x n matrix product on ``threads`` torch threads."""
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Run the block on ``threads`` torch threads, then restore the previous count."""
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        a, b = torch.randn(n, n), torch.randn(n, n)
-        for _ in range(2):
-            a @ b
-        best = float("inf")
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            a @ b
-            best = min(best, time.perf_counter() - t0)
-        return 2 * n**3 / best / 1e9
+        yield
     finally:
         torch.set_num_threads(before)
+
+
+def best_time(fn: Callable[[], object], repeats: int, calls: int = 1, warmup: int = 2) -> float:
+    """Best wall seconds per call of ``fn()``: ``repeats`` timed runs of ``calls`` calls, after ``warmup``
+    calls."""
+    for _ in range(warmup):
+        fn()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        best = min(best, (time.perf_counter() - t0) / calls)
+    return best
+
+
+def matmul_gflops(threads: int, n: int = 2048, repeats: int = 5) -> float:
+    """Best fp32 GFLOP/s of an n x n matrix product on ``threads`` torch threads."""
+    with torch_threads(threads):
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        return 2 * n**3 / best_time(lambda: a @ b, repeats) / 1e9
 
 
 def conv_gflops(threads: int, batch: int = 64, repeats: int = 5) -> float:
     """Best fp32 GFLOP/s of GANomaly's heaviest layer shape (4x4 stride-2 convolution, 128->256 channels,
     8x8 -> 4x4, channels_last), forward, on ``threads`` torch threads."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         x = torch.randn(batch, 128, 8, 8).contiguous(memory_format=torch.channels_last)
         w = torch.randn(256, 128, 4, 4).contiguous(memory_format=torch.channels_last)
-        flops = count_flops(lambda: torch.nn.functional.conv2d(x, w, stride=2, padding=1))
-        for _ in range(3):
-            torch.nn.functional.conv2d(x, w, stride=2, padding=1)
-        best = float("inf")
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            for _ in range(10):
-                torch.nn.functional.conv2d(x, w, stride=2, padding=1)
-            best = min(best, (time.perf_counter() - t0) / 10)
-        return flops / best / 1e9
-    finally:
-        torch.set_num_threads(before)
+
+        def conv() -> torch.Tensor:
+            return torch.nn.functional.conv2d(x, w, stride=2, padding=1)
+
+        return count_flops(conv) / best_time(conv, repeats, calls=10, warmup=3) / 1e9
 
 
 def fma_peak_gflops(threads: int, iters: int = 100_000_000) -> float:

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from adgan.atomic import write_atomic
 from adgan.report import sections as sec
 from adgan.report.doc import Section, render_html, render_markdown
 from adgan.report.load import load_results
@@ -60,19 +61,13 @@ def build_report(
     for s in sections:
         for fig in s.figures():
             path = fig_dir / f"{fig.name}.png"
-            _atomic_write(path, fig.png)
+            write_atomic(path, fig.png)
             written.append(path)
     for stale in fig_dir.glob("*.png"):
         if stale not in written:
             stale.unlink()
     md = out_dir / "report.md"
     html = out_dir / "report.html"
-    _atomic_write(md, render_markdown(title, intro, sections, FIG_DIR).encode("utf-8"))
-    _atomic_write(html, render_html(title, intro, sections).encode("utf-8"))
+    write_atomic(md, render_markdown(title, intro, sections, FIG_DIR))
+    write_atomic(html, render_html(title, intro, sections))
     return ReportFiles(html=html, markdown=md, figures=tuple(written), sections=tuple(s.id for s in sections))
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

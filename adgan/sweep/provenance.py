@@ -19,6 +19,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from adgan.atomic import write_atomic
+
 FILE = "runs.json"
 
 
@@ -69,10 +71,7 @@ def read_runs(results_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
 def _write(results_dir: Path, runs: list[dict[str, Any]]) -> None:
     results_dir.mkdir(parents=True, exist_ok=True)
-    path = results_dir / FILE
-    tmp = path.with_name(f".{FILE}.tmp")
-    tmp.write_text(json.dumps(runs, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    write_atomic(results_dir / FILE, json.dumps(runs, indent=2, default=str) + "\n")
 
 
 def _now() -> str:
