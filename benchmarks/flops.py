@@ -2,12 +2,11 @@
 
 Usage:
     python benchmarks/flops.py            # fp32 GFLOP/s on 1 and 2 threads: matrix product, convolution
-    python benchmarks/flops.py --peak     # ... and the FMA units' peak (compiles fma_peak.c with gcc)
 
-Three rates, each on 1 and 2 threads: a large matrix product (torch's BLAS: MKL, which on AMD CPUs is
-not the fastest kernel here), GANomaly's heaviest convolution (oneDNN, the library every detector's
-convolutions run on) and the peak of the FMA units themselves (``fma_peak.c``, registers only), which
-bounds every fp32 computation on this CPU.
+Two rates, each on 1 and 2 threads: a large matrix product (torch's BLAS: MKL, which on AMD CPUs is
+not the fastest kernel here) and GANomaly's heaviest convolution (oneDNN, the library every detector's
+convolutions run on). The study of one CPU's FMA peak that used to live here is summarised in
+benchmarks/README.md.
 
 ``count_flops(fn)`` counts the floating-point operations of the matrix products and convolutions that
 ``fn`` runs (forward and backward), with ``torch.utils.flop_counter``'s formulas.
@@ -17,13 +16,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
-import shutil
-import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -101,28 +95,11 @@ def conv_gflops(threads: int, batch: int = 64, repeats: int = 5) -> float:
         return count_flops(conv) / best_time(conv, repeats, calls=10, warmup=3) / 1e9
 
 
-def fma_peak_gflops(threads: int, iters: int = 100_000_000) -> float:
-    """Peak fp32 GFLOP/s of the AVX2 FMA units on ``threads`` threads (``fma_peak.c``, built with gcc);
-    ``iters`` FMA rounds per thread and run (the default takes about 1 s per run)."""
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        raise RuntimeError("--peak needs gcc (to build benchmarks/fma_peak.c)")
-    src = Path(__file__).with_name("fma_peak.c")
-    with tempfile.TemporaryDirectory() as tmp:
-        exe = Path(tmp) / "fma_peak"
-        subprocess.run([gcc, "-O3", "-mavx2", "-mfma", "-fopenmp", str(src), "-o", str(exe)], check=True)
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-        run = subprocess.run([str(exe), str(iters)], check=True, capture_output=True, text=True, env=env)
-    out = run.stdout
-    return float(out.split()[1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--n", type=int, nargs="+", default=[1024, 2048, 4096])
-    parser.add_argument("--peak", action="store_true", help="also the FMA units' peak (needs gcc)")
     args = parser.parse_args()
     for threads in (1, 2):
         for n in args.n:
@@ -130,8 +107,6 @@ def main() -> None:
             print(f"fp32 matrix product {n}x{n}, {threads} thread(s): {rate:.1f} GFLOP/s")
         rate = conv_gflops(threads)
         print(f"fp32 convolution 128->256 8x8 batch 64, {threads} thread(s): {rate:.1f} GFLOP/s")
-        if args.peak:
-            print(f"fp32 FMA peak, {threads} thread(s): {fma_peak_gflops(threads):.1f} GFLOP/s")
 
 
 if __name__ == "__main__":

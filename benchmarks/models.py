@@ -3,7 +3,6 @@
 Usage:
     python benchmarks/models.py --model ganomaly            # one model (repeatable), or --model all
     python benchmarks/models.py --model ganomaly --bf16     # bf16 autocast
-    python benchmarks/models.py --model ganomaly --levers   # GANomaly speed levers one at a time
     python benchmarks/models.py --model egbad --kind tabular --dim 121
     python benchmarks/models.py --model ganomaly --flops    # + arithmetic per sample, GFLOP/s reached
 
@@ -22,20 +21,15 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from flops import count_flops  # benchmarks/flops.py (the script directory is on the path)
-from torch import nn
 
 from adgan.cli import parse_sets
 from adgan.models import create_detector, list_detectors
 from adgan.models.base import Detector
-from adgan.models.ganomaly import Ganomaly
-from adgan.models.nets import WholeMapConv2d, WholeMapConvTranspose2d
 
 
 def synthetic(kind: str, n: int, channels: int, side: int, dim: int, seed: int = 0) -> np.ndarray:
@@ -93,50 +87,6 @@ def score_cost(det: Detector, x: np.ndarray, repeats: int) -> list[float]:
     return costs
 
 
-def naive_ganomaly_step(
-    self: Ganomaly,
-    xb: torch.Tensor,
-    g_params: list[torch.nn.Parameter],
-    d_params: list[torch.nn.Parameter],
-    opt_g: torch.optim.Optimizer,
-    opt_d: torch.optim.Optimizer,
-) -> torch.Tensor:
-    """The straightforward GANomaly step (as in the original code), for the lever comparison only.
-
-    G step: D(x) and D(x_hat) with a full backward (D weight gradients computed and thrown away);
-    D step: D(x) and D(x_hat.detach()) again. Same losses as ``Ganomaly._step``.
-    """
-    cfg = self.config
-    GE, GD, E, D = self._nets()
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-        z = GE(xb)
-        x_hat = GD(z)
-        z_hat = E(x_hat)
-        feat_real, _ = D.forward_features(xb)
-        feat_fake, logit_fake = D.forward_features(x_hat)
-    if cfg.loss_case == "fm":
-        loss_adv = (feat_fake.float() - feat_real.float()).pow(2).mean()
-    else:
-        loss_adv = F.binary_cross_entropy_with_logits(logit_fake.float(), torch.ones_like(logit_fake.float()))
-    loss_con = (x_hat.float() - xb).abs().mean()
-    loss_enc = (z.float() - z_hat.float()).pow(2).mean()
-    loss_g = cfg.w_adv * loss_adv + cfg.w_con * loss_con + cfg.w_enc * loss_enc
-    opt_g.zero_grad()
-    loss_g.backward()
-    opt_g.step()
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-        logit_real = D(xb)
-        logit_fake = D(x_hat.detach())
-    loss_d = 0.5 * (
-        F.binary_cross_entropy_with_logits(logit_real.float(), torch.ones_like(logit_real.float()))
-        + F.binary_cross_entropy_with_logits(logit_fake.float(), torch.zeros_like(logit_fake.float()))
-    )
-    opt_d.zero_grad()
-    loss_d.backward()
-    opt_d.step()
-    return torch.stack([loss_d, loss_g, loss_adv, loss_con, loss_enc]).detach()
-
-
 def _summary(values: list[float]) -> str:
     return f"best {max(values):8.1f}  median {statistics.median(values):8.1f}"
 
@@ -168,58 +118,6 @@ def bench_model(name: str, args: argparse.Namespace, hparams: dict[str, Any], la
     print(f"{line}   ({_load()})", flush=True)
 
 
-def ganomaly_levers(args: argparse.Namespace, hparams: dict[str, Any]) -> None:
-    """GANomaly throughput: the straightforward reference, each speed lever on its own, all together.
-
-    Levers: channels_last memory format, whole-map layers as matrix products (``nets.WholeMapConv2d``
-    and ``WholeMapConvTranspose2d``), fused D passes (``Ganomaly._step``). With ``--bf16`` the reference
-    and the default are also run under bf16 autocast.
-    """
-
-    def naive_step(det: Detector) -> None:
-        det._step = naive_ganomaly_step.__get__(det)  # type: ignore[attr-defined]
-
-    def nchw(det: Detector) -> None:
-        det.channels_last = False  # type: ignore[attr-defined,misc]
-
-    def conv_heads(det: Detector) -> None:
-        # Run the whole-map layers as the plain (transposed) convolutions they replace.
-        build = det._build  # type: ignore[attr-defined]
-
-        def patched() -> None:
-            build()
-            for net in det._nets():  # type: ignore[attr-defined]
-                for mod in net.modules():
-                    if isinstance(mod, WholeMapConv2d):
-                        mod.forward = partial(nn.Conv2d.forward, mod)  # type: ignore[method-assign]
-                    elif isinstance(mod, WholeMapConvTranspose2d):
-                        mod.forward = partial(nn.ConvTranspose2d.forward, mod)  # type: ignore[method-assign]
-
-        det._build = patched  # type: ignore[attr-defined]
-
-    def without(*levers: str) -> Callable[[Detector], None]:
-        undo = {"channels_last": nchw, "whole_map": conv_heads, "fused": naive_step}
-
-        def patch(det: Detector) -> None:
-            for lever in levers:
-                undo[lever](det)
-
-        return patch
-
-    everything = ("channels_last", "whole_map", "fused")
-    runs: list[tuple[str, Callable[[Detector], None], bool]] = [
-        ("reference (no lever)", without(*everything), False),
-        ("+ channels_last only", without("whole_map", "fused"), False),
-        ("+ whole-map matmuls only", without("channels_last", "fused"), False),
-        ("+ fused D passes only", without("channels_last", "whole_map"), False),
-        ("all levers (default)", without(), False),
-    ]
-    if args.bf16:
-        runs += [("reference bf16", without(*everything), True), ("all levers bf16", without(), True)]
-    for label, patch, bf16 in runs:
-        bench_model("ganomaly", args, hparams, label, patch, bf16)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -234,7 +132,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--score-n", type=int, default=512, help="samples scored per timing")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast during training")
-    parser.add_argument("--levers", action="store_true", help="GANomaly: measure each speed lever")
     parser.add_argument("--no-score", action="store_true", help="skip the test-time cost")
     parser.add_argument("--flops", action="store_true",
                         help="count the training arithmetic per sample and the GFLOP/s it reached")
@@ -255,10 +152,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{name:10s} skipped: no {args.kind} input")
             continue
         margs = argparse.Namespace(**{**vars(args), "side": args.side or cls.preferred_image_size})
-        if args.levers and name == "ganomaly":
-            ganomaly_levers(margs, hparams)
-        else:
-            bench_model(name, margs, hparams, "bf16" if args.bf16 else "fp32", bf16=args.bf16)
+        bench_model(name, margs, hparams, "bf16" if args.bf16 else "fp32", bf16=args.bf16)
     print(f"# done, {_load()}")
 
 

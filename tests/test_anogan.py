@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from pathlib import Path
 
@@ -27,9 +28,11 @@ def tiny(**overrides: object) -> AnoGAN:
 
 
 def with_config(det: AnoGAN, **changes: object) -> AnoGAN:
-    """The same trained networks with other scoring settings (loss case, search sizes)."""
-    det.config = dataclasses.replace(det.config, **changes)
-    return det
+    """A copy sharing the trained networks, with other scoring settings (loss case, search sizes); the
+    module's fixture itself is never changed, so tests do not depend on each other's order."""
+    other = copy.copy(det)
+    other.config = dataclasses.replace(det.config, **changes)
+    return other
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +73,7 @@ def test_search_lowers_the_loss(trained: AnoGAN) -> None:
 
 def test_search_returns_one_z_per_input(trained: AnoGAN) -> None:
     det = with_config(trained, gamma_steps=5)
-    det.gen.eval(), det.disc.eval()  # type: ignore[union-attr]
+    det.nets["gen"].eval(), det.nets["disc"].eval()
     losses, z = det.search(torch.as_tensor(X_TEST[:4]))
     assert losses.shape == (4,) and z.shape == (4, 16)
     assert not torch.equal(z[0], z[1])  # each input moved its own z away from z0
@@ -91,7 +94,7 @@ def test_nan_in_training_raises_diverged() -> None:
     epochs = det.fit_epochs(X_TRAIN[:128], seed=0)
     next(epochs)
     with torch.no_grad():
-        next(det.gen.parameters()).fill_(float("nan"))  # type: ignore[union-attr]
+        next(det.nets["gen"].parameters()).fill_(float("nan"))
     with pytest.raises(DivergedError, match="anogan: training diverged in epoch 2"):
         next(epochs)
 

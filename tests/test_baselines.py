@@ -209,9 +209,12 @@ def test_pca_matches_sklearn_reconstruction_error(n_train: int, tab: tuple[np.nd
     recon = pca.inverse_transform(pca.transform(test))
     det = create_detector("pca", n_components=3).fit(tab[0][:n_train], seed=0)
     np.testing.assert_allclose(det.score(tab[1]), ((test - recon) ** 2).sum(1), rtol=1e-8)
-    # More components than samples or features are clipped to min(N, D).
-    assert create_detector("pca", n_components=50).fit(tab[0][:n_train]).state()["components"].shape == (
-        min(n_train, D), D)
+    # More components than samples (but fewer than features) are clipped to the samples' rank; as many
+    # components as features would reconstruct everything exactly (all scores 0) and are refused.
+    kept = create_detector("pca", n_components=D - 1).fit(tab[0][:n_train]).state()["components"]
+    assert kept.shape == (min(n_train, D - 1), D)
+    with pytest.raises(DataError, match=f"n_components {D} >= the {D} input features"):
+        create_detector("pca", n_components=D).fit(tab[0][:n_train])
 
 
 def test_knn_refuses_k_above_the_rows_kept() -> None:

@@ -89,7 +89,7 @@ def test_nan_in_training_raises_diverged() -> None:
     epochs = det.fit_epochs(X_TRAIN[:128], seed=0)
     next(epochs)
     with torch.no_grad():
-        next(det.enc.parameters()).fill_(float("nan"))  # type: ignore[union-attr]
+        next(det.nets["enc"].parameters()).fill_(float("nan"))
     with pytest.raises(DivergedError, match="egbad: training diverged in epoch 2"):
         next(epochs)
 

@@ -8,6 +8,7 @@ from adgan.models.base import (
     list_detectors,
     register_detector,
 )
+from adgan.models.gan import GANConfig, GANDetector
 
 # Importing the modules registers their detectors.
 from adgan.models import anogan, baselines, egbad, ganomaly  # noqa: E402,F401  isort: skip
@@ -15,6 +16,6 @@ from adgan.models import anogan, baselines, egbad, ganomaly  # noqa: E402,F401  
 load_detector = Detector.load
 
 __all__ = [
-    "DETECTORS", "Detector", "DetectorConfig", "create_detector", "list_detectors", "load_detector",
-    "register_detector",
+    "DETECTORS", "Detector", "DetectorConfig", "GANConfig", "GANDetector", "create_detector",
+    "list_detectors", "load_detector", "register_detector",
 ]

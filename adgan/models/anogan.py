@@ -30,7 +30,6 @@ for sweeps, where the search cost otherwise dominates.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -38,23 +37,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from adgan.models import gan_common as gc
-from adgan.models.base import Detector, DetectorConfig, register_detector
-from adgan.models.egbad import FeatureScale, fit_scales
-from adgan.models.nets import ImageDecoder, ImageEncoder, dcgan_init, mlp
+from adgan.models.base import DetectorConfig, register_detector
+from adgan.models.gan import GANConfig, GANDetector, to_tensor
+from adgan.models.nets import FeatureScale, ImageDecoder, ImageEncoder, bce, dcgan_init, fit_scales, mlp
 
 
 @dataclasses.dataclass
-class AnoGANConfig(DetectorConfig):
-    """AnoGAN hyperparameters.
+class AnoGANConfig(GANConfig):
+    """AnoGAN hyperparameters: the shared GAN ones (``GANConfig``) plus these.
 
     Attributes:
-        lr: Adam learning rate of G and D.
-        beta1: Adam beta1 for training.
-        epochs: Training epochs.
-        batch_size: Training minibatch size.
         latent_dim: Latent size; 0 = auto (100 for images, 32 for tabular data).
-        base_filters: Width of the networks (image: first conv channels; tabular: hidden width).
         lam: Weight of L_D in the search loss and the score.
         gamma_steps: Latent-search steps per input (Gamma).
         search_lr: Adam learning rate of the latent search.
@@ -64,12 +57,6 @@ class AnoGANConfig(DetectorConfig):
     """
 
     loss_case: str = "fm"
-    lr: float = 2e-4
-    beta1: float = 0.5
-    epochs: int = 15
-    batch_size: int = 64
-    latent_dim: int = 0
-    base_filters: int = 64
     lam: float = 0.1
     gamma_steps: int = 500
     search_lr: float = 0.001
@@ -121,12 +108,8 @@ def build_nets(
     return gen, disc
 
 
-def bce(logit: torch.Tensor, real: bool) -> torch.Tensor:
-    return F.binary_cross_entropy_with_logits(logit, torch.full_like(logit, float(real)))
-
-
 @register_detector
-class AnoGAN(Detector):
+class AnoGAN(GANDetector):
     """AnoGAN anomaly detector; see the module docstring."""
 
     name: ClassVar[str] = "anogan"
@@ -137,8 +120,6 @@ class AnoGAN(Detector):
 
     def __init__(self, **hparams: Any) -> None:
         super().__init__(**hparams)
-        self.gen: nn.Module | None = None
-        self.disc: Critic | None = None
         self.z0: torch.Tensor | None = None
 
     @classmethod
@@ -147,90 +128,46 @@ class AnoGAN(Detector):
         return {"base_filters": 8, "latent_dim": 16, "epochs": 2, "batch_size": 32, "lr": 1e-3,
                 "gamma_steps": 10, "search_lr": 0.05}  # few search steps: larger ones
 
-    def latent_size(self) -> int:
-        """The latent size in use (``latent_dim`` or its auto value for the fitted input)."""
-        if self.config.latent_dim > 0:
-            return self.config.latent_dim
-        assert self.input_shape is not None
-        return 100 if len(self.input_shape) == 3 else 32
-
-    def _build(self) -> None:
+    def build_networks(self) -> dict[str, nn.Module]:
         assert self.input_shape is not None
         cfg = self.config
         gen, disc = build_nets(self.input_shape, self.latent_size(), cfg.base_filters, cfg.tabular_norm)
-        self.gen, self.disc = gen.to(self.device), disc.to(self.device)
+        return {"gen": gen, "disc": disc}
 
-    def fit_epochs(
-        self,
-        x: np.ndarray,
-        *,
-        seed: int = 0,
-        device: str | torch.device = "cpu",
-        bf16: bool = False,
-        resume: Mapping[str, Any] | None = None,
-    ) -> Iterator[dict[str, float]]:
-        """Train the DCGAN on normal samples ``x`` ((N, C, H, W) or (N, D)); yields mean losses per epoch.
+    def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"d": self.adam(self.nets["disc"].parameters()), "g": self.adam(self.nets["gen"].parameters())}
 
-        Raises:
-            DivergedError: A loss became NaN or infinite.
-        """
-        self._set_input(x, device, bf16)
-        cfg = self.config
-        rng = gc.seed_everything(seed)
-        if resume is None:
-            self._build()
-        else:
-            self.load_state(resume["state"])  # networks and the search's start z0
-        gen, disc = self.gen, self.disc
-        assert gen is not None and disc is not None
-        latent = self.latent_size()
-        if resume is None:
-            self.z0 = torch.randn(1, latent, generator=rng).to(self.device)
-        opt_d = gc.adam(disc.parameters(), cfg.lr, cfg.beta1)
-        opt_g = gc.adam(gen.parameters(), cfg.lr, cfg.beta1)
-        data = gc.to_tensor(self.check_input(x), self.device)
-        n = data.shape[0]
-        if data.ndim == 2 and resume is None:
-            fit_scales(data, gen, disc)
-        bs = min(cfg.batch_size, n)
-        start = self._resume(resume, {"d": opt_d, "g": opt_g}, rng) if resume is not None else 0
-        for epoch in range(start, cfg.epochs):
-            gen.train()  # score() between epochs leaves the networks in eval mode
-            disc.train()
-            sums: dict[str, Any] = {"d": 0.0, "g": 0.0}  # running sums (0-d tensors on the device)
-            steps = 0
-            for idx in gc.minibatches(n, bs, rng):
-                xb = data[idx]
-                z = torch.randn(xb.shape[0], latent, generator=rng).to(self.device)
-                with gc.autocast(self.device, self.bf16):
-                    x_gen = gen(z)
-                    loss_d = bce(disc(xb)[1].float(), True) + bce(disc(x_gen.detach())[1].float(), False)
-                opt_d.zero_grad(set_to_none=True)
-                loss_d.backward()
-                opt_d.step()
-                disc.requires_grad_(False)  # only G's gradients are needed for its step
-                with gc.autocast(self.device, self.bf16):
-                    loss_g = bce(disc(x_gen)[1].float(), True)
-                opt_g.zero_grad(set_to_none=True)
-                loss_g.backward()
-                opt_g.step()
-                disc.requires_grad_(True)
-                # Summed on the device: a .item() per step would stall a GPU's queue.
-                sums["d"] = sums["d"] + loss_d.detach().double()
-                sums["g"] = sums["g"] + loss_g.detach().double()
-                steps += 1
-            means = {k: float(v) / max(steps, 1) for k, v in sums.items()}
-            gc.check_finite(self.name, epoch, means)
-            self._track(epoch + 1, {"d": opt_d, "g": opt_g}, rng)
-            yield means
+    def start_fit(self, data: torch.Tensor, gen: torch.Generator) -> None:
+        # One fixed start for every input's search, drawn with the fit seed (see the module docstring).
+        self.z0 = torch.randn(1, self.latent_size(), generator=gen).to(self.device)
+        if data.ndim == 2:
+            fit_scales(data, *self.nets.values())
+
+    def train_step(self, xb: torch.Tensor, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        """One DCGAN step with the non-saturating BCE losses: D on real vs G(z), then G."""
+        g_net, disc = self.nets["gen"], self.nets["disc"]
+        z = torch.randn(xb.shape[0], self.latent_size(), generator=gen).to(self.device)
+        with self.autocast():
+            x_gen = g_net(z)
+            loss_d = bce(disc(xb)[1], True) + bce(disc(x_gen.detach())[1], False)
+        self.optimizers["d"].zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.optimizers["d"].step()
+        disc.requires_grad_(False)  # only G's gradients are needed for its step
+        with self.autocast():
+            loss_g = bce(disc(x_gen)[1], True)
+        self.optimizers["g"].zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.optimizers["g"].step()
+        disc.requires_grad_(True)
+        return {"d": loss_d, "g": loss_g}
 
     # ----- the latent search -----
     def _search_loss(self, x: torch.Tensor, z: torch.Tensor, f_x: torch.Tensor | None) -> torch.Tensor:
         """Per-sample loss (N,) ``(1 - lam) * ||x - G(z)||_1 + lam * L_D``; ``f_x`` = D's features of x."""
-        assert self.gen is not None and self.disc is not None
-        with gc.autocast(self.device, self.bf16):
-            x_gen = self.gen(z)
-            f_gen, logit = self.disc(x_gen)
+        with self.autocast():
+            x_gen = self.nets["gen"](z)
+            f_gen, logit = self.nets["disc"](x_gen)
         l_r = (x - x_gen.float()).abs().flatten(1).sum(1)
         # fm: L1 between D's features; bce: cross-entropy of D(G(z)) against "real".
         l_d = (f_x - f_gen.float()).abs().sum(1) if f_x is not None else F.softplus(-logit.float())
@@ -245,10 +182,10 @@ class AnoGAN(Detector):
         Returns:
             (losses (N,) at the found z, z (N, latent)).
         """
-        assert self.gen is not None and self.disc is not None and self.z0 is not None
+        assert self.z0 is not None
         steps = self.config.gamma_steps if gamma_steps is None else gamma_steps
-        with torch.no_grad(), gc.autocast(self.device, self.bf16):
-            f_x = self.disc(x)[0].float() if self.config.loss_case == "fm" else None
+        with torch.no_grad(), self.autocast():
+            f_x = self.nets["disc"](x)[0].float() if self.config.loss_case == "fm" else None
         z = self.z0.expand(x.shape[0], -1).clone().requires_grad_(True)
         opt = torch.optim.Adam([z], lr=self.config.search_lr)
         for _ in range(steps):
@@ -265,31 +202,26 @@ class AnoGAN(Detector):
 
         Inputs are searched ``search_batch_size`` at a time; the chunking does not change the scores.
         """
-        x = self.check_input(x)
-        if self.gen is None or self.disc is None:
-            raise RuntimeError(f"{self.name}: networks are missing; fit() or load() first")
-        nets = (self.gen, self.disc)
-        for net in nets:
-            net.eval()
-            net.requires_grad_(False)  # the search differentiates with respect to z only
-        try:
-            out = []
-            bs = max(1, self.config.search_batch_size)
-            for i in range(0, x.shape[0], bs):
-                losses, _ = self.search(gc.to_tensor(x[i : i + bs], self.device), gamma_steps)
-                out.append(losses.float().cpu())
-        finally:
+        xs = self.check_input(x)
+        nets = list(self.networks().values())
+        with self.eval_mode():
             for net in nets:
-                net.requires_grad_(True)
+                net.requires_grad_(False)  # the search differentiates with respect to z only
+            try:
+                out = []
+                bs = max(1, self.config.search_batch_size)
+                for i in range(0, xs.shape[0], bs):
+                    losses, _ = self.search(to_tensor(xs[i : i + bs], self.device), gamma_steps)
+                    out.append(losses.float().cpu())
+            finally:
+                for net in nets:
+                    net.requires_grad_(True)
         return torch.cat(out).double().numpy() if out else np.zeros(0)
 
-    def state(self) -> dict[str, Any]:
-        assert self.gen is not None and self.disc is not None and self.z0 is not None
-        return {"gen": self.gen.state_dict(), "disc": self.disc.state_dict(), "z0": self.z0.cpu()}
+    # ----- persistence -----
+    def extra_state(self) -> dict[str, Any]:
+        assert self.z0 is not None
+        return {"z0": self.z0.cpu()}
 
-    def load_state(self, state: dict[str, Any]) -> None:
-        self._build()
-        assert self.gen is not None and self.disc is not None
-        self.gen.load_state_dict(state["gen"])
-        self.disc.load_state_dict(state["disc"])
+    def load_extra_state(self, state: Any) -> None:
         self.z0 = state["z0"].to(self.device)

@@ -20,6 +20,7 @@ import os
 import pickle
 import shutil
 import tempfile
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -113,11 +114,16 @@ _RANGES: dict[str, tuple[float, float, str]] = {
 
 
 def check_ranges(model: str, config: DetectorConfig) -> None:
-    """Refuse shared hyperparameters out of range (NaN included), and negative loss weights (``w_*``)."""
+    """Refuse non-finite values (NaN, +-inf) of any numeric hyperparameter, shared hyperparameters out of
+    range, and negative loss weights (``w_*``)."""
     for field in dataclasses.fields(config):
         value = getattr(config, field.name)
         if isinstance(value, bool) or not isinstance(value, int | float):
             continue
+        if not math.isfinite(value):  # NaN and +-inf: no hyperparameter of any model means anything there
+            raise ConfigError(
+                f"hyperparameter {field.name!r} of model {model!r}: expected a finite number, got {value!r}"
+            )
         if field.name in _RANGES:
             low, high, expected = _RANGES[field.name]
         elif field.name.startswith("w_"):
@@ -135,6 +141,8 @@ class Detector(ABC):
 
     Class attributes set by subclasses:
         name: Registry name.
+        family: ``"gan"`` or ``"baseline"``: how sweeps, ``adgan best`` and reports group detectors (result
+            rows carry it, so readers need neither torch nor a list of names).
         Config: The hyperparameter dataclass.
         loss_cases: Valid values of ``config.loss_case``; the first is the default.
         input_kinds: Which data kinds the detector accepts, subset of ("image", "tabular").
@@ -145,6 +153,7 @@ class Detector(ABC):
     """
 
     name: ClassVar[str] = ""
+    family: ClassVar[str] = ""
     Config: ClassVar[type[DetectorConfig]] = DetectorConfig
     loss_cases: ClassVar[tuple[str, ...]] = ("default",)
     input_kinds: ClassVar[tuple[str, ...]] = ("image", "tabular")
@@ -243,7 +252,8 @@ class Detector(ABC):
 
     # ----- input checks -----
     def _set_input(self, x: np.ndarray, device: str | torch.device, bf16: bool) -> None:
-        """Record the input shape on the first fit and the runtime options."""
+        """Record the input shape on the first fit and the runtime options; refuse or warn about input
+        that would train silently on the wrong thing (see ``check_images``, ``_looks_flattened``)."""
         x = np.asarray(x)
         if x.ndim not in (2, 4) or x.shape[0] == 0:
             raise DataError(
@@ -252,6 +262,15 @@ class Detector(ABC):
         kind = "image" if x.ndim == 4 else "tabular"
         if kind not in self.input_kinds:
             raise DataError(f"{self.name}: {kind} input is not supported (supports {self.input_kinds})")
+        if kind == "image":
+            check_images(self.name, x)
+        elif self.family == "gan" and _looks_flattened(x):
+            warnings.warn(
+                f"{self.name}: tabular input of {x.shape[1]} columns, all in [-1, 1]: if these are "
+                "flattened images, pass them as (N, C, H, W) so that the image networks are used",
+                UserWarning,
+                stacklevel=3,
+            )
         self.input_shape = tuple(int(s) for s in x.shape[1:])
         self.device = torch.device(device)
         self.bf16 = bool(bf16)
@@ -268,6 +287,8 @@ class Detector(ABC):
             )
         if not np.issubdtype(x.dtype, np.number):
             raise DataError(f"{self.name}: expected numeric input, got dtype {x.dtype}")
+        if x.ndim == 4:
+            check_images(self.name, x)
         return x.astype(np.float32, copy=False)
 
     # ----- persistence -----
@@ -354,6 +375,41 @@ class Detector(ABC):
         return det
 
 
+def check_images(model: str, x: np.ndarray) -> None:
+    """Image input (N, C, H, W) must be float pixels in model space, [-1, 1].
+
+    Raw integer pixels (0..255) are refused: a network fed them trains and scores on a scale it was never
+    meant for, silently. Floats outside [-1, 1] get a warning (slightly out-of-range noise is harmless;
+    0..255 floats are not).
+
+    Raises:
+        DataError: Integer pixels.
+    """
+    if np.issubdtype(x.dtype, np.integer) or x.dtype == np.bool_:
+        raise DataError(
+            f"{model}: got {x.dtype} image pixels; detectors take float pixels in [-1, 1] (model space): "
+            "convert raw pixels with adgan.data.prepare_input(x, info) or (x / 127.5 - 1)"
+        )
+    if x.size and np.issubdtype(x.dtype, np.floating):
+        lo, hi = float(np.nanmin(x)), float(np.nanmax(x))
+        if lo < -1.0 - 1e-3 or hi > 1.0 + 1e-3:
+            warnings.warn(
+                f"{model}: image pixels span {lo:.4g}..{hi:.4g}; detectors expect model space [-1, 1] "
+                "(adgan.data.prepare_input converts raw pixels)",
+                UserWarning,
+                stacklevel=4,
+            )
+
+
+def _looks_flattened(x: np.ndarray) -> bool:
+    """(N, D) input whose width is that of flattened 1- or 3-channel 28x28 / 32x32 images, all in [-1, 1]."""
+    widths = {c * s * s for c in (1, 3) for s in (28, 32)}
+    if x.shape[1] not in widths or not np.issubdtype(x.dtype, np.floating):
+        return False
+    sample = x[:256]
+    return bool(np.nanmin(sample) >= -1.0 and np.nanmax(sample) <= 1.0)
+
+
 def load_tensors(path: Path, what: str, map_location: str | torch.device) -> Any:
     """``torch.load(path, weights_only=True)``; a file that is not such a file is a ``DataError``
     naming it and ``what`` was expected there."""
@@ -386,13 +442,19 @@ def create_detector(name: str, **hparams: Any) -> Detector:
     return DETECTORS.get(name)(**hparams)
 
 
-def list_detectors() -> list[str]:
-    return DETECTORS.names()
+def list_detectors(family: str | None = None) -> list[str]:
+    """Registered detector names, sorted; only those of ``family`` ("gan" / "baseline") when given."""
+    return [n for n in DETECTORS.names() if family is None or DETECTORS.get(n).family == family]
+
+
+FAMILIES = ("gan", "baseline")
 
 
 def register_detector(cls: type[D]) -> type[D]:
-    """Class decorator: register ``cls`` under ``cls.name``."""
+    """Class decorator: register ``cls`` under ``cls.name``; it must declare its ``family``."""
     if not cls.name:
         raise ValueError(f"{cls.__qualname__} has no name")
+    if cls.family not in FAMILIES:
+        raise ValueError(f"{cls.__qualname__}: family must be one of {FAMILIES}, got {cls.family!r}")
     DETECTORS.register(cls.name)(cls)
     return cls

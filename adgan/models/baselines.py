@@ -61,6 +61,7 @@ def _rows_per_chunk(row_elements: int) -> int:
 class _Baseline(Detector):
     """Shared plumbing: input checks, flattening, timing. Subclasses implement ``_fit`` and ``_score``."""
 
+    family = "baseline"
     loss_cases = ("default",)
     input_kinds = ("image", "tabular")
     is_iterative = False
@@ -325,6 +326,12 @@ class PCA(_Baseline):
     config: PCAConfig
 
     def _fit(self, x: np.ndarray, seed: int) -> None:
+        if self.config.n_components >= x.shape[1]:
+            # Every direction kept: the reconstruction error, hence every score, would be zero.
+            raise DataError(
+                f"pca: n_components {self.config.n_components} >= the {x.shape[1]} input features; expected "
+                f"fewer components than features (e.g. {max(1, x.shape[1] // 4)})"
+            )
         x64 = x[_subsample(len(x), self.config.fit_samples, seed)].astype(np.float64)
         mean = x64.mean(axis=0)
         centred = x64 - mean

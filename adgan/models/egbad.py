@@ -29,32 +29,25 @@ still poor after a budget of minutes and F1 stays below 0.1), and ``fm+res-bce``
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from adgan.errors import DataError
-from adgan.models import gan_common as gc
-from adgan.models.base import Detector, DetectorConfig, register_detector
-from adgan.models.nets import ImageDecoder, ImageEncoder, dcgan_init, mlp
+from adgan.models.base import DetectorConfig, register_detector
+from adgan.models.gan import GANConfig, GANDetector
+from adgan.models.nets import FeatureScale, ImageDecoder, ImageEncoder, bce, dcgan_init, fit_scales, mlp
 
 TRAIN_CASES = ("bce", "bce+res", "fm", "fm+res")
 SCORE_CASES = ("bce", "fm")
 
 
 @dataclasses.dataclass
-class EGBADConfig(DetectorConfig):
-    """EGBAD hyperparameters.
+class EGBADConfig(GANConfig):
+    """EGBAD hyperparameters: the shared GAN ones (``GANConfig``) plus these.
 
     Attributes:
-        lr: Adam learning rate of all three networks.
-        beta1: Adam beta1.
-        epochs: Training epochs.
-        batch_size: Minibatch size.
         latent_dim: Latent size; 0 = auto (200 for images as in the published MNIST code, 32 for tabular).
         base_filters: Width of the networks (image: first conv channels; tabular: 64 = published sizes).
         lam: Weight of L_D in the anomaly score.
@@ -64,12 +57,6 @@ class EGBADConfig(DetectorConfig):
     """
 
     loss_case: str = "fm+res-bce"
-    lr: float = 2e-4
-    beta1: float = 0.5
-    epochs: int = 15
-    batch_size: int = 64
-    latent_dim: int = 0
-    base_filters: int = 64
     lam: float = 0.1
     w_res: float = 1.0
     tabular_norm: bool = True
@@ -108,36 +95,6 @@ class JointDiscriminator(nn.Module):
         return f, self.logit(f).squeeze(1)
 
 
-class FeatureScale(nn.Module):
-    """Fixed per-feature affine map: ``(x - shift) / scale``, or its inverse ``x * scale + shift``.
-
-    Tabular networks standardise their input and de-standardise the generator's output with the training
-    mean and standard deviation (at least 1; buffers, saved with the weights). The function class is that
-    of the published MLPs (a linear layer absorbs an affine map); only the starting point changes, which
-    matters on unscaled KDD99 features spanning 0..5e6.
-    """
-
-    def __init__(self, dim: int, inverse: bool = False) -> None:
-        super().__init__()
-        self.inverse = inverse
-        self.register_buffer("shift", torch.zeros(dim))
-        self.register_buffer("scale", torch.ones(dim))
-
-    def fit(self, x: torch.Tensor) -> None:
-        """Set shift/scale to the mean and std of ``x`` (N, D), the scale at least 1.
-
-        Features with std below 1 (KDD99's one-hot and rate columns) are only centred: dividing a rare
-        one-hot column by its tiny std would turn its ones into values of several hundred.
-        """
-        self.shift.copy_(x.mean(0))
-        self.scale.copy_(x.std(0, correction=0).clamp(min=1.0))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.inverse:
-            return x * self.scale + self.shift
-        return (x - self.shift) / self.scale
-
-
 def build_nets(
     input_shape: tuple[int, ...], latent_dim: int, base_filters: int, tabular_norm: bool = True
 ) -> tuple[nn.Module, nn.Module, JointDiscriminator]:
@@ -164,23 +121,10 @@ def build_nets(
     return enc, gen, disc
 
 
-def fit_scales(x: torch.Tensor, *nets: nn.Module) -> None:
-    """Fit every ``FeatureScale`` inside ``nets`` to the training data ``x`` (N, D)."""
-    for net in nets:
-        for m in net.modules():
-            if isinstance(m, FeatureScale):
-                m.fit(x)
-
-
 def parse_case(loss_case: str) -> tuple[str, bool, str]:
     """``"fm+res-bce"`` -> (train adversarial loss "fm", residual True, score L_D "bce")."""
     train, score = loss_case.rsplit("-", 1)
     return train.split("+")[0], train.endswith("+res"), score
-
-
-def bce(logit: torch.Tensor, real: bool) -> torch.Tensor:
-    """Mean binary cross-entropy of logits against an all-real or all-fake target."""
-    return F.binary_cross_entropy_with_logits(logit, torch.full_like(logit, float(real)))
 
 
 def generator_encoder_losses(
@@ -215,7 +159,7 @@ def generator_encoder_losses(
 
 
 @register_detector
-class EGBAD(Detector):
+class EGBAD(GANDetector):
     """EGBAD / BiGAN anomaly detector; see the module docstring for the loss cases."""
 
     name: ClassVar[str] = "egbad"
@@ -224,136 +168,65 @@ class EGBAD(Detector):
         f"{t}-{s}" for t in ("fm+res", "bce+res", "fm", "bce") for s in SCORE_CASES
     )
     preferred_image_size: ClassVar[int] = 28
+    auto_latent: ClassVar[dict[str, int]] = {"image": 200, "tabular": 32}
     config: EGBADConfig
-
-    def __init__(self, **hparams: Any) -> None:
-        super().__init__(**hparams)
-        self.enc: nn.Module | None = None
-        self.gen: nn.Module | None = None
-        self.disc: JointDiscriminator | None = None
 
     @classmethod
     def tiny_config(cls) -> dict[str, Any]:
         """Fast hyperparameters for tests."""
         return {"base_filters": 8, "latent_dim": 16, "epochs": 2, "batch_size": 32, "lr": 1e-3}
 
-    def latent_size(self) -> int:
-        """The latent size in use (``latent_dim`` or its auto value for the fitted input)."""
-        if self.config.latent_dim > 0:
-            return self.config.latent_dim
-        assert self.input_shape is not None
-        return 200 if len(self.input_shape) == 3 else 32
-
-    def _build(self) -> None:
+    def build_networks(self) -> dict[str, nn.Module]:
         assert self.input_shape is not None
         cfg = self.config
-        nets = build_nets(self.input_shape, self.latent_size(), cfg.base_filters, cfg.tabular_norm)
-        self.enc, self.gen, self.disc = (n.to(self.device) for n in nets)
+        enc, gen, disc = build_nets(self.input_shape, self.latent_size(), cfg.base_filters, cfg.tabular_norm)
+        return {"enc": enc, "gen": gen, "disc": disc}
 
-    def fit_epochs(
-        self,
-        x: np.ndarray,
-        *,
-        seed: int = 0,
-        device: str | torch.device = "cpu",
-        bf16: bool = False,
-        resume: Mapping[str, Any] | None = None,
-    ) -> Iterator[dict[str, float]]:
-        """Train on normal samples ``x`` ((N, C, H, W) or (N, D)); yields mean losses per epoch.
+    def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        enc, gen, disc = (self.nets[k] for k in ("enc", "gen", "disc"))
+        return {"d": self.adam(disc.parameters()), "ge": self.adam([*enc.parameters(), *gen.parameters()])}
 
-        Each step: one discriminator update on (x, E(x)) vs (G(z), z), then one joint G/E update.
+    def start_fit(self, data: torch.Tensor, gen: torch.Generator) -> None:
+        if data.ndim == 2:
+            fit_scales(data, *self.nets.values())
 
-        Raises:
-            DivergedError: A loss became NaN or infinite.
-        """
-        self._set_input(x, device, bf16)
-        if len(x) < 2:
-            raise DataError(f"{self.name}: training needs at least 2 samples (batch norm), got {len(x)}")
-        cfg = self.config
-        gen_rng = gc.seed_everything(seed)
-        if resume is None:
-            self._build()
-        else:
-            self.load_state(resume["state"])
-        enc, gen, disc = self.enc, self.gen, self.disc
-        assert enc is not None and gen is not None and disc is not None
-        data = gc.to_tensor(self.check_input(x), self.device)
-        n, latent = data.shape[0], self.latent_size()
-        if data.ndim == 2 and resume is None:
-            fit_scales(data, enc, gen, disc)
-        adversarial, residual, _ = parse_case(cfg.loss_case)
-        opt_d = gc.adam(disc.parameters(), cfg.lr, cfg.beta1)
-        opt_ge = gc.adam([*enc.parameters(), *gen.parameters()], cfg.lr, cfg.beta1)
-        bs = min(cfg.batch_size, n)
-        start = self._resume(resume, {"d": opt_d, "ge": opt_ge}, gen_rng) if resume is not None else 0
-        for epoch in range(start, cfg.epochs):
-            for net in (enc, gen, disc):
-                net.train()  # score() between epochs leaves them in eval mode
-            sums: dict[str, Any] = {}  # loss name -> running sum (a 0-d tensor on the device)
-            steps = 0
-            for idx in gc.minibatches(n, bs, gen_rng):
-                xb = data[idx]
-                z = torch.randn(xb.shape[0], latent, generator=gen_rng).to(self.device)
-                with gc.autocast(self.device, self.bf16):
-                    # Discriminator step: real pairs (x, E(x)) against generated pairs (G(z), z).
-                    with torch.no_grad():
-                        z_enc, x_gen = enc(xb), gen(z)
-                    _, logit_real = disc(xb, z_enc)
-                    _, logit_fake = disc(x_gen, z)
-                    loss_d = bce(logit_real.float(), True) + bce(logit_fake.float(), False)
-                opt_d.zero_grad(set_to_none=True)
-                loss_d.backward()
-                opt_d.step()
-                disc.requires_grad_(False)  # D's weight gradients are not needed for the G/E step
-                with gc.autocast(self.device, self.bf16):
-                    losses = generator_encoder_losses(enc, gen, disc, xb, z, adversarial, residual)
-                total = sum(v.float() * (cfg.w_res if k == "res" else 1.0) for k, v in losses.items())
-                opt_ge.zero_grad(set_to_none=True)
-                total.backward()  # type: ignore[union-attr]
-                opt_ge.step()
-                disc.requires_grad_(True)
-                # Summed on the device: a .item() per loss and step would stall a GPU's queue.
-                for k, v in {"d": loss_d, **losses}.items():
-                    sums[k] = sums.get(k, 0.0) + v.detach().double()
-                steps += 1
-            means = {k: float(v) / max(steps, 1) for k, v in sums.items()}
-            gc.check_finite(self.name, epoch, means)
-            self._track(epoch + 1, {"d": opt_d, "ge": opt_ge}, gen_rng)
-            yield means
+    def train_step(self, xb: torch.Tensor, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        """One discriminator update on (x, E(x)) vs (G(z), z), then one joint G/E update."""
+        enc, g_net, disc = (self.nets[k] for k in ("enc", "gen", "disc"))
+        adversarial, residual, _ = parse_case(self.config.loss_case)
+        z = torch.randn(xb.shape[0], self.latent_size(), generator=gen).to(self.device)
+        with self.autocast():
+            with torch.no_grad():
+                z_enc, x_gen = enc(xb), g_net(z)
+            _, logit_real = disc(xb, z_enc)
+            _, logit_fake = disc(x_gen, z)
+            loss_d = bce(logit_real, True) + bce(logit_fake, False)
+        self.optimizers["d"].zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.optimizers["d"].step()
+        disc.requires_grad_(False)  # D's weight gradients are not needed for the G/E step
+        with self.autocast():
+            losses = generator_encoder_losses(enc, g_net, disc, xb, z, adversarial, residual)
+        total = sum(v.float() * (self.config.w_res if k == "res" else 1.0) for k, v in losses.items())
+        self.optimizers["ge"].zero_grad(set_to_none=True)
+        total.backward()  # type: ignore[union-attr]
+        self.optimizers["ge"].step()
+        disc.requires_grad_(True)
+        return {"d": loss_d, **losses}
 
-    def _score_tensor(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-sample score (N,) for a batch; networks must be in eval mode."""
-        assert self.enc is not None and self.gen is not None and self.disc is not None
+    def score_batch(self, xb: torch.Tensor) -> torch.Tensor:
+        """Per-sample score (B,) ``(1 - lam) * ||x - G(E(x))||_1 + lam * L_D``; networks in eval mode."""
+        enc, gen, disc = (self.nets[k] for k in ("enc", "gen", "disc"))
         _, _, score_case = parse_case(self.config.loss_case)
-        with gc.autocast(self.device, self.bf16):
-            z = self.enc(x)
-            x_rec = self.gen(z)
-            f_real, logit_real = self.disc(x, z)
+        with self.autocast():
+            z = enc(xb)
+            x_rec = gen(z)
+            f_real, logit_real = disc(xb, z)
             if score_case == "fm":
-                f_rec, _ = self.disc(x_rec, z)
+                f_rec, _ = disc(x_rec, z)
                 l_d = (f_real.float() - f_rec.float()).abs().sum(1)
             else:
                 l_d = F.softplus(-logit_real.float())  # BCE against "real"
-        l_r = (x - x_rec.float()).abs().flatten(1).sum(1)
+        l_r = (xb - x_rec.float()).abs().flatten(1).sum(1)
         lam = self.config.lam
         return (1.0 - lam) * l_r + lam * l_d
-
-    def score(self, x: np.ndarray) -> np.ndarray:
-        """Anomaly scores (N,) float64 of ``x`` ((N, C, H, W) or (N, D)); higher = more anomalous."""
-        x = self.check_input(x)
-        if self.enc is None:
-            raise RuntimeError(f"{self.name}: networks are missing; fit() or load() first")
-        for net in (self.enc, self.gen, self.disc):
-            net.eval()  # type: ignore[union-attr]
-        return gc.score_batched(self._score_tensor, x, self.device)
-
-    def state(self) -> dict[str, Any]:
-        assert self.enc is not None and self.gen is not None and self.disc is not None
-        return {"enc": self.enc.state_dict(), "gen": self.gen.state_dict(), "disc": self.disc.state_dict()}
-
-    def load_state(self, state: dict[str, Any]) -> None:
-        self._build()
-        assert self.enc is not None and self.gen is not None and self.disc is not None
-        self.enc.load_state_dict(state["enc"])
-        self.gen.load_state_dict(state["gen"])
-        self.disc.load_state_dict(state["disc"])

@@ -23,47 +23,35 @@ forward: the generator gradient is taken w.r.t. G's parameters only and the disc
 w.r.t. D's only (``torch.autograd.grad``), which is exactly the original sequential G-then-D update
 (the original D step reuses the pre-update x_hat and D's parameters are unchanged by the G step) with
 two of its four D passes and the D weight gradients of the G step removed. Images run in channels_last
-memory format, and the networks' whole-map layers run as matrix products (``nets.WholeMapConv2d``).
+memory format (faster oneDNN convolutions on CPU, same results up to rounding), and the networks'
+whole-map layers run as matrix products (``nets.WholeMapConv2d``).
 ``bf16=True`` runs the forward passes under bf16 autocast: a win on GPUs and AVX-512/AMX CPUs, a large
-loss on AVX2-only CPUs (a warning says so). Measurements: ``benchmarks/models.py --levers``.
+loss on AVX2-only CPUs (a warning says so). Measurements: ``benchmarks/README.md``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from adgan.errors import ConfigError, DataError
-from adgan.models import gan_common as gc
-from adgan.models.base import Detector, DetectorConfig, register_detector
-from adgan.models.nets import ImageDecoder, ImageEncoder, MLPDiscriminator, dcgan_init, mlp
+from adgan.models.base import DetectorConfig, register_detector
+from adgan.models.gan import GANConfig, GANDetector, recalibrate_batchnorm
+from adgan.models.nets import ImageDecoder, ImageEncoder, MLPDiscriminator, bce, dcgan_init, mlp
 
 # D's loss below this means it separates real from fake perfectly; the original code then re-inits D.
 D_COLLAPSE = 1e-5
-
-
-def _bce(logits: torch.Tensor, label: float) -> torch.Tensor:
-    """Mean BCE of ``logits`` (N, 1) against a constant label, in float32."""
-    logits = logits.float()
-    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, label))
+NETS = ("GE", "GD", "E", "D")
 
 
 @dataclasses.dataclass
-class GanomalyConfig(DetectorConfig):
-    """GANomaly hyperparameters (shared vocabulary plus the three loss weights).
+class GanomalyConfig(GANConfig):
+    """GANomaly hyperparameters: the shared GAN ones (``GANConfig``) plus the three loss weights.
 
     Attributes:
-        lr: Adam learning rate of both optimisers.
-        beta1: Adam beta1.
-        epochs: Training epochs.
-        batch_size: Minibatch size (the last partial batch of an epoch is dropped).
-        latent_dim: Size of z.
+        latent_dim: Size of z (default 100 for every input kind).
         base_filters: Images: channels of the first convolution. Tabular: hidden width of the MLPs.
         w_adv: Weight of the adversarial term.
         w_con: Weight of the L1 reconstruction term.
@@ -71,12 +59,7 @@ class GanomalyConfig(DetectorConfig):
         loss_case: ``"fm"`` (feature matching) or ``"bce"`` adversarial term.
     """
 
-    lr: float = 2e-4
-    beta1: float = 0.5
-    epochs: int = 15
-    batch_size: int = 64
     latent_dim: int = 100
-    base_filters: int = 64
     w_adv: float = 1.0
     w_con: float = 50.0
     w_enc: float = 1.0
@@ -84,31 +67,18 @@ class GanomalyConfig(DetectorConfig):
 
 
 @register_detector
-class Ganomaly(Detector):
+class Ganomaly(GANDetector):
     """GANomaly detector; see the module docstring for losses, score and speed notes."""
 
     name: ClassVar[str] = "ganomaly"
     Config: ClassVar[type[DetectorConfig]] = GanomalyConfig
     loss_cases: ClassVar[tuple[str, ...]] = ("fm", "bce")
-    input_kinds: ClassVar[tuple[str, ...]] = ("image", "tabular")
     preferred_image_size: ClassVar[int] = 32
-    is_iterative: ClassVar[bool] = True
-    # Image tensors in channels_last: faster oneDNN convolutions on CPU, same results up to rounding.
-    channels_last: ClassVar[bool] = True
-
+    auto_latent: ClassVar[dict[str, int]] = {"image": 100, "tabular": 100}
     config: GanomalyConfig
 
     def __init__(self, **hparams: Any) -> None:
         super().__init__(**hparams)
-        cfg = self.config
-        for key in ("epochs", "latent_dim"):  # stricter than the shared ranges (Detector.__init__)
-            if getattr(cfg, key) < 1:
-                raise ConfigError(f"hyperparameter {key!r} of model {self.name!r}: expected >= 1, "
-                                  f"got {getattr(cfg, key)!r}")
-        self.GE: nn.Module | None = None
-        self.GD: nn.Module | None = None
-        self.E: nn.Module | None = None
-        self.D: nn.Module | None = None
         self.d_reinits = 0
 
     @classmethod
@@ -117,125 +87,63 @@ class Ganomaly(Detector):
         return {"base_filters": 8, "latent_dim": 16, "batch_size": 32, "epochs": 2, "lr": 2e-3}
 
     # ----- networks -----
-    def _build(self) -> None:
-        """Create the four networks for ``self.input_shape`` on ``self.device`` (DCGAN init)."""
+    def build_networks(self) -> dict[str, nn.Module]:
+        """GE, GD, E and D for ``self.input_shape``; images in channels_last."""
         assert self.input_shape is not None
-        cfg = self.config
-        if len(self.input_shape) == 3:
+        cfg, latent = self.config, self.latent_size()
+        if self.is_image:
             shape = self.input_shape
-            self.GE = ImageEncoder(shape, cfg.latent_dim, cfg.base_filters)
-            self.GD = ImageDecoder(cfg.latent_dim, shape, cfg.base_filters)
-            self.E = ImageEncoder(shape, cfg.latent_dim, cfg.base_filters)
-            self.D = ImageEncoder(shape, 1, cfg.base_filters)
+            nets: dict[str, nn.Module] = {
+                "GE": ImageEncoder(shape, latent, cfg.base_filters),
+                "GD": ImageDecoder(latent, shape, cfg.base_filters),
+                "E": ImageEncoder(shape, latent, cfg.base_filters),
+                "D": ImageEncoder(shape, 1, cfg.base_filters),
+            }
         else:
             (dim,) = self.input_shape
             hid = cfg.base_filters
             # Batch norm in the hidden layer, as in the image networks: without it the latent score of
             # small tabular networks is much weaker (AUROC ~0.8 vs ~0.98 on the contract test's data).
-            self.GE = mlp([dim, hid, cfg.latent_dim], batch_norm=True)
-            self.GD = mlp([cfg.latent_dim, hid, dim], batch_norm=True)
-            self.E = mlp([dim, hid, cfg.latent_dim], batch_norm=True)
-            self.D = MLPDiscriminator(dim, [hid])
-        for net in self._nets():
+            nets = {
+                "GE": mlp([dim, hid, latent], batch_norm=True),
+                "GD": mlp([latent, hid, dim], batch_norm=True),
+                "E": mlp([dim, hid, latent], batch_norm=True),
+                "D": MLPDiscriminator(dim, [hid]),
+            }
+        for net in nets.values():
             self._init_weights(net)
-            net.to(self.device, memory_format=self._memory_format())
+            net.to(memory_format=self._memory_format())
+        return nets
 
     def _init_weights(self, net: nn.Module) -> None:
         """DCGAN initialisation for image networks; PyTorch's default (Kaiming-uniform) for the MLPs,
         where N(0, 0.02) weights shrink the signal so much that the tabular networks barely train."""
-        if self.input_shape is not None and len(self.input_shape) == 3:
+        if self.is_image:
             net.apply(dcgan_init)
         else:
             for mod in net.modules():
                 if isinstance(mod, nn.Linear):
                     mod.reset_parameters()
 
-    def _nets(self) -> list[nn.Module]:
-        if self.GE is None or self.GD is None or self.E is None or self.D is None:
-            raise DataError(f"{self.name}: the detector is not fitted; call fit() or load() first")
-        return [self.GE, self.GD, self.E, self.D]
-
     def _memory_format(self) -> torch.memory_format:
-        is_image = self.input_shape is not None and len(self.input_shape) == 3
-        return torch.channels_last if is_image and self.channels_last else torch.contiguous_format
+        return torch.channels_last if self.is_image else torch.contiguous_format
 
-    def _set_mode(self, train: bool) -> None:
-        for net in self._nets():
-            net.train(train)
+    def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        nets = self.networks()
+        self._g_params = [p for key in ("GE", "GD", "E") for p in nets[key].parameters()]
+        self._d_params = list(nets["D"].parameters())
+        return {"g": self.adam(self._g_params), "d": self.adam(self._d_params)}
+
+    def start_fit(self, data: torch.Tensor, gen: torch.Generator) -> None:
+        self.d_reinits = 0
 
     # ----- training -----
-    def fit_epochs(
-        self,
-        x: np.ndarray,
-        *,
-        seed: int = 0,
-        device: str | torch.device = "cpu",
-        bf16: bool = False,
-        resume: Mapping[str, Any] | None = None,
-    ) -> Iterator[dict[str, float]]:
-        """Train on normal samples ``x`` ((N, C, H, W) or (N, D)), yielding mean losses per epoch.
-
-        Yields:
-            ``{"loss_d", "loss_g", "loss_adv", "loss_con", "loss_enc"}``: means over the epoch's steps.
-            While the generator is suspended at a yield the networks are in eval mode, so ``score``
-            can be called between epochs.
-
-        Raises:
-            DivergedError: A loss became NaN or infinite.
-        """
-        self._set_input(x, device, bf16)
-        gc.warn_if_slow_bf16(self.name, self.device, self.bf16)
-        xs = self.check_input(x)
-        if xs.shape[0] < 2:
-            raise DataError(f"{self.name}: training needs at least 2 samples (batch norm), got {xs.shape[0]}")
-        gen = gc.seed_everything(seed)
-        if resume is None:
-            self._build()
-            self.d_reinits = 0
-        else:
-            self.load_state(resume["state"])  # networks and D re-initialisation count
+    def train_step(self, xb: torch.Tensor, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        """One simultaneous G and D update on ``xb`` (B, ...); returns the five losses."""
         cfg = self.config
-        data = gc.to_tensor(xs, self.device)
-        GE, GD, E, D = self._nets()
-        g_params = [p for net in (GE, GD, E) for p in net.parameters()]
-        d_params = list(D.parameters())
-        opt_g = gc.adam(iter(g_params), cfg.lr, cfg.beta1)
-        opt_d = gc.adam(iter(d_params), cfg.lr, cfg.beta1)
-        names = ("loss_d", "loss_g", "loss_adv", "loss_con", "loss_enc")
-        start = self._resume(resume, {"g": opt_g, "d": opt_d}, gen) if resume is not None else 0
-        for epoch in range(start, cfg.epochs):
-            self._set_mode(True)
-            total = torch.zeros(len(names), device=self.device)
-            steps = 0
-            for idx in gc.minibatches(data.shape[0], cfg.batch_size, gen):
-                xb = data[idx].contiguous(memory_format=self._memory_format())
-                losses = self._step(xb, g_params, d_params, opt_g, opt_d)
-                total += losses
-                steps += 1
-                # One host sync per step, needed for the collapse test as in the original code.
-                if losses[0].item() < D_COLLAPSE:
-                    self._reinit_d(opt_d)
-            means = {k: float(v) for k, v in zip(names, (total / max(steps, 1)).tolist(), strict=True)}
-            gc.check_finite(self.name, epoch, means)
-            # Scoring uses GE, GD and E in eval mode: give them running statistics of the current weights.
-            # 1024 samples: enough for stable statistics; costs ~5% of an epoch of 4000 samples.
-            gc.recalibrate_batchnorm(self._reconstruct, [GE, GD, E], data, cfg.batch_size, gen, 1024)
-            self._set_mode(False)
-            self._track(epoch + 1, {"g": opt_g, "d": opt_d}, gen)
-            yield means
-
-    def _step(
-        self,
-        xb: torch.Tensor,
-        g_params: list[nn.Parameter],
-        d_params: list[nn.Parameter],
-        opt_g: torch.optim.Optimizer,
-        opt_d: torch.optim.Optimizer,
-    ) -> torch.Tensor:
-        """One simultaneous G and D update on batch ``xb``; returns the detached losses (5,)."""
-        cfg = self.config
-        GE, GD, E, D = self._nets()
-        with gc.autocast(self.device, self.bf16):
+        GE, GD, E, D = (self.nets[k] for k in NETS)
+        xb = xb.contiguous(memory_format=self._memory_format())
+        with self.autocast():
             z = GE(xb)
             x_hat = GD(z)
             z_hat = E(x_hat)
@@ -245,69 +153,54 @@ class Ganomaly(Detector):
         if cfg.loss_case == "fm":
             loss_adv = (feat_fake.float() - feat_real.detach().float()).pow(2).mean()
         else:
-            loss_adv = _bce(logit_fake, 1.0)
+            loss_adv = bce(logit_fake, True)
         loss_con = (x_hat.float() - xb).abs().mean()
         loss_enc = (z.float() - z_hat.float()).pow(2).mean()
         loss_g = cfg.w_adv * loss_adv + cfg.w_con * loss_con + cfg.w_enc * loss_enc
-        loss_d = 0.5 * (_bce(logit_real, 1.0) + _bce(logit_fake, 0.0))
+        loss_d = 0.5 * (bce(logit_real, True) + bce(logit_fake, False))
         # Each loss differentiated only w.r.t. its own player's parameters: no wasted D weight gradients
         # for the G loss, and the D loss never reaches G through x_hat.
-        grads_g = torch.autograd.grad(loss_g, g_params, retain_graph=True)
-        grads_d = torch.autograd.grad(loss_d, d_params)
-        for p, g in zip(g_params, grads_g, strict=True):
+        grads_g = torch.autograd.grad(loss_g, self._g_params, retain_graph=True)
+        grads_d = torch.autograd.grad(loss_d, self._d_params)
+        for p, g in zip(self._g_params, grads_g, strict=True):
             p.grad = g
-        for p, g in zip(d_params, grads_d, strict=True):
+        for p, g in zip(self._d_params, grads_d, strict=True):
             p.grad = g
-        opt_g.step()
-        opt_d.step()
-        return torch.stack([loss_d, loss_g, loss_adv, loss_con, loss_enc]).detach()
+        self.optimizers["g"].step()
+        self.optimizers["d"].step()
+        # One host sync per step, needed for the collapse test as in the original code.
+        if loss_d.item() < D_COLLAPSE:
+            self._reinit_d()
+        return {"loss_d": loss_d, "loss_g": loss_g, "loss_adv": loss_adv, "loss_con": loss_con,
+                "loss_enc": loss_enc}
 
-    def _reinit_d(self, opt_d: torch.optim.Optimizer) -> None:
+    def _reinit_d(self) -> None:
         """Re-initialise D's weights and forget its Adam moments (the old ones belong to a dead D)."""
-        assert self.D is not None
-        self._init_weights(self.D)
-        opt_d.state.clear()
+        self._init_weights(self.nets["D"])
+        self.optimizers["d"].state.clear()
         self.d_reinits += 1
+
+    def end_epoch(self, data: torch.Tensor, gen: torch.Generator) -> None:
+        # Scoring uses GE, GD and E in eval mode: give them running statistics of the current weights.
+        # 1024 samples: enough for stable statistics; costs ~5% of an epoch of 4000 samples.
+        GE, GD, E = (self.nets[k] for k in ("GE", "GD", "E"))
+        recalibrate_batchnorm(self._reconstruct, [GE, GD, E], data, self.config.batch_size, gen, 1024)
 
     def _reconstruct(self, xb: torch.Tensor) -> torch.Tensor:
         """E(GD(GE(x))) for a batch (B, ...) in the training memory format; returns (B, latent_dim)."""
-        GE, GD, E, _ = self._nets()
+        GE, GD, E = (self.nets[k] for k in ("GE", "GD", "E"))
         return E(GD(GE(xb.contiguous(memory_format=self._memory_format()))))
 
     # ----- scoring -----
-    def _latent_distance(self, xb: torch.Tensor) -> torch.Tensor:
-        """(B, ...) -> (B,) mean squared distance between GE(x) and E(GD(GE(x)))."""
-        GE, GD, E, _ = self._nets()
-        xb = xb.contiguous(memory_format=self._memory_format())
-        z = GE(xb)
+    def score_batch(self, xb: torch.Tensor) -> torch.Tensor:
+        """(B, ...) -> (B,) mean squared distance between GE(x) and E(GD(GE(x))), in float32."""
+        GE, GD, E = (self.nets[k] for k in ("GE", "GD", "E"))
+        z = GE(xb.contiguous(memory_format=self._memory_format()))
         return (z - E(GD(z))).pow(2).mean(dim=1)
 
-    def score(self, x: np.ndarray) -> np.ndarray:
-        """Anomaly scores (N,) float64 for ``x`` of the fitted shape; higher = more anomalous.
-
-        Computed in float32 in eval mode, so each score depends only on its own sample.
-        """
-        xs = self.check_input(x)
-        nets = self._nets()
-        was_training = [net.training for net in nets]
-        self._set_mode(False)
-        try:
-            return gc.score_batched(self._latent_distance, xs, self.device)
-        finally:
-            for net, mode in zip(nets, was_training, strict=True):
-                net.train(mode)
-
     # ----- persistence -----
-    def state(self) -> dict[str, Any]:
-        GE, GD, E, D = self._nets()
-        return {
-            "GE": GE.state_dict(), "GD": GD.state_dict(), "E": E.state_dict(), "D": D.state_dict(),
-            "d_reinits": self.d_reinits,
-        }
+    def extra_state(self) -> dict[str, Any]:
+        return {"d_reinits": self.d_reinits}
 
-    def load_state(self, state: dict[str, Any]) -> None:
-        self._build()
-        for key, net in zip(("GE", "GD", "E", "D"), self._nets(), strict=True):
-            net.load_state_dict(state[key])
+    def load_extra_state(self, state: Any) -> None:
         self.d_reinits = int(state.get("d_reinits", 0))
-        self._set_mode(False)

@@ -16,6 +16,13 @@ from torch import nn
 from adgan.errors import DataError
 
 
+def bce(logits: torch.Tensor, real: bool) -> torch.Tensor:
+    """Mean binary cross-entropy of ``logits`` (any shape) against an all-real or all-fake target, in
+    float32 whatever the autocast dtype of the logits."""
+    logits = logits.float()
+    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, float(real)))
+
+
 def side_ladder(side: int) -> list[int]:
     """Feature-map sides from the input down: 28 -> [28, 14, 7], 32 -> [32, 16, 8, 4]."""
     if side not in (28, 32):
@@ -196,3 +203,41 @@ class MLPDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_features(x)[1]
+
+
+class FeatureScale(nn.Module):
+    """Fixed per-feature affine map: ``(x - shift) / scale``, or its inverse ``x * scale + shift``.
+
+    Tabular networks standardise their input and de-standardise the generator's output with the training
+    mean and standard deviation (at least 1; buffers, saved with the weights). The function class is that
+    of the published MLPs (a linear layer absorbs an affine map); only the starting point changes, which
+    matters on unscaled KDD99 features spanning 0..5e6.
+    """
+
+    def __init__(self, dim: int, inverse: bool = False) -> None:
+        super().__init__()
+        self.inverse = inverse
+        self.register_buffer("shift", torch.zeros(dim))
+        self.register_buffer("scale", torch.ones(dim))
+
+    def fit(self, x: torch.Tensor) -> None:
+        """Set shift/scale to the mean and std of ``x`` (N, D), the scale at least 1.
+
+        Features with std below 1 (KDD99's one-hot and rate columns) are only centred: dividing a rare
+        one-hot column by its tiny std would turn its ones into values of several hundred.
+        """
+        self.shift.copy_(x.mean(0))
+        self.scale.copy_(x.std(0, correction=0).clamp(min=1.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.inverse:
+            return x * self.scale + self.shift
+        return (x - self.shift) / self.scale
+
+
+def fit_scales(x: torch.Tensor, *nets: nn.Module) -> None:
+    """Fit every ``FeatureScale`` inside ``nets`` to the training data ``x`` (N, D)."""
+    for net in nets:
+        for m in net.modules():
+            if isinstance(m, FeatureScale):
+                m.fit(x)
