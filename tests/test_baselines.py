@@ -144,7 +144,7 @@ def test_bad_input_is_a_clear_error(name: str, tab: tuple[np.ndarray, ...]) -> N
 
 
 @pytest.mark.parametrize(("name", "hp", "message"), [
-    ("knn", {"kk": 3}, "unknown hyperparameter.*kk"), ("knn", {"k": 0}, "'k' of model 'knn': expected > 0"),
+    ("knn", {"kk": 3}, "unknown hyperparameter.*kk"), ("knn", {"k": 0}, "'k' of model 'knn': expected >= 1"),
     ("knn", {"k": 2.5}, "'k' of model 'knn': expected int"), ("knn", {"fit_samples": -1}, "'fit_samples'"),
     ("iforest", {"n_trees": 10}, "unknown hyperparameter.*n_trees"), ("iforest", {"max_features": 1.5},
     "'max_features'"), ("pca", {"n_components": 0}, "'n_components'"), ("ocsvm", {"nu": 0.0}, "'nu'"),

@@ -96,26 +96,75 @@ def _coerce(model: str, key: str, value: Any, default: Any) -> Any:
     raise ConfigError(f"hyperparameter {key!r} of model {model!r}: expected {kind.__name__}, got {value!r}")
 
 
-# Ranges of the shared hyperparameter vocabulary, checked for every detector that has the field, so that a
-# bad value is refused when the config is built (a sweep spec: before Ray starts), not by torch mid-run.
-# name: (lowest allowed, highest allowed, what is expected); beta1's bound 1 itself is excluded below.
-_RANGES: dict[str, tuple[float, float, str]] = {
-    "lr": (math.ulp(0.0), math.inf, "> 0"),
-    "search_lr": (math.ulp(0.0), math.inf, "> 0"),
-    "beta1": (0.0, 1.0 - math.ulp(1.0), "in [0, 1)"),
-    "lam": (0.0, 1.0, "in [0, 1]"),
-    "epochs": (0, math.inf, ">= 0"),
-    "latent_dim": (0, math.inf, ">= 0 (0: the model's default)"),
-    "batch_size": (1, math.inf, ">= 1"),
-    "base_filters": (1, math.inf, ">= 1"),
-    "gamma_steps": (1, math.inf, ">= 1"),
-    "search_batch_size": (1, math.inf, ">= 1"),
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """The valid values of a numeric hyperparameter: ``low`` .. ``high``, each end open or closed.
+
+    Checked when a config is built (a sweep spec: before Ray starts), never by torch mid-run.
+    """
+
+    low: float
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+    note: str = ""
+
+    def __contains__(self, value: float) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below  # both False for NaN
+
+    def text(self) -> str:
+        """``"> 0"``, ``">= 1"``, ``"in (0, 1]"``..."""
+        if math.isinf(self.high):
+            text = f"{'>' if self.low_open else '>='} {self.low:g}"
+        else:
+            left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
+            text = f"in {left}{self.low:g}, {self.high:g}{right}"
+        return f"{text} ({self.note})" if self.note else text
+
+    def outside(self) -> list[float]:
+        """Values just outside the range (for tests and examples)."""
+        out = [self.low if self.low_open else self.low - 1]
+        if not math.isinf(self.high):
+            out.append(self.high if self.high_open else self.high + 1)
+        return out
+
+
+def ranged(default: Any, valid: Range) -> Any:
+    """A config field with a model-specific ``Range`` (the shared names have theirs in ``SHARED_RANGES``)."""
+    return dataclasses.field(default=default, metadata={"range": valid})
+
+
+# Ranges of the shared hyperparameter vocabulary, checked for every detector that has the field.
+SHARED_RANGES: dict[str, Range] = {
+    "lr": Range(0.0, low_open=True),
+    "search_lr": Range(0.0, low_open=True),
+    "beta1": Range(0.0, 1.0, high_open=True),
+    "lam": Range(0.0, 1.0),
+    "epochs": Range(0),
+    "latent_dim": Range(0, note="0: the model's default"),
+    "batch_size": Range(1),
+    "base_filters": Range(1),
+    "gamma_steps": Range(1),
+    "search_batch_size": Range(1),
+    "fit_samples": Range(0, note="0: all rows"),
 }
+LOSS_WEIGHT = Range(0.0)  # every ``w_*`` field: a loss weight
+
+
+def valid_range(field: dataclasses.Field[Any]) -> Range | None:
+    """The ``Range`` of a config field: its own, the shared one of its name, ``LOSS_WEIGHT`` for ``w_*``."""
+    if "range" in field.metadata:
+        return field.metadata["range"]
+    if field.name in SHARED_RANGES:
+        return SHARED_RANGES[field.name]
+    return LOSS_WEIGHT if field.name.startswith("w_") else None
 
 
 def check_ranges(model: str, config: DetectorConfig) -> None:
-    """Refuse non-finite values (NaN, +-inf) of any numeric hyperparameter, shared hyperparameters out of
-    range, and negative loss weights (``w_*``)."""
+    """Refuse non-finite values (NaN, +-inf) of any numeric hyperparameter and values outside a field's
+    ``valid_range``."""
     for field in dataclasses.fields(config):
         value = getattr(config, field.name)
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -124,15 +173,10 @@ def check_ranges(model: str, config: DetectorConfig) -> None:
             raise ConfigError(
                 f"hyperparameter {field.name!r} of model {model!r}: expected a finite number, got {value!r}"
             )
-        if field.name in _RANGES:
-            low, high, expected = _RANGES[field.name]
-        elif field.name.startswith("w_"):
-            low, high, expected = 0.0, math.inf, ">= 0"
-        else:
-            continue
-        if not low <= value <= high:  # also False for NaN
+        valid = valid_range(field)
+        if valid is not None and value not in valid:
             raise ConfigError(
-                f"hyperparameter {field.name!r} of model {model!r}: expected {expected}, got {value!r}"
+                f"hyperparameter {field.name!r} of model {model!r}: expected {valid.text()}, got {value!r}"
             )
 
 
@@ -182,7 +226,6 @@ class Detector(ABC):
         """How many epochs ``fit_epochs`` yields."""
         return int(getattr(self.config, "epochs", 1)) if self.is_iterative else 1
 
-    @abstractmethod
     def fit_epochs(
         self,
         x: np.ndarray,
@@ -194,12 +237,23 @@ class Detector(ABC):
     ) -> Iterator[dict[str, float]]:
         """Train on normal samples ``x`` ((N, C, H, W) or (N, D), float32), yielding losses per epoch.
 
-        ``resume``: a ``training_state()`` saved after some epochs of the same config, data and seed; the
-        loop continues from there and yields the remaining epochs, exactly as an uninterrupted run would.
+        The input is checked (and the device and bf16 option recorded) at this call; the epochs run as the
+        returned iterator is advanced. ``resume``: a ``training_state()`` saved after some epochs of the
+        same config, data and seed; the loop continues from there and yields the remaining epochs, exactly
+        as an uninterrupted run would.
 
         Raises:
-            DivergedError: A loss became NaN or infinite.
+            DataError: Input of the wrong kind or shape, or integer image pixels.
+            DivergedError: A loss became NaN or infinite (from the iterator).
         """
+        self._set_input(x, device, bf16)
+        return self._train(self.check_input(x), int(seed), resume)
+
+    @abstractmethod
+    def _train(
+        self, x: np.ndarray, seed: int, resume: Mapping[str, Any] | None
+    ) -> Iterator[dict[str, float]]:
+        """The training of ``fit_epochs`` on checked float32 input ``x``; yields losses per epoch."""
 
     # ----- continuing an interrupted training -----
     def _track(

@@ -29,22 +29,10 @@ import torch
 from sklearn.ensemble import IsolationForest
 from sklearn.svm import OneClassSVM
 
-from adgan.errors import ConfigError, DataError
-from adgan.models.base import Detector, DetectorConfig, register_detector
+from adgan.errors import DataError
+from adgan.models.base import Detector, DetectorConfig, Range, ranged, register_detector
 
 _CHUNK_ELEMENTS = 1 << 22  # temporary arrays of scorers hold at most ~4M float64 (32 MB)
-
-
-def _positive(model: str, **values: float) -> None:
-    for key, value in values.items():
-        if not value > 0:
-            raise ConfigError(f"hyperparameter {key!r} of model {model!r}: expected > 0, got {value!r}")
-
-
-def _non_negative(model: str, **values: float) -> None:
-    for key, value in values.items():
-        if not value >= 0:
-            raise ConfigError(f"hyperparameter {key!r} of model {model!r}: expected >= 0, got {value!r}")
 
 
 def _subsample(n: int, fit_samples: int, seed: int) -> np.ndarray:
@@ -65,6 +53,7 @@ class _Baseline(Detector):
     loss_cases = ("default",)
     input_kinds = ("image", "tabular")
     is_iterative = False
+    uses_accelerator = False  # scikit-learn / numpy / CPU torch
 
     def __init__(self, **hparams: Any) -> None:
         super().__init__(**hparams)
@@ -79,24 +68,17 @@ class _Baseline(Detector):
             raise DataError(f"{self.name}: {what} contains {bad} NaN or infinite value(s)")
         return x.reshape(x.shape[0], int(np.prod(x.shape[1:])))
 
-    def fit_epochs(
-        self,
-        x: np.ndarray,
-        *,
-        seed: int = 0,
-        device: str | torch.device = "cpu",
-        bf16: bool = False,
-        resume: Mapping[str, Any] | None = None,
+    def _train(
+        self, x: np.ndarray, seed: int, resume: Mapping[str, Any] | None
     ) -> Iterator[dict[str, float]]:
         """Fit on normal samples ``x`` ((N, C, H, W) or (N, D)); yields ``{"fit_seconds": s}`` once.
         A one-shot fit has nothing to continue: ``resume`` must be None."""
         if resume is not None:
             raise DataError(f"{self.name}: a one-shot fit cannot be resumed")
-        self._set_input(x, device, bf16)
         try:
             x2 = self._flat(x, "training data")
             start = time.perf_counter()
-            self._fit(x2, int(seed))
+            self._fit(x2, seed)
         except BaseException:
             self.input_shape = None  # a failed fit leaves the detector unfitted
             raise
@@ -129,13 +111,9 @@ class KNNConfig(DetectorConfig):
     30000 training rows gain < 0.003 AUPRC on KDD99 over 10000 at three times the scoring cost.
     """
 
-    k: int = 1
+    k: int = ranged(1, Range(1))
     fit_samples: int = 10000
     batch_size: int = 512
-
-    def __post_init__(self) -> None:
-        _positive("knn", k=self.k)  # batch_size: the shared ranges (base.check_ranges)
-        _non_negative("knn", fit_samples=self.fit_samples)
 
 
 @register_detector
@@ -147,6 +125,7 @@ class KNN(_Baseline):
     """
 
     name = "knn"
+    uses_accelerator = True  # the candidate search runs on the fit's device
     Config = KNNConfig
     config: KNNConfig
     _EXTRA_CANDIDATES = 16  # shortlist margin against rounding in the matmul distances
@@ -194,16 +173,9 @@ class IForestConfig(DetectorConfig):
     """scikit-learn IsolationForest: n_estimators trees, each on max_samples rows (clipped to N) and a
     max_features fraction of the features."""
 
-    n_estimators: int = 100
-    max_samples: int = 256
-    max_features: float = 1.0
-
-    def __post_init__(self) -> None:
-        _positive("iforest", n_estimators=self.n_estimators, max_samples=self.max_samples,
-                  max_features=self.max_features)
-        if self.max_features > 1.0:
-            raise ConfigError(f"hyperparameter 'max_features' of model 'iforest' is a fraction in (0, 1], "
-                              f"got {self.max_features}")
+    n_estimators: int = ranged(100, Range(1))
+    max_samples: int = ranged(256, Range(1))
+    max_features: float = ranged(1.0, Range(0.0, 1.0, low_open=True, note="a fraction of the features"))
 
 
 def _average_path_length(n: np.ndarray) -> np.ndarray:
@@ -221,7 +193,6 @@ class IForest(_Baseline):
     """Isolation forest; score = 2^(-mean path length / c(max_samples)) = -``score_samples``."""
 
     name = "iforest"
-    uses_accelerator = False  # scikit-learn / numpy / CPU torch
     Config = IForestConfig
     config: IForestConfig
 
@@ -308,12 +279,8 @@ class PCAConfig(DetectorConfig):
     32: 0.390); on KDD99 4 to 32 components are within 0.006 of each other.
     """
 
-    n_components: int = 8
+    n_components: int = ranged(8, Range(1))
     fit_samples: int = 20000
-
-    def __post_init__(self) -> None:
-        _positive("pca", n_components=self.n_components)
-        _non_negative("pca", fit_samples=self.fit_samples)
 
 
 @register_detector
@@ -321,7 +288,6 @@ class PCA(_Baseline):
     """Squared reconstruction error ||(x - mean) - P(x - mean)||^2 of a PCA with n components."""
 
     name = "pca"
-    uses_accelerator = False  # scikit-learn / numpy / CPU torch
     Config = PCAConfig
     config: PCAConfig
 
@@ -368,14 +334,9 @@ class OCSVMConfig(DetectorConfig):
     """scikit-learn OneClassSVM with an RBF kernel on a seeded subsample of fit_samples rows (0 = all);
     gamma 0 means scikit-learn's "scale", 1 / (D * var(x))."""
 
-    nu: float = 0.1
-    gamma: float = 0.0
+    nu: float = ranged(0.1, Range(0.0, 1.0, low_open=True))
+    gamma: float = ranged(0.0, Range(0.0, note='0: scikit-learn\'s "scale"'))
     fit_samples: int = 5000
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.nu <= 1.0:
-            raise ConfigError(f"hyperparameter 'nu' of model 'ocsvm' must be in (0, 1], got {self.nu}")
-        _non_negative("ocsvm", gamma=self.gamma, fit_samples=self.fit_samples)
 
 
 @register_detector
@@ -383,7 +344,6 @@ class OCSVM(_Baseline):
     """One-class SVM; score = -decision_function = -(sum_i a_i exp(-gamma ||x - sv_i||^2) + b)."""
 
     name = "ocsvm"
-    uses_accelerator = False  # scikit-learn / numpy / CPU torch
     Config = OCSVMConfig
     config: OCSVMConfig
 

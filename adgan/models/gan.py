@@ -10,10 +10,10 @@ A GAN detector subclasses :class:`GANDetector` and gives only what is its own:
 - optionally ``start_fit`` (one-time set-up on a fresh fit: feature scales, a fixed search start),
   ``end_epoch`` (e.g. batch-norm recalibration), ``extra_state`` / ``load_extra_state``.
 
-:meth:`GANDetector.fit_epochs` is the loop, readable top to bottom: input checks, seeding, build or resume,
-optimisers, epochs of shuffled minibatches, per-epoch mean losses checked for finiteness, and one yield per
-epoch with the networks in eval mode (so ``score`` can run between epochs) and the training state tracked
-(so ``training_state()`` can save it and ``fit_epochs(resume=...)`` continue exactly).
+:meth:`GANDetector._train` (run by ``fit_epochs``) is the loop, readable top to bottom: seeding, build or
+resume, optimisers, epochs of shuffled minibatches, per-epoch mean losses checked for finiteness, and one
+yield per epoch with the networks in eval mode (so ``score`` can run between epochs) and the training state
+tracked (so ``training_state()`` can save it and ``fit_epochs(resume=...)`` continue exactly).
 
 The helpers below (seeding, minibatches, autocast, batched scoring, batch-norm recalibration) are the
 GANs' shared plumbing.
@@ -138,16 +138,10 @@ class GANDetector(Detector):
             net.train(mode)
 
     # ----- the training loop -----
-    def fit_epochs(
-        self,
-        x: np.ndarray,
-        *,
-        seed: int = 0,
-        device: str | torch.device = "cpu",
-        bf16: bool = False,
-        resume: Mapping[str, Any] | None = None,
+    def _train(
+        self, xs: np.ndarray, seed: int, resume: Mapping[str, Any] | None
     ) -> Iterator[dict[str, float]]:
-        """Train on normal samples ``x`` ((N, C, H, W) or (N, D), float32); yields mean losses per epoch.
+        """The loop of ``fit_epochs`` on checked input ``xs`` (N, C, H, W) or (N, D); yields mean losses.
 
         While the generator is suspended at a yield the networks are in eval mode, so ``score`` can be
         called between epochs. ``resume``: a ``training_state()`` of the same config, data and seed.
@@ -155,9 +149,7 @@ class GANDetector(Detector):
         Raises:
             DivergedError: A loss became NaN or infinite.
         """
-        self._set_input(x, device, bf16)
         warn_if_slow_bf16(self.name, self.device, self.bf16)
-        xs = self.check_input(x)
         if xs.shape[0] < 2:
             raise DataError(f"{self.name}: training needs at least 2 samples (batch norm), got {xs.shape[0]}")
         gen = seed_everything(seed)
