@@ -24,9 +24,10 @@ from adgan.report import build_report, load_published
 from adgan.report.figures import png_size
 from adgan.report.published import verdict
 
-SECTIONS = ("overview", "progress", "per-class", "loss-cases", "gan-vs-baseline", "quality-cost", "kdd99",
-            "learning-curves", "sweep-cost", "published")
+SECTIONS = ("recommendation", "overview", "per-class", "gan-vs-baseline", "loss-cases", "quality-cost",
+            "kdd99", "published", "learning-curves", "sweep-cost", "progress")
 MAX_EPOCHS = 4
+FAMILY = {"egbad": "gan", "ganomaly": "gan", "knn": "baseline", "iforest": "baseline"}
 # (dataset, model, classes, loss cases, seeds); egbad on mnist-5k runs two loss cases and two seeds.
 PLAN = [
     ("mnist-5k", "egbad", [0, 1, 4], ["fm-fm", "bce-bce"], [0, 1]),
@@ -44,21 +45,29 @@ PLANTED = {("fm-fm", 0): (0.80, 0.48), ("fm-fm", 1): (0.80, 0.52), ("bce-bce", 0
 # For tests that need a sweep but not every figure: one class, one GAN with two loss cases, one baseline.
 SMALL_PLAN = [("mnist-5k", "egbad", [0], ["fm-fm", "bce-bce"], [0, 1]),
               ("mnist-5k", "knn", [0], ["default"], [0])]
+N_VAL, N_VAL_ANOM, N_TEST, N_TEST_ANOM = 460, 100, 1000, 200
 
 
-def _write(path: Path, name: str, rows: list[dict[str, Any]]) -> None:
-    table = pa.Table.from_pylist(rows).replace_schema_metadata(
-        {"adgan.schema_version": "1", "adgan.table": name})
+def write_v1(path: Path, name: str, rows: list[dict[str, Any]]) -> None:
+    """A table as schema version 1 wrote it (no family/class_name/param_* columns, float reported_at)."""
+    v2_only = {"family", "n_val", "n_val_anomalies", "n_test_anomalies", "n_train", "fit_seconds"}
+    def kept(k: str) -> bool:
+        return k not in v2_only and not k.startswith("param_") and not (k == "class_name" and name != "best")
+
+    rows = [{k: json.dumps(v) if isinstance(v, dict) else v for k, v in r.items() if kept(k)} for r in rows]
+    meta = {"adgan.schema_version": "1", "adgan.table": name}
+    table = pa.Table.from_pylist(rows).replace_schema_metadata(meta)
     pq.write_table(table, path / f"{name}.parquet")
 
 
 def _group_rows(rng: np.random.Generator, ds: str, model: str, cls: int, case: str,
                 seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
-    """Epoch rows, trial rows and the best row of one group, following adgan.sweep.results' schema."""
-    gan = model in ("egbad", "ganomaly")
+    """Epoch rows, trial rows and the best row of one group, as the sweep's callback builds them."""
+    gan = FAMILY[model] == "gan"
     gid = f"{ds}/c{cls}/{model}/{case}/s{seed}"
-    group = {"schema_version": 1, "sweep": "fake", "group_id": gid, "model": model, "dataset": ds,
-             "anomaly_class": cls, "loss_case": case, "seed": seed}
+    group = {"sweep": "fake", "group_id": gid, "model": model, "dataset": ds, "anomaly_class": cls,
+             "loss_case": case, "seed": seed, "family": FAMILY[model],
+             "class_name": "normal." if ds == "kdd99" else str(cls)}
     # GAN trials: completed, stopped early by ASHA after 1 epoch, completed (diverged on class 1).
     plans = [("completed", MAX_EPOCHS), ("stopped early", 1),
              ("diverged", 2) if cls == 1 else ("completed", MAX_EPOCHS)] if gan else [("completed", 1)] * 2
@@ -66,38 +75,52 @@ def _group_rows(rng: np.random.Generator, ds: str, model: str, cls: int, case: s
     epochs, trials = [], []
     for k, (status, n_ep) in enumerate(plans):
         tid = f"{gid}/t{k}"
+        params = {"lr": 1e-4 * (k + 1)} if gan else {}
         curve = np.clip(top - 0.15 * k - 0.1 / np.arange(1, n_ep + 1), 0.01, 0.99)
         for ep, val in enumerate(curve.tolist(), start=1):
             epochs.append({
-                **group, "trial_id": tid, "epoch": ep, "losses": json.dumps({"g": 1.0 / ep, "d": 0.5}),
+                **group, "params": params, "trial_id": tid, "epoch": ep, "losses": {"g": 1.0 / ep, "d": 0.5},
                 "val_auprc": val, "val_auroc": val + 0.05, "val_auprc_trapz": val - 0.01,
                 "best_val_auprc": val, "is_best": True, "epoch_seconds": 2.0, "eval_seconds": 0.5,
-                "samples_per_s": 100.0, "node_ip": "127.0.0.1", "reported_at": 0.0})
+                "samples_per_s": 100.0, "node_ip": "127.0.0.1", "reported_at": 1.7e9 + ep})
         trials.append({
-            **group, "trial_id": tid, "status": status, "message": "", "params": json.dumps({"lr": 1e-4}),
-            "config": json.dumps({"epochs": MAX_EPOCHS if gan else 1, "scale": False}),
-            "best_val_auprc": float(curve.max()), "best_epoch": int(curve.argmax()) + 1, "epochs_run": n_ep,
+            **group, "trial_id": tid, "status": status, "message": "", "params": params,
+            "config": {"epochs": MAX_EPOCHS if gan else 1, "scale": False, "device": "cuda"},
+            "best_val_auprc": float(curve.max()), "best_val_auroc": float(curve.max()) + 0.05,
+            "best_epoch": int(curve.argmax()) + 1, "epochs_run": n_ep,
             "max_epochs": MAX_EPOCHS if gan else 1, "wall_seconds": 3.0 * n_ep, "fit_seconds": 2.0 * n_ep,
             "score_seconds": 0.5 * n_ep, "node_ip": "127.0.0.1", "data_source": f"embedded {ds}",
-            "code_version": "abc123"})
+            "n_train": 800, "n_val": N_VAL, "n_val_anomalies": N_VAL_ANOM, "code_version": "abc123"})
     pick = max(trials, key=lambda t: t["best_val_auprc"])
     val, test = pick["best_val_auprc"], rng.uniform(0.2, 0.95)
     if (ds, model, cls) == ("mnist-5k", "egbad", 0):
         val, test = PLANTED[(case, seed)]
     best = {
-        **group, "class_name": "normal." if ds == "kdd99" else str(cls), "trial_id": pick["trial_id"],
-        "config": pick["config"], "val_auprc": val, "val_auroc": val + 0.05, "best_epoch": pick["best_epoch"],
+        **group, "trial_id": pick["trial_id"], "params": pick["params"], "config": pick["config"],
+        "val_auprc": val, "val_auroc": val + 0.05, "best_epoch": pick["best_epoch"],
         "test_auprc": test, "test_auroc": test + 0.05, "test_auprc_trapz": test - 0.01,
         "test_f1": test - 0.02, "test_precision": test - 0.01, "test_recall": test - 0.03,
-        "test_threshold": 1.2345, "test_q": 0.2,
+        "test_threshold": 1.2345, "test_q": 0.2, "n_test": N_TEST, "n_test_anomalies": N_TEST_ANOM,
+        "n_train": 800, "n_val": N_VAL, "n_val_anomalies": N_VAL_ANOM, "fit_seconds": pick["fit_seconds"],
         "n_trials": len(plans), "checkpoint": f"/ckpt/{gid}", "data_source": f"embedded {ds}",
         "code_version": "abc123"}
     return epochs, trials, best
 
 
+def write_tables(root: Path, rows: dict[str, list[dict[str, Any]]], names: tuple[str, ...] = ()) -> None:
+    """Store ``rows`` with the sweep's own writer (ResultsStore), as a sweep does."""
+    from adgan.sweep.results import ResultsStore
+
+    store = ResultsStore(root, {"lr": pa.float64()})
+    for name in names or tuple(rows):
+        for row in rows[name]:
+            store.upsert(name, row)
+    store.flush()
+
+
 def make_sweep(root: Path, *, meta: bool = True, plan: list[Any] | None = None,
                ) -> dict[str, list[dict[str, Any]]]:
-    """Write a small, realistic sweep (epochs/trials/best.parquet and sweep.json) and return its rows."""
+    """Write a small, realistic sweep (epochs/trials/best.parquet and spec.json) and return its rows."""
     rng = np.random.default_rng(7)
     rows: dict[str, list[dict[str, Any]]] = {"epochs": [], "trials": [], "best": []}
     for ds, model, classes, cases, seeds in plan or PLAN:
@@ -109,12 +132,13 @@ def make_sweep(root: Path, *, meta: bool = True, plan: list[Any] | None = None,
                     rows["trials"] += trials
                     rows["best"].append(best)
     root.mkdir(parents=True, exist_ok=True)
-    for name, table in rows.items():
-        _write(root, name, table)
+    write_tables(root, rows)
     if meta:
-        (root / "sweep.json").write_text(json.dumps({
-            "name": "fake", "budget": {"trials_per_group": 3, "max_epochs": MAX_EPOCHS},
-            "resources": {"cpus": 2, "gpu": 0.5}}))
+        budget = {"trials_per_group": 3, "max_epochs": MAX_EPOCHS, "grace_period": 1, "reduction_factor": 2}
+        (root / "spec.json").write_text(json.dumps({
+            "name": "fake", "budget": {**budget, "max_epochs": 99}, "resources": {"cpus": 2, "gpu": 1},
+            "budget_name": "default", "effective_budget": budget,
+            "effective_resources": {"cpus": 2, "gpu": 0.5}}))
     return rows
 
 
@@ -199,6 +223,9 @@ def full_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[st
     return root, rows, files
 
 
+GVB = "mnist-5k: best GAN vs best baseline (test AUPRC; both chosen on validation)"
+
+
 def test_report_has_every_section_table_and_figure(full_report: Any) -> None:
     root, _, files = full_report
     html = files.html.read_text()
@@ -207,8 +234,9 @@ def test_report_has_every_section_table_and_figure(full_report: Any) -> None:
     assert parsed.ids == list(SECTIONS)
     # The same tables in HTML and Markdown, cell for cell.
     assert parsed.tables == md_tables(md)
-    for caption in ("mnist-5k: test AUPRC", "mnist-5k: test AUROC", "mnist-5k / egbad: test (validation) "
-                    "AUPRC per loss case", "mnist-5k: best GAN vs best baseline (test AUPRC)",
+    for caption in ("mnist-5k: recommended detector per class", "kdd99: recommended detector per class",
+                    "mnist-5k: test AUPRC", "mnist-5k: test AUROC", "mnist-5k / egbad: test (validation) "
+                    "AUPRC per loss case", GVB,
                     "mnist-5k: quality vs cost (means over classes)", "KDD99 test metrics per model",
                     "Cost per group", "MNIST, one digit anomalous: EGBAD AUPRC per digit",
                     "KDD99 (`normal.` is the anomaly): precision / recall / F1"):
@@ -249,10 +277,11 @@ def test_report_numbers_follow_the_rows(full_report: Any) -> None:
             key = max(cands, key=lambda k: np.mean([r["val_auprc"] for r in cands[k]]))
             return key[0], float(np.mean([r["test_auprc"] for r in cands[key]]))
         (gan, g), (base, b) = pick(("egbad", "ganomaly")), pick(("knn", "iforest"))
-        row = row_of(t["mnist-5k: best GAN vs best baseline (test AUPRC)"], str(cls))
+        row = row_of(t[GVB], str(cls))
         assert row["best GAN"].split(" ")[0] == gan and row["best baseline"] == base
-        assert row["GAN - baseline"] == f"{g - b:+.4f}"
-    # Sweep cost: epochs run against max_epochs x trials, CPU/GPU hours from the recorded resources.
+        assert row["GAN - baseline (test)"] == f"{g - b:+.4f}"
+    # Sweep cost: epochs run against max_epochs x trials, CPU/GPU hours from the resources the runner
+    # recorded as used (effective_resources: 2 CPUs, 0.5 GPU), not the spec's request (1 GPU).
     total = row_of(t["Cost per group"], "total")
     assert total["epochs run"] == str(sum(r["epochs_run"] for r in rows["trials"]))
     assert total["epoch budget"] == str(sum(r["max_epochs"] for r in rows["trials"]))
@@ -287,11 +316,10 @@ def test_protocol_differences_and_budget_decide_the_verdict(tmp_path: Path) -> N
     root = tmp_path / "kdd"
     rows = make_sweep(root, plan=[PLAN[4]])  # kdd99, egbad
     for r in rows["trials"] + rows["best"]:
-        r["config"] = json.dumps({**json.loads(r["config"]), "scale": True, "max_train": 1000})
+        r["config"] = {**r["config"], "scale": True, "max_train": 1000}
     for r in rows["best"]:
         r["test_q"] = 0.1
-    _write(root, "trials", rows["trials"])
-    _write(root, "best", rows["best"])
+    write_tables(root, rows, ("trials", "best"))
     t = html_tables(build_report(root, tmp_path / "out").html.read_text()).tables
     kdd = row_of(t["KDD99 (`normal.` is the anomaly): precision / recall / F1"], "BiGAN/EGBAD")
     assert kdd["verdict"] == (
@@ -304,32 +332,23 @@ def test_protocol_differences_and_budget_decide_the_verdict(tmp_path: Path) -> N
         "comparison only, not a reproduction: budget below the paper's (10 < 50 epochs)")
 
 
-def test_reads_what_the_sweep_writer_writes(tmp_path: Path) -> None:
-    """Rows stored by the sweep's own ResultsStore (its Arrow schemas) and its spec.json copy."""
-    results = pytest.importorskip("adgan.sweep.results")
-    rows = make_sweep(tmp_path / "constructed", meta=False, plan=SMALL_PLAN)
-    root = tmp_path / "stored"
-    store = results.ResultsStore(root)
-    for name, table in rows.items():
-        for row in table:
-            store.upsert(name, {**row, "config": json.dumps({**json.loads(row["config"]), "device": "cpu"})}
-                         if name == "trials" else row)
-    store.flush()
-    (root / "spec.json").write_text(json.dumps({
-        "name": "stored-sweep", "dataset": "mnist-5k", "models": {"egbad": {}, "knn": {}},
-        "budget": {"trials_per_group": 3, "max_epochs": MAX_EPOCHS, "grace_period": 1, "reduction_factor": 2},
-        "resources": {"cpus": 2, "gpu": 1}}))
-    files = build_report(root, tmp_path / "out")
-    parsed = html_tables(files.html.read_text())
-    assert parsed.ids == list(SECTIONS)
-    assert row_of(parsed.tables["What this report was made from"], "sweep")["value"] == "stored-sweep"
+def test_cost_uses_the_resources_and_budget_the_runner_recorded(tmp_path: Path) -> None:
+    """spec.json holds the spec as written (1 GPU, 99 epochs) and what the runner used (effective_*): the
+    report prices hours and budgets with the latter; trials that ran on the CPU held no GPU."""
+    rows = make_sweep(tmp_path / "sweep", plan=SMALL_PLAN)
+    for r in rows["trials"]:
+        r["config"] = {**r["config"], "device": "cpu"}
+    write_tables(tmp_path / "sweep", rows, ("trials",))
+    parsed = html_tables(build_report(tmp_path / "sweep", tmp_path / "out").html.read_text())
+    assert row_of(parsed.tables["What this report was made from"], "sweep")["value"] == "fake"
+    from adgan.sweep.results import SCHEMA_VERSION
+
     assert row_of(parsed.tables["What this report was made from"], "best.parquet")["value"] == (
-        f"{len(rows['best'])} rows (schema version {results.SCHEMA_VERSION})")
+        f"{len(rows['best'])} rows (schema version {SCHEMA_VERSION})")
     total = row_of(parsed.tables["Cost per group"], "total")
     hours = sum(r["wall_seconds"] for r in rows["trials"]) / 3600
-    # The trials ran on the CPU: no GPU hours although the spec asked for a GPU.
     assert total["CPU h"] == f"{2 * hours:.3f}" and total["GPU h"] == "0.000"
-    assert row_of(parsed.tables["mnist-5k: test AUPRC"], "0")["egbad"].endswith("[fm-fm]")
+    assert total["epoch budget"] == str(sum(r["max_epochs"] for r in rows["trials"]))
 
 
 def test_partial_sweep_renders_what_is_there(tmp_path: Path) -> None:
@@ -337,7 +356,7 @@ def test_partial_sweep_renders_what_is_there(tmp_path: Path) -> None:
     part = tmp_path / "running"
     part.mkdir()
     first = [r for r in rows["epochs"] if r["group_id"] == "mnist-5k/c0/egbad/fm-fm/s0"][:5]
-    _write(part, "epochs", first)
+    write_tables(part, {"epochs": first})
     files = build_report(part, tmp_path / "out")
     html = files.html.read_text()
     parsed = html_tables(html)
@@ -349,24 +368,31 @@ def test_partial_sweep_renders_what_is_there(tmp_path: Path) -> None:
     assert parsed.tables == md_tables(files.markdown.read_text())
 
 
-def test_missing_optional_columns_and_unreadable_files_are_notes(tmp_path: Path) -> None:
+def test_version_1_results_are_upgraded_and_rendered(tmp_path: Path) -> None:
+    """A directory written by schema version 1 (no family/class_name/param_* columns, sweep.json instead of
+    spec.json) still renders, with notes on what it does not record."""
+    rows = make_sweep(tmp_path / "v2", meta=False, plan=[*SMALL_PLAN, PLAN[-1]])
     root = tmp_path / "old"
-    rows = make_sweep(root, meta=False, plan=[*SMALL_PLAN, PLAN[-1]])
-    for r in rows["best"]:
-        for col in ("test_f1", "test_precision", "test_recall", "test_threshold", "test_q"):
-            del r[col]
-    for r in rows["trials"]:
-        for col in ("fit_seconds", "score_seconds"):
-            del r[col]
-    _write(root, "best", rows["best"])
-    _write(root, "trials", rows["trials"])
-    (root / "epochs.parquet").write_bytes(b"not parquet at all")
+    root.mkdir()
+    for name, table in rows.items():
+        write_v1(root, name, table)
+    from adgan.sweep.results import SCHEMA_VERSION, read_table
+
+    trials = read_table(root, "trials")
+    assert {t["family"] for t in trials} == {"gan", "baseline"}
+    assert trials[0]["schema_version"] == SCHEMA_VERSION
+    assert {t["param_lr"] for t in trials if t["model"] == "egbad"} == {1e-4 * k for k in (1, 2, 3)}
+    assert {t["class_name"] for t in trials} == {"0", "normal."}  # from the datasets' class names
     html = build_report(root, tmp_path / "out").html.read_text()
-    assert "the KDD99 table is left out" in html
-    assert "the quality-vs-cost table is left out" in html
-    assert "CPU/GPU hours are left out" in html
-    assert "epochs.parquet could not be read" in html and "no learning curves" in html
-    assert "mnist-5k: test AUPRC" in html_tables(html).tables
+    assert "upgraded on reading" in html and "spec.json is missing" in html
+    assert "mnist-5k: recommended detector per class" in html_tables(html).tables
+
+
+def test_unreadable_result_file_is_an_error_naming_it(tmp_path: Path) -> None:
+    make_sweep(tmp_path / "s", plan=SMALL_PLAN)
+    (tmp_path / "s" / "epochs.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(DataError, match=r"epochs\.parquet: not a readable Parquet file"):
+        build_report(tmp_path / "s")
 
 
 def test_bad_results_directory_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

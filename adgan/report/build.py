@@ -37,8 +37,9 @@ def build_sections(results_dir: str | os.PathLike[str]) -> tuple[str, list[Secti
     """
     res = load_results(results_dir)
     ctx = sec.make_context(res, load_published())
-    builders = (sec.overview, sec.progress, sec.per_class, sec.loss_cases, sec.gan_vs_baseline,
-                sec.quality_vs_cost, sec.kdd99, learning_curves, sweep_cost, published_section)
+    # The answer first; the progress of every group (long for big sweeps) last.
+    builders = (sec.recommendation, sec.overview, sec.per_class, sec.gan_vs_baseline, sec.loss_cases,
+                sec.quality_vs_cost, sec.kdd99, published_section, learning_curves, sweep_cost, sec.progress)
     return res.name, [build(ctx) for build in builders]
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -168,9 +168,3 @@ def png_size(data: bytes) -> tuple[int, int]:
     if data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR":
         raise ValueError("not a PNG")
     return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-
-
-def series_labels(rows: pd.DataFrame, cols: Sequence[str]) -> pd.Series:
-    """``"egbad / fm-res"``-style labels joining ``cols``, skipping ``default`` loss cases."""
-    return rows[list(cols)].astype(str).apply(
-        lambda r: " / ".join(v for v in r if v != "default"), axis=1)

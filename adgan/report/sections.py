@@ -3,6 +3,7 @@ so in a note instead of failing, so a sweep still running (or an older schema) s
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -14,13 +15,16 @@ import pandas as pd
 from adgan.report import analysis as an
 from adgan.report import figures as fg
 from adgan.report.doc import Figure, Section, Table
-from adgan.report.load import SweepResults, class_label, has_columns, model_family
+from adgan.report.load import SweepResults, class_label, has_columns
 from adgan.report.published import Published
+from adgan.sweep.recommend import Recommendation, recommend
 
 SELECTION = ("Selection rule: within a group the configuration and epoch are chosen on validation AUPRC; "
-             "a model's loss case per class, the best GAN and the best baseline of a class are also chosen "
-             "on (mean) validation AUPRC. Test figures are read off the chosen rows, averaged over seeds "
-             "(± is the standard deviation over seeds where there are several).")
+             "a class's recommended detector, a model's loss case per class, the best GAN and the best "
+             "baseline of a class are also chosen on (mean) validation AUPRC, with the deterministic "
+             "tie-breaks of docs/sweeps.md. Test figures are read off the chosen rows as the estimate for "
+             "them and never take part in a choice; they are averaged over seeds (± is the standard "
+             "deviation over seeds where there are several).")
 
 
 def f4(x: Any) -> str:
@@ -44,11 +48,13 @@ class Context:
     best: pd.DataFrame | None = None
     classes: pd.DataFrame | None = None  # per (dataset, model, loss case, class), mean over seeds
     chosen: pd.DataFrame | None = None  # per (dataset, model, class), loss case chosen on validation
+    recs: list[Recommendation] = field(default_factory=list)  # per class, the recommended detector
+    families: dict[str, str] = field(default_factory=dict)  # model -> gan | baseline, as rows record it
     labels: dict[str, dict[int, str]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     def label(self, dataset: str, cls: int) -> str:
-        return self.labels.get(dataset, {}).get(cls) or class_label(dataset, cls)
+        return self.labels.get(dataset, {}).get(cls) or str(cls)
 
     def labels_of(self, dataset: str, classes: Iterable[int]) -> dict[int, str]:
         return {int(c): self.label(dataset, int(c)) for c in classes}
@@ -58,26 +64,93 @@ def make_context(res: SweepResults, published: Published) -> Context:
     ctx = Context(res=res, published=published)
     ctx.best = an.group_best(res, ctx.notes)
     for frame in (res.best, res.trials, res.epochs):
-        if has_columns(frame, ["dataset", "anomaly_class", "class_name"]):
+        if has_columns(frame, ["dataset", "anomaly_class", "class_name", "model", "family"]):
             names = frame[["dataset", "anomaly_class", "class_name"]].drop_duplicates()
             for ds, cls, name in names.itertuples(index=False):
                 if isinstance(name, str) and name:
-                    ctx.labels.setdefault(ds, {})[int(cls)] = f"{cls} ({name})" if name != str(cls) else name
+                    ctx.labels.setdefault(ds, {})[int(cls)] = class_label(int(cls), name)
+            ctx.families.update(dict(zip(frame["model"], frame["family"], strict=True)))
     if ctx.best is not None:
         ctx.classes = an.per_class(ctx.best)
-        ctx.chosen = an.chosen_per_model(ctx.classes, ctx.notes)
+        ctx.chosen = an.chosen_per_model(ctx.classes)
+        ctx.recs = recommend(ctx.best.to_dict("records"))
     return ctx
 
 
-def model_order(models: Iterable[str]) -> list[str]:
-    """GANs first, then baselines, then anything else; by name within each family."""
+def model_order(models: Iterable[str], families: dict[str, str]) -> list[str]:
+    """GANs first, then baselines; by name within each family."""
     rank = {"gan": 0, "baseline": 1}
-    return sorted(set(models), key=lambda m: (rank.get(model_family(m), 2), m))
+    return sorted(set(models), key=lambda m: (rank.get(families.get(m, ""), 2), m))
 
 
 def missing_note(section: Section, ctx: Context) -> Section:
     section.notes += ctx.notes or ["No finished group yet: nothing to show here."]
     return section
+
+
+def _detector(model: str | None, case: str | None) -> str:
+    if model is None:
+        return "-"
+    return model if case in (None, "default") else f"{model} [{case}]"
+
+
+def _params_text(params: Any) -> str:
+    d = json.loads(params) if isinstance(params, str) and params else (params or {})
+    text = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(d.items()))
+    return text or "-"
+
+
+def _spread(mean: Any, std: Any) -> str:
+    return f4(mean) + ("" if std is None or pd.isna(std) else f" ± {std:.4f}")
+
+
+def recommendation(ctx: Context) -> Section:
+    """The answer: per class, the recommended detector (best validation AUPRC over every model)."""
+    s = Section("recommendation", "Recommended detector per class", paragraphs=[
+        "Per anomalous class, the detector to ship: of every model this sweep ran (GANs and classical "
+        "baselines alike) the one with the best validation AUPRC (mean over seeds where there are several), "
+        "with its settings. Its test AUPRC is the estimate for that choice, beside AUPRC's chance level (the "
+        "test split's anomaly share); test figures took no part in any choice. 'One model for every class' "
+        "is the single detector with the best mean validation AUPRC over the classes (what shipping one "
+        "model everywhere would give); kNN is the simplest strong baseline. `adgan export` ships exactly "
+        "these detectors and `adgan best` prints the same table."])
+    if not ctx.recs:
+        return missing_note(s, ctx)
+    flagged = False
+    for ds in sorted({r.chosen.dataset for r in ctx.recs}):
+        rows = []
+        for rec in (r for r in ctx.recs if r.chosen.dataset == ds):
+            c, row = rec.chosen, rec.row()
+            chance_ok = {True: "yes", False: "NO", None: "unknown"}[rec.beats_chance]
+            flagged |= rec.beats_chance is False
+            single = rec.single_model
+            rows.append([
+                ctx.label(ds, c.anomaly_class), _detector(c.model, c.loss_case), c.family,
+                _params_text(row["params"]), _spread(c.val_auprc, c.val_auprc_std), chance_ok,
+                _spread(c.test_auprc, c.test_auprc_std), f4(rec.test_chance),
+                "-" if single is None else
+                f"{f4(single.test_auprc)} ({_detector(single.model, single.loss_case)})",
+                "-" if rec.knn is None else f4(rec.knn.test_auprc),
+                "-" if row["n_train"] is None or pd.isna(row["n_train"]) else str(int(row["n_train"])),
+            ])
+        s.blocks.append(Table(f"{ds}: recommended detector per class", [
+            "class", "recommended", "family", "settings", "val AUPRC", "beats chance (val)", "test AUPRC",
+            "test chance", "one model for every class (test)", "kNN (test)", "training normals"], rows))
+        mine = [r for r in ctx.recs if r.chosen.dataset == ds]
+        rec_mean = float(np.nanmean([r.chosen.test_auprc for r in mine]))
+        singles = [r.single_model.test_auprc for r in mine if r.single_model is not None]
+        versus = ""
+        if len(singles) == len(mine) and mine[0].single_model is not None:
+            versus = (f" against {float(np.nanmean(singles)):.4f} for one model everywhere "
+                      f"({mine[0].single_model.model})")
+        chance = float(np.nanmean([r.test_chance for r in mine]))
+        s.paragraphs.append(f"{ds}: mean test AUPRC of the per-class recommendation {rec_mean:.4f}{versus}; "
+                            f"chance {chance:.4f}.")
+    if flagged:
+        s.notes.append("NO under 'beats chance': the recommended detector's validation AUPRC is below the "
+                       "95th percentile of random rankings of that validation split; treat that class's "
+                       "answer as no better than guessing.")
+    return s
 
 
 def overview(ctx: Context) -> Section:
@@ -87,14 +160,13 @@ def overview(ctx: Context) -> Section:
     rows = [["results directory", str(res.path)], ["sweep", res.name]]
     for name in ("epochs", "trials", "best"):
         frame = res.table(name)
-        version = res.schema_versions.get(name)
-        rows.append([f"{name}.parquet", "missing or unreadable" if frame is None else
-                     f"{len(frame)} rows" + (f" (schema version {version})" if version else "")])
+        rows.append([f"{name}.parquet", "not written yet" if frame is None else
+                     f"{len(frame)} rows (schema version {res.schema_version})"])
     frames = [f for f in (res.best, res.trials, res.epochs) if f is not None]
     for col, what in (("dataset", "datasets"), ("model", "models")):
         values = sorted({v for f in frames if col in f.columns for v in f[col].unique()})
         if col == "model":
-            values = [f"{m} ({model_family(m)})" for m in values]
+            values = [f"{m} ({ctx.families.get(m, '?')})" for m in values]
         rows.append([what, ", ".join(values) or "-"])
     prog = an.progress(res)
     if prog is not None:
@@ -153,7 +225,7 @@ def progress(ctx: Context) -> Section:
 
 def _metric_table(ctx: Context, ds: str, metric: str, caption: str) -> Table:
     rows_ds = ctx.chosen[ctx.chosen["dataset"] == ds]
-    models = model_order(rows_ds["model"])
+    models = model_order(rows_ds["model"], ctx.families)
     multi = {m for m in models if ctx.classes[(ctx.classes["dataset"] == ds)
                                                & (ctx.classes["model"] == m)]["loss_case"].nunique() > 1}
     rows = []
@@ -194,7 +266,7 @@ def per_class(ctx: Context) -> Section:
         return missing_note(s, ctx)
     for ds in sorted(ctx.chosen["dataset"].unique()):
         rows = ctx.chosen[ctx.chosen["dataset"] == ds]
-        order = {m: i for i, m in enumerate(model_order(rows["model"]))}
+        order = {m: i for i, m in enumerate(model_order(rows["model"], ctx.families))}
         rows = rows.sort_values("model", key=lambda s: s.map(order), kind="stable")
         png = fg.grouped_bars(rows, series="model", value="test_auprc", err="test_auprc_std",
                               labels=ctx.labels_of(ds, rows["anomaly_class"].unique()),
@@ -247,8 +319,9 @@ def loss_cases(ctx: Context) -> Section:
 
 def gan_vs_baseline(ctx: Context) -> Section:
     s = Section("gan-vs-baseline", "Best GAN against best baseline, per class", paragraphs=[
-        "Is the GAN worth it? Per class, the best GAN and the best classical baseline (each chosen on "
-        "validation AUPRC) with their test AUPRC; a positive difference means the GAN wins."])
+        "Is the GAN worth it? Per class, the best GAN and the best classical baseline, both chosen on "
+        "validation AUPRC, with their test AUPRC; a positive difference means the GAN scored higher on "
+        "test. Which one is recommended is decided on validation (last column), not by this difference."])
     if ctx.chosen is None:
         return missing_note(s, ctx)
     notes: list[str] = []
@@ -258,16 +331,20 @@ def gan_vs_baseline(ctx: Context) -> Section:
         return s
     for ds, rows in merged.groupby("dataset", sort=True):
         table = []
+        recommended = {(r.chosen.dataset, r.chosen.anomaly_class): r.chosen.family for r in ctx.recs}
         for r in rows.sort_values("anomaly_class").itertuples(index=False):
-            gan = r.model_gan + ("" if r.loss_case_gan == "default" else f" [{r.loss_case_gan}]")
+            gan = _detector(r.model_gan, r.loss_case_gan)
             table.append([ctx.label(ds, r.anomaly_class), gan, f4(r.test_auprc_gan), r.model_base,
-                          f4(r.test_auprc_base), fsig(r.diff), "GAN" if r.diff > 0 else "baseline"])
-        wins = int((rows["diff"] > 0).sum())
+                          f4(r.test_auprc_base), fsig(r.diff),
+                          recommended.get((ds, int(r.anomaly_class)), "-")])
+        higher = int((rows["diff"] > 0).sum())
+        picked = sum(recommended.get((ds, int(c))) == "gan" for c in rows["anomaly_class"])
         table.append(["mean", "", f4(rows["test_auprc_gan"].mean()), "", f4(rows["test_auprc_base"].mean()),
-                      fsig(rows["diff"].mean()), f"GAN wins {wins}/{len(rows)}"])
-        s.blocks.append(Table(f"{ds}: best GAN vs best baseline (test AUPRC)",
+                      fsig(rows["diff"].mean()),
+                      f"GAN recommended for {picked}/{len(rows)} (GAN higher on test: {higher})"])
+        s.blocks.append(Table(f"{ds}: best GAN vs best baseline (test AUPRC; both chosen on validation)",
                               ["class", "best GAN", "test AUPRC", "best baseline", "test AUPRC",
-                               "GAN - baseline", "winner"], table))
+                               "GAN - baseline (test)", "recommended family (validation)"], table))
     return s
 
 

@@ -8,7 +8,7 @@ import pandas as pd
 
 from adgan.report import analysis as an
 from adgan.report.doc import Section, Table
-from adgan.report.load import GROUP_KEYS, SweepResults, has_columns
+from adgan.report.load import GROUP_KEYS, SweepResults, config_values, has_columns
 from adgan.report.published import compare, match_dataset
 from adgan.report.sections import Context, f4, fnum, fsig, missing_note
 
@@ -28,7 +28,7 @@ def budgets(res: SweepResults) -> dict[tuple[str, str], tuple[float, float]]:
     t = res.trials
     if not has_columns(t, list(GROUP_KEYS)):
         return {}
-    t = t.assign(_max=an.max_epochs_of(res, t))
+    t = t.assign(_max=an.max_epochs_of(t))
     per_group = t.groupby(list(GROUP_KEYS)).agg(n=("model", "size"), m=("_max", "max")).reset_index()
     out = per_group.groupby(["dataset", "model"]).agg(m=("m", "max"), n=("n", "max"))
     return {k: (float(v.m), float(v.n)) for k, v in out.iterrows()}
@@ -40,7 +40,7 @@ def scaling(res: SweepResults) -> dict[str, bool | None]:
     for frame in (res.best, res.trials):
         if not has_columns(frame, ["dataset"]):
             continue
-        values = frame.assign(_s=an.config_values(frame, "scale"))
+        values = frame.assign(_s=config_values(frame, "scale"))
         for ds, rows in values.groupby("dataset"):
             known = {bool(v) for v in rows["_s"] if v is not None and not pd.isna(v)}
             if ds not in out or out[ds] is None:
@@ -52,7 +52,7 @@ def train_caps(res: SweepResults) -> dict[str, int | None]:
     """dataset -> the largest ``max_train`` (subsample of the training normals) in the trial configs."""
     out: dict[str, int | None] = {}
     if has_columns(res.trials, ["dataset"]):
-        caps = res.trials.assign(_m=pd.to_numeric(an.config_values(res.trials, "max_train"), errors="coerce"))
+        caps = res.trials.assign(_m=pd.to_numeric(config_values(res.trials, "max_train"), errors="coerce"))
         for ds, rows in caps.groupby("dataset"):
             out[ds] = None if rows["_m"].isna().any() else int(rows["_m"].max())
     return out

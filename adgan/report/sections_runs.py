@@ -11,7 +11,7 @@ import pandas as pd
 from adgan.report import analysis as an
 from adgan.report import figures as fg
 from adgan.report.doc import Figure, Section, Table
-from adgan.report.load import GROUP_KEYS, SweepResults, has_columns, model_family
+from adgan.report.load import GROUP_KEYS, SweepResults, has_columns
 from adgan.report.sections import Context, fnum
 
 
@@ -25,7 +25,7 @@ def learning_curves(ctx: Context) -> Section:
     if not has_columns(e, [*GROUP_KEYS, "trial_id", "epoch", "val_auprc"]):
         s.notes.append("epochs.parquet is missing or lacks trial_id/epoch/val_auprc: no learning curves.")
         return s
-    e = e[e["model"].map(model_family) != "baseline"]
+    e = e[e["family"] != "baseline"]
     if e.empty:
         s.notes.append("Only baselines in this sweep: no learning curves.")
         return s

@@ -1,50 +1,33 @@
-"""Choosing, testing, printing and exporting each group's best configuration.
+"""Testing each group's chosen trial, printing the answer (``adgan best``), exporting it (``adgan export``).
 
-The choice uses validation AUPRC only (:func:`select_best`); the chosen checkpoint is then scored once on
-the test split (:func:`evaluate_best`). Exports are plain detector directories (``detector.json`` +
-``state.pt``, whose metadata holds the config, data provenance and preprocessing facts) plus a
-``sweep_result.json`` with the sweep's metrics; ``adgan score`` loads them with neither Ray nor W&B.
+The choices follow :mod:`adgan.sweep.recommend` (validation only): within a group the chosen trial, per
+class the recommended detector. A finished group's chosen checkpoint is scored once on the test split
+(:func:`evaluate_best`). Exports are plain detector directories (``detector.json`` + ``state.pt``, whose
+metadata holds the config, data provenance and preprocessing facts) plus ``sweep_result.json`` and, per
+class, a ``MODEL_CARD.md``; ``adgan score`` loads them with neither Ray nor W&B.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from adgan.atomic import write_atomic
 from adgan.errors import DataError
 from adgan.runfiles import RUN_STATE_FILES
+from adgan.sweep.recommend import Recommendation, beats_chance, finite, recommend, select_best
 from adgan.sweep.results import read_table
 
-BASELINES = ("knn", "iforest", "pca", "ocsvm")
-
-
-def select_best(trials: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
-    """The trial with the highest validation AUPRC among those with a checkpoint (ties: lowest id).
-
-    Only ``best_val_auprc`` is read: test metrics, if a row carries any, play no part.
-    """
-    usable = [
-        t
-        for t in trials
-        if t.get("checkpoint") and _finite(t.get("best_val_auprc")) and t.get("status") != "errored"
-    ]
-    if not usable:
-        return None
-    return min(usable, key=lambda t: (-float(t["best_val_auprc"]), str(t["trial_id"])))
-
-
-def _finite(v: Any) -> bool:
-    return v is not None and isinstance(v, int | float) and math.isfinite(v)
+TEST_METRICS = ("auprc", "auroc", "auprc_trapz", "f1", "precision", "recall", "threshold", "q")
 
 
 def evaluate_best(group_trials: list[Mapping[str, Any]], class_name: str) -> dict[str, Any]:
     """The ``best.parquet`` row of one finished group: its chosen trial scored once on test."""
     from adgan import metrics
-    from adgan.models import Detector
+    from adgan.models import DETECTORS, Detector
     from adgan.sweep.trial import splits_for
     from adgan.train import resolve_config
 
@@ -54,10 +37,9 @@ def evaluate_best(group_trials: list[Mapping[str, Any]], class_name: str) -> dic
         for s in ("completed", "stopped early", "diverged", "errored")
     }
     row: dict[str, Any] = {
-        **{
-            k: first.get(k)
-            for k in ("sweep", "group_id", "model", "dataset", "anomaly_class", "loss_case", "seed")
-        },
+        **{k: first.get(k) for k in ("sweep", "group_id", "model", "dataset", "anomaly_class", "loss_case",
+                                     "seed")},
+        "family": first.get("family") or DETECTORS.get(str(first["model"])).family,
         "class_name": class_name,
         "n_trials": len(group_trials),
         "n_completed": counts["completed"],
@@ -72,29 +54,26 @@ def evaluate_best(group_trials: list[Mapping[str, Any]], class_name: str) -> dic
     splits = splits_for(resolve_config(config))
     detector = Detector.load(best["checkpoint"])
     test = metrics.evaluate(splits.test.y, detector.score(splits.test.x))
-    row.update(
-        {
-            "trial_id": best["trial_id"],
-            "params": best["params"],
-            "config": best["config"],
-            "val_auprc": best["best_val_auprc"],
-            "val_auroc": best["best_val_auroc"],
-            "best_epoch": best["best_epoch"],
-            "checkpoint": best["checkpoint"],
-            "n_test": len(splits.test),
-            "data_source": best.get("data_source"),
-            "code_version": best.get("code_version"),
-            **{
-                f"test_{k}": test.get(k)
-                for k in ("auprc", "auroc", "auprc_trapz", "f1", "precision", "recall", "threshold", "q")
-            },
-        }
-    )
+    row.update({
+        "trial_id": best["trial_id"], "params": best["params"], "config": best["config"],
+        "val_auprc": best["best_val_auprc"], "val_auroc": best["best_val_auroc"],
+        "best_epoch": best["best_epoch"], "checkpoint": best["checkpoint"],
+        "n_test": len(splits.test), "n_test_anomalies": int(splits.test.y.sum()),
+        "n_train": len(splits.train), "n_val": len(splits.val), "n_val_anomalies": int(splits.val.y.sum()),
+        "fit_seconds": best.get("fit_seconds"), "data_source": best.get("data_source"),
+        "code_version": best.get("code_version"),
+        **{f"test_{k}": test.get(k) for k in TEST_METRICS},
+    })
     return row
 
 
+def group_beats_chance(row: Mapping[str, Any]) -> bool | None:
+    """Whether a ``best.parquet`` row's validation AUPRC is better than chance (None: unknown)."""
+    return beats_chance(row.get("val_auprc"), row.get("n_val"), row.get("n_val_anomalies"))
+
+
 def _fmt(v: Any, digits: int = 4) -> str:
-    return f"{v:.{digits}f}" if _finite(v) else "-"
+    return f"{v:.{digits}f}" if finite(v) else "-"
 
 
 def _params(p: Any) -> str:
@@ -102,54 +81,76 @@ def _params(p: Any) -> str:
     return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(d.items()))
 
 
+def _with_spread(mean: Any, std: Any, digits: int = 3) -> str:
+    return _fmt(mean, digits) + (f"±{std:.{digits}f}" if finite(std) else "")
+
+
+def _detector(model: str | None, case: str | None) -> str:
+    if model is None:
+        return "-"
+    return model if case in (None, "default") else f"{model} [{case}]"
+
+
+CHANCE_NOTE = ("! = no better than chance on validation: the AUPRC is below the 95th percentile of random "
+               "rankings of that validation split (docs/sweeps.md)")
+
+
+def recommendation_lines(recs: Sequence[Recommendation]) -> list[str]:
+    """The per-class recommendation table of ``adgan best`` (and the end of ``adgan sweep``)."""
+    lines = [
+        "recommended detector per class: best validation AUPRC over every model (mean over seeds); test "
+        "AUPRC is the estimate for it, never used to choose",
+        f"{'class':<16} {'detector':<20} {'val AUPRC':>10} {'test AUPRC':>13} {'chance':>6} "
+        f"{'single model':>13} {'kNN':>6}  settings",
+    ]
+    for rec in recs:
+        c, r = rec.chosen, rec.row()
+        flag = "!" if rec.beats_chance is False else " "
+        single = rec.single_model
+        label = f"{c.anomaly_class} {c.class_name}"[:16]
+        lines.append(
+            f"{label:<16} {_detector(c.model, c.loss_case)[:20]:<20} "
+            f"{_fmt(c.val_auprc, 3) + flag:>10} {_with_spread(c.test_auprc, c.test_auprc_std):>13} "
+            f"{_fmt(rec.test_chance, 3):>6} "
+            f"{(_fmt(single.test_auprc, 3) + ' ' + single.model) if single else '-':>13} "
+            f"{_fmt(rec.knn.test_auprc, 3) if rec.knn else '-':>6}  {_params(r['params'])}"
+        )
+    if any(rec.beats_chance is False for rec in recs):
+        lines.append(CHANCE_NOTE)
+    return lines
+
+
 def best_table(results_dir: str | Path) -> str:
-    """The per-group and per-class tables printed by ``adgan best`` (chosen on validation)."""
-    rows = sorted(
-        read_table(results_dir, "best"), key=lambda r: (r["anomaly_class"], r["model"], r["group_id"])
-    )
+    """What ``adgan best`` prints: the recommendation per class, then every group's chosen trial."""
+    rows = sorted(read_table(results_dir, "best"),
+                  key=lambda r: (r["dataset"], r["anomaly_class"], r["model"], r["loss_case"], r["seed"]))
     if not rows:
         return f"{results_dir}: no group has finished yet"
-    lines = [
-        f"{'class':<14} {'model':<9} {'loss case':<12} {'seed':>4} {'val AUPRC':>9} {'test AUPRC':>10} "
-        f"{'AUROC':>6} {'F1':>6}  hyperparameters"
+    lines = recommendation_lines(recommend(rows)) + [
+        "",
+        "every group's chosen trial (validation AUPRC decides; test AUPRC shown)",
+        f"{'class':<14} {'model':<9} {'loss case':<12} {'seed':>4} {'val AUPRC':>10} {'test AUPRC':>10} "
+        f"{'AUROC':>6} {'F1':>6}  hyperparameters",
     ]
+    flagged = False
     for r in rows:
         cls = f"{r['anomaly_class']} {r['class_name'] or ''}"[:14]
+        flag = "!" if r["checkpoint"] and group_beats_chance(r) is False else " "
+        flagged |= flag == "!"
         lines.append(
-            f"{cls:<14} {r['model']:<9} {r['loss_case']:<12} {r['seed']:>4} {_fmt(r['val_auprc']):>9} "
+            f"{cls:<14} {r['model']:<9} {r['loss_case']:<12} {r['seed']:>4} "
+            f"{_fmt(r['val_auprc']) + flag:>10} "
             f"{_fmt(r['test_auprc']):>10} {_fmt(r['test_auroc'], 3):>6} {_fmt(r['test_f1'], 3):>6}  "
-            f"{_params(r['params'])}"
+            + (_params(r["params"]) if r["checkpoint"] else "no trial finished with a checkpoint")
         )
-    lines += [
-        "",
-        "per class: best GAN vs best baseline (each chosen on validation AUPRC; test AUPRC shown)",
-        f"{'class':<14} {'GAN':<9} {'test':>6} {'baseline':<9} {'test':>6} {'GAN - baseline':>14}",
-    ]
-    for cls in sorted({r["anomaly_class"] for r in rows}):
-        mine = [r for r in rows if r["anomaly_class"] == cls and r["checkpoint"]]
-        gan = select_best([_as_trial(r) for r in mine if r["model"] not in BASELINES])
-        base = select_best([_as_trial(r) for r in mine if r["model"] in BASELINES])
-        diff = (
-            (gan["test_auprc"] - base["test_auprc"])
-            if gan and base and _finite(gan["test_auprc"]) and _finite(base["test_auprc"])
-            else None
-        )
-        name = f"{cls} {mine[0]['class_name'] if mine else ''}"[:14]
-        lines.append(
-            f"{name:<14} {(gan or {}).get('model', '-'):<9} {_fmt((gan or {}).get('test_auprc'), 3):>6} "
-            f"{(base or {}).get('model', '-'):<9} {_fmt((base or {}).get('test_auprc'), 3):>6} "
-            f"{_fmt(diff, 3):>14}"
-        )
+    if flagged:
+        lines.append(CHANCE_NOTE)
     return "\n".join(lines)
 
 
-def _as_trial(best_row: Mapping[str, Any]) -> dict[str, Any]:
-    return {**best_row, "best_val_auprc": best_row["val_auprc"]}
-
-
-def export(results_dir: str | Path, out: str | Path, *, per: str = "group") -> list[Path]:
-    """Copy each group's (``per="group"``) or each class's (``per="class"``, best over models and seeds
-    by validation AUPRC) chosen checkpoint to ``out/<name>/`` with a ``sweep_result.json``.
+def export(results_dir: str | Path, out: str | Path, *, per: str = "class") -> list[Path]:
+    """Copy the recommended detector of each class (``per="class"``, the default; with a ``MODEL_CARD.md``)
+    or each group's chosen checkpoint (``per="group"``) to ``out/<name>/`` with a ``sweep_result.json``.
 
     Raises:
         DataError: No results, or a chosen checkpoint directory is missing.
@@ -159,33 +160,125 @@ def export(results_dir: str | Path, out: str | Path, *, per: str = "group") -> l
     rows = [r for r in read_table(results_dir, "best") if r["checkpoint"]]
     if not rows:
         raise DataError(f"{results_dir}: no group has a chosen checkpoint yet")
-    if per == "class":
-        chosen = []
-        for cls in sorted({r["anomaly_class"] for r in rows}):
-            pick = select_best([_as_trial(r) for r in rows if r["anomaly_class"] == cls])
-            if pick is not None:
-                chosen.append(pick)
-    else:
-        chosen = rows
     out = Path(out)
     written = []
-    for r in chosen:
-        src = Path(r["checkpoint"])
-        if not (src / "detector.json").is_file():
-            raise DataError(f"{src}: chosen checkpoint of {r['group_id']} is missing (moved results?)")
-        name = f"{r['dataset']}_c{r['anomaly_class']}" + (
-            "" if per == "class" else f"_{r['model']}_{r['loss_case']}_s{r['seed']}"
-        )
-        dest = out / name
-        if dest.exists():
-            shutil.rmtree(dest)
-        # The detector only: a trial's checkpoint also holds what a restarted trial needs to continue
-        # (train_state.pt with the optimisers, the trial's logs), which a deployed model does not.
-        shutil.copytree(src, dest, ignore=shutil.ignore_patterns(*RUN_STATE_FILES))
-        result = {k: v for k, v in r.items() if k != "best_val_auprc"}
-        for key in ("params", "config"):
-            if isinstance(result.get(key), str):
-                result[key] = json.loads(result[key])
-        (dest / "sweep_result.json").write_text(json.dumps(result, indent=2, sort_keys=True, default=str))
-        written.append(dest)
+    if per == "class":
+        for rec in recommend(rows):
+            rep = rec.chosen.representative
+            dest = _copy_detector(rep, out / _safe(f"{rep['dataset']}_c{rep['anomaly_class']}"))
+            write_atomic(dest / "MODEL_CARD.md", model_card(rec, results_dir, dest))
+            written.append(dest)
+    else:
+        for r in rows:
+            name = f"{r['dataset']}_c{r['anomaly_class']}_{r['model']}_{r['loss_case']}_s{r['seed']}"
+            written.append(_copy_detector(r, out / _safe(name)))
     return written
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_.+" else "_" for ch in name)
+
+
+def _copy_detector(row: Mapping[str, Any], dest: Path) -> Path:
+    src = Path(row["checkpoint"])
+    if not (src / "detector.json").is_file():
+        raise DataError(f"{src}: chosen checkpoint of {row['group_id']} is missing (moved results?)")
+    if dest.exists():
+        shutil.rmtree(dest)
+    # The detector only: a trial's checkpoint also holds what a restarted trial needs to continue
+    # (train_state.pt with the optimisers, the trial's logs), which a deployed model does not.
+    shutil.copytree(src, dest, ignore=shutil.ignore_patterns(*RUN_STATE_FILES))
+    result = {k: v for k, v in row.items() if k != "best_val_auprc"}
+    for key in ("params", "config"):
+        if isinstance(result.get(key), str):
+            result[key] = json.loads(result[key])
+    write_atomic(dest / "sweep_result.json", json.dumps(result, indent=2, sort_keys=True, default=str))
+    return dest
+
+
+def class_cost(results_dir: str | Path, dataset: str, anomaly_class: int) -> dict[str, float]:
+    """What the sweep spent on one class: trials, trial hours, CPU and GPU hours (at the resources each
+    trial held: the sweep's recorded ``effective_resources``; a trial on the CPU held no GPU)."""
+    trials = [t for t in read_table(results_dir, "trials", missing_ok=True)
+              if t["dataset"] == dataset and t["anomaly_class"] == anomaly_class]
+    cpus, gpus = effective_resources(results_dir)
+    hours = sum(t["wall_seconds"] or 0.0 for t in trials) / 3600.0
+    gpu_hours = sum((t["wall_seconds"] or 0.0) for t in trials
+                    if not str(json.loads(t["config"] or "{}").get("device", "cpu")).startswith("cpu")) / 3600
+    return {"trials": float(len(trials)), "trial_hours": hours, "cpu_hours": hours * cpus,
+            "gpu_hours": gpu_hours * gpus}
+
+
+def effective_resources(results_dir: str | Path) -> tuple[float, float]:
+    """(CPUs, GPU share) each trial held, as the runner recorded them in ``spec.json``
+    (``effective_resources``: after ``--gpu`` and the no-GPU fallback)."""
+    path = Path(results_dir) / "spec.json"
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return 1.0, 0.0
+    res = meta.get("effective_resources") or {}
+    return float(res.get("cpus", 1.0)), float(res.get("gpu", 0.0))
+
+
+def model_card(rec: Recommendation, results_dir: str | Path, dest: Path) -> str:
+    """``MODEL_CARD.md`` of an exported per-class recommendation."""
+    c, rep = rec.chosen, rec.chosen.representative
+    config = rep.get("config") or {}
+    config = json.loads(config) if isinstance(config, str) else dict(config)
+    meta = json.loads((dest / "detector.json").read_text()).get("meta", {})
+    data = meta.get("data", {})
+    cost = class_cost(results_dir, c.dataset, c.anomaly_class)
+    settings = {k: v for k, v in config.items() if k not in ("device", "threads", "data_dir")}
+    chance = {True: "yes", False: "**no: no better than chance on validation**", None: "unknown"}
+    lines = [
+        f"# {c.dataset}, class {c.anomaly_class} ({c.class_name}): {_detector(c.model, c.loss_case)}",
+        "",
+        "Recommended by `adgan export` from the sweep in "
+        f"`{Path(results_dir).resolve()}`: of every model the sweep ran on this class (GANs and baselines), "
+        "the best validation AUPRC" + (f" (mean over {c.seeds} seeds)" if c.seeds > 1 else "") + ". Test "
+        "figures are the estimate for this choice; they took no part in it.",
+        "",
+        "## Data and protocol",
+        f"- dataset: `{c.dataset}` from `{data.get('source', rep.get('data_source'))}`",
+        f"- sha256: `{data.get('sha256', '?')}`, {data.get('n_samples', '?')} samples",
+        f"- protocol: `{data.get('protocol', '?')}` (seed {rep.get('seed')}): anomalous class "
+        f"{c.anomaly_class} ({c.class_name}); {rep.get('n_train')} training normals, validation "
+        f"{rep.get('n_val')} ({rep.get('n_val_anomalies')} anomalies), test {rep.get('n_test')} "
+        f"({rep.get('n_test_anomalies')} anomalies)",
+        "",
+        "## Detector",
+        f"- model: `{c.model}` ({c.family}), loss case `{c.loss_case}`, best epoch {rep.get('best_epoch')}",
+        f"- settings: `{json.dumps(settings, sort_keys=True)}`",
+        f"- trial `{rep.get('trial_id')}` of group `{rep.get('group_id')}`, code version "
+        f"`{rep.get('code_version')}`",
+        "",
+        "## Metrics (higher score = more anomalous)",
+        "| split | AUPRC | chance (anomaly share) | AUROC | F1 at top-q |",
+        "| --- | --- | --- | --- | --- |",
+        f"| validation | {_with_spread(c.val_auprc, c.val_auprc_std, 4)} | {_fmt(rec.val_chance)} | "
+        f"{_fmt(c.val_auroc)} | - |",
+        f"| test | {_with_spread(c.test_auprc, c.test_auprc_std, 4)} | {_fmt(rec.test_chance)} | "
+        f"{_fmt(c.test_auroc)} | {_fmt(rep.get('test_f1'))} (q = {_fmt(rep.get('test_q'), 3)}) |",
+        "",
+        f"Better than chance on validation: {chance[rec.beats_chance]} (threshold "
+        f"{_fmt(rec.val_chance_threshold)}, the 95th percentile of random rankings of this validation "
+        "split).",
+        "",
+        "Compared with (test AUPRC, each chosen on validation): "
+        + "; ".join(f"{label} {_detector(o.model, o.loss_case)} {_fmt(o.test_auprc)}"
+                    for label, o in (("best GAN", rec.best_gan), ("best baseline", rec.best_baseline),
+                                     ("kNN", rec.knn), ("one model for every class", rec.single_model))
+                    if o is not None) + ".",
+        "",
+        "## Cost of the sweep for this class",
+        f"{int(cost['trials'])} trials, {cost['trial_hours']:.3f} trial hours, {cost['cpu_hours']:.3f} CPU "
+        f"hours, {cost['gpu_hours']:.3f} GPU hours.",
+        "",
+        "## Use",
+        "```bash",
+        f"adgan score --checkpoint {dest} --input FILE   # .npy, an image folder, or a CSV/Parquet table",
+        "```",
+        "",
+    ]
+    return "\n".join(lines)

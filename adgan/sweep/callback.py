@@ -7,6 +7,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -14,11 +15,14 @@ from typing import Any
 from ray.tune import Callback
 
 from adgan.sweep.grouped import GROUP_KEY
-from adgan.sweep.results import ResultsStore, epoch_row, trial_row
+from adgan.sweep.results import ResultsStore, epoch_row, param_type, trial_row
 from adgan.sweep.spec import Group, SweepSpec
 
 
 def _group_cols(g: Group) -> dict[str, Any]:
+    """The columns every row of group ``g`` carries (its key, the model's family, the class name)."""
+    from adgan.models import DETECTORS
+
     return {
         "group_id": g.id,
         "model": g.model,
@@ -26,7 +30,18 @@ def _group_cols(g: Group) -> dict[str, Any]:
         "anomaly_class": g.anomaly_class,
         "loss_case": g.loss_case,
         "seed": g.seed,
+        "family": DETECTORS.get(g.model).family,
+        "class_name": g.class_name,
     }
+
+
+def param_types(spec: SweepSpec) -> dict[str, Any]:
+    """The Arrow type of every hyperparameter a model of ``spec`` searches (its ``param_<name>`` column)."""
+    types: dict[str, Any] = {}
+    for m in spec.models:
+        for name, dist in m.search.items():
+            types.setdefault(name, param_type(dist.choices if dist.type == "categorical" else dist.type))
+    return types
 
 
 class SweepCallback(Callback):
@@ -52,7 +67,7 @@ class SweepCallback(Callback):
 
     # ----- bookkeeping -----
     def setup(self, **info: Any) -> None:
-        self.store = ResultsStore(self.results_dir)  # existing rows come back on resume
+        self.store = ResultsStore(self.results_dir, param_types(self.spec))  # existing rows come back
         self.results = {}
         if self.background:
             self._pool = ThreadPoolExecutor(
@@ -75,7 +90,7 @@ class SweepCallback(Callback):
         assert self.store is not None
         gid = config[GROUP_KEY]
         g = self.groups[gid]
-        params = {k: config[k] for k in self.spec.model(g.model).search if k in config}
+        params = self._params(g, config)
         clean = {k: v for k, v in config.items() if k != GROUP_KEY}
         max_epochs = self.spec.budget.max_epochs if self.spec.model(g.model).is_iterative else 1
         self.store.upsert(
@@ -94,6 +109,10 @@ class SweepCallback(Callback):
         )
         self.finish_group(gid)
         self.store.flush()
+
+    def _params(self, g: Group, config: Mapping[str, Any]) -> dict[str, Any]:
+        """The hyperparameters searched for ``g``'s model, as a trial's config holds them."""
+        return {k: config[k] for k in self.spec.model(g.model).search if k in config}
 
     def finish_group(self, gid: str, *, force: bool = False) -> None:
         """Score the group's chosen checkpoint on test once all its trials ended (or when ``force``)."""
@@ -157,7 +176,8 @@ class SweepCallback(Callback):
         self.results.setdefault(tid, []).append(dict(result))
         if result.get("epoch") is not None:
             g = self.groups[trial.config[GROUP_KEY]]
-            self.store.upsert("epochs", epoch_row(self.spec.name, _group_cols(g), result))
+            row = epoch_row(self.spec.name, _group_cols(g), result, self._params(g, trial.config))
+            self.store.upsert("epochs", row)
 
     def _continue_from(self, tid: str, epoch: int | None) -> None:
         """A new attempt of trial ``tid`` reports ``epoch`` first (None: no epoch, e.g. it had already
@@ -274,7 +294,8 @@ def reconcile(spec: SweepSpec, results_dir: Path, grid: Any) -> None:
         callback.store.drop_trial(trial_id)
         for r in rows:
             if r.get("epoch") is not None:
-                callback.store.upsert("epochs", epoch_row(spec.name, _group_cols(g), r))
+                row = epoch_row(spec.name, _group_cols(g), r, callback._params(g, config))
+                callback.store.upsert("epochs", row)
         ckpt = result.checkpoint.path if result.checkpoint is not None else None
         error = f"trial failed in Ray: {result.error}" if result.error is not None else None
         callback.record_trial(trial_id, config, rows, error, ckpt)

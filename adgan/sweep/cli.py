@@ -52,8 +52,9 @@ def register_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--per",
         choices=("group", "class"),
-        default="group",
-        help="one export per group, or per class (best over models by validation AUPRC)",
+        default="class",
+        help="class (default): the recommended detector of each class (best validation AUPRC over every "
+        "model), with a MODEL_CARD.md; group: every group's chosen trial",
     )
     p.set_defaults(func=cmd_export)
 

@@ -1,7 +1,13 @@
 """Sweep results as Parquet files: ``epochs.parquet``, ``trials.parquet``, ``best.parquet``.
 
 Each file has a fixed Arrow schema (below), a ``schema_version`` column and the same number in the file's
-metadata (``adgan.schema_version``). Files are rewritten whole from the in-memory table after each change
+metadata (``adgan.schema_version``). Version 2 adds flat columns so that pandas and DuckDB users need no
+JSON parsing: ``family`` (gan / baseline), ``class_name``, one ``param_<name>`` column per searched
+hyperparameter of the sweep (typed from its search distribution), the split sizes behind the chance level
+(``n_val``, ``n_val_anomalies``, ``n_test_anomalies``) and ``reported_at`` as a UTC timestamp.
+``read_table`` reads version-1 files by upgrading their rows (see ``upgrade_v1``).
+
+Files are rewritten whole from the in-memory table after each change
 (a temporary sibling, then ``os.replace``), so a reader or an interrupted sweep always sees a complete file.
 Rows are keyed (epochs by ``(trial_id, epoch)``, trials by ``trial_id``, best rows by ``group_id``); writing
 a row whose key exists replaces it, which is what makes a resumed sweep neither duplicate nor lose rows.
@@ -9,6 +15,7 @@ a row whose key exists replaces it, which is what makes a resumed sweep neither 
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import os
@@ -22,7 +29,11 @@ import pyarrow.parquet as pq
 
 from adgan.errors import DataError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+PARAM_PREFIX = "param_"
+# Version-1 files predate the ``family`` column; they could only hold these seven models.
+V1_FAMILIES = {"ganomaly": "gan", "egbad": "gan", "anogan": "gan",
+               "knn": "baseline", "iforest": "baseline", "pca": "baseline", "ocsvm": "baseline"}
 
 _GROUP = [
     ("sweep", pa.string()),
@@ -32,6 +43,8 @@ _GROUP = [
     ("anomaly_class", pa.int32()),
     ("loss_case", pa.string()),
     ("seed", pa.int32()),
+    ("family", pa.string()),  # gan | baseline (the detector class's declared family)
+    ("class_name", pa.string()),
 ]
 
 EPOCHS = pa.schema(
@@ -50,7 +63,7 @@ EPOCHS = pa.schema(
         ("eval_seconds", pa.float64()),
         ("samples_per_s", pa.float64()),
         ("node_ip", pa.string()),
-        ("reported_at", pa.float64()),
+        ("reported_at", pa.timestamp("ms", tz="UTC")),
     ]
 )
 
@@ -78,6 +91,7 @@ TRIALS = pa.schema(
         ("data_n_samples", pa.int64()),
         ("n_train", pa.int64()),
         ("n_val", pa.int64()),
+        ("n_val_anomalies", pa.int64()),
         ("code_version", pa.string()),
         ("checkpoint", pa.string()),
     ]
@@ -87,7 +101,6 @@ BEST = pa.schema(
     [
         ("schema_version", pa.int32()),
         *_GROUP,
-        ("class_name", pa.string()),
         ("trial_id", pa.string()),
         ("params", pa.string()),
         ("config", pa.string()),
@@ -103,6 +116,11 @@ BEST = pa.schema(
         ("test_threshold", pa.float64()),
         ("test_q", pa.float64()),
         ("n_test", pa.int64()),
+        ("n_test_anomalies", pa.int64()),
+        ("n_train", pa.int64()),
+        ("n_val", pa.int64()),
+        ("n_val_anomalies", pa.int64()),
+        ("fit_seconds", pa.float64()),
         ("n_trials", pa.int32()),
         ("n_completed", pa.int32()),
         ("n_stopped", pa.int32()),
@@ -125,6 +143,11 @@ def _clean(value: Any, typ: pa.DataType) -> Any:
     """Coerce one value to the column's type; NaN/inf floats and missing values become null."""
     if value is None:
         return None
+    if pa.types.is_timestamp(typ):
+        if isinstance(value, datetime.datetime):
+            return value
+        v = float(value)  # unix seconds, as Tune reports them
+        return datetime.datetime.fromtimestamp(v, datetime.UTC) if math.isfinite(v) else None
     if pa.types.is_floating(typ):
         v = float(value)
         return v if math.isfinite(v) else None
@@ -139,25 +162,76 @@ def _clean(value: Any, typ: pa.DataType) -> Any:
     return str(value)
 
 
+def param_type(choices_or_kind: str | Iterable[Any]) -> pa.DataType:
+    """The Arrow type of a ``param_<name>`` column: from a search distribution's kind (``loguniform``,
+    ``uniform``, ``int``) or, for a categorical, from its choices (all bool / all int / all numbers /
+    else string)."""
+    if isinstance(choices_or_kind, str):
+        return pa.int64() if choices_or_kind == "int" else pa.float64()
+    values = list(choices_or_kind)
+    if values and all(isinstance(v, bool) for v in values):
+        return pa.bool_()
+    if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        return pa.int64()
+    if values and all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        return pa.float64()
+    return pa.string()
+
+
+def _inferred_type(value: Any) -> pa.DataType:
+    """The Arrow type of a parameter value met without a declared type."""
+    return param_type([value])
+
+
+def schema_of(name: str, params: Mapping[str, pa.DataType]) -> pa.Schema:
+    """Table ``name``'s schema: the fixed columns, then one ``param_<p>`` column per parameter (sorted)."""
+    base, _ = TABLES[name]
+    return pa.schema([*base, *((f"{PARAM_PREFIX}{p}", t) for p, t in sorted(params.items()))])
+
+
+def _param_values(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A row's searched hyperparameters: its ``params`` (a dict, or the JSON text Parquet holds)."""
+    params = row.get("params")
+    if isinstance(params, str):
+        params = json.loads(params) if params else {}
+    return dict(params or {})
+
+
 class ResultsStore:
     """The three Parquet tables of one sweep, kept in memory and rewritten atomically.
 
     Args:
         directory: ``results/<sweep-name>``; existing files are read back (resume).
+        params: Arrow type of each searched hyperparameter (its ``param_<name>`` column); parameters met
+            in rows without a declared type get one from their value.
     """
 
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
+    def __init__(
+        self, directory: str | os.PathLike[str], params: Mapping[str, pa.DataType] | None = None
+    ) -> None:
         self.dir = Path(directory)
+        self.params: dict[str, pa.DataType] = dict(params or {})
         self.rows: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {name: {} for name in TABLES}
         self._dirty: set[str] = set()
         self._last_flush = 0.0
         for name in TABLES:
-            for row in read_table(self.dir, name, missing_ok=True):
+            table = read_arrow(self.dir, name, missing_ok=True)
+            if table is None:
+                continue
+            for field in table.schema:
+                if field.name.startswith(PARAM_PREFIX):
+                    self.params.setdefault(field.name[len(PARAM_PREFIX):], field.type)
+            for row in table.to_pylist():
                 self._put(name, row)
 
     def _put(self, name: str, row: Mapping[str, Any]) -> None:
-        schema, key = TABLES[name]
-        clean = {f.name: _clean(row.get(f.name), f.type) for f in schema}
+        _, key = TABLES[name]
+        values = {f"{PARAM_PREFIX}{p}": v for p, v in _param_values(row).items()}
+        for column, value in values.items():
+            if column[len(PARAM_PREFIX):] not in self.params and value is not None:
+                self.params[column[len(PARAM_PREFIX):]] = _inferred_type(value)
+        values.update(row)
+        clean = {f.name: _clean(values.get(f.name), f.type) for f in schema_of(name, self.params)}
         clean["schema_version"] = SCHEMA_VERSION
         self.rows[name][tuple(clean[k] for k in key)] = clean
 
@@ -188,7 +262,7 @@ class ResultsStore:
             return
         self.dir.mkdir(parents=True, exist_ok=True)
         for name in sorted(self._dirty):
-            schema, _ = TABLES[name]
+            schema = schema_of(name, self.params)
             table = pa.Table.from_pylist(self.table(name), schema=schema).replace_schema_metadata(
                 {"adgan.schema_version": str(SCHEMA_VERSION), "adgan.table": name}
             )
@@ -211,33 +285,95 @@ def read_parquet(path: str | os.PathLike[str]) -> pa.Table:
     return pq.read_table(pa.BufferReader(Path(path).read_bytes()))
 
 
-def read_table(
+def read_arrow(
     directory: str | os.PathLike[str], name: str, *, missing_ok: bool = False
-) -> list[dict[str, Any]]:
-    """Rows of ``<directory>/<name>.parquet`` as dicts, checking the schema version.
+) -> pa.Table | None:
+    """Table ``name`` of a sweep's results in the current schema (version-1 files are upgraded).
+
+    Returns None for a missing file when ``missing_ok``.
 
     Raises:
-        DataError: The file is missing (unless ``missing_ok``) or has another schema version.
+        DataError: The file is missing (unless ``missing_ok``), unreadable, or of an unknown schema version.
     """
+    if name not in TABLES:
+        raise DataError(f"unknown results table {name!r}; expected one of: {', '.join(TABLES)}")
     path = Path(directory) / f"{name}.parquet"
     if not path.is_file():
         if missing_ok:
-            return []
+            return None
         raise DataError(f"{path}: not found (is {directory} the results directory of a sweep?)")
-    table = read_parquet(path)
+    try:
+        table = read_parquet(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
     meta = table.schema.metadata or {}
     version = meta.get(b"adgan.schema_version", b"?").decode()
-    if version != str(SCHEMA_VERSION):
-        raise DataError(f"{path}: schema version {version}, this adgan reads {SCHEMA_VERSION}")
-    return table.to_pylist()
+    if version == str(SCHEMA_VERSION):
+        return table
+    if version == "1":
+        return upgrade_v1(name, table)
+    raise DataError(
+        f"{path}: schema version {version}, this adgan reads {SCHEMA_VERSION} (and upgrades 1); "
+        "was it written by a newer adgan?"
+    )
 
 
-def epoch_row(sweep: str, group: Mapping[str, Any], result: Mapping[str, Any]) -> dict[str, Any]:
-    """An ``epochs.parquet`` row from one reported epoch result."""
+def read_table(
+    directory: str | os.PathLike[str], name: str, *, missing_ok: bool = False
+) -> list[dict[str, Any]]:
+    """Rows of ``<directory>/<name>.parquet`` as dicts, in the current schema (see ``read_arrow``).
+
+    Raises:
+        DataError: The file is missing (unless ``missing_ok``) or has an unknown schema version.
+    """
+    table = read_arrow(directory, name, missing_ok=missing_ok)
+    return [] if table is None else table.to_pylist()
+
+
+def upgrade_v1(name: str, table: pa.Table) -> pa.Table:
+    """A version-1 table as version 2: ``family`` from the seven models version 1 knew, ``class_name`` from
+    the dataset's class names, ``param_<name>`` columns from the ``params`` JSON, ``reported_at`` as a
+    timestamp; the columns version 1 did not record (split sizes) are null."""
+    rows = table.to_pylist()
+    names: dict[str, tuple[str, ...]] = {}
+    params: dict[str, pa.DataType] = {}
+    for row in rows:
+        row["family"] = V1_FAMILIES.get(str(row.get("model")))
+        if not row.get("class_name"):
+            row["class_name"] = _v1_class_name(names, str(row.get("dataset")), row.get("anomaly_class"))
+        for p, v in _param_values(row).items():
+            if v is not None:
+                params.setdefault(p, _inferred_type(v))
+    store = ResultsStore.__new__(ResultsStore)  # the row cleaning of a store, without reading files
+    store.params, store.rows = params, {n: {} for n in TABLES}
+    for row in rows:
+        store._put(name, row)
+    return pa.Table.from_pylist(store.table(name), schema=schema_of(name, params)).replace_schema_metadata(
+        {"adgan.schema_version": str(SCHEMA_VERSION), "adgan.table": name, "adgan.upgraded_from": "1"}
+    )
+
+
+def _v1_class_name(cache: dict[str, tuple[str, ...]], dataset: str, index: Any) -> str | None:
+    if dataset not in cache:
+        try:
+            from adgan.data import dataset_classes
+
+            cache[dataset] = tuple(dataset_classes(dataset))
+        except Exception:  # noqa: BLE001 (a dataset this adgan does not know: no name)
+            cache[dataset] = ()
+    names = cache[dataset]
+    return names[int(index)] if isinstance(index, int) and 0 <= index < len(names) else None
+
+
+def epoch_row(
+    sweep: str, group: Mapping[str, Any], result: Mapping[str, Any], params: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """An ``epochs.parquet`` row from one reported epoch result of a trial with searched ``params``."""
     losses = {k[5:]: float(v) for k, v in result.items() if k.startswith("loss_") and v is not None}
     return {
         "sweep": sweep,
         **group,
+        "params": dict(params or {}),
         "trial_id": result["trial_id"],
         "epoch": result["epoch"],
         "losses": losses,
@@ -315,6 +451,7 @@ def trial_row(
                 "data_n_samples",
                 "n_train",
                 "n_val",
+                "n_val_anomalies",
                 "code_version",
             )
         },

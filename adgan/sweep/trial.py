@@ -124,6 +124,7 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
                 "data_n_samples": splits.info.n_samples,
                 "n_train": len(splits.train),
                 "n_val": len(splits.val),
+                "n_val_anomalies": int(splits.val.y.sum()),
             }
         )
         model_cls = DETECTORS.get(resolved["model"])

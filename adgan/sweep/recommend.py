@@ -1,0 +1,247 @@
+"""One answer per class, chosen on validation: the rules ``adgan best``, ``adgan report`` and ``adgan export``
+share (plain Python over result rows; no torch, no Ray).
+
+Within a group (model, dataset, class, loss case, seed) the chosen trial is the one with the highest
+validation AUPRC (:func:`select_best`). Per class, the **recommended detector** is the (model, loss case)
+with the highest validation AUPRC among every model the sweep ran, GANs and baselines alike; with several
+seeds the mean over seeds decides and the spread is reported (:func:`recommend`). Test AUPRC is read off
+the chosen rows as the estimate for them; it never takes part in a choice.
+
+Tie-breaks (documented in docs/sweeps.md, deterministic across identical runs):
+- trials of a group: higher validation AUPRC, then the earlier best epoch (fewer epochs for the same
+  result), then the searched hyperparameters in canonical JSON order, then the trial id;
+- detectors of a class: higher mean validation AUPRC, then higher mean validation AUROC, then lower mean
+  fit seconds, then model name and loss case;
+- seeds of the recommended detector (whose checkpoint is exported): higher validation AUPRC, then the
+  lower seed.
+
+Chance: AUPRC's chance level is the anomaly share of the split, but a random ranking of a small split
+scatters around it. A validation AUPRC is **no better than chance** when it is below the 95th percentile of
+the AUPRC of random rankings of a split of the same size and anomaly count (:func:`chance_threshold`,
+computed exactly by seeded simulation).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+CHANCE_QUANTILE = 0.95
+CHANCE_DRAWS = 2000
+
+
+def finite(v: Any) -> bool:
+    return v is not None and isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _params_text(params: Any) -> str:
+    if isinstance(params, str):
+        params = json.loads(params) if params else {}
+    return json.dumps(params or {}, sort_keys=True, default=str)
+
+
+def trial_rank(t: Mapping[str, Any]) -> tuple[Any, ...]:
+    """Sort key of a group's trials, best first (see the module docstring)."""
+    epoch = t.get("best_epoch")
+    epoch_key = int(epoch) if finite(epoch) else 1 << 30
+    return (-float(t["best_val_auprc"]), epoch_key, _params_text(t.get("params")), str(t.get("trial_id")))
+
+
+def select_best(trials: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The trial with the highest validation AUPRC among those with a checkpoint, ties broken by
+    :func:`trial_rank`. Only validation figures are read: test metrics, if a row carries any, play no part."""
+    usable = [
+        t for t in trials
+        if t.get("checkpoint") and finite(t.get("best_val_auprc")) and t.get("status") != "errored"
+    ]
+    return min(usable, key=trial_rank) if usable else None
+
+
+@functools.lru_cache(maxsize=256)
+def _null_auprc(n: int, k: int) -> tuple[float, float]:
+    """(mean, 95th percentile) of the AUPRC (average precision) of a random ranking of ``n`` samples of
+    which ``k`` are anomalies, over ``CHANCE_DRAWS`` seeded draws."""
+    rng = np.random.default_rng([n, k, 20261201])
+    hits = np.arange(1, k + 1, dtype=np.float64)
+    values = np.empty(CHANCE_DRAWS)
+    for d in range(CHANCE_DRAWS):
+        ranks = np.sort(rng.choice(n, size=k, replace=False)) + 1.0  # where the anomalies land
+        values[d] = float((hits / ranks).mean())  # precision at each anomaly, averaged
+    return float(values.mean()), float(np.quantile(values, CHANCE_QUANTILE))
+
+
+def chance_threshold(n: Any, n_anomalies: Any) -> float | None:
+    """The validation AUPRC a detector must exceed to be better than chance on a split of ``n`` samples
+    holding ``n_anomalies`` anomalies (None when the sizes are unknown)."""
+    if not (finite(n) and finite(n_anomalies)) or not 0 < int(n_anomalies) < int(n):
+        return None
+    return _null_auprc(int(n), int(n_anomalies))[1]
+
+
+def beats_chance(val_auprc: Any, n: Any, n_anomalies: Any) -> bool | None:
+    """Whether ``val_auprc`` is above :func:`chance_threshold` (None: unknown sizes or no AUPRC)."""
+    threshold = chance_threshold(n, n_anomalies)
+    if threshold is None or not finite(val_auprc):
+        return None
+    return float(val_auprc) > threshold
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One (model, loss case) of one class, over its seeds (each seed: the group's chosen trial)."""
+
+    dataset: str
+    anomaly_class: int
+    class_name: str
+    model: str
+    family: str
+    loss_case: str
+    seeds: int
+    val_auprc: float
+    val_auprc_std: float
+    val_auroc: float
+    test_auprc: float
+    test_auprc_std: float
+    test_auroc: float
+    fit_seconds: float
+    representative: Mapping[str, Any]  # the best seed's best.parquet row (its checkpoint is exported)
+
+    def rank(self) -> tuple[Any, ...]:
+        """Sort key, best first (see the module docstring)."""
+        auroc = self.val_auroc if finite(self.val_auroc) else -math.inf
+        fit = self.fit_seconds if finite(self.fit_seconds) else math.inf
+        return (-self.val_auprc, -auroc, fit, self.model, self.loss_case)
+
+
+def _mean(values: Sequence[Any]) -> float:
+    vals = [float(v) for v in values if finite(v)]
+    return statistics.fmean(vals) if vals else math.nan
+
+
+def _std(values: Sequence[Any]) -> float:
+    vals = [float(v) for v in values if finite(v)]
+    return statistics.stdev(vals) if len(vals) > 1 else math.nan
+
+
+def candidates(best_rows: Iterable[Mapping[str, Any]]) -> list[Candidate]:
+    """Every (dataset, class, model, loss case) with at least one chosen trial, aggregated over seeds."""
+    by_key: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
+    for r in best_rows:
+        if r.get("checkpoint") and finite(r.get("val_auprc")):
+            key = (r["dataset"], int(r["anomaly_class"]), r["model"], r["loss_case"])
+            by_key.setdefault(key, []).append(r)
+    out = []
+    for (dataset, cls, model, case), rows in sorted(by_key.items()):
+        rep = min(rows, key=lambda r: (-float(r["val_auprc"]), int(r.get("seed") or 0)))
+        out.append(Candidate(
+            dataset=dataset, anomaly_class=cls, class_name=str(rep.get("class_name") or ""), model=model,
+            family=str(rep.get("family") or ""), loss_case=case, seeds=len(rows),
+            val_auprc=_mean([r["val_auprc"] for r in rows]),
+            val_auprc_std=_std([r["val_auprc"] for r in rows]),
+            val_auroc=_mean([r.get("val_auroc") for r in rows]),
+            test_auprc=_mean([r.get("test_auprc") for r in rows]),
+            test_auprc_std=_std([r.get("test_auprc") for r in rows]),
+            test_auroc=_mean([r.get("test_auroc") for r in rows]),
+            fit_seconds=_mean([r.get("fit_seconds") for r in rows]), representative=rep,
+        ))
+    return out
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """The answer for one class: the recommended detector and what it is compared with.
+
+    ``val_chance`` / ``test_chance``: the anomaly shares of the splits (AUPRC's chance level);
+    ``val_chance_threshold``: the validation AUPRC to beat (95th percentile of random rankings);
+    ``beats_chance``: None where the split sizes are not recorded. ``single_model``: the one detector
+    (its loss case chosen per class on validation) with the best mean validation AUPRC over the classes,
+    i.e. what one would ship for every class without per-class choice.
+    """
+
+    chosen: Candidate
+    val_chance: float
+    val_chance_threshold: float | None
+    beats_chance: bool | None
+    test_chance: float
+    best_gan: Candidate | None
+    best_baseline: Candidate | None
+    knn: Candidate | None
+    single_model: Candidate | None
+
+    def row(self) -> dict[str, Any]:
+        """A flat dict (for tables and JSON)."""
+        c = self.chosen
+        rep = c.representative
+        out = {k: v for k, v in asdict(c).items() if k != "representative"}
+        out.update({
+            "group_id": rep.get("group_id"), "trial_id": rep.get("trial_id"), "seed": rep.get("seed"),
+            "params": rep.get("params"), "checkpoint": rep.get("checkpoint"), "n_train": rep.get("n_train"),
+            "val_chance": self.val_chance, "val_chance_threshold": self.val_chance_threshold,
+            "beats_chance": self.beats_chance, "test_chance": self.test_chance,
+        })
+        for name in ("best_gan", "best_baseline", "knn", "single_model"):
+            other: Candidate | None = getattr(self, name)
+            out[f"{name}_model"] = None if other is None else other.model
+            out[f"{name}_loss_case"] = None if other is None else other.loss_case
+            out[f"{name}_test_auprc"] = None if other is None else other.test_auprc
+        return out
+
+
+def _share(row: Mapping[str, Any], n: str, k: str) -> float:
+    return float(row[k]) / float(row[n]) if finite(row.get(n)) and finite(row.get(k)) and row[n] else math.nan
+
+
+def recommend(best_rows: Iterable[Mapping[str, Any]]) -> list[Recommendation]:
+    """Per (dataset, class) with a chosen trial, the recommendation (module docstring), in class order."""
+    cands = candidates(best_rows)
+    classes: dict[tuple[str, int], list[Candidate]] = {}
+    for c in cands:
+        classes.setdefault((c.dataset, c.anomaly_class), []).append(c)
+    single = _single_models(cands)
+    out = []
+    for (dataset, _), mine in sorted(classes.items()):
+        ranked = sorted(mine, key=Candidate.rank)
+        chosen = ranked[0]
+        rep = chosen.representative
+        test_share = _share(rep, "n_test", "n_test_anomalies")
+        if not finite(test_share):
+            test_share = float(rep["test_q"]) if finite(rep.get("test_q")) else math.nan  # version-1 rows
+        model = single.get(dataset)
+        out.append(Recommendation(
+            chosen=chosen,
+            val_chance=_share(rep, "n_val", "n_val_anomalies"),
+            val_chance_threshold=chance_threshold(rep.get("n_val"), rep.get("n_val_anomalies")),
+            beats_chance=beats_chance(chosen.val_auprc, rep.get("n_val"), rep.get("n_val_anomalies")),
+            test_chance=test_share,
+            best_gan=next((c for c in ranked if c.family == "gan"), None),
+            best_baseline=next((c for c in ranked if c.family == "baseline"), None),
+            knn=next((c for c in ranked if c.model == "knn"), None),
+            single_model=next((c for c in ranked if c.model == model), None) if model else None,
+        ))
+    return out
+
+
+def _single_models(cands: Sequence[Candidate]) -> dict[str, str]:
+    """Per dataset, the model whose per-class choices (loss case on validation) have the best mean
+    validation AUPRC over the dataset's classes; only models that finished every class compete."""
+    out: dict[str, str] = {}
+    for dataset in sorted({c.dataset for c in cands}):
+        mine = [c for c in cands if c.dataset == dataset]
+        classes = {c.anomaly_class for c in mine}
+        scores = []
+        for model in sorted({c.model for c in mine}):
+            per_class = {}
+            for c in sorted((c for c in mine if c.model == model), key=Candidate.rank):
+                per_class.setdefault(c.anomaly_class, c)
+            if set(per_class) == classes:
+                scores.append((-_mean([c.val_auprc for c in per_class.values()]), model))
+        if scores:
+            out[dataset] = min(scores)[1]
+    return out

@@ -1,0 +1,120 @@
+"""One answer per class, chosen on validation, the same in ``adgan best``, the report and ``adgan export``;
+deterministic tie-breaks; the chance flag."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from test_report import N_VAL, N_VAL_ANOM, SMALL_PLAN, html_tables, make_sweep, row_of, write_tables
+
+from adgan.cli import main as cli_main
+from adgan.models import create_detector
+from adgan.report import build_report
+from adgan.sweep.best import best_table, export
+from adgan.sweep.recommend import beats_chance, chance_threshold, recommend, select_best
+
+
+def planted_sweep(root: Path) -> dict[str, list[dict[str, Any]]]:
+    """mnist-5k class 0: egbad fm-fm (val 0.80, test ~0.50) beats bce-bce (val 0.60, test ~0.91) and knn
+    (val 0.70, test 0.97) on validation, so validation and test would choose differently. Every chosen
+    checkpoint is a real saved detector, so that ``adgan export`` can copy it."""
+    rows = make_sweep(root, plan=SMALL_PLAN)
+    x = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
+    for r in rows["best"]:
+        if r["model"] == "knn":
+            r.update(val_auprc=0.70, val_auroc=0.75, test_auprc=0.97)
+        ckpt = root / "ckpt" / r["group_id"].replace("/", "_")
+        create_detector("knn").fit(x).save(ckpt)
+        r["checkpoint"] = str(ckpt)
+    write_tables(root, rows, ("best",))
+    return rows
+
+
+def test_best_report_and_export_give_the_same_validation_choice(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "fake"
+    rows = planted_sweep(root)
+    (rec,) = recommend(rows["best"])
+    assert (rec.chosen.model, rec.chosen.loss_case, rec.chosen.seeds) == ("egbad", "fm-fm", 2)
+    assert rec.chosen.test_auprc == pytest.approx(0.50)  # reported as the estimate, not used to choose
+    assert rec.knn is not None and rec.knn.test_auprc == 0.97 and rec.best_baseline is rec.knn
+    assert rec.single_model is not None and rec.single_model.model == "egbad"
+
+    # adgan best: the recommendation table first.
+    assert cli_main(["best", str(root)]) == 0
+    out = capsys.readouterr().out
+    first = out.splitlines()[2]
+    assert first.startswith("0") and "egbad [fm-fm]" in first and "0.500±0.028" in first
+
+    # The report opens with the same answer.
+    html = build_report(root, tmp_path / "report").html.read_text()
+    table = html_tables(html).tables["mnist-5k: recommended detector per class"]
+    row = row_of(table, "0")
+    assert row["recommended"] == "egbad [fm-fm]" and row["test AUPRC"].startswith("0.5000 ± ")
+    assert row["kNN (test)"] == "0.9700" and row["beats chance (val)"] == "yes"
+
+    # adgan export (default: per class) ships that detector, with a model card.
+    (dest,) = export(root, tmp_path / "exported")
+    result = json.loads((dest / "sweep_result.json").read_text())
+    assert (result["model"], result["loss_case"], result["seed"]) == ("egbad", "fm-fm", 0)  # seeds tie: lower
+    card = (dest / "MODEL_CARD.md").read_text()
+    assert "egbad [fm-fm]" in card and "adgan score --checkpoint" in card and "chance" in card
+    assert "| test | 0.5000±0.0283 | 0.2000 |" in card
+    assert not (dest / "train_state.pt").exists()
+    # Per group stays an option.
+    assert len(export(root, tmp_path / "groups", per="group")) == len(rows["best"])
+
+
+def test_tie_breaks_are_deterministic() -> None:
+    trials = [
+        {"trial_id": "z", "best_val_auprc": 0.7, "best_epoch": 3, "params": {"lr": 0.1}, "checkpoint": "c"},
+        {"trial_id": "y", "best_val_auprc": 0.7, "best_epoch": 2, "params": {"lr": 0.2}, "checkpoint": "c"},
+        {"trial_id": "x", "best_val_auprc": 0.7, "best_epoch": 2, "params": {"lr": 0.3}, "checkpoint": "c"},
+        {"trial_id": "w", "best_val_auprc": 0.6, "best_epoch": 1, "params": {}, "checkpoint": "c",
+         "test_auprc": 0.99},
+    ]
+    picks = set()
+    for seed in range(20):  # any order of the rows (Tune's trial ids are random)
+        shuffled = trials[:]
+        random.Random(seed).shuffle(shuffled)
+        picks.add(select_best(shuffled)["trial_id"])  # type: ignore[index]
+    assert picks == {"y"}  # the earlier best epoch, then the smaller params in canonical order
+
+    base = {"dataset": "d", "anomaly_class": 0, "class_name": "0", "loss_case": "default", "seed": 0,
+            "checkpoint": "c", "val_auprc": 0.5, "n_val": 100, "n_val_anomalies": 10}
+    rows = [{**base, "model": "b", "family": "baseline", "val_auroc": 0.7, "fit_seconds": 9.0},
+            {**base, "model": "a", "family": "baseline", "val_auroc": 0.7, "fit_seconds": 9.0},
+            {**base, "model": "c", "family": "gan", "val_auroc": 0.7, "fit_seconds": 1.0}]
+    for seed in range(10):
+        random.Random(seed).shuffle(rows)
+        assert recommend(rows)[0].chosen.model == "c"  # same AUPRC and AUROC: the cheaper fit
+    assert recommend([r for r in rows if r["model"] != "c"])[0].chosen.model == "a"  # then the name
+
+
+def test_chance_threshold_and_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A random ranking of 460 samples with 100 anomalies averages about the share (0.217); the 95th
+    # percentile lies above it, and an AUPRC within that band is no better than chance.
+    threshold = chance_threshold(N_VAL, N_VAL_ANOM)
+    assert threshold is not None and N_VAL_ANOM / N_VAL < threshold < 0.30
+    assert chance_threshold(N_VAL, N_VAL_ANOM) == threshold  # seeded: the same every time
+    assert beats_chance(0.5, N_VAL, N_VAL_ANOM) is True and beats_chance(0.23, N_VAL, N_VAL_ANOM) is False
+    assert beats_chance(0.5, None, None) is None
+    # A sweep whose every detector is at chance on validation is flagged in all three places.
+    root = tmp_path / "chance"
+    rows = planted_sweep(root)
+    for r in rows["best"]:
+        r.update(val_auprc=0.22, val_auroc=0.5)
+    write_tables(root, rows, ("best",))
+    (rec,) = recommend(rows["best"])
+    assert rec.beats_chance is False
+    assert "no better than chance" in best_table(root)
+    html = build_report(root, tmp_path / "report").html.read_text()
+    assert row_of(html_tables(html).tables["mnist-5k: recommended detector per class"], "0")[
+        "beats chance (val)"] == "NO"
+    (dest,) = export(root, tmp_path / "exported")
+    assert "no better than chance on validation" in (dest / "MODEL_CARD.md").read_text()
