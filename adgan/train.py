@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import io
 import json
 import math
 import os
@@ -130,6 +131,119 @@ def evaluate(detector: Detector, split: Split, q: float | None = None) -> dict[s
     return metrics.evaluate(split.y, detector.score(split.x), q=q)
 
 
+class RunDir:
+    """The files of one training run in ``out`` (or none when ``out`` is None): ``config.json``,
+    ``metrics.jsonl`` (one line per epoch, then the summary), the best ``checkpoint/``, ``summary.json`` and,
+    for resumable runs, ``train_state.pt``. Every whole-file write is atomic."""
+
+    def __init__(self, out: str | os.PathLike[str] | None) -> None:
+        self.dir = Path(out) if out is not None else None
+
+    @property
+    def checkpoint(self) -> Path | None:
+        return self.dir / "checkpoint" if self.dir is not None else None
+
+    def start(self, provenance: Mapping[str, Any]) -> None:
+        """A new run: its provenance in ``config.json`` and an empty log."""
+        if self.dir is not None:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            _write_json(self.dir / "config.json", provenance)
+            write_atomic(self.dir / "metrics.jsonl", "")
+
+    def log(self, record: Mapping[str, Any]) -> None:
+        if self.dir is not None:
+            with open(self.dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record, default=_json_default) + "\n")
+
+    def save_state(
+        self, detector: Detector, cfg: dict[str, Any], splits: Splits, run: dict[str, Any]
+    ) -> None:
+        """``train_state.pt``: the detector's training state plus the loop's own counters."""
+        assert self.dir is not None
+        payload = {
+            "training": detector.training_state(),
+            "run": run,
+            "config": _identity(cfg),
+            "data_sha256": splits.info.sha256,
+        }
+        buffer = io.BytesIO()
+        torch.save(payload, buffer)
+        write_atomic(self.dir / TRAIN_STATE, buffer.getvalue())
+
+    def load_state(self, cfg: dict[str, Any], splits: Splits) -> dict[str, Any]:
+        """The saved state of the run, refused unless it is of this very config and data; the log is cut
+        back to the epochs that state holds."""
+        if self.dir is None:
+            raise ConfigError("resume needs the run directory (out)")
+        path = self.dir / TRAIN_STATE
+        if not path.is_file():
+            raise ConfigError(f"{path}: no saved training state to resume from")
+        saved = load_tensors(path, "training state", "cpu")
+        if saved.get("config") != _identity(cfg):
+            raise ConfigError(f"{path}: saved by a run of another config; resume needs the same config")
+        if saved.get("data_sha256") != splits.info.sha256:
+            raise ConfigError(f"{path}: saved by a run on other data (sha256 differs); resume needs the same")
+        _keep_epochs(self.dir / "metrics.jsonl", int(saved["training"]["epoch"]))
+        return saved
+
+    def finish(self, summary: Mapping[str, Any]) -> None:
+        if self.dir is not None:
+            self.log(summary)
+            _write_json(self.dir / "summary.json", summary)
+
+
+class Selection:
+    """Model selection on validation: the best epoch so far by validation AUPRC, saved as the run's
+    checkpoint, and kept in memory when the test split will be scored at the end.
+
+    Args:
+        checkpoint: Where the best detector is saved (None: nowhere).
+        keep: Keep a copy of the best detector (to score test; also when there is no checkpoint).
+        provenance: Stored in the detector's metadata.
+        best: The best so far of an interrupted run (``{"val_auprc", "epoch", "val_auroc"}``).
+    """
+
+    def __init__(self, checkpoint: Path | None, keep: bool, provenance: dict[str, Any],
+                 best: dict[str, Any] | None = None) -> None:
+        self.checkpoint, self.keep, self.provenance = checkpoint, keep, provenance
+        self.best = best or {"val_auprc": -math.inf, "epoch": 0, "val_auroc": math.nan}
+        self.detector: Detector | None = None
+        if keep and self.best["epoch"] and checkpoint is not None:
+            self.detector = Detector.load(checkpoint)
+
+    def offer(self, detector: Detector, epoch: int, val: Mapping[str, float]) -> bool:
+        """Keep ``detector`` if its validation AUPRC beats the best so far; returns whether it did."""
+        if not val["auprc"] > self.best["val_auprc"]:
+            return False
+        self.best = {"val_auprc": val["auprc"], "epoch": epoch, "val_auroc": val["auroc"]}
+        detector.meta = {**self.provenance, "best_epoch": epoch, "val_auprc": val["auprc"]}
+        if self.checkpoint is not None:
+            detector.save(self.checkpoint)
+        if self.keep or self.checkpoint is None:
+            self.detector = copy.deepcopy(detector)
+        return True
+
+    def so_far(self, is_best: bool) -> dict[str, Any]:
+        """An epoch record's view of the selection (the checkpoint only on the epoch that wrote it)."""
+        saved = is_best and self.checkpoint is not None
+        return {"best_val_auprc": self.best["val_auprc"], "best_epoch": self.best["epoch"],
+                "checkpoint": str(self.checkpoint) if saved else None}
+
+    def summary(self, test: Split | None) -> dict[str, Any]:
+        """The best epoch's figures and, given the test split, the selected detector's test metrics."""
+        found = bool(self.best["epoch"])
+        out: dict[str, Any] = {
+            "best_epoch": self.best["epoch"], "best_val_auprc": self.best["val_auprc"] if found else math.nan,
+            "best_val_auroc": self.best["val_auroc"],
+            "checkpoint": str(self.checkpoint) if self.checkpoint is not None and found else None,
+        }
+        if test is not None and self.detector is not None:  # test metrics for the selected detector, once
+            t0 = time.perf_counter()
+            out.update({f"test_{k}": v for k, v in evaluate(self.detector, test).items()})
+            out["test_seconds"] = time.perf_counter() - t0
+        return out
+
+
 def train(
     config: Mapping[str, Any],
     *,
@@ -139,24 +253,14 @@ def train(
     save_state: bool = False,
     resume: bool = False,
 ) -> Iterator[dict[str, Any]]:
-    """Train one detector, yielding one record per epoch and a final summary record.
+    """Train one detector, yielding one record per epoch (``"kind": "epoch"``: losses, validation metrics,
+    timings, the selection so far) and then a summary (``"kind": "summary"``, ``"status"``: ``completed`` or
+    ``diverged``, the selected epoch, test metrics when ``evaluate_test``, provenance).
 
-    Args:
-        config: Flat config (run keys of ``RUN_DEFAULTS`` plus the model's hyperparameters).
-        splits: Preloaded data (sweeps load once per worker); loaded from ``config`` when None.
-        out: Directory for ``config.json``, ``metrics.jsonl``, the best ``checkpoint/`` and
-            ``summary.json``; nothing is written when None.
-        evaluate_test: Score the test split with the selected detector at the end.
-        save_state: After every epoch also write ``train_state.pt`` to ``out`` (iterative detectors):
-            what ``resume`` needs to continue the run.
-        resume: Continue the run in ``out`` from its ``train_state.pt`` (same config, data and seed):
-            the epochs after it are trained and yielded, and the result is what the uninterrupted run
-            would have given. Epoch records beyond the saved state are dropped from ``metrics.jsonl``.
-
-    Yields:
-        ``{"kind": "epoch", "epoch", "loss_*", "val_auprc", "val_auroc", "val_auprc_trapz",
-        "epoch_seconds", "eval_seconds", "samples_per_s", "is_best", "best_val_auprc", "best_epoch",
-        "checkpoint"}`` per epoch, then ``{"kind": "summary", "status": "completed" | "diverged", ...}``.
+    ``config``: flat run keys (``RUN_DEFAULTS``) plus the model's hyperparameters; ``splits``: preloaded
+    data (else loaded from ``config``); ``out``: the run directory (``RunDir``; None writes nothing);
+    ``save_state``: write ``train_state.pt`` after every epoch (iterative detectors), from which
+    ``resume`` continues the run in ``out`` exactly as the uninterrupted run would have gone on.
     """
     started = time.perf_counter()
     cfg = resolve_config(config)
@@ -164,38 +268,21 @@ def train(
     # Also on CUDA: data handling and some models' scoring run on the CPU, and Ray's cluster launcher
     # exports OMP_NUM_THREADS=1, which would otherwise leave one thread whatever the trial reserved.
     torch.set_num_threads(int(cfg["threads"] or cpus_available()))
-    if splits is None:
-        splits = load_dataset(
-            cfg["dataset"], cfg["anomaly_class"], cfg["seed"], data_dir=cfg["data_dir"],
-            image_size=cfg["image_size"], scale=cfg["scale"], max_train=cfg["max_train"],
-        )
-    hparams = {k: v for k, v in cfg.items() if k not in RUN_DEFAULTS}
-    detector = create_detector(cfg["model"], **hparams)
-    out_dir = Path(out) if out is not None else None
+    splits = splits if splits is not None else load_splits(cfg)
+    detector = create_detector(cfg["model"], **{k: v for k, v in cfg.items() if k not in RUN_DEFAULTS})
+    run_dir = RunDir(out)
     provenance = {"config": cfg, "data": splits.info.to_dict(), "code_version": code_version()}
-    best: dict[str, Any] = {"val_auprc": -math.inf, "epoch": 0, "val_auroc": math.nan}
-    best_detector: Detector | None = None
-    checkpoint = out_dir / "checkpoint" if out_dir is not None else None
-    status, message, epoch, fit_seconds, score_seconds = "completed", "", 0, 0.0, 0.0
-    training = None
-    if resume:
-        # What the interrupted run had reached: its training state, best so far, and its log up to there.
-        if out_dir is None:
-            raise ConfigError("resume needs the run directory (out)")
-        saved = _load_train_state(out_dir, cfg, splits)
-        training, counters = saved["training"], saved["run"]
-        epoch, best = int(training["epoch"]), counters["best"]
-        fit_seconds, score_seconds = counters["fit_seconds"], counters["score_seconds"]
-        if evaluate_test and best["epoch"]:
-            best_detector = Detector.load(out_dir / "checkpoint", device=device)
-        _keep_epochs(out_dir / "metrics.jsonl", epoch)
-    elif out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        _write_json(out_dir / "config.json", provenance)
-        (out_dir / "metrics.jsonl").write_text("")
-    epochs = detector.fit_epochs(
-        splits.train.x, seed=cfg["seed"], device=device, bf16=cfg["bf16"], resume=training
-    )
+    counters, epoch, training, best = {"fit_seconds": 0.0, "score_seconds": 0.0}, 0, None, None
+    if resume:  # what the interrupted run had reached: its training state, best so far, counters
+        saved = run_dir.load_state(cfg, splits)
+        training, best, epoch = saved["training"], saved["run"]["best"], int(saved["training"]["epoch"])
+        counters = {k: saved["run"][k] for k in counters}
+    else:
+        run_dir.start(provenance)
+    selection = Selection(run_dir.checkpoint, evaluate_test, provenance, best)
+    epochs = detector.fit_epochs(splits.train.x, seed=cfg["seed"], device=device, bf16=cfg["bf16"],
+                                 resume=training)
+    status, message = "completed", ""
     while True:
         t0 = time.perf_counter()
         try:
@@ -206,91 +293,55 @@ def train(
             status, message = "diverged", str(exc)
             break
         epoch_seconds = time.perf_counter() - t0
-        fit_seconds += epoch_seconds
         epoch += 1
 
         # Validation: the only signal model selection (and a sweep's searcher) ever sees.
         t0 = time.perf_counter()
         val_scores = detector.score(splits.val.x)
         eval_seconds = time.perf_counter() - t0
-        score_seconds += eval_seconds
+        counters["fit_seconds"] += epoch_seconds
+        counters["score_seconds"] += eval_seconds
         if not np.all(np.isfinite(val_scores)):
             status, message = "diverged", f"{cfg['model']}: non-finite validation scores after epoch {epoch}"
             break
         val = metrics.evaluate(splits.val.y, val_scores)
-        is_best = val["auprc"] > best["val_auprc"]
-        if is_best:
-            best = {"val_auprc": val["auprc"], "epoch": epoch, "val_auroc": val["auroc"]}
-            detector.meta = {**provenance, "best_epoch": epoch, "val_auprc": val["auprc"]}
-            if checkpoint is not None:
-                detector.save(checkpoint)
-            if evaluate_test or checkpoint is None:
-                best_detector = copy.deepcopy(detector)
+        is_best = selection.offer(detector, epoch, val)
         record = {
-            "kind": "epoch", "epoch": epoch,
-            **{k if k.startswith("loss") else f"loss_{k}": float(v) for k, v in losses.items()
-               if not k.endswith("_seconds")},
-            "val_auprc": val["auprc"], "val_auroc": val["auroc"], "val_auprc_trapz": val["auprc_trapz"],
+            "kind": "epoch", "epoch": epoch, **_loss_columns(losses), **_val_columns(val),
             "epoch_seconds": epoch_seconds, "eval_seconds": eval_seconds,
             "samples_per_s": len(splits.train) / epoch_seconds if epoch_seconds > 0 else math.nan,
-            "is_best": is_best, "best_val_auprc": best["val_auprc"], "best_epoch": best["epoch"],
-            "checkpoint": str(checkpoint) if is_best and checkpoint is not None else None,
+            "is_best": is_best, **selection.so_far(is_best),
         }
-        _append_jsonl(out_dir, record)
-        if save_state and out_dir is not None and detector.is_iterative:
-            run_state = {"best": best, "fit_seconds": fit_seconds, "score_seconds": score_seconds}
-            _save_train_state(out_dir, detector, cfg, splits, run_state)
+        run_dir.log(record)
+        if save_state and run_dir.dir is not None and detector.is_iterative:
+            run_dir.save_state(detector, cfg, splits, {"best": selection.best, **counters})
         yield record
 
-    summary: dict[str, Any] = {
+    summary = {
         "kind": "summary", "status": status, "message": message, "epochs_run": epoch,
-        "best_epoch": best["epoch"], "best_val_auprc": best["val_auprc"] if best["epoch"] else math.nan,
-        "best_val_auroc": best["val_auroc"],
+        **selection.summary(splits.test if evaluate_test else None),
+        **counters, "wall_seconds": time.perf_counter() - started, **provenance,
     }
-    # Test metrics only for the selected detector, once, at the end.
-    if evaluate_test and best_detector is not None:
-        t0 = time.perf_counter()
-        test = evaluate(best_detector, splits.test)
-        summary["test_seconds"] = time.perf_counter() - t0
-        summary.update({f"test_{k}": v for k, v in test.items()})
-    summary.update({
-        "fit_seconds": fit_seconds, "score_seconds": score_seconds,
-        "wall_seconds": time.perf_counter() - started,
-        "checkpoint": str(checkpoint) if checkpoint is not None and best["epoch"] else None,
-        **provenance,
-    })
-    if out_dir is not None:
-        _append_jsonl(out_dir, summary)
-        _write_json(out_dir / "summary.json", summary)
+    run_dir.finish(summary)
     yield summary
 
 
-def _save_train_state(
-    out_dir: Path, detector: Detector, cfg: dict[str, Any], splits: Splits, run: dict[str, Any]
-) -> None:
-    """``train_state.pt``: the detector's training state plus the loop's own counters, written atomically."""
-    payload = {
-        "training": detector.training_state(),
-        "run": run,
-        "config": _identity(cfg),
-        "data_sha256": splits.info.sha256,
-    }
-    tmp = out_dir / f".{TRAIN_STATE}.tmp"
-    torch.save(payload, tmp)
-    os.replace(tmp, out_dir / TRAIN_STATE)
+def load_splits(cfg: Mapping[str, Any]) -> Splits:
+    """The splits a resolved config trains on, loaded by the data layer."""
+    return load_dataset(
+        cfg["dataset"], cfg["anomaly_class"], cfg["seed"], data_dir=cfg["data_dir"],
+        image_size=cfg["image_size"], scale=cfg["scale"], max_train=cfg["max_train"],
+    )
 
 
-def _load_train_state(out_dir: Path, cfg: dict[str, Any], splits: Splits) -> dict[str, Any]:
-    """The saved state of the run in ``out_dir``, refused unless it is of this very config and data."""
-    path = out_dir / TRAIN_STATE
-    if not path.is_file():
-        raise ConfigError(f"{path}: no saved training state to resume from")
-    saved = load_tensors(path, "training state", "cpu")
-    if saved.get("config") != _identity(cfg):
-        raise ConfigError(f"{path}: saved by a run of another config; resume needs the same config")
-    if saved.get("data_sha256") != splits.info.sha256:
-        raise ConfigError(f"{path}: saved by a run on other data (sha256 differs); resume needs the same")
-    return saved
+def _loss_columns(losses: Mapping[str, float]) -> dict[str, float]:
+    """A detector's per-epoch losses as ``loss_*`` record keys (timings such as ``fit_seconds`` dropped)."""
+    return {k if k.startswith("loss") else f"loss_{k}": float(v) for k, v in losses.items()
+            if not k.endswith("_seconds")}
+
+
+def _val_columns(val: Mapping[str, float]) -> dict[str, float]:
+    return {"val_auprc": val["auprc"], "val_auroc": val["auroc"], "val_auprc_trapz": val["auprc_trapz"]}
 
 
 def _identity(cfg: Mapping[str, Any]) -> str:
@@ -310,12 +361,6 @@ def _keep_epochs(path: Path, last_epoch: int) -> None:
 def _write_json(path: Path, obj: Any) -> None:
     """Atomic JSON write: a reader sees the old file or the new one, never half of one."""
     write_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default))
-
-
-def _append_jsonl(out_dir: Path | None, record: dict[str, Any]) -> None:
-    if out_dir is not None:
-        with open(out_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record, default=_json_default) + "\n")
 
 
 def _json_default(obj: Any) -> Any:

@@ -25,8 +25,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # the loopback cluster is test infrastructure
 
-from adgan.sweep.localcluster import LoopbackCluster  # noqa: E402
+from localcluster import LoopbackCluster  # noqa: E402
+
 from adgan.sweep.results import read_table  # noqa: E402
 from adgan.sweep.spec import load_spec  # noqa: E402
 

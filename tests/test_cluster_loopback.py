@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 import pytest
+from localcluster import LoopbackCluster, listening_sockets
 
-from adgan.sweep.localcluster import LoopbackCluster, listening_sockets
 from adgan.sweep.results import read_parquet, read_table
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,16 +1,16 @@
 """A real multi-node Ray cluster on this machine, bound to 127.0.0.1, with token authentication.
 
-For tests and benchmarks of cluster behaviour (trials spread over nodes, a node lost mid-sweep) without
-a second machine. Each node is a ``ray start --block`` process in a session of its own, so it can be
-killed alone; every process of a node (raylet, agents, the workers running trials) stays in that
-session and carries an environment marker naming the node, which is how ``kill_node`` and ``shutdown``
-find them. Nothing is ever killed by process name: ``ray stop`` would stop every Ray process of the
-machine, other users' clusters included.
+Test infrastructure (not part of the adgan package): for tests and benchmarks of cluster behaviour (trials
+spread over nodes, a node lost mid-sweep) without a second machine. Each node is a ``ray start --block``
+process in a session of its own, so it can be killed alone; every process of a node (raylet, agents, the
+workers running trials) stays in that session and carries an environment marker naming the node, which is
+how ``kill_node`` and ``shutdown`` find them. Nothing is ever killed by process name: ``ray stop`` would
+stop every Ray process of the machine, other users' clusters included.
 
 Why a wrapper around ``ray start``: Ray 2.60 replaces a loopback ``--node-ip-address`` and a loopback
 ``--address`` by the machine's outward address, unless ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, which in
-turn makes ``ray start --address`` refuse to join a cluster. ``python -m adgan.sweep.localcluster start
-...`` runs Ray's own ``ray start`` with that replacement switched off, so both nodes register and listen
+turn makes ``ray start --address`` refuse to join a cluster. ``python tests/localcluster.py start ...``
+runs Ray's own ``ray start`` with that replacement switched off, so both nodes register and listen
 on 127.0.0.1 only. Drivers joining the cluster need ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (it is in
 ``LoopbackCluster.env``) for the same reason.
 
@@ -162,7 +162,7 @@ class LoopbackCluster:
             "--dashboard-agent-grpc-port": free_port(),
             "--runtime-env-agent-port": free_port(),
         }
-        cmd = [sys.executable, "-m", "adgan.sweep.localcluster", "start", "--block"]
+        cmd = [sys.executable, str(Path(__file__).resolve()), "start", "--block"]
         cmd += [f"--node-ip-address={LOOPBACK}", f"--num-cpus={num_cpus}", "--num-gpus=0"]
         cmd += [f"--temp-dir={temp_dir}", "--disable-usage-stats", "--log-style=record"]
         cmd += [f"{k}={v}" for k, v in ports.items()]
