@@ -11,7 +11,7 @@ SWEEP_ARGS ?=
 CLUSTER ?= cluster/aws-gpu.yaml
 SPEC ?= sweeps/mnist.yaml
 
-.PHONY: venv test lint sweep-smoke sweep-mnist sweep-fashion-mnist sweep-kdd99 sweep-cifar10 \
+.PHONY: venv test test-fast lint sweep-smoke sweep-mnist sweep-fashion-mnist sweep-kdd99 sweep-cifar10 \
         cluster-up cluster-sweep cluster-down clean
 
 venv: $(STAMP)
@@ -26,6 +26,12 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(VENV)/bin/ruff check adgan tests benchmarks
 	$(VENV)/bin/pytest -q --timeout=900
+
+# The suite without the tests marked slow (real Ray sweeps, loopback clusters, wheel builds, full datasets):
+# a quick check while editing; `make test` (and CI) run everything.
+test-fast: $(STAMP)
+	$(VENV)/bin/ruff check adgan tests benchmarks
+	$(VENV)/bin/pytest -q --timeout=900 -m "not slow"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check adgan tests benchmarks

@@ -26,9 +26,9 @@ sys.path.insert(0, str(ROOT))
 
 from adgan.data import load_dataset  # noqa: E402
 from adgan.metrics import evaluate  # noqa: E402
-from adgan.models import create_detector  # noqa: E402
+from adgan.models import create_detector, list_detectors  # noqa: E402
 
-MODELS = ["knn", "iforest", "pca", "ocsvm"]
+MODELS = list_detectors("baseline")
 N_CLASSES = {"kdd99": 1, "mnist-5k": 10}
 
 

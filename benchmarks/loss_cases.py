@@ -22,9 +22,9 @@ import time
 from typing import Any
 
 from adgan.cli import parse_sets
-from adgan.models import DETECTORS
+from adgan.models import DETECTORS, list_detectors
 
-GANS = ("ganomaly", "egbad", "anogan")
+GANS = tuple(list_detectors("gan"))
 
 
 def one_run(model: str, loss_case: str, cls: int, args: argparse.Namespace) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from blobs import blob_images
+from easy_data import images
 
 from adgan.errors import DivergedError
 from adgan.metrics import auroc
@@ -19,8 +19,8 @@ from adgan.models.anogan import AnoGAN
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-X_TRAIN, _ = blob_images(512, 0, seed=1)
-X_TEST, Y_TEST = blob_images(150, 50, seed=2)
+X_TRAIN, _ = images(512, 0, seed=1)
+X_TEST, Y_TEST = images(150, 50, seed=2)
 
 
 def tiny(**overrides: object) -> AnoGAN:

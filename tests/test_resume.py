@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from blobs import blob_images
+from easy_data import images
 from test_detector_contract import tiny as tiny_config
 
 from adgan.errors import ConfigError, DataError
@@ -24,7 +24,7 @@ def _tiny(name: str) -> dict:
 
 @pytest.mark.parametrize("name", ITERATIVE)
 def test_resumed_fit_equals_uninterrupted(name: str, tmp_path: Path, one_torch_thread: None) -> None:
-    x, _ = blob_images(n_normal=96, n_anomaly=0, seed=1)
+    x, _ = images(96, 0, seed=1)
     straight = create_detector(name, **_tiny(name)).fit(x, seed=3)
 
     first = create_detector(name, **_tiny(name))
