@@ -12,8 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from adgan.report import analysis as an
-from adgan.report import figures as fg
+from adgan.report import analysis, figures
 from adgan.report.doc import Figure, Section, Table
 from adgan.report.load import SweepResults, class_label, has_columns
 from adgan.report.published import Published
@@ -27,15 +26,15 @@ SELECTION = ("Selection rule: within a group the configuration and epoch are cho
              "deviation over seeds where there are several).")
 
 
-def f4(x: Any) -> str:
+def metric4(x: Any) -> str:
     return "-" if x is None or (isinstance(x, float | np.floating) and not math.isfinite(x)) else f"{x:.4f}"
 
 
-def fsig(x: Any) -> str:
+def signed4(x: Any) -> str:
     return "-" if x is None or pd.isna(x) else f"{x:+.4f}"
 
 
-def fnum(x: Any, nd: int = 2) -> str:
+def numeric(x: Any, nd: int = 2) -> str:
     return "-" if x is None or pd.isna(x) else f"{x:.{nd}f}"
 
 
@@ -62,7 +61,7 @@ class Context:
 
 def make_context(res: SweepResults, published: Published) -> Context:
     ctx = Context(res=res, published=published)
-    ctx.best = an.group_best(res, ctx.notes)
+    ctx.best = analysis.group_best(res, ctx.notes)
     for frame in (res.best, res.trials, res.epochs):
         if has_columns(frame, ["dataset", "anomaly_class", "class_name", "model", "family"]):
             names = frame[["dataset", "anomaly_class", "class_name"]].drop_duplicates()
@@ -71,8 +70,8 @@ def make_context(res: SweepResults, published: Published) -> Context:
                     ctx.labels.setdefault(ds, {})[int(cls)] = class_label(int(cls), name)
             ctx.families.update(dict(zip(frame["model"], frame["family"], strict=True)))
     if ctx.best is not None:
-        ctx.classes = an.per_class(ctx.best)
-        ctx.chosen = an.chosen_per_model(ctx.classes)
+        ctx.classes = analysis.per_class(ctx.best)
+        ctx.chosen = analysis.chosen_per_model(ctx.classes)
         ctx.recs = recommend(ctx.best.to_dict("records"))
     return ctx
 
@@ -101,7 +100,7 @@ def _params_text(params: Any) -> str:
 
 
 def _spread(mean: Any, std: Any) -> str:
-    return f4(mean) + ("" if std is None or pd.isna(std) else f" ± {std:.4f}")
+    return metric4(mean) + ("" if std is None or pd.isna(std) else f" ± {std:.4f}")
 
 
 def recommendation(ctx: Context) -> Section:
@@ -127,10 +126,10 @@ def recommendation(ctx: Context) -> Section:
             rows.append([
                 ctx.label(ds, c.anomaly_class), _detector(c.model, c.loss_case), c.family,
                 _params_text(row["params"]), _spread(c.val_auprc, c.val_auprc_std), chance_ok,
-                _spread(c.test_auprc, c.test_auprc_std), f4(rec.test_chance),
+                _spread(c.test_auprc, c.test_auprc_std), metric4(rec.test_chance),
                 "-" if single is None else
-                f"{f4(single.test_auprc)} ({_detector(single.model, single.loss_case)})",
-                "-" if rec.knn is None else f4(rec.knn.test_auprc),
+                f"{metric4(single.test_auprc)} ({_detector(single.model, single.loss_case)})",
+                "-" if rec.knn is None else metric4(rec.knn.test_auprc),
                 "-" if row["n_train"] is None or pd.isna(row["n_train"]) else str(int(row["n_train"])),
             ])
         s.blocks.append(Table(f"{ds}: recommended detector per class", [
@@ -168,7 +167,7 @@ def overview(ctx: Context) -> Section:
         if col == "model":
             values = [f"{m} ({ctx.families.get(m, '?')})" for m in values]
         rows.append([what, ", ".join(values) or "-"])
-    prog = an.progress(res)
+    prog = analysis.progress(res)
     if prog is not None:
         rows.append(["groups finished / seen", f"{int(prog['finished'].sum())}/{len(prog)}"])
     if has_columns(res.trials, ["status"]):
@@ -198,7 +197,8 @@ def _runs_table(runs: list[dict[str, Any]]) -> Table:
             str(r.get("budget", "-")),
             f"{m.get('cpu_model', '?')}, {m.get('cpus', '?')} CPUs, {m.get('memory_gib', '?')} GiB; "
             f"torch {m.get('torch', '?')}, ray {m.get('ray', '?')}",
-            f"{c.get('nodes', '?')} node(s), {fnum(c.get('cpus'), 0)} CPUs, {fnum(c.get('gpus'), 0)} GPUs",
+            f"{c.get('nodes', '?')} node(s), {numeric(c.get('cpus'), 0)} CPUs, "
+            f"{numeric(c.get('gpus'), 0)} GPUs",
             str(r.get("code_version", "-")),
         ])
     return Table("How these results were produced (runs.json: one row per `adgan sweep` invocation)",
@@ -210,14 +210,15 @@ def progress(ctx: Context) -> Section:
     s = Section("progress", "Progress", paragraphs=[
         "Groups seen so far, with the best validation AUPRC reported so far. Validation AUPRC is only "
         "comparable within a group: its chance level is the class's anomaly share."])
-    prog = an.progress(ctx.res)
+    prog = analysis.progress(ctx.res)
     if prog is None:
         s.notes.append("No epochs or trials recorded yet.")
         return s
     headers = ["dataset", "class", "model", "loss case", "seed", "trials", "ended", "epochs",
                "best val AUPRC so far", "finished"]
     rows = [[r.dataset, ctx.label(r.dataset, r.anomaly_class), r.model, r.loss_case, str(r.seed),
-             fnum(r.trials, 0), fnum(r.trials_ended, 0), fnum(r.epochs, 0), f4(r.best_val_so_far),
+             numeric(r.trials, 0), numeric(r.trials_ended, 0), numeric(r.epochs, 0),
+             metric4(r.best_val_so_far),
              "yes" if r.finished else "no"] for r in prog.itertuples(index=False)]
     s.blocks.append(Table("Groups (model, dataset, class, loss case, seed)", headers, rows))
     return s
@@ -237,13 +238,13 @@ def _metric_table(ctx: Context, ds: str, metric: str, caption: str) -> Table:
                 row.append("-")
                 continue
             r = hit.iloc[0]
-            cell = f4(r[metric])
+            cell = metric4(r[metric])
             std = r.get(f"{metric}_std", np.nan)
             if not pd.isna(std):
                 cell += f" ± {std:.4f}"
             row.append(cell + (f" [{r['loss_case']}]" if m in multi else ""))
         rows.append(row)
-    means = ["mean"] + [f4(rows_ds[rows_ds["model"] == m][metric].mean()) if metric in rows_ds.columns
+    means = ["mean"] + [metric4(rows_ds[rows_ds["model"] == m][metric].mean()) if metric in rows_ds.columns
                         else "-" for m in models]
     return Table(caption, ["class", *models], [*rows, means])
 
@@ -268,7 +269,7 @@ def per_class(ctx: Context) -> Section:
         rows = ctx.chosen[ctx.chosen["dataset"] == ds]
         order = {m: i for i, m in enumerate(model_order(rows["model"], ctx.families))}
         rows = rows.sort_values("model", key=lambda s: s.map(order), kind="stable")
-        png = fg.grouped_bars(rows, series="model", value="test_auprc", err="test_auprc_std",
+        png = figures.grouped_bars(rows, series="model", value="test_auprc", err="test_auprc_std",
                               labels=ctx.labels_of(ds, rows["anomaly_class"].unique()),
                               title=f"{ds}: best test AUPRC per class", ylabel="test AUPRC",
                               chance=_chance(rows))
@@ -292,7 +293,7 @@ def loss_cases(ctx: Context) -> Section:
             continue
         shown += 1
         labels = ctx.labels_of(ds, rows["anomaly_class"].unique())
-        png = fg.grouped_bars(rows, series="loss_case", value="test_auprc", err="test_auprc_std",
+        png = figures.grouped_bars(rows, series="loss_case", value="test_auprc", err="test_auprc_std",
                               labels=labels, title=f"{ds} / {model}: test AUPRC per loss case",
                               ylabel="test AUPRC", chance=_chance(rows))
         s.blocks.append(Figure(f"loss-cases-{ds}-{model}", f"{ds} / {model}: test AUPRC per loss case", png))
@@ -307,7 +308,7 @@ def loss_cases(ctx: Context) -> Section:
                     line.append("-")
                     continue
                 r = hit.iloc[0]
-                line.append(f"{f4(r['test_auprc'])} (val {f4(r.get('val_auprc', np.nan))})"
+                line.append(f"{metric4(r['test_auprc'])} (val {metric4(r.get('val_auprc', np.nan))})"
                             + (" *" if pick.get(cls) == case else ""))
             table.append(line)
         s.blocks.append(Table(f"{ds} / {model}: test (validation) AUPRC per loss case", ["class", *cases],
@@ -325,7 +326,7 @@ def gan_vs_baseline(ctx: Context) -> Section:
     if ctx.chosen is None:
         return missing_note(s, ctx)
     notes: list[str] = []
-    merged = an.gan_vs_baseline(ctx.chosen, notes)
+    merged = analysis.gan_vs_baseline(ctx.chosen, notes)
     s.notes += notes
     if merged is None:
         return s
@@ -334,13 +335,14 @@ def gan_vs_baseline(ctx: Context) -> Section:
         recommended = {(r.chosen.dataset, r.chosen.anomaly_class): r.chosen.family for r in ctx.recs}
         for r in rows.sort_values("anomaly_class").itertuples(index=False):
             gan = _detector(r.model_gan, r.loss_case_gan)
-            table.append([ctx.label(ds, r.anomaly_class), gan, f4(r.test_auprc_gan), r.model_base,
-                          f4(r.test_auprc_base), fsig(r.diff),
+            table.append([ctx.label(ds, r.anomaly_class), gan, metric4(r.test_auprc_gan), r.model_base,
+                          metric4(r.test_auprc_base), signed4(r.diff),
                           recommended.get((ds, int(r.anomaly_class)), "-")])
         higher = int((rows["diff"] > 0).sum())
         picked = sum(recommended.get((ds, int(c))) == "gan" for c in rows["anomaly_class"])
-        table.append(["mean", "", f4(rows["test_auprc_gan"].mean()), "", f4(rows["test_auprc_base"].mean()),
-                      fsig(rows["diff"].mean()),
+        table.append(["mean", "", metric4(rows["test_auprc_gan"].mean()), "",
+                      metric4(rows["test_auprc_base"].mean()),
+                      signed4(rows["diff"].mean()),
                       f"GAN recommended for {picked}/{len(rows)} (GAN higher on test: {higher})"])
         s.blocks.append(Table(f"{ds}: best GAN vs best baseline (test AUPRC; both chosen on validation)",
                               ["class", "best GAN", "test AUPRC", "best baseline", "test AUPRC",
@@ -355,16 +357,17 @@ def quality_vs_cost(ctx: Context) -> Section:
     if ctx.chosen is None:
         return missing_note(s, ctx)
     notes: list[str] = []
-    qc = an.quality_vs_cost(ctx.chosen, notes)
+    qc = analysis.quality_vs_cost(ctx.chosen, notes)
     s.notes += notes
     if qc is None:
         return s
     for ds, rows in qc.groupby("dataset", sort=True):
         rows = rows.sort_values("test_auprc", ascending=False)
         s.blocks.append(Figure(f"quality-cost-{ds}", f"{ds}: test AUPRC against fit+score seconds",
-                               fg.cost_scatter(rows, title=f"{ds}: quality vs cost")))
-        table = [[r.model, r.family, str(r.classes), f4(r.test_auprc), f4(getattr(r, "test_auroc", np.nan)),
-                  fnum(r.fit_seconds, 1), fnum(r.score_seconds, 1), fnum(r.cost_seconds, 1)]
+                               figures.cost_scatter(rows, title=f"{ds}: quality vs cost")))
+        table = [[r.model, r.family, str(r.classes), metric4(r.test_auprc),
+                  metric4(getattr(r, "test_auroc", np.nan)),
+                  numeric(r.fit_seconds, 1), numeric(r.score_seconds, 1), numeric(r.cost_seconds, 1)]
                  for r in rows.itertuples(index=False)]
         s.blocks.append(Table(f"{ds}: quality vs cost (means over classes)",
                               ["model", "family", "classes", "test AUPRC", "test AUROC", "fit s", "score s",
@@ -379,16 +382,16 @@ def kdd99(ctx: Context) -> Section:
     if ctx.chosen is None:
         return missing_note(s, ctx)
     notes: list[str] = []
-    kdd = an.kdd_rows(ctx.chosen, notes)
+    kdd = analysis.kdd_rows(ctx.chosen, notes)
     s.notes += notes
     if kdd is None:
         if not notes:
             s.notes.append("This sweep has no KDD99 results.")
         return s
-    table = [[r["model"], r["loss_case"], f4(r["test_precision"]), f4(r["test_recall"]),
-              f4(r["test_f1"]), fnum(r.get("test_threshold", np.nan), 4),
-              "-" if pd.isna(r.get("test_q", np.nan)) else f"{r['test_q']:.0%}", f4(r["test_auprc"]),
-              f4(r.get("test_auroc", np.nan)), fnum(r.get("n_seeds", np.nan), 0), r["dataset"]]
+    table = [[r["model"], r["loss_case"], metric4(r["test_precision"]), metric4(r["test_recall"]),
+              metric4(r["test_f1"]), numeric(r.get("test_threshold", np.nan), 4),
+              "-" if pd.isna(r.get("test_q", np.nan)) else f"{r['test_q']:.0%}", metric4(r["test_auprc"]),
+              metric4(r.get("test_auroc", np.nan)), numeric(r.get("n_seeds", np.nan), 0), r["dataset"]]
              for _, r in kdd.sort_values("test_f1", ascending=False).iterrows()]
     s.blocks.append(Table("KDD99 test metrics per model", [
         "model", "loss case", "precision", "recall", "F1", "threshold", "flagged", "AUPRC", "AUROC", "seeds",

@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from adgan.report import analysis as an
+from adgan.report import analysis
 from adgan.report.doc import Section, Table
 from adgan.report.load import GROUP_KEYS, SweepResults, config_values, has_columns
 from adgan.report.published import compare, match_dataset
-from adgan.report.sections import Context, f4, fnum, fsig, missing_note
+from adgan.report.sections import Context, metric4, missing_note, numeric, signed4
 
 INTRO = (
     "Published figures beside ours where the task matches. Each row names its source and whether the "
@@ -28,7 +28,7 @@ def budgets(res: SweepResults) -> dict[tuple[str, str], tuple[float, float]]:
     t = res.trials
     if not has_columns(t, list(GROUP_KEYS)):
         return {}
-    t = t.assign(_max=an.max_epochs_of(t))
+    t = t.assign(_max=analysis.max_epochs_of(t))
     per_group = t.groupby(list(GROUP_KEYS)).agg(n=("model", "size"), m=("_max", "max")).reset_index()
     out = per_group.groupby(["dataset", "model"]).agg(m=("m", "max"), n=("n", "max"))
     return {k: (float(v.m), float(v.n)) for k, v in out.iterrows()}
@@ -74,9 +74,10 @@ def published_section(ctx: Context) -> Section:
                       max_train=caps)
         cmp = cmp[cmp["model"] != ""]
         rows = [[ctx.label(r.dataset or ds, r.anomaly_class), r.paper_model,
-                 f4(r.published) + ("" if pd.isna(r.std) else f" ± {r.std:.3f}"),
-                 "yes" if r.verified else "no", r.source, r.dataset or "-", r.loss_case or "-", f4(r.ours),
-                 fnum(r.n_seeds, 0), fsig(r.diff), r.budget or "-", r.verdict]
+                 metric4(r.published) + ("" if pd.isna(r.std) else f" ± {r.std:.3f}"),
+                 "yes" if r.verified else "no", r.source, r.dataset or "-", r.loss_case or "-",
+                 metric4(r.ours),
+                 numeric(r.n_seeds, 0), signed4(r.diff), r.budget or "-", r.verdict]
                 for r in cmp.itertuples(index=False)]
         s.blocks.append(Table(title, ["class", "paper model", "published", "verified", "source", "our data",
                                       "our loss case", "ours (test)", "seeds", "ours - published",
@@ -97,10 +98,10 @@ def _kdd_table(ctx: Context, budget: dict[tuple[str, str], tuple[float, float]],
     f1 = parts["f1"]
     rows = []
     for i, r in enumerate(f1.itertuples(index=False)):
-        pub = " / ".join(f4(parts[m].iloc[i]["published"]) for m in ("precision", "recall", "f1"))
-        ours = " / ".join(f4(parts[m].iloc[i]["ours"]) for m in ("precision", "recall", "f1"))
+        pub = " / ".join(metric4(parts[m].iloc[i]["published"]) for m in ("precision", "recall", "f1"))
+        ours = " / ".join(metric4(parts[m].iloc[i]["ours"]) for m in ("precision", "recall", "f1"))
         rows.append([r.paper_model, pub, "yes" if r.verified else "no", r.source, r.model or "-",
-                     r.loss_case or "-", "-" if np.isnan(r.ours) else ours, fsig(r.diff), r.budget or "-",
+                     r.loss_case or "-", "-" if np.isnan(r.ours) else ours, signed4(r.diff), r.budget or "-",
                      r.verdict])
     return Table("KDD99 (`normal.` is the anomaly): precision / recall / F1", [
         "paper model", "published P / R / F1", "verified", "source", "our model", "our loss case",

@@ -8,11 +8,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from adgan.report import analysis as an
-from adgan.report import figures as fg
+from adgan.report import analysis, figures
 from adgan.report.doc import Figure, Section, Table
 from adgan.report.load import GROUP_KEYS, SweepResults, has_columns
-from adgan.report.sections import Context, fnum
+from adgan.report.sections import Context, numeric
 
 
 def learning_curves(ctx: Context) -> Section:
@@ -35,7 +34,7 @@ def learning_curves(ctx: Context) -> Section:
     best_trials = _best_trials(res)
     for (ds, model, case), rows in e.groupby(["dataset", "model", "loss_case"], sort=True):
         title = f"{ds} / {model}" + ("" if case == "default" else f" / {case}")
-        png = fg.learning_curves(rows, status=status, best_trials=best_trials,
+        png = figures.learning_curves(rows, status=status, best_trials=best_trials,
                                  labels=ctx.labels_of(ds, rows["anomaly_class"].unique()), title=title)
         s.blocks.append(Figure(f"curves-{ds}-{model}-{case}".replace("+", "plus"),
                                f"{title}: validation AUPRC per epoch", png))
@@ -64,7 +63,7 @@ def sweep_cost(ctx: Context) -> Section:
         "trial hours (summed wall time of the trials) and CPU/GPU hours (trial hours x the resources "
         "each trial held)."])
     notes: list[str] = []
-    cost = an.sweep_cost(ctx.res, notes)
+    cost = analysis.sweep_cost(ctx.res, notes)
     s.notes += notes
     if cost is None:
         return s
@@ -76,17 +75,18 @@ def sweep_cost(ctx: Context) -> Section:
         share = r.epochs_run / r.budget if not pd.isna(r.budget) and r.budget > 0 else np.nan
         rows.append([r.dataset, ctx.label(r.dataset, r.anomaly_class), r.model, r.loss_case, str(r.seed),
                      trials,
-                     fnum(r.stopped, 0), fnum(r.failed, 0), fnum(r.epochs_run, 0), fnum(r.budget, 0),
-                     "-" if pd.isna(share) else f"{share:.0%}", fnum(r.trial_hours, 3), fnum(r.cpu_hours, 3),
-                     fnum(r.gpu_hours, 3)])
+                     numeric(r.stopped, 0), numeric(r.failed, 0), numeric(r.epochs_run, 0),
+                     numeric(r.budget, 0), "-" if pd.isna(share) else f"{share:.0%}",
+                     numeric(r.trial_hours, 3), numeric(r.cpu_hours, 3), numeric(r.gpu_hours, 3)])
     budget = cost["budget"].sum(min_count=1)
     total_share = cost["epochs_run"].sum() / budget if not pd.isna(budget) and budget > 0 else np.nan
-    rows.append(["total", "", "", "", "", fnum(cost["trials"].sum(), 0),
-                 fnum(cost["stopped"].sum(min_count=1), 0),
-                 fnum(cost["failed"].sum(min_count=1), 0), fnum(cost["epochs_run"].sum(), 0), fnum(budget, 0),
+    rows.append(["total", "", "", "", "", numeric(cost["trials"].sum(), 0),
+                 numeric(cost["stopped"].sum(min_count=1), 0),
+                 numeric(cost["failed"].sum(min_count=1), 0), numeric(cost["epochs_run"].sum(), 0),
+                 numeric(budget, 0),
                  "-" if pd.isna(total_share) else f"{total_share:.0%}",
-                 fnum(cost["trial_hours"].sum(), 3), fnum(cost["cpu_hours"].sum(min_count=1), 3),
-                 fnum(cost["gpu_hours"].sum(min_count=1), 3)])
+                 numeric(cost["trial_hours"].sum(), 3), numeric(cost["cpu_hours"].sum(min_count=1), 3),
+                 numeric(cost["gpu_hours"].sum(min_count=1), 3)])
     s.blocks.append(Table("Cost per group", [
         "dataset", "class", "model", "loss case", "seed", "trials", "stopped early", "diverged/errored",
         "epochs run", "epoch budget", "share of budget", "trial h", "CPU h", "GPU h"], rows))
