@@ -37,6 +37,10 @@ class Registry(Generic[T]):
             known = ", ".join(sorted(self._items))
             raise KeyError(f"unknown {self.kind} {name!r}; expected one of: {known}") from None
 
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (tests that register something for their own duration)."""
+        self._items.pop(name, None)
+
     def names(self) -> list[str]:
         return sorted(self._items)
 

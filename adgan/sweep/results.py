@@ -457,3 +457,55 @@ def trial_row(
         },
         "checkpoint": checkpoint,
     }
+
+
+def upgrade_directory(directory: str | os.PathLike[str], *, fill_sizes: bool = True) -> list[str]:
+    """Rewrite a version-1 results directory as version 2 (``adgan upgrade``); returns the tables rewritten.
+
+    With ``fill_sizes`` the split sizes version 1 did not record (``n_train``, ``n_val``,
+    ``n_val_anomalies``, ``n_test_anomalies``: what the chance flag needs) are recomputed by loading each
+    group's split with the trial's own config, which needs the dataset's files at hand.
+    """
+    directory = Path(directory)
+    tables = {name: read_arrow(directory, name, missing_ok=True) for name in TABLES}
+    old = [n for n, t in tables.items()
+           if t is not None and (t.schema.metadata or {}).get(b"adgan.upgraded_from")]
+    if not old:
+        return []
+    store = ResultsStore(directory)  # reads (and upgrades) every table
+    if fill_sizes:
+        sizes = _split_sizes([*store.table("trials"), *store.table("best")])
+        for name in ("trials", "best"):
+            for row in store.table(name):
+                extra = sizes.get(_data_key(row.get("config")), {})
+                if extra:
+                    store.upsert(name, {**row, **{k: v for k, v in extra.items() if row.get(k) is None}})
+    store._dirty.update(old)
+    store.flush()
+    return old
+
+
+DATA_KEYS = ("dataset", "anomaly_class", "seed", "data_dir", "image_size", "scale", "max_train",
+             "dataset_decl")
+
+
+def _data_key(config: Any) -> str:
+    """The part of a trial config (JSON text) that decides its splits."""
+    cfg = json.loads(config) if isinstance(config, str) and config else dict(config or {})
+    return json.dumps({k: cfg.get(k) for k in DATA_KEYS}, sort_keys=True, default=str)
+
+
+def _split_sizes(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, int]]:
+    """Split sizes per distinct data part of the trial configs, from the data layer."""
+    from adgan.train import load_splits, resolve_config
+
+    out: dict[str, dict[str, int]] = {}
+    for row in rows:
+        key = _data_key(row.get("config"))
+        if key in out or not row.get("config"):
+            continue
+        config = row["config"]
+        splits = load_splits(resolve_config(json.loads(config) if isinstance(config, str) else config))
+        out[key] = {"n_train": len(splits.train), "n_val": len(splits.val),
+                    "n_val_anomalies": int(splits.val.y.sum()), "n_test_anomalies": int(splits.test.y.sum())}
+    return out

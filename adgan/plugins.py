@@ -1,0 +1,88 @@
+"""Plugins: a user's own detectors (and datasets) registered by importing their module, in every process.
+
+A plugin is a Python module whose import registers something, e.g. a file ``my_gan.py`` holding a
+``@register_detector`` class. It is named by its module name (``mypkg.detectors``, importable where it
+runs) or by the path of its ``.py`` file. Where plugins come from:
+
+- ``ADGAN_PLUGINS``: names or paths separated by ``os.pathsep``, loaded by every ``adgan`` command;
+- a sweep spec's ``plugins:`` list (paths relative to the spec file), loaded by the driver before the spec is
+  checked and by every trial before it trains (a Ray worker is another process: it registers nothing by
+  itself), so a detector of one's own is swept, reported and exported like the built-in ones.
+
+A path must exist at the same place on every node of a cluster (as the data does).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import os
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+from adgan.errors import ConfigError
+
+ENV = "ADGAN_PLUGINS"
+MODULE_PREFIX = "adgan_plugin_"  # module name of a plugin loaded from a file
+
+
+def resolve(items: Iterable[str], base: str | os.PathLike[str] | None = None) -> list[str]:
+    """Plugin names as given, with ``.py`` paths made absolute (relative ones against ``base``)."""
+    out = []
+    for item in items:
+        if item.endswith(".py") or os.sep in item or "/" in item:
+            path = Path(item).expanduser()
+            if not path.is_absolute() and base is not None:
+                path = Path(base) / path
+            out.append(str(path.resolve()))
+        else:
+            out.append(item)
+    return out
+
+
+def load(items: Iterable[str]) -> None:
+    """Import every plugin once per process (``resolve``d names or paths).
+
+    Raises:
+        ConfigError: A plugin that cannot be found or fails to import, naming it and the error.
+    """
+    for item in items:
+        if item.endswith(".py"):
+            _load_file(Path(item))
+            continue
+        try:
+            importlib.import_module(item)
+        except Exception as exc:  # noqa: BLE001 (any error of the user's module, reported by name)
+            raise ConfigError(f"plugin {item!r}: cannot import it ({type(exc).__name__}: {exc})") from None
+
+
+def _load_file(path: Path) -> None:
+    # One module per file, named after its path, so that importing it twice (driver and a worker reusing
+    # the process, or two specs naming it) registers its classes once.
+    name = MODULE_PREFIX + hashlib.sha1(str(path).encode()).hexdigest()[:12]
+    if name in sys.modules:
+        return
+    if not path.is_file():
+        raise ConfigError(f"plugin {path}: no such file (a plugin is a module name or a .py file)")
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # noqa: BLE001
+        del sys.modules[name]
+        raise ConfigError(f"plugin {path}: importing it failed ({type(exc).__name__}: {exc})") from None
+
+
+def from_env() -> list[str]:
+    """The plugins of ``ADGAN_PLUGINS`` (resolved against the working directory)."""
+    raw = os.environ.get(ENV, "")
+    return resolve([p for p in raw.split(os.pathsep) if p.strip()], Path.cwd())
+
+
+def load_env() -> None:
+    """Load the plugins of ``ADGAN_PLUGINS``."""
+    load(from_env())
