@@ -29,7 +29,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--model", required=True, choices=list_detectors(), help="detector name")
-    p.add_argument("--dataset", required=True, choices=list_datasets(), help="dataset name")
+    p.add_argument("--dataset", required=True, metavar="NAME|FILE",
+                   help=f"a dataset name ({', '.join(list_datasets())}) or a declaration file of your own "
+                   "data (.yaml/.json: image folders, .npz, CSV/Parquet tables; see docs/protocol.md)")
     p.add_argument("--anomaly-class", type=_class_arg, default=0,
                    help="the class treated as anomalous: its index or its name (e.g. 3 or Dress)")
     p.add_argument("--loss-case", default=None, help=f"loss case (default: the model's first). {cases}")
@@ -85,12 +87,20 @@ def parse_sets(items: Sequence[str]) -> dict[str, Any]:
 def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from adgan.data import list_datasets, resolve_declaration
     from adgan.models import DETECTORS
     from adgan.runfiles import RUN_FILES
     from adgan.train import resolve_config, train
 
+    declaration = resolve_declaration(args.dataset)
+    if declaration is None and args.dataset not in list_datasets():
+        raise ConfigError(
+            f"--dataset {args.dataset!r}: neither a dataset name ({', '.join(list_datasets())}) nor a "
+            "declaration file (.yaml/.yml/.json) of your own data"
+        )
     config: dict[str, Any] = {
-        "model": args.model, "dataset": args.dataset, "anomaly_class": args.anomaly_class, "seed": args.seed,
+        "model": args.model, "dataset": declaration["name"] if declaration else args.dataset,
+        "dataset_decl": declaration, "anomaly_class": args.anomaly_class, "seed": args.seed,
         "data_dir": args.data_dir, "image_size": args.image_size, "scale": args.scale,
         "max_train": args.max_train, "device": args.device, "bf16": args.bf16, "threads": args.threads,
     }
@@ -149,13 +159,20 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
         "score",
         help="score new data with a saved detector",
         description="Write one anomaly score per input row (higher = more anomalous). Input: .npy images "
-        "(N,H,W), (N,C,H,W) or (N,H,W,C), uint8 0..255 or float in [-1,1]; .npy tabular (N,D) already in the "
-        "model's feature space; or .csv raw KDD Cup 99 rows (41 features, optional label column).",
+        "(N,H,W), (N,C,H,W) or (N,H,W,C), uint8 0..255 or float in [-1,1]; an image file, or a folder of "
+        "images (any depth; the output then has a path column, rows in sorted path order); .npy tabular "
+        "(N,D) already in the model's feature space; .csv raw KDD Cup 99 rows (41 features, optional label "
+        "column); or, for a model trained on a declared table, its CSV (header row) or Parquet file. "
+        "Category values unseen in training are encoded as none of the known ones, with a warning that "
+        "counts them; --strict refuses them.",
     )
     p.add_argument("--checkpoint", required=True, help="run directory or checkpoint directory")
-    p.add_argument("--input", required=True, help=".npy or .csv file")
+    p.add_argument("--input", required=True, help=".npy/.npz/.csv/.parquet file, image file or image folder")
     p.add_argument("--output", default=None, help="output .csv (default: <input>.scores.csv; '-' = stdout)")
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse rows whose category values were not seen in training (default: encode them "
+                   "as none of the known values and warn)")
     p.set_defaults(func=cmd_score)
 
 
@@ -172,7 +189,11 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from adgan.data import prepare_file
+    import csv
+    import io
+    import warnings
+
+    from adgan.data import UnseenCategoryWarning, prepare_file, prepare_image_folder
     from adgan.models import Detector
     from adgan.train import pick_device
 
@@ -180,15 +201,33 @@ def cmd_score(args: argparse.Namespace) -> int:
         raise ConfigError(f"--device: expected auto, cpu, cuda or cuda:N, got {args.device!r}")
     detector = Detector.load(resolve_checkpoint(args.checkpoint), device=pick_device(args.device))
     src = Path(args.input)
-    if not src.is_file():
-        raise DataError(f"{src}: input file not found")
+    if not (src.is_file() or src.is_dir()):
+        raise DataError(f"{src}: input file or folder not found")
     info = detector.meta.get("data")
     if not info:
         raise DataError(f"{args.checkpoint}: the checkpoint records no data preprocessing facts")
-    x = prepare_file(src, info)
+    paths: list[str] | None = None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UnseenCategoryWarning)
+        if src.is_dir():  # rows in sorted relative-path order, written beside the scores
+            x, paths = prepare_image_folder(src, info)
+        else:
+            x = prepare_file(src, info, strict=args.strict)
+    for w in caught:
+        if issubclass(w.category, UnseenCategoryWarning):
+            print(f"adgan: warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     scores = detector.score(x)
     dest = args.output or str(src) + ".scores.csv"
-    text = "score\n" + "\n".join(f"{s:.9g}" for s in scores) + "\n"
+    if paths is None:
+        text = "score\n" + "\n".join(f"{s:.9g}" for s in scores) + "\n"
+    else:
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["path", "score"])
+        writer.writerows((p, f"{s:.9g}") for p, s in zip(paths, scores, strict=True))
+        text = buf.getvalue()
     if dest == "-":
         sys.stdout.write(text)
     else:
@@ -213,20 +252,11 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     else:
         sub.add_parser("train", help=TRAIN_HELP, add_help=False)
     _add_score(sub)
-    try:
-        from adgan.sweep.cli import register_commands
-    except ModuleNotFoundError as exc:  # the sweep package is optional while it is being built
-        if exc.name not in ("adgan.sweep", "adgan.sweep.cli"):
-            raise
-    else:
-        register_commands(sub)
-    try:
-        from adgan.report import register_commands as register_report
-    except ModuleNotFoundError as exc:
-        if exc.name != "adgan.report":
-            raise
-    else:
-        register_report(sub)
+    from adgan.report import register_commands as register_report
+    from adgan.sweep.cli import register_commands as register_sweep
+
+    register_sweep(sub)
+    register_report(sub)
     return parser
 
 

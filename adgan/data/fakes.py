@@ -112,3 +112,65 @@ def make_fake_data_dir(root: str | os.PathLike[str], per_class: int = 30, seed: 
         write_cifar_batch(root / "cifar10" / "cifar-10-batches-py" / batch, images, labels)
     write_kdd_csv(root / "kdd99" / "kddcup.data_10_percent.gz", fake_kdd_rows(40 * per_class, seed))
     return root
+
+
+# ----- user datasets (adgan.data.declared): small files in each declared format -----
+def synthetic_class_images(cls: str, n: int, start: int = 0) -> np.ndarray:
+    """``n`` uint8 (n, 28, 28) images of one class of ``synthetic-images`` (300 per class), from ``start``."""
+    from adgan.data.synthetic import IMAGE_CLASSES, PER_CLASS, synthetic_images
+
+    images, _, _ = synthetic_images()
+    first = IMAGE_CLASSES.index(cls) * PER_CLASS + start
+    return np.asarray(images[first:first + n, 0])
+
+
+def write_image_folders(root: str | os.PathLike[str], per_class: int = 20, ext: str = ".png",
+                        classes: tuple[str, ...] = ("disk", "hstripes", "ring")) -> Path:
+    """``root/<class>/<NNN><ext>``: ``per_class`` grayscale synthetic images of each class."""
+    from PIL import Image
+
+    root = Path(root)
+    for cls in classes:
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        for i, img in enumerate(synthetic_class_images(cls, per_class)):
+            Image.fromarray(img).save(root / cls / f"{i:03d}{ext}")
+    return root
+
+
+def write_mvtec_folder(root: str | os.PathLike[str], size: int = 28) -> Path:
+    """An MVTec AD layout of RGB synthetic images, ``size`` x ``size``: ``train/good`` (30 disks),
+    ``test/good`` (10 other disks), ``test/ring`` (10) and ``test/vstripes`` (5)."""
+    from PIL import Image
+
+    root = Path(root)
+    parts = (("train/good", "disk", 30, 0), ("test/good", "disk", 10, 30), ("test/ring", "ring", 10, 0),
+             ("test/vstripes", "vstripes", 5, 0))
+    for part, cls, n, start in parts:
+        (root / part).mkdir(parents=True)
+        for i, img in enumerate(synthetic_class_images(cls, n, start)):
+            rgb = Image.fromarray(np.repeat(img[:, :, None], 3, axis=2))
+            (rgb if size == 28 else rgb.resize((size, size))).save(root / part / f"{i:03d}.png")
+    return root
+
+
+def write_table(path: str | os.PathLike[str], n: int = 240, seed: int = 0) -> object:
+    """A small traffic-like table (CSV with header, or Parquet by suffix) and return it (``pyarrow.Table``).
+
+    Columns: ``bytes`` (int), ``proto`` (tcp/udp/icmp), ``rate`` (float), ``service`` (http/ftp/smtp),
+    ``label`` (ok 60%, scan, flood), ``land`` (0/1).
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(seed)
+    table = pa.table({
+        "bytes": rng.integers(0, 1000, n), "proto": rng.choice(["tcp", "udp", "icmp"], n),
+        "rate": rng.random(n), "service": rng.choice(["http", "ftp", "smtp"], n),
+        "label": rng.choice(["ok", "ok", "ok", "scan", "flood"], n), "land": rng.integers(0, 2, n),
+    })
+    if Path(path).suffix == ".parquet":
+        pq.write_table(table, path)
+    else:
+        pcsv.write_csv(table, path)
+    return table

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,16 +32,23 @@ class RawImages:
     """Images as read from the source.
 
     Attributes:
-        images: uint8 (N, C, H, W), read-only.
-        labels: int64 (N,) class indices, read-only.
+        images: uint8 (N, C, H, W), read-only (a declared ``.npz`` of float images: float32 pixel units
+            0..255, so that no precision is lost before ``to_model_space``).
+        labels: int64 (N,) class indices, read-only; for the normal-vs-anomaly protocol 0 = normal and
+            k >= 1 = anomaly type k.
         source: Where they came from (one line).
         sha256: sha256 of the source file(s), ``;``-joined.
+        train_part: bool (N,) or None: samples of a normal-only training part (``train/good`` of an
+            MVTec-style folder), which the normal-vs-anomaly protocol puts into train.
+        preprocessing: Extra facts recorded in ``DatasetInfo.preprocessing`` (e.g. the files' sizes).
     """
 
     images: np.ndarray
     labels: np.ndarray
     source: str
     sha256: str
+    train_part: np.ndarray | None = None
+    preprocessing: dict[str, Any] = field(default_factory=dict)
 
 
 def _freeze(*arrays: np.ndarray) -> None:

@@ -4,8 +4,15 @@ The published EGBAD code one-hot encodes seven columns with ``pandas.get_dummies
 the remaining 34 numeric columns in file order, the dummies appended after them: 34 + 3 + 66 + 11 + 2 + 2 + 1
 + 2 = 121 columns. Here the category lists are constants (``CATEGORIES``, read once from the real 10% file,
 sorted as ``get_dummies`` sorts them), so the columns are the same for any file, even one lacking a category.
-A value outside the schema (e.g. ``is_host_login=1``, absent from the 10% file) is a ``DataError`` naming the
-row, column and value: an all-zero encoding would silently give such rows a different meaning.
+In training data a value outside the schema (e.g. ``is_host_login=1``, absent from the 10% file) is a
+``DataError`` naming the row, column and value. New rows to score (``strict=False``, the default of
+``prepare_input``/``prepare_file``) encode such a value as "none of the known" (all zeros in its one-hot
+block) and count it in an ``UnseenCategoryWarning`` (``adgan.data.unseen``); ``strict=True`` refuses them.
+
+The stored schema (``KddSchema.to_dict``, kept in every checkpoint) lists the categories as ``[column,
+[values...]]`` pairs: checkpoints are written with ``json.dumps(sort_keys=True)``, which reorders the keys of
+a dict, and the one-hot blocks must keep their order. Older checkpoints stored a dict; ``from_dict`` takes
+their block order from the stored ``columns`` list.
 
 Files are read with ``pyarrow.csv`` (about a second for the 494,021-row file); on any parse failure the file
 is scanned again line by line to name the first bad line precisely. Parsed files are cached per process,
@@ -26,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from adgan.data.unseen import UnseenValues, count_unseen, handle_unseen
 from adgan.errors import DataError
 
 FEATURES: tuple[str, ...] = (
@@ -85,12 +93,52 @@ class KddSchema:
         return self.numeric + dummies
 
     def to_dict(self) -> dict[str, Any]:
+        """The schema as JSON-able facts; ``categories`` is a list of ``[column, [values]]`` pairs, in block
+        order, so that no JSON writer (``sort_keys=True``) can reorder the blocks."""
         return {"format": "kdd99", "raw_columns": list(FEATURES), "numeric": list(self.numeric),
-                "categories": {c: list(v) for c, v in self.categories.items()}, "columns": list(self.columns)}
+                "categories": [[c, list(v)] for c, v in self.categories.items()],
+                "columns": list(self.columns)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> KddSchema:
-        return cls({c: tuple(v) for c, v in d["categories"].items()})
+        """Rebuild a schema stored by ``to_dict``, by this or an older version.
+
+        Older checkpoints stored ``categories`` as a dict, which ``json.dumps(sort_keys=True)`` wrote in
+        alphabetical order; their block and value order is taken from the stored ``columns`` list. The
+        rebuilt schema's columns must equal the stored ``columns`` where those are present.
+
+        Raises:
+            DataError: The order cannot be recovered (a dict without ``columns``), or the categories and
+                ``columns`` disagree: encoding would then silently put values into the wrong columns.
+        """
+        cats = d.get("categories")
+        columns = d.get("columns")
+        if isinstance(cats, list):
+            schema = cls({str(c): tuple(v) for c, v in cats})
+        elif isinstance(cats, dict):
+            if not isinstance(columns, list):
+                raise DataError(
+                    "checkpoint's KDD99 schema stores its categories without their order (no 'columns' "
+                    "list); raw rows cannot be encoded safely. Re-train the model, or pass rows already "
+                    "encoded in its one-hot model space (.npy)"
+                )
+            position = {name: i for i, name in enumerate(columns)}
+            blocks = []
+            for col, values in cats.items():
+                keyed = [(position.get(f"{col}-{v}"), v) for v in values]
+                if any(p is None for p, _ in keyed):
+                    raise DataError(f"checkpoint's KDD99 schema: the stored columns lack a column of "
+                                    f"category {col!r}; raw rows cannot be encoded safely")
+                keyed.sort(key=lambda pv: pv[0])
+                blocks.append((keyed[0][0], col, tuple(v for _, v in keyed)))
+            schema = cls({col: values for _, col, values in sorted(blocks, key=lambda b: b[0])})
+        else:
+            raise DataError(f"checkpoint's KDD99 schema: 'categories' must be a list of [column, values] "
+                            f"pairs, got {type(cats).__name__}")
+        if isinstance(columns, list) and list(schema.columns) != columns:
+            raise DataError("checkpoint's KDD99 schema: its categories do not rebuild its stored 'columns'; "
+                            "raw rows cannot be encoded safely")
+        return schema
 
 
 SCHEMA = KddSchema(CATEGORIES)
@@ -103,28 +151,34 @@ class KddRows:
 
     Attributes:
         numeric: float32 (N, 34), the numeric features in file order.
-        codes: int16 (N, 7), each categorical value's index in its category list.
+        codes: int16 (N, 7), each categorical value's index in its category list; -1 for a value outside
+            the list (only when read with ``strict=False``).
         is_anomaly: bool (N,), label == ``normal.``; None when the rows had no label column.
+        unseen: The columns holding values outside the schema, with counts (``strict=False`` only).
     """
 
     numeric: np.ndarray
     codes: np.ndarray
     is_anomaly: np.ndarray | None
+    unseen: tuple[UnseenValues, ...] = ()
 
     def __len__(self) -> int:
         return int(self.numeric.shape[0])
 
 
 def encode(rows: KddRows, schema: KddSchema = SCHEMA, idx: np.ndarray | None = None) -> np.ndarray:
-    """One-hot encode ``rows`` (optionally only rows ``idx``) into float32 (n, len(schema.columns))."""
+    """One-hot encode ``rows`` (optionally only rows ``idx``) into float32 (n, len(schema.columns)).
+
+    A code of -1 (a value outside the schema, read with ``strict=False``) leaves its block all zeros.
+    """
     numeric = rows.numeric if idx is None else rows.numeric[idx]
     codes = rows.codes if idx is None else rows.codes[idx]
     out = np.zeros((numeric.shape[0], len(schema.columns)), dtype=np.float32)
     out[:, : numeric.shape[1]] = numeric
-    r = np.arange(numeric.shape[0])
     offset = numeric.shape[1]
     for j, values in enumerate(schema.categories.values()):
-        out[r, offset + codes[:, j]] = 1.0
+        known = np.flatnonzero(codes[:, j] >= 0)
+        out[known, offset + codes[known, j]] = 1.0
         offset += len(values)
     return out
 
@@ -191,17 +245,19 @@ def _read_table(path: Path, n_cols: int, types: dict[str, Any]) -> Any:
 
 
 def read_kdd_file(path: str | os.PathLike[str], schema: KddSchema = SCHEMA,
-                  require_label: bool = True) -> KddRows:
+                  require_label: bool = True, *, strict: bool = True) -> KddRows:
     """Parse a KDD99 CSV file (gzip'd or plain, no header) into ``KddRows``.
 
     Args:
         path: The file; rows of 41 features + label, or 41 features when ``require_label`` is False.
         schema: Category lists for the one-hot columns.
         require_label: Refuse files without the label column.
+        strict: Refuse a category outside ``schema`` (training data). False (new rows to score): code it
+            -1 and list it in ``KddRows.unseen``; the caller reports it (``adgan.data.unseen``).
 
     Raises:
-        DataError: Wrong column count, a non-numeric or non-finite value in a numeric column, or a category
-            outside ``schema``, naming the file, line/row, column and value.
+        DataError: Wrong column count, a non-numeric or non-finite value in a numeric column, or (strict) a
+            category outside ``schema``, naming the file, line/row, column and value.
     """
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -225,17 +281,25 @@ def read_kdd_file(path: str | os.PathLike[str], schema: KddSchema = SCHEMA,
         numeric[:, k] = table.column(col).to_numpy()
     _check_finite(numeric, schema, str(path))
     codes = np.empty((table.num_rows, len(schema.categories)), dtype=np.int16)
+    unseen: list[UnseenValues] = []
     for j, (col, values) in enumerate(schema.categories.items()):
         value_set = pa.array([float(v) for v in values] if isinstance(values[0], int) else list(values))
         found = pc.index_in(table.column(col), value_set=value_set)
         if found.null_count:
-            i = int(np.flatnonzero(found.is_null().to_numpy(zero_copy_only=False))[0])
-            _unknown(str(path), i, col, table.column(col)[i].as_py(), values)
-        codes[:, j] = found.to_numpy()
+            bad = np.flatnonzero(found.is_null().to_numpy(zero_copy_only=False))
+            if strict:
+                _unknown(str(path), int(bad[0]), col, table.column(col)[int(bad[0])].as_py(), values)
+            unseen.append(count_unseen(col, table.column(col).take(pa.array(bad)).to_pylist(), bad, values))
+        codes[:, j] = found.fill_null(-1).to_numpy()
     is_anomaly = None
     if n_cols == 42:
         is_anomaly = pc.equal(table.column(LABEL), ANOMALY_LABEL).to_numpy(zero_copy_only=False)
-    return KddRows(numeric, codes, is_anomaly)
+    return KddRows(numeric, codes, is_anomaly, tuple(unseen))
+
+
+def report_unseen(where: str, rows: KddRows, strict: bool) -> None:
+    """Warn about (or, ``strict``, refuse) the unseen categories of rows read with ``strict=False``."""
+    handle_unseen(where, rows.unseen, strict, "the KDD99 schema")
 
 
 def _check_finite(numeric: np.ndarray, schema: KddSchema, where: str) -> None:
@@ -246,10 +310,7 @@ def _check_finite(numeric: np.ndarray, schema: KddSchema, where: str) -> None:
 
 
 def _unknown(where: str, i: int, col: str, value: Any, values: tuple[Any, ...]) -> None:
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    raise DataError(f"{where}: row {i + 1}: column {col!r} has value {value!r}, outside the KDD99 schema "
-                    f"(known: {', '.join(map(str, values))})")
+    handle_unseen(where, [count_unseen(col, [value], [i], values)], True, "the KDD99 schema")
 
 
 @functools.lru_cache(maxsize=2)
@@ -268,11 +329,14 @@ def load_kdd_file(path: str | os.PathLike[str]) -> KddRows:
 
 
 # ----- in-memory rows (prepare_input) -----
-def rows_from_array(x: np.ndarray, schema: KddSchema = SCHEMA, where: str = "input") -> KddRows:
+def rows_from_array(x: np.ndarray, schema: KddSchema = SCHEMA, where: str = "input", *,
+                    strict: bool = True) -> KddRows:
     """Parse raw rows (N, 41) or (N, 42) (label last, ignored) of strings/objects into ``KddRows``.
 
+    ``strict=False``: a category outside ``schema`` is coded -1 and listed in ``KddRows.unseen``.
+
     Raises:
-        DataError: Wrong shape, a non-numeric value in a numeric column or an unknown category.
+        DataError: Wrong shape, a non-numeric value in a numeric column or (strict) an unknown category.
     """
     x = np.asarray(x)
     if x.ndim != 2 or x.shape[1] not in (41, 42):
@@ -283,6 +347,7 @@ def rows_from_array(x: np.ndarray, schema: KddSchema = SCHEMA, where: str = "inp
         numeric[:, k] = _as_float(x[:, FEATURES.index(col)], col, where)
     _check_finite(numeric, schema, where)
     codes = np.empty((x.shape[0], len(schema.categories)), dtype=np.int16)
+    unseen: list[UnseenValues] = []
     for j, (col, values) in enumerate(schema.categories.items()):
         raw = x[:, FEATURES.index(col)]
         if isinstance(values[0], int):
@@ -293,10 +358,13 @@ def rows_from_array(x: np.ndarray, schema: KddSchema = SCHEMA, where: str = "inp
         pos = np.clip(np.searchsorted(cats[order], vals), 0, len(cats) - 1)
         ok = cats[order][pos] == vals
         if not ok.all():
-            i = int(np.flatnonzero(~ok)[0])
-            _unknown(where, i, col, raw[i].item() if hasattr(raw[i], "item") else raw[i], values)
-        codes[:, j] = order[pos]
-    return KddRows(numeric, codes, None)
+            bad = np.flatnonzero(~ok)
+            shown = [v.item() if hasattr(v, "item") else v for v in vals[bad]]
+            if strict:
+                _unknown(where, int(bad[0]), col, shown[0], values)
+            unseen.append(count_unseen(col, shown, bad, values))
+        codes[:, j] = np.where(ok, order[pos], -1)
+    return KddRows(numeric, codes, None, tuple(unseen))
 
 
 def _as_float(col: np.ndarray, name: str, where: str) -> np.ndarray:

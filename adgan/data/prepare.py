@@ -1,8 +1,13 @@
 """Turn a user's raw input into model space exactly as the training data was prepared.
 
 ``info`` is ``DatasetInfo.to_dict()`` as stored with a checkpoint; its ``preprocessing`` holds the facts used
-here (image size and channels; the KDD99 column schema; min-max parameters when scaling was on), so a
-checkpoint keeps working even if the package's constants change later.
+here (image size and channels; the KDD99 or user-table column schema with its categories in a fixed order;
+min-max parameters when scaling was on), so a checkpoint keeps working even if the package's constants
+change later. Image folders and tables are read by the same code as the declared datasets
+(``adgan.data.folders``, ``adgan.data.tables``), so the same files give the same arrays.
+
+Category values absent from training (KDD99, user tables) are encoded as none of the known values and
+reported with an ``UnseenCategoryWarning``; ``strict=True`` refuses them (``adgan.data.unseen``).
 """
 
 from __future__ import annotations
@@ -13,13 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from adgan.data import kdd
+from adgan.data import folders, kdd, tables
 from adgan.data.datasets import minmax_apply
 from adgan.data.images import resize, to_model_space
 from adgan.errors import DataError
 
 
-def prepare_input(x: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+def prepare_input(x: Any, info: dict[str, Any], strict: bool = False) -> np.ndarray:
     """Prepare raw input ``x`` for a model trained on the dataset described by ``info``.
 
     Images (``info["kind"] == "image"``), model shape (C, S, S):
@@ -29,19 +34,32 @@ def prepare_input(x: np.ndarray, info: dict[str, Any]) -> np.ndarray:
     Tabular, KDD99 schema: raw rows (N, 41) (or (N, 42), the label last and ignored) of strings or
         objects, as from ``read_kdd_csv_rows`` -> the one-hot columns (+ the stored min-max scaling);
         numeric (N, 121) is taken as already in model space and passed through.
+    Tabular, user table (a declared ``table`` dataset): a pandas DataFrame or pyarrow Table with the
+        training table's columns (any order; the label and dropped columns may be present) -> the encoded
+        columns (+ scaling); numeric (N, D) is taken as already encoded (model space) and passed through.
     Tabular, plain features: numeric (N, D) raw features -> float32 (+ the stored min-max scaling).
+
+    Args:
+        x: The input, as above.
+        info: ``DatasetInfo.to_dict()`` of the training data (from the checkpoint).
+        strict: Refuse category values absent from training instead of encoding them as none of the
+            known values with an ``UnseenCategoryWarning``.
 
     Returns:
         float32 (N, C, S, S) or (N, D).
 
     Raises:
         DataError: Wrong shape or channels (saying expected vs got), non-numeric or non-finite values,
-            pixel values outside 0..255 or floats outside [-1, 1], unknown KDD99 categories.
+            pixel values outside 0..255 or floats outside [-1, 1], missing or unknown table columns, and
+            with ``strict`` unseen categories.
     """
     if info.get("kind") == "image":
         return _prepare_images(np.asarray(x), info)
     if info.get("kind") == "tabular":
-        return _prepare_tabular(np.asarray(x), info)
+        named = hasattr(x, "column_names") or hasattr(x, "columns")  # a pyarrow Table or pandas DataFrame
+        if named and info["preprocessing"].get("format") == tables.FORMAT:
+            return _prepare_table(tables.table_from_frame(x), info, "input", strict)
+        return _prepare_tabular(np.asarray(x), info, strict)  # other models: as an array, as before
     raise DataError(f"dataset info: unknown kind {info.get('kind')!r}, expected 'image' or 'tabular'")
 
 
@@ -79,14 +97,26 @@ def _scaled(x: np.ndarray, prep: dict[str, Any]) -> np.ndarray:
     return x.astype(np.float32, copy=False)
 
 
-def _prepare_tabular(x: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+def _prepare_table(table: Any, info: dict[str, Any], where: str, strict: bool) -> np.ndarray:
+    prep = info["preprocessing"]
+    schema = tables.TableSchema.from_dict(prep)
+    return _scaled(tables.encode_table(table, schema, where, strict=strict), prep)
+
+
+def _prepare_tabular(x: np.ndarray, info: dict[str, Any], strict: bool) -> np.ndarray:
     prep = info["preprocessing"]
     d = int(info["input_shape"][0])
+    if prep.get("format") in ("kdd99", tables.FORMAT) and x.ndim == 2 and x.shape[1] == d \
+            and np.issubdtype(x.dtype, np.number):
+        return _finite(x.astype(np.float32), "input")  # already encoded: model space
     if prep.get("format") == "kdd99":
-        if x.ndim == 2 and x.shape[1] == d and np.issubdtype(x.dtype, np.number):
-            return _finite(x.astype(np.float32), "input")
-        rows = kdd.rows_from_array(x, kdd.KddSchema.from_dict(prep))
-        return _scaled(kdd.encode(rows, kdd.KddSchema.from_dict(prep)), prep)
+        schema = kdd.KddSchema.from_dict(prep)
+        rows = kdd.rows_from_array(x, schema, strict=False)
+        kdd.report_unseen("input", rows, strict)
+        return _scaled(kdd.encode(rows, schema), prep)
+    if prep.get("format") == tables.FORMAT:
+        raise DataError(f"input: expected encoded rows (N, {d}), or the raw table as a pandas DataFrame or "
+                        f"pyarrow Table with its columns; got an array of shape {tuple(x.shape)}")
     if x.ndim != 2 or x.shape[1] != d:
         raise DataError(f"input: expected rows of shape (N, {d}), got {tuple(x.shape)}")
     try:
@@ -103,15 +133,75 @@ def _finite(x: np.ndarray, where: str) -> np.ndarray:
     return x
 
 
-def prepare_file(path: str | os.PathLike[str], info: dict[str, Any]) -> np.ndarray:
-    """Read ``path`` and prepare it like ``prepare_input``.
+def prepare_image_folder(path: str | os.PathLike[str], info: dict[str, Any]) -> tuple[np.ndarray, list[str]]:
+    """Read every image below folder ``path`` and prepare it for an image model.
 
-    ``.npy`` (numpy arrays, no pickles) for any dataset; ``.csv``/``.csv.gz``/``.gz`` rows for tabular
-    datasets: KDD99 raw rows (41 features, optional label) are parsed and encoded straight from the file
-    (fast, no per-cell Python objects), plain datasets read as numeric CSV without header.
+    The files are those of ``folders.image_files`` (any depth, hidden entries skipped), **in the order of
+    their relative paths** (``/``-separated, sorted as text), which is the row order of the result. Each is
+    converted to the model's channels and, when its size differs from the dataset's native size, resized
+    to it and rounded to uint8 exactly as a declared image folder is read; then scaled and resized like
+    the training data. The same files therefore give the same rows as ``load_dataset`` gave.
+
+    Returns:
+        ``(x, paths)``: float32 (N, C, S, S) in [-1, 1], and the N relative paths (``/``-separated).
+
+    Raises:
+        DataError: Not an image model, no image files, or an unreadable file (naming it).
     """
     path = Path(path)
-    if path.suffix == ".npy":
+    if info.get("kind") != "image":
+        raise DataError(f"{path}: a folder of images fits image models; this {info.get('name', '')} model "
+                        "takes tabular rows")
+    files = folders.image_files(path)
+    x = _prepare_image_files(files, info, str(path))
+    return x, [f.relative_to(path).as_posix() for f in files]
+
+
+def _prepare_image_files(files: list[Path], info: dict[str, Any], where: str) -> np.ndarray:
+    prep = info["preprocessing"]
+    channels, size = int(prep["channels"]), int(prep["image_size"])
+    native = int(prep.get("native_size", size))
+    raw, _ = folders.read_images(files, channels, native, where)
+    return to_model_space(raw, size)
+
+
+def prepare_file(path: str | os.PathLike[str], info: dict[str, Any], strict: bool = False) -> np.ndarray:
+    """Read ``path`` and prepare it like ``prepare_input``.
+
+    - ``.npy`` (numpy arrays, no pickles) or ``.npz`` (its ``x``) for any dataset;
+    - a folder of images (flat or with subfolders) or one image file for image datasets, rows in the order
+      of ``prepare_image_folder`` (sorted relative paths);
+    - for tabular datasets, ``.csv``/``.csv.gz``/``.gz`` rows: KDD99 raw rows (41 features, optional label,
+      no header) are parsed and encoded straight from the file (fast, no per-cell Python objects);
+      a declared table's CSV (header row) or Parquet file (``.parquet``/``.pq``) is encoded with its stored
+      schema, the label column dropped when present; plain datasets read as numeric CSV without header.
+
+    Args:
+        path: The file or folder.
+        info: ``DatasetInfo.to_dict()`` of the training data (from the checkpoint).
+        strict: Refuse category values absent from training (KDD99, tables) instead of encoding them as
+            none of the known values with an ``UnseenCategoryWarning`` naming column, values and row count.
+
+    Returns:
+        float32 (N, C, S, S) or (N, D).
+    """
+    path = Path(path)
+    if path.is_dir():
+        return prepare_image_folder(path, info)[0]
+    if info.get("kind") == "image" and folders.is_image_file(path):
+        return _prepare_image_files([path], info, str(path))
+    if path.suffix == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                names = list(z.files)
+                arr = np.asarray(z["x"]) if "x" in names else None
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{path}: not a numeric .npz file written by numpy.savez ({exc})") from None
+        if arr is None:
+            raise DataError(f"{path}: expected an array 'x' in the .npz file; it holds {', '.join(names)}")
+        if arr.ndim == 0 or arr.shape[0] == 0:
+            raise DataError(f"{path}: holds no samples (shape {arr.shape}); expected N >= 1 rows or images")
+    elif path.suffix == ".npy":
         try:
             arr = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as exc:
@@ -121,16 +211,23 @@ def prepare_file(path: str | os.PathLike[str], info: dict[str, Any]) -> np.ndarr
             raise DataError(f"{path}: holds no samples (shape {arr.shape}); expected N >= 1 rows or images")
     else:
         if info.get("kind") != "tabular":
-            raise DataError(f"{path}: image input must be a .npy array, got {path.suffix or 'no suffix'!r}")
+            raise DataError(f"{path}: image input must be a .npy array, an image file or a folder of images "
+                            f"({', '.join(folders.IMAGE_EXTENSIONS)}), got {path.suffix or 'no suffix'!r}")
         prep = info["preprocessing"]
         if prep.get("format") == "kdd99":
             schema = kdd.KddSchema.from_dict(prep)
-            return _scaled(kdd.encode(kdd.read_kdd_file(path, schema, require_label=False), schema), prep)
+            rows = kdd.read_kdd_file(path, schema, require_label=False, strict=False)
+            kdd.report_unseen(str(path), rows, strict)
+            return _scaled(kdd.encode(rows, schema), prep)
+        if prep.get("format") == tables.FORMAT:
+            schema = tables.TableSchema.from_dict(prep)
+            table = tables.read_table(path, [*schema.categorical, schema.label_column])
+            return _prepare_table(table, info, str(path), strict)
         try:
             arr = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2)
         except (OSError, ValueError) as exc:
             raise DataError(f"{path}: expected a numeric CSV without header ({exc})") from None
     try:
-        return prepare_input(arr, info)
+        return prepare_input(arr, info, strict)
     except DataError as exc:  # name the file instead of "input"
         raise DataError(f"{path}: {str(exc).removeprefix('input: ')}") from None

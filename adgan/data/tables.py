@@ -1,0 +1,280 @@
+"""User tables (CSV with a header row, or Parquet): reading, the column schema and its one-hot encoding.
+
+Encoding (``TableSchema``): the numeric columns in file order, raw (detectors standardise internally; the
+``scale`` option of ``load_dataset`` adds min-max scaling), then one one-hot block per declared categorical
+column, in declaration order, each block's values sorted as text; column names ``"<column>=<value>"``.
+The label column and ``drop_columns`` are not features. Categorical columns are read as text (CSV cells as
+written; Parquet values cast to text), so ``"1"`` is one category whatever the file's type inference.
+
+The schema is stored with every checkpoint (``to_dict``) with its categories as ``[column, [values]]``
+pairs: a list keeps its order through ``json.dumps(sort_keys=True)``. At score time a value absent from a
+block is encoded as "none of the known" (all zeros) and reported (``adgan.data.unseen``), or refused with
+``strict=True``.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from adgan.data.unseen import UnseenValues, count_unseen, handle_unseen
+from adgan.errors import DataError
+
+CSV_SUFFIXES = (".csv", ".csv.gz")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+FORMAT = "table"
+
+
+def table_format(path: Path) -> str:
+    """``"csv"`` or ``"parquet"`` from the file name (case-insensitive).
+
+    Raises:
+        DataError: Another suffix.
+    """
+    name = path.name.lower()
+    if name.endswith(CSV_SUFFIXES):
+        return "csv"
+    if name.endswith(PARQUET_SUFFIXES):
+        return "parquet"
+    raise DataError(f"{path}: expected a table file ending in {', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)}")
+
+
+def _is_gzip(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(2) == b"\x1f\x8b"
+
+
+def table_columns(path: Path) -> list[str]:
+    """The column names of a table file (a CSV's header row, a Parquet file's schema), reading no rows."""
+    try:
+        if table_format(path) == "parquet":
+            import pyarrow.parquet as pq
+
+            return list(pq.read_schema(path).names)
+        opener = gzip.open if _is_gzip(path) else open
+        # utf-8-sig: a byte-order mark (spreadsheet exports) is not part of the first column's name
+        with opener(path, "rt", encoding="utf-8-sig", newline="") as fh:  # type: ignore[operator]
+            header = next(csv.reader(fh), None)
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read ({exc})") from None
+    except Exception as exc:  # pyarrow's errors (ArrowException) for a damaged Parquet file
+        raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
+    if not header:
+        raise DataError(f"{path}: empty file; expected a header row naming the columns")
+    return header
+
+
+def read_table(path: Path, text_columns: Sequence[str], columns: Sequence[str] | None = None) -> Any:
+    """Read a CSV (header row; gzip'd or plain) or Parquet file as a ``pyarrow.Table``.
+
+    Args:
+        path: The file.
+        text_columns: Columns read (CSV) or cast (Parquet) as text: the categorical and label columns.
+        columns: Read only these columns (all must exist; see ``table_columns``); None = all.
+
+    Raises:
+        DataError: Unreadable or malformed file, naming it.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    try:
+        if table_format(path) == "parquet":
+            table = pq.read_table(path, columns=list(columns) if columns is not None else None)
+            for name in text_columns:
+                if name in table.column_names and not pa.types.is_string(table.schema.field(name).type):
+                    i = table.column_names.index(name)
+                    table = table.set_column(i, name, pc.cast(table.column(name), pa.string()))
+            return table
+        with pa.input_stream(str(path), compression="gzip" if _is_gzip(path) else None) as stream:
+            return pcsv.read_csv(stream, convert_options=pcsv.ConvertOptions(
+                column_types={c: pa.string() for c in text_columns},
+                include_columns=list(columns) if columns is not None else None,
+            ))
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(f"{path}: {exc}") from None
+
+
+def text_values(column: Any, name: str, where: str) -> np.ndarray:
+    """A text column as an object array of str (N,); a missing (null) cell is an error naming its row."""
+    if column.null_count:
+        i = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
+        raise DataError(f"{where}: row {i + 1}: column {name!r} is empty")
+    return np.asarray(column.to_numpy(zero_copy_only=False), dtype=object)
+
+
+def _example(column: Any) -> Any:
+    valid = column.drop_null()
+    return valid[0].as_py() if len(valid) else None
+
+
+def _check_numeric_type(col: Any, name: str, where: str) -> None:
+    import pyarrow as pa
+
+    typ = col.type
+    if not (pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_boolean(typ)
+            or pa.types.is_decimal(typ)):
+        raise DataError(f"{where}: column {name!r} is not numeric (e.g. {_example(col)!r}); declare it in "
+                        "'categorical' to one-hot encode it, or in 'drop_columns' to leave it out")
+
+
+def _numeric(table: Any, name: str, where: str) -> np.ndarray:
+    """A numeric column as float64 (N,); refuses text, empty cells and non-finite values."""
+    col = table.column(name)
+    _check_numeric_type(col, name, where)
+    if col.null_count:
+        i = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
+        raise DataError(f"{where}: row {i + 1}: column {name!r} is empty")
+    values = np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataError(f"{where}: row {i + 1}: column {name!r} is not finite ({values[i]})")
+    return values
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    """The encoded layout of a user table.
+
+    Attributes:
+        label_column: Name of the label column (dropped from new input when present).
+        numeric: Numeric feature columns, file order.
+        categories: ``(column, values)`` per categorical column, declaration order, values sorted.
+        drop_columns: Columns that are neither features nor label (dropped when present).
+    """
+
+    label_column: str
+    numeric: tuple[str, ...]
+    categories: tuple[tuple[str, tuple[str, ...]], ...]
+    drop_columns: tuple[str, ...] = ()
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Encoded column names: the numeric columns, then ``"<column>=<value>"`` per category."""
+        return self.numeric + tuple(f"{c}={v}" for c, values in self.categories for v in values)
+
+    @property
+    def categorical(self) -> tuple[str, ...]:
+        return tuple(c for c, _ in self.categories)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able facts for ``prepare_input``; lists only, so no JSON writer can reorder them."""
+        return {"format": FORMAT, "label_column": self.label_column, "numeric": list(self.numeric),
+                "categories": [[c, list(v)] for c, v in self.categories],
+                "drop_columns": list(self.drop_columns), "columns": list(self.columns),
+                "n_features": len(self.columns)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TableSchema:
+        """Rebuild from ``to_dict``; refuses a schema whose blocks do not rebuild its stored ``columns``."""
+        try:
+            schema = cls(str(d["label_column"]), tuple(d["numeric"]),
+                         tuple((str(c), tuple(str(v) for v in vals)) for c, vals in d["categories"]),
+                         tuple(d.get("drop_columns", ())))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"checkpoint's table schema is incomplete or malformed ({exc!r})") from None
+        if "columns" in d and list(schema.columns) != list(d["columns"]):
+            raise DataError("checkpoint's table schema: its categories do not rebuild its stored 'columns'; "
+                            "raw rows cannot be encoded safely")
+        return schema
+
+
+def fit_schema(table: Any, label_column: str, categorical: Sequence[str], drop_columns: Sequence[str],
+               where: str) -> TableSchema:
+    """The schema of a training table: numeric columns in file order, categories sorted per column.
+
+    Raises:
+        DataError: The label, a categorical or a dropped column is missing (listing the columns), or a
+            feature column is not numeric and not declared categorical (naming it and an example value).
+    """
+    names = list(table.column_names)
+    for key, wanted in (("label_column", [label_column]), ("categorical", categorical),
+                        ("drop_columns", drop_columns)):
+        for name in wanted:
+            if name not in names:
+                raise DataError(f"{where}: no column {name!r} (declared in {key!r}); the columns are: "
+                                f"{', '.join(names)}")
+    skip = {label_column, *categorical, *drop_columns}
+    numeric = tuple(n for n in names if n not in skip)
+    for name in numeric:
+        _check_numeric_type(table.column(name), name, where)
+    cats = []
+    for name in categorical:
+        values = text_values(table.column(name), name, where)
+        cats.append((name, tuple(sorted(set(values.tolist())))))
+    return TableSchema(label_column, numeric, tuple(cats), tuple(drop_columns))
+
+
+def encode_table(table: Any, schema: TableSchema, where: str, *, strict: bool = True,
+                 training: bool = False) -> np.ndarray:
+    """Encode a table's rows with ``schema``: float32 (N, len(schema.columns)).
+
+    Args:
+        table: ``pyarrow.Table`` with the schema's feature columns (any order); the label and dropped
+            columns may be present and are ignored.
+        schema: The layout (from ``fit_schema`` or a checkpoint).
+        where: The file or input named in errors.
+        strict: Refuse category values outside the schema; False encodes them as none of the known and
+            warns (``UnseenCategoryWarning``), naming the column, the values and the number of rows.
+        training: The table the schema was fitted on (no unseen values possible; no column checks).
+
+    Raises:
+        DataError: Missing or unknown columns (listing them), non-numeric, empty or non-finite values in
+            numeric columns, empty categorical cells, or (strict) unseen categories.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    names = list(table.column_names)
+    needed = list(schema.numeric) + list(schema.categorical)
+    missing = [n for n in needed if n not in names]
+    if missing:
+        raise DataError(f"{where}: missing column{'s' if len(missing) > 1 else ''} "
+                        f"{', '.join(map(repr, missing))} of the training table; expected the columns "
+                        f"{', '.join(needed)}")
+    ignored = {schema.label_column, *schema.drop_columns}
+    extra = [n for n in names if n not in needed and n not in ignored]
+    if extra and not training:
+        raise DataError(f"{where}: column{'s' if len(extra) > 1 else ''} {', '.join(map(repr, extra))} "
+                        f"{'were' if len(extra) > 1 else 'was'} not in the training table; expected the "
+                        f"columns {', '.join(needed)}")
+    n = table.num_rows
+    out = np.zeros((n, len(schema.columns)), dtype=np.float32)
+    for j, name in enumerate(schema.numeric):
+        out[:, j] = _numeric(table, name, where)
+    offset = len(schema.numeric)
+    unseen: list[UnseenValues] = []
+    for name, values in schema.categories:
+        col = table.column(name)
+        if not pa.types.is_string(col.type):
+            col = pc.cast(col, pa.string())
+        text_values(col, name, where)  # empty cells are errors, not categories
+        found = pc.index_in(col, value_set=pa.array(list(values), type=pa.string()))
+        codes = found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+        bad = np.flatnonzero(codes < 0)
+        if bad.size:
+            unseen.append(count_unseen(name, col.take(pa.array(bad)).to_pylist(), bad, values))
+        known = np.flatnonzero(codes >= 0)
+        out[known, offset + codes[known]] = 1.0
+        offset += len(values)
+    handle_unseen(where, unseen, strict, "the categories seen in training")
+    return out
+
+
+def table_from_frame(x: Any) -> Any:
+    """A ``pyarrow.Table`` from a pandas DataFrame or a pyarrow Table (returned as is)."""
+    import pyarrow as pa
+
+    if isinstance(x, pa.Table):
+        return x
+    return pa.Table.from_pandas(x, preserve_index=False)
+

@@ -1,0 +1,102 @@
+"""Category values at score time that training never saw: counted and warned about, or refused.
+
+A one-hot block has no column for a value outside its category list. Such a value is encoded as "none of
+the known" (all zeros in that block) and reported with ``warnings.warn(..., UnseenCategoryWarning)``: one
+warning per column, naming the column, the values and how many rows hold each. With ``strict=True``
+(``adgan score --strict``) the input is refused instead, with a ``DataError`` naming the first such row,
+its column and value. Training data is never encoded this way: KDD99's training file is read strictly.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from adgan.errors import DataError
+
+SHOWN_VALUES = 5  # values listed per column in a warning; the rest are counted
+
+
+class UnseenCategoryWarning(UserWarning):
+    """Rows held category values absent from training; they were encoded as none of the known values."""
+
+
+@dataclass(frozen=True)
+class UnseenValues:
+    """The unseen values of one categorical column.
+
+    Attributes:
+        column: Column name.
+        counts: value -> number of rows holding it, most frequent first.
+        first_row: 0-based index of the first row holding an unseen value.
+        first_value: That row's value.
+        known: The column's category list from training.
+    """
+
+    column: str
+    counts: dict[Any, int]
+    first_row: int
+    first_value: Any
+    known: tuple[Any, ...]
+
+    @property
+    def n_rows(self) -> int:
+        return sum(self.counts.values())
+
+
+def _plain(value: Any) -> Any:
+    """A value as users wrote it: ``1`` rather than ``1.0`` for integer-valued numbers."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def handle_unseen(where: str, found: Sequence[UnseenValues], strict: bool, outside: str) -> None:
+    """Warn about (``strict=False``) or refuse (``strict=True``) unseen category values.
+
+    Args:
+        where: The input's name (a file path, or ``"input"``) that starts every message.
+        found: One entry per column holding unseen values, in column order.
+        strict: Refuse instead of warning.
+        outside: What the values fall outside of, e.g. ``"the KDD99 schema"``.
+
+    Raises:
+        DataError: ``strict`` and ``found`` is not empty; names the first column's first such row.
+    """
+    if not found:
+        return
+    if strict:
+        u = found[0]
+        raise DataError(f"{where}: row {u.first_row + 1}: column {u.column!r} has value "
+                        f"{_plain(u.first_value)!r}, outside {outside} "
+                        f"(known: {', '.join(map(str, u.known))})")
+    for u in found:
+        items = list(u.counts.items())
+        shown = ", ".join(f"{_plain(v)!r} ({n} row{'s' if n != 1 else ''})" for v, n in items[:SHOWN_VALUES])
+        if len(items) > SHOWN_VALUES:
+            shown += f" and {len(items) - SHOWN_VALUES} more values"
+        warnings.warn(
+            f"{where}: column {u.column!r}: {u.n_rows} {'rows hold' if u.n_rows != 1 else 'row holds'} "
+            f"values not seen in training, encoded as none of the known categories: {shown}; "
+            "strict=True (adgan score --strict) refuses them instead",
+            UnseenCategoryWarning, stacklevel=3,
+        )
+
+
+def count_unseen(column: str, values: Sequence[Any], rows: Sequence[int],
+                 known: Sequence[Any]) -> UnseenValues:
+    """The ``UnseenValues`` of ``column`` from its unseen ``values`` at row indices ``rows`` (same order).
+
+    Args:
+        column: Column name.
+        values: The unseen values, one per offending row, in row order.
+        rows: The offending rows' 0-based indices, increasing.
+        known: The column's category list.
+    """
+    counts: dict[Any, int] = {}
+    for v in values:
+        counts[v] = counts.get(v, 0) + 1
+    ordered = dict(sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0]))))
+    return UnseenValues(column, ordered, int(rows[0]), values[0], tuple(known))

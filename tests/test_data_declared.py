@@ -1,0 +1,453 @@
+"""Declared user datasets: every format loads, splits leak-free and deterministically, registers idempotently
+and in a fresh process from its dict alone; bad declarations and files get errors naming what is wrong."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from PIL import Image
+
+from adgan.data import (
+    DATASETS,
+    dataset_available,
+    dataset_classes,
+    dataset_kind,
+    list_datasets,
+    load_dataset,
+    load_declaration_file,
+    normalize_declaration,
+    register_declared,
+    resolve_declaration,
+    split_indices,
+)
+from adgan.data.fakes import synthetic_class_images as _synth
+from adgan.data.fakes import write_image_folders, write_mvtec_folder, write_table
+from adgan.data.protocol import SplitFractions, image_split, normal_anomaly_split
+from adgan.data.types import Splits
+from adgan.errors import ConfigError, DataError
+
+REPO = Path(__file__).resolve().parents[1]
+CLASSES = ("disk", "hstripes", "ring")  # synthetic classes 3, 0, 4; folder names sort in this order
+
+
+@pytest.fixture(autouse=True)
+def _own_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Declared datasets registered by a test vanish after it (other tests list the registry)."""
+    monkeypatch.setattr(DATASETS, "_items", dict(DATASETS._items))
+
+
+def _table_decl(path: Path, **extra: object) -> dict:
+    return {"name": "traffic", "format": "table", "path": str(path), "label_column": "label",
+            "categorical": ["service", "proto"], **extra}
+
+
+def _digest(s: Splits) -> str:
+    h = hashlib.sha256()
+    for part in (s.train, s.val, s.test):
+        h.update(np.ascontiguousarray(part.x).tobytes())
+        h.update(part.y.tobytes())
+    return h.hexdigest()
+
+
+def _check_leak_free(name: str, anomaly_class: int, **kw: object) -> Splits:
+    """The invariants of every protocol, and determinism by seed."""
+    s = load_dataset(name, anomaly_class, seed=3, verbose=False, **kw)
+    idx = split_indices(name, anomaly_class, seed=3)
+    everything = np.concatenate([idx.train, idx.val, idx.test])
+    assert np.unique(everything).size == everything.size, "no sample in two splits"
+    assert not s.train.y.any(), "train holds no anomaly"
+    for part in (s.val, s.test):
+        assert 0 < part.y.sum() < len(part)
+    assert (len(s.train), len(s.val), len(s.test)) == (idx.train.size, idx.val.size, idx.test.size)
+    assert _digest(s) == _digest(load_dataset(name, anomaly_class, seed=3, verbose=False, **kw))
+    assert _digest(s) != _digest(load_dataset(name, anomaly_class, seed=4, verbose=False, **kw))
+    assert s.info.n_samples >= everything.size and len(s.info.sha256) == 64
+    json.dumps(s.info.to_dict(), sort_keys=True)
+    return s
+
+
+# ----- image folders -----
+def test_image_folder(tmp_path: Path) -> None:
+    root = write_image_folders(tmp_path / "shapes")
+    name = register_declared({"name": "shapes", "format": "image-folder", "root": str(root), "channels": 1})
+    assert name == "shapes" and "shapes" in list_datasets()
+    assert dataset_classes(name) == CLASSES and dataset_kind(name) == "image" and dataset_available(name)
+    for k in range(3):
+        s = _check_leak_free(name, k, image_size=32)
+        assert s.train.x.shape[1:] == (1, 32, 32) and s.info.classes == CLASSES
+        # one-class protocol = the pooled one: 20 per class -> 40 normals: pool 32, val 3; anomalies 4 / 16
+        assert (len(s.train), int(s.val.y.sum()), int(s.test.y.sum())) == (29, 4, 16)
+    info = s.info
+    assert info.protocol == "pooled-80-20-v1" and info.source == str(root) and info.n_samples == 60
+    assert info.preprocessing["native_size"] == 28 and info.preprocessing["source_sizes"] == [[28, 28, 60]]
+    assert info.preprocessing["declaration"]["root"] == str(root)
+    # Images are the files' pixels, classes in folder order, files in name order.
+    raw = DATASETS.get(name).load(None)
+    assert np.array_equal(raw.images[20:40, 0], _synth("hstripes", 20))
+    # The digest is of contents: a new mtime keeps it, a changed pixel changes it.
+    f = root / "ring" / "000.png"
+    os.utime(f, ns=(1, 1))
+    assert load_dataset(name, 0, verbose=False).info.sha256 == info.sha256
+    img = _synth("ring", 1)[0].copy()
+    img[0, 0] ^= 1
+    Image.fromarray(img).save(f)
+    assert load_dataset(name, 0, verbose=False).info.sha256 != info.sha256
+
+
+def test_image_folder_classes_subset_rgb_and_extensions(tmp_path: Path) -> None:
+    root = tmp_path / "mixed"
+    for cls, ext in (("disk", ".PNG"), ("hstripes", ".jpeg"), ("ring", ".bmp"), ("vstripes", ".TIFF")):
+        (root / cls / "sub").mkdir(parents=True)
+        for i, img in enumerate(_synth(cls, 12)):
+            Image.fromarray(img).save(root / cls / ("sub" if i % 2 else "") / f"{i:02d}{ext}")
+    (root / "ring" / "notes.txt").write_text("not an image")
+    (root / ".cache").mkdir()
+    name = register_declared({"name": "mixed", "format": "image-folder", "root": str(root), "channels": 3,
+                              "classes": ["vstripes", "disk", "ring"], "min_per_class": 12})
+    assert dataset_classes(name) == ("vstripes", "disk", "ring")
+    s = _check_leak_free(name, 2)
+    assert s.train.x.shape[1:] == (3, 28, 28) and s.info.n_samples == 36
+    assert np.array_equal(s.train.x[:, 0], s.train.x[:, 2])  # grey files converted to RGB
+
+
+def test_image_folder_sizes(tmp_path: Path) -> None:
+    root = write_image_folders(tmp_path / "sizes", per_class=10)
+    Image.fromarray(_synth("disk", 1)[0]).resize((40, 30)).save(root / "disk" / "003.png")
+    decl = {"name": "sizes", "format": "image-folder", "root": str(root), "channels": 1}
+    register_declared(decl)
+    with pytest.raises(DataError, match=r"images of different sizes: .*disk/000.png is 28x28, "
+                                        r".*disk/003.png is 30x40 \(height x width\); declare image_size"):
+        load_dataset("sizes", 0, verbose=False)
+    register_declared({**decl, "name": "sized", "image_size": 32})
+    s = load_dataset("sized", 0, verbose=False)
+    assert s.train.x.shape[1:] == (1, 32, 32) and s.info.preprocessing["native_size"] == 32
+    assert s.info.preprocessing["source_sizes"] == [[28, 28, 29], [30, 40, 1]]
+    Image.fromarray(np.zeros((20, 28), np.uint8)).save(root / "disk" / "003.png")
+    with pytest.raises(DataError, match=r"disk/000.png is 28x28, .*003.png is 20x28"):
+        load_dataset("sizes", 0, verbose=False)
+
+
+def test_deep_images(tmp_path: Path) -> None:
+    from adgan.data.folders import read_image
+
+    deep = (np.arange(28 * 28).reshape(28, 28) * 80).astype(np.uint16)
+    Image.fromarray(deep).save(tmp_path / "a.png")  # 16-bit greyscale: scaled, not clipped at 255
+    assert np.array_equal(read_image(tmp_path / "a.png", 1)[0], np.rint(deep / 257).astype(np.uint8))
+    Image.fromarray(deep.astype(np.float32)).save(tmp_path / "f.tif")
+    with pytest.raises(DataError, match=r"f.tif: 32-bit float image \(mode F\); its value range is unknown"):
+        read_image(tmp_path / "f.tif", 3)
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        ("empty", r"shapes/hstripes: no image files \(.png, .jpg"),
+        ("few", r"shapes/ring: 4 images, fewer than min_per_class 10"),
+        ("loose", r"image files directly in the root \(e.g. stray.png\)"),
+        ("none", r"shapes: no class subfolders"),
+        ("missing-class", r"declared class 'cube' not found; the class folders are: disk, hstripes, ring"),
+        ("no-root", r"root folder .*nowhere not found"),
+        ("broken", r"disk/000.png: cannot read as an image"),
+    ],
+)
+def test_image_folder_errors(tmp_path: Path, setup: str, message: str) -> None:
+    root = tmp_path / "shapes"
+    decl: dict = {"name": "shapes", "format": "image-folder", "root": str(root), "channels": 1}
+    if setup == "none":
+        root.mkdir()
+    else:
+        write_image_folders(root, per_class=12)
+    if setup == "empty":
+        for f in (root / "hstripes").iterdir():
+            f.unlink()
+    elif setup == "few":
+        for f in sorted((root / "ring").iterdir())[4:]:
+            f.unlink()
+    elif setup == "loose":
+        Image.fromarray(_synth("disk", 1)[0]).save(root / "stray.png")
+    elif setup == "missing-class":
+        decl["classes"] = ["disk", "cube"]
+    elif setup == "no-root":
+        decl["root"] = str(tmp_path / "nowhere")
+    elif setup == "broken":
+        (root / "disk" / "000.png").write_bytes(b"not a png")
+    register_declared(decl)  # registering reads nothing: the error comes when the data is needed
+    with pytest.raises(DataError, match=message):
+        dataset_classes("shapes")
+        load_dataset("shapes", 0, verbose=False)
+
+
+# ----- normal-vs-anomaly folders (MVTec AD layout) -----
+def test_normal_anomaly_folder(tmp_path: Path) -> None:
+    root = write_mvtec_folder(tmp_path / "bottle", size=36)
+    name = register_declared({"name": "bottle", "format": "normal-anomaly-folder", "root": str(root),
+                              "channels": 3, "image_size": 32})
+    assert dataset_classes(name) == ("anomaly",) and dataset_kind(name) == "image"
+    s = _check_leak_free(name, 0)
+    assert s.info.protocol == "normal-anomaly-v1" and s.train.x.shape[1:] == (3, 32, 32)
+    assert s.info.preprocessing["anomaly_types"] == ["ring", "vstripes"]
+    idx = split_indices(name, 0, seed=3)
+    assert np.array_equal(np.sort(idx.train), np.arange(30)), "train = train/good, all of it"
+    raw = DATASETS.get(name).load(None)
+    # test/good (10): 2 validate, 8 test; ring (10): 2 / 8; vstripes (5): 1 / 4 -- per type
+    assert [int(np.isin(raw.labels[idx.val], k).sum()) for k in (0, 1, 2)] == [2, 2, 1]
+    assert [int(np.isin(raw.labels[idx.test], k).sum()) for k in (0, 1, 2)] == [8, 8, 4]
+    with pytest.raises(DataError, match=r"'bottle' has no class 1; valid anomaly_class values: 0='anomaly'"):
+        load_dataset(name, 1, verbose=False)
+
+
+def test_normal_anomaly_folder_errors(tmp_path: Path) -> None:
+    root = write_mvtec_folder(tmp_path / "b")
+    register_declared({"name": "b", "format": "normal-anomaly-folder", "root": str(root), "channels": 1})
+    (root / "train" / "bad").mkdir()
+    with pytest.raises(DataError, match=r"train: holds bad; train/ may only hold good/"):
+        load_dataset("b", 0, verbose=False)
+    (root / "train" / "bad").rmdir()
+    for d in ("ring", "vstripes"):
+        for f in (root / "test" / d).iterdir():
+            f.unlink()
+        (root / "test" / d).rmdir()
+    with pytest.raises(DataError, match=r"test: no defect folders besides good/"):
+        load_dataset("b", 0, verbose=False)
+
+
+# ----- .npz arrays -----
+def test_npz_images_and_rows(tmp_path: Path) -> None:
+    x = np.concatenate([_synth(c, 20) for c in CLASSES])
+    y = np.repeat(np.array([7, 2, 5]), 20)
+    np.savez(tmp_path / "hw.npz", x=x, y=y)
+    np.savez(tmp_path / "hwc.npz", x=np.repeat(x[..., None], 3, axis=3), y=y.astype(np.float64))
+    np.savez(tmp_path / "float.npz", x=x.astype(np.float32) / 255, y=y)
+    register_declared({"name": "hw", "format": "npz", "path": str(tmp_path / "hw.npz")})
+    assert dataset_kind("hw") == "image" and dataset_classes("hw") == ("2", "5", "7")  # numeric order
+    a = _check_leak_free("hw", 0)
+    register_declared({"name": "hwc", "format": "npz", "path": str(tmp_path / "hwc.npz"), "channels": 3})
+    b = load_dataset("hwc", 0, seed=3, verbose=False)
+    assert b.train.x.shape[1:] == (3, 28, 28) and np.array_equal(b.train.x[:, 1], a.train.x[:, 0])
+    register_declared({"name": "fl", "format": "npz", "path": str(tmp_path / "float.npz"),
+                       "pixel_range": [0, 1]})
+    c = load_dataset("fl", 0, seed=3, verbose=False)
+    np.testing.assert_allclose(c.train.x, a.train.x, atol=1e-5)
+    register_declared({"name": "fl0", "format": "npz", "path": str(tmp_path / "float.npz")})
+    with pytest.raises(DataError, match=r"float images need 'pixel_range'"):
+        load_dataset("fl0", 0, verbose=False)
+
+    rng = np.random.default_rng(1)
+    rows = np.concatenate([rng.normal(size=(80, 4)), rng.normal(8.0, 1.0, size=(20, 4))]).astype(np.float32)
+    flag = np.r_[np.zeros(80, bool), np.ones(20, bool)]
+    np.savez(tmp_path / "rows.npz", x=rows, y=flag)
+    name = register_declared({"name": "rows", "format": "npz", "path": str(tmp_path / "rows.npz"),
+                              "labels": "anomaly"})
+    assert dataset_kind(name) == "tabular" and dataset_classes(name) == ("anomaly",)
+    s = _check_leak_free(name, 0)
+    assert s.info.protocol == "normal-anomaly-v1" and s.train.x.shape[1:] == (4,)
+    assert (len(s.train), int(s.val.y.sum()), int(s.test.y.sum())) == (58, 4, 16)
+    assert s.info.preprocessing["format"] == "plain"
+    np.savez(tmp_path / "bad.npz", x=rows, z=flag)
+    register_declared({"name": "bad", "format": "npz", "path": str(tmp_path / "bad.npz")})
+    with pytest.raises(DataError, match=r"bad.npz: an .npz dataset needs arrays 'x' and 'y'; it holds x, z"):
+        dataset_kind("bad")
+
+
+# ----- tables -----
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz", ".parquet"])
+def test_table_formats(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"t{suffix}"
+    if suffix == ".csv.gz":
+        import gzip
+
+        write_table(tmp_path / "plain.csv")
+        path.write_bytes(gzip.compress((tmp_path / "plain.csv").read_bytes()))
+    else:
+        write_table(path)
+    name = register_declared(_table_decl(path, labels="anomaly", anomaly_values=["scan", "flood"]))
+    s = _check_leak_free(name, 0)
+    prep = s.info.preprocessing
+    assert s.info.protocol == "normal-anomaly-v1" and s.info.kind == "tabular"
+    assert prep["columns"] == ["bytes", "rate", "land", "service=ftp", "service=http", "service=smtp",
+                               "proto=icmp", "proto=tcp", "proto=udp"]
+    assert prep["categories"] == [["service", ["ftp", "http", "smtp"]], ["proto", ["icmp", "tcp", "udp"]]]
+    assert prep["anomaly_types"] == ["scan", "flood"] and prep["label_column"] == "label"
+    table = write_table(tmp_path / "again.csv")
+    idx = split_indices(name, 0, seed=3)
+    first = table.take(pa.array(idx.test[:3])).to_pylist()
+    for row, enc in zip(first, s.test.x[:3], strict=True):
+        assert enc[:3].tolist() == pytest.approx([row["bytes"], row["rate"], row["land"]])
+        assert enc[3:6].tolist() == [float(row["service"] == v) for v in ("ftp", "http", "smtp")]
+
+
+def test_table_one_class_and_subset(tmp_path: Path) -> None:
+    write_table(tmp_path / "t.csv")
+    name = register_declared(_table_decl(tmp_path / "t.csv", classes=["scan", "ok", "flood"]))
+    assert dataset_classes(name) == ("scan", "ok", "flood")
+    for k in range(3):
+        s = _check_leak_free(name, k)
+        assert s.info.protocol == "pooled-80-20-v1"
+    register_declared(_table_decl(tmp_path / "t.csv", name="two", classes=["ok", "flood"], test_fraction=0.3))
+    s = load_dataset("two", 1, verbose=False)
+    raw = DATASETS.get("two").load(None)
+    n_ok, n_flood = int((raw.labels == 0).sum()), int((raw.labels == 1).sum())
+    assert s.info.n_samples == n_ok + n_flood < 240  # scan rows left out
+    assert len(s.test) - int(s.test.y.sum()) == n_ok - n_ok * 7 // 10
+    assert s.info.protocol.startswith("pooled-80-20-v1(test_fraction=0.3, ")
+
+
+@pytest.mark.parametrize(
+    ("decl", "message"),
+    [
+        ({"label_column": "kind"},
+         r"t.csv: no label column 'kind' \(declared in 'label_column'\); the columns are: bytes, proto, "
+         r"rate, service, label, land"),
+        ({"categorical": ["proto"]},
+         r"column 'service' is not numeric \(e.g. '(http|ftp|smtp)'\); declare it in 'categorical'"),
+        ({"categorical": ["proto", "svc"]},
+         r"no column 'svc' \(declared in 'categorical'\); the columns are"),
+        ({"labels": "anomaly"}, r"labels: anomaly expects 0/1 flags, row 1 has '(ok|scan|flood)'"),
+        ({"min_per_class": 100}, r"class 'flood' has \d+ samples, fewer than min_per_class 100"),
+        ({"labels": "anomaly", "anomaly_values": ["scan", "flod"]},
+         r"anomaly_values: 'flod' occurs in no row; the label values are: flood, ok, scan"),
+    ],
+)
+def test_table_errors(tmp_path: Path, decl: dict, message: str) -> None:
+    write_table(tmp_path / "t.csv")
+    name = register_declared({**_table_decl(tmp_path / "t.csv"), **decl})
+    with pytest.raises(DataError, match=message):
+        dataset_classes(name)
+        load_dataset(name, 0, verbose=False)
+
+
+# ----- declarations -----
+@pytest.mark.parametrize(
+    ("decl", "message"),
+    [
+        ({"chanels": 1}, r"unknown key 'chanels' \(did you mean 'channels'\?\); a 'image-folder' declaration "
+                         r"accepts: name, format, .*root, channels, image_size"),
+        ({"channels": 2}, r"'channels' must be 1 \(grayscale\) or 3 \(RGB\), got 2"),
+        ({"channels": None}, r"the key 'channels' is required for format 'image-folder'"),
+        ({"format": "folder"}, r"'format' must be one of image-folder, normal-anomaly-folder, npz, table"),
+        ({"name": "my data"}, r"'name' must be a name of letters"),
+        ({"image_size": 0}, r"'image_size' must be an integer in 4..4096, got 0"),
+        ({"test_fraction": 1.5}, r"'test_fraction' must be a number strictly between 0 and 1, got 1.5"),
+        ({"protocol": "normal-vs-anomaly"},
+         r"protocol 'normal-vs-anomaly' does not fit format 'image-folder'"),
+        ({"labels": "class"}, r"unknown key 'labels'"),
+    ],
+)
+def test_bad_declarations(decl: dict, message: str) -> None:
+    base = {"name": "shapes", "format": "image-folder", "root": "/data/shapes", "channels": 1}
+    with pytest.raises(ConfigError, match=message):
+        register_declared({k: v for k, v in {**base, **decl}.items() if v is not None})
+    assert "shapes" not in list_datasets()
+
+
+def test_declaration_files_and_registration(tmp_path: Path) -> None:
+    root = write_image_folders(tmp_path / "data" / "shapes", per_class=10)
+    (tmp_path / "decl").mkdir()
+    yml = tmp_path / "decl" / "shapes.yaml"
+    yml.write_text("name: shapes\nformat: image-folder\nroot: ../data/shapes\nchannels: 1\n")
+    decl = load_declaration_file(yml)
+    assert decl["root"] == str(root.absolute()) and decl["min_per_class"] == 10
+    js = tmp_path / "data" / "shapes.json"
+    js.write_text(json.dumps({"name": "shapes", "format": "image-folder", "root": "shapes", "channels": 1}))
+    assert load_declaration_file(js) == decl  # the same dataset, declared in two places
+    assert register_declared(decl) == "shapes"
+    assert register_declared(load_declaration_file(js)) == "shapes"  # idempotent
+    assert resolve_declaration("shapes") == decl and resolve_declaration(str(yml)) == decl
+    assert resolve_declaration("mnist") is None and resolve_declaration("no-such-thing") is None
+    with pytest.raises(ConfigError, match=r"dataset 'shapes' is already registered from another declaration; "
+                                          r"they differ in channels: 1 \(registered\) vs 3 \(new\)"):
+        register_declared({**decl, "channels": 3})
+    with pytest.raises(ConfigError, match=r"'mnist' is a built-in dataset"):
+        register_declared({**decl, "name": "mnist"})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nformat: table\npath: t.csv\nlabel_colum: y\n")
+    with pytest.raises(ConfigError,
+                       match=r"bad.yaml: unknown key 'label_colum' \(did you mean 'label_column'"):
+        load_declaration_file(bad)
+    bad.write_text("name: [x\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: not valid YAML"):
+        load_declaration_file(bad)
+    bad.write_text("- a list\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: expected a mapping of keys"):
+        load_declaration_file(bad)
+    # Relative paths of a dict resolve against base_dir (default: the current directory).
+    assert normalize_declaration({**decl, "root": "x"}, base_dir="/base")["root"] == "/base/x"
+
+
+@pytest.mark.parametrize("decl", [
+    {"name": "a", "format": "image-folder", "root": "r", "channels": 3, "classes": ["x", "y"],
+     "image_size": 32},
+    {"name": "b", "format": "normal-anomaly-folder", "root": "/r", "channels": 1,
+     "val_anomaly_fraction": 0.5},
+    {"name": "c", "format": "npz", "path": "a.npz", "anomaly_values": [1, 2.0, "x"], "pixel_range": [0, 1]},
+    {"name": "d", "format": "table", "path": "t.parquet", "label_column": "y", "categorical": ["p"],
+     "drop_columns": ["id"], "classes": [0, 3], "min_per_class": 2, "description": "x"},
+])
+def test_normalised_declarations_are_fixed_points(decl: dict) -> None:
+    norm = normalize_declaration(decl, base_dir="/base")
+    assert normalize_declaration(norm) == norm and json.loads(json.dumps(norm)) == norm
+    assert register_declared(norm) == decl["name"] == register_declared(norm)
+
+
+def test_registers_and_loads_in_a_fresh_process(tmp_path: Path) -> None:
+    """What a Ray worker does: register from the dict it received, then load."""
+    write_table(tmp_path / "t.parquet")
+    np.savez(tmp_path / "a.npz", x=np.concatenate([_synth(c, 15) for c in CLASSES]),
+             y=np.repeat([0, 1, 2], 15))
+    decls = [_table_decl(tmp_path / "t.parquet", labels="anomaly", anomaly_values=["scan"]),
+             {"name": "arr", "format": "npz", "path": str(tmp_path / "a.npz")},
+             {"name": "shapes", "format": "image-folder",
+              "root": str(write_image_folders(tmp_path / "s", 12)), "channels": 1}]
+    script = (
+        "import hashlib, json, sys\n"
+        "import numpy as np\n"
+        "from adgan.data import load_dataset, register_declared\n"
+        "out = {}\n"
+        "for decl in json.loads(sys.argv[1]):\n"
+        "    s = load_dataset(register_declared(decl), 0, seed=2, image_size=32, verbose=False)\n"
+        "    h = hashlib.sha256()\n"
+        "    for p in (s.train, s.val, s.test):\n"
+        "        h.update(np.ascontiguousarray(p.x).tobytes()); h.update(p.y.tobytes())\n"
+        "    out[decl['name']] = [h.hexdigest(), s.info.sha256]\n"
+        "print(json.dumps(out))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script, json.dumps(decls)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120, check=False,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr
+    theirs = json.loads(proc.stdout.strip().splitlines()[-1])
+    for decl in decls:
+        s = load_dataset(register_declared(decl), 0, seed=2, image_size=32, verbose=False)
+        assert theirs[decl["name"]] == [_digest(s), s.info.sha256]
+
+
+# ----- the protocol arithmetic -----
+def test_normal_anomaly_split_arithmetic() -> None:
+    rng = np.random.default_rng(0)
+    flags = rng.random(500) < 0.3
+    # One anomaly type, no training-only part: exactly the pooled protocol on the flag.
+    a, b = normal_anomaly_split(flags.astype(int), 7), image_split(flags, 7)
+    for part in ("train", "val", "test"):
+        assert np.array_equal(getattr(a, part), getattr(b, part))
+    labels = np.where(flags, rng.integers(1, 4, 500), 0)
+    train_part = (labels == 0) & (np.arange(500) < 200)
+    fr = SplitFractions(val_anomaly_fraction=0.5)
+    idx = normal_anomaly_split(labels, 1, train_part, fr)
+    assert np.array_equal(np.sort(idx.train), np.flatnonzero(train_part))
+    labelled_normals = int(((labels == 0) & ~train_part).sum())
+    assert int((labels[idx.val] == 0).sum()) == labelled_normals // 2
+    for k in (1, 2, 3):
+        assert int((labels[idx.val] == k).sum()) == int((labels == k).sum()) // 2
+    with pytest.raises(DataError, match="the training-only part holds 1 anomalies"):
+        one_anomaly = np.arange(500) == np.argmax(labels == 1)
+        normal_anomaly_split(labels, 1, train_part | one_anomaly)
+    with pytest.raises(ConfigError, match="val_fraction must be a number strictly between 0 and 1"):
+        SplitFractions(val_fraction=0.0)

@@ -1,0 +1,246 @@
+"""The scoring path equals the data layer: checkpoint facts survive JSON with sorted keys, raw files (KDD
+CSV, user tables, uint8 .npy, image folders) encode exactly like ``load_dataset``, and category values unseen
+in training are counted and warned about, or refused with ``strict``."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pcsv
+import pytest
+from PIL import Image
+
+from adgan.data import (
+    DATASETS,
+    UnseenCategoryWarning,
+    kdd,
+    load_dataset,
+    prepare_file,
+    prepare_image_folder,
+    prepare_input,
+    read_kdd_csv_rows,
+    register_declared,
+    split_indices,
+)
+from adgan.data.fakes import fake_kdd_rows, write_image_folders, write_kdd_csv, write_table
+from adgan.data.images import to_model_space
+from adgan.errors import DataError
+
+
+@pytest.fixture(autouse=True)
+def _own_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(DATASETS, "_items", dict(DATASETS._items))
+
+
+def _checkpoint_info(info: object) -> dict:
+    """``DatasetInfo`` as ``Detector.save`` writes it: ``json.dumps(..., sort_keys=True)`` and back."""
+    return json.loads(json.dumps(info.to_dict(), sort_keys=True))  # type: ignore[attr-defined]
+
+
+# ----- KDD99 schema order -----
+def test_kdd_schema_survives_sorted_json() -> None:
+    stored = json.loads(json.dumps(kdd.SCHEMA.to_dict(), sort_keys=True))
+    assert kdd.KddSchema.from_dict(stored) == kdd.SCHEMA
+    assert list(kdd.KddSchema.from_dict(stored).categories) == list(kdd.CATEGORIES)  # block order kept
+    # Checkpoints written before the fix: a dict of categories, alphabetised by sort_keys, plus "columns".
+    old = {**stored, "categories": {c: list(v) for c, v in sorted(kdd.CATEGORIES.items())}}
+    assert list(json.loads(json.dumps(old, sort_keys=True))["categories"])[0] == "flag"
+    assert kdd.KddSchema.from_dict(json.loads(json.dumps(old, sort_keys=True))) == kdd.SCHEMA
+    with pytest.raises(DataError, match=r"stores its categories without their order \(no 'columns' list\)"):
+        kdd.KddSchema.from_dict({k: v for k, v in old.items() if k != "columns"})
+    with pytest.raises(DataError, match=r"do not rebuild its stored 'columns'"):
+        kdd.KddSchema.from_dict({**stored, "columns": stored["columns"][::-1]})
+
+
+def test_kdd_raw_rows_after_sorted_json(fake_data_dir: Path, tmp_path: Path) -> None:
+    s = load_dataset("kdd99", 0, seed=1, data_dir=fake_data_dir, verbose=False)
+    info = _checkpoint_info(s.info)
+    rows = read_kdd_csv_rows(fake_data_dir / "kdd99" / "kddcup.data_10_percent.gz")
+    idx = split_indices("kdd99", 0, 1, data_dir=fake_data_dir).test
+    assert np.array_equal(prepare_input(rows[idx], info), s.test.x)
+    path = write_kdd_csv(tmp_path / "test.csv", [list(r) for r in rows[idx]], compress=False)
+    assert np.array_equal(prepare_file(path, info), s.test.x)
+
+
+# ----- unseen categories -----
+def test_kdd_unseen_categories_counted_or_refused(tmp_path: Path, fake_data_dir: Path) -> None:
+    info = _checkpoint_info(load_dataset("kdd99", 0, data_dir=fake_data_dir, verbose=False).info)
+    rows = fake_kdd_rows(10, seed=4)
+    for i in (2, 5, 7):
+        rows[i][2] = "quic"  # service
+    rows[5][20] = "1"  # is_host_login: the 10% file has only 0
+    path = write_kdd_csv(tmp_path / "new.csv.gz", rows)
+    with pytest.warns(UnseenCategoryWarning) as record:
+        x = prepare_file(path, info)
+    messages = [str(w.message) for w in record]
+    assert len(messages) == 2
+    assert "new.csv.gz: column 'service': 3 rows hold values not seen in training" in messages[0]
+    assert "'quic' (3 rows)" in messages[0] and "strict=True (adgan score --strict)" in messages[0]
+    assert "column 'is_host_login': 1 row holds" in messages[1] and "1 (1 row)" in messages[1]
+    service = [j for j, c in enumerate(info["preprocessing"]["columns"]) if c.startswith("service-")]
+    assert x[[2, 5, 7]][:, service].sum() == 0 and x[0, service].sum() == 1  # none of the known services
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clean = prepare_file(write_kdd_csv(tmp_path / "clean.csv", fake_kdd_rows(10, seed=4)), info)
+    assert np.array_equal(np.delete(x, [2, 5, 7], 0), np.delete(clean, [2, 5, 7], 0))
+    with pytest.raises(DataError, match=r"new.csv.gz: row 3: column 'service' has value 'quic', outside "
+                                        r"the KDD99 schema \(known: IRC, X11"):
+        prepare_file(path, info, strict=True)
+    raw = np.array(rows, dtype=object)
+    with pytest.warns(UnseenCategoryWarning) as record:
+        assert np.array_equal(prepare_input(raw, info), x)
+    assert [str(w.message)[:40] for w in record] == ["input: column 'service': 3 rows hold val",
+                                                     "input: column 'is_host_login': 1 row hol"]
+    with pytest.raises(DataError, match=r"input: row 3: column 'service' has value 'quic'"):
+        prepare_input(raw, info, strict=True)
+    with pytest.raises(DataError, match=r"row 3: column 'service' has value 'quic', outside"):
+        kdd.read_kdd_file(path, require_label=False)  # training-time reading stays strict
+
+
+def test_table_unseen_and_columns(tmp_path: Path) -> None:
+    write_table(tmp_path / "t.csv")
+    register_declared({"name": "t", "format": "table", "path": str(tmp_path / "t.csv"),
+                       "label_column": "label", "categorical": ["service", "proto"],
+                       "drop_columns": ["land"]})
+    info = _checkpoint_info(load_dataset("t", 0, verbose=False).info)
+    new = pa.table({"proto": ["tcp", "sctp", "udp", "sctp"], "rate": [0.5, 0.1, 0.2, 0.3],
+                    "bytes": [1, 2, 3, 4], "service": ["http", "http", "gopher", "ftp"]})  # any order
+    pcsv.write_csv(new, tmp_path / "new.csv")
+    with pytest.warns(UnseenCategoryWarning) as record:
+        x = prepare_file(tmp_path / "new.csv", info)
+    assert [str(w.message).split(": ", 1)[1][:40] for w in record] == [
+        "column 'service': 1 row holds values not", "column 'proto': 2 rows hold values not s"]
+    assert "'sctp' (2 rows)" in str(record[1].message)
+    assert info["preprocessing"]["columns"] == ["bytes", "rate", "service=ftp", "service=http",
+                                                "service=smtp", "proto=icmp", "proto=tcp", "proto=udp"]
+    assert x.tolist()[1] == [2.0, pytest.approx(0.1), 0, 1, 0, 0, 0, 0]
+    assert x.tolist()[2] == [3.0, pytest.approx(0.2), 0, 0, 0, 0, 0, 1]
+    with pytest.raises(DataError, match=r"new.csv: row 3: column 'service' has value 'gopher', outside the "
+                                        r"categories seen in training \(known: ftp, http, smtp\)"):
+        prepare_file(tmp_path / "new.csv", info, strict=True)
+    pcsv.write_csv(new.drop_columns(["rate"]), tmp_path / "short.csv")
+    with pytest.raises(DataError, match=r"short.csv: missing column 'rate' of the training table"):
+        prepare_file(tmp_path / "short.csv", info, strict=True)
+    pcsv.write_csv(new.append_column("id", pa.array([1, 2, 3, 4])), tmp_path / "extra.csv")
+    with pytest.raises(DataError, match=r"extra.csv: column 'id' was not in the training table"):
+        prepare_file(tmp_path / "extra.csv", info)
+    with pytest.warns(UnseenCategoryWarning):
+        assert np.array_equal(prepare_input(new.to_pandas(), info), x)  # a DataFrame of raw rows
+
+
+# ----- raw files equal the data layer -----
+def test_table_file_equals_data_layer(tmp_path: Path) -> None:
+    table = write_table(tmp_path / "t.parquet")
+    register_declared({"name": "t", "format": "table", "path": str(tmp_path / "t.parquet"),
+                       "label_column": "label", "categorical": ["proto", "service"], "labels": "anomaly",
+                       "anomaly_values": ["scan", "flood"]})
+    for scale in (False, True):
+        s = load_dataset("t", 0, seed=5, scale=scale, verbose=False)
+        info = _checkpoint_info(s.info)
+        idx = split_indices("t", 0, 5).test
+        pcsv.write_csv(table.take(pa.array(idx)), tmp_path / "test.csv")
+        np.testing.assert_allclose(prepare_file(tmp_path / "test.csv", info), s.test.x, rtol=1e-6, atol=1e-6)
+        assert np.array_equal(prepare_input(s.test.x, info), s.test.x)  # encoded rows pass through
+
+
+def test_image_npy_and_folder_equal_data_layer(tmp_path: Path) -> None:
+    root = write_image_folders(tmp_path / "shapes", per_class=12)
+    Image.fromarray(np.full((40, 40), 200, np.uint8)).save(root / "disk" / "100.png")  # resized on reading
+    register_declared({"name": "shapes", "format": "image-folder", "root": str(root), "channels": 1,
+                       "image_size": 28})
+    s = load_dataset("shapes", 2, seed=0, image_size=32, verbose=False)
+    info = _checkpoint_info(s.info)
+    raw = DATASETS.get("shapes").load(None).images
+    idx = split_indices("shapes", 2, 0)
+    np.save(tmp_path / "test.npy", raw[idx.test])  # raw uint8 (N, 1, 28, 28)
+    assert np.array_equal(prepare_file(tmp_path / "test.npy", info), s.test.x)
+    np.save(tmp_path / "test_hw.npy", raw[idx.test, 0])  # (N, H, W)
+    assert np.array_equal(prepare_file(tmp_path / "test_hw.npy", info), s.test.x)
+    x, paths = prepare_image_folder(root, info)  # the whole folder: rows in sorted relative-path order
+    assert paths[:2] == ["disk/000.png", "disk/001.png"] and paths[12] == "disk/100.png" and len(paths) == 37
+    assert np.array_equal(x[idx.test], s.test.x) and np.array_equal(x[idx.val], s.val.x)
+    assert np.array_equal(prepare_file(root, info), x)
+    assert np.array_equal(prepare_file(root / "ring" / "003.png", info), x[[paths.index("ring/003.png")]])
+    with pytest.raises(DataError, match=r"image input must be a .npy array, an image file or a folder"):
+        prepare_file(tmp_path / "test.csv", info)
+
+
+def test_folder_for_builtin_dataset(tmp_path: Path) -> None:
+    s = load_dataset("synthetic-images", 1, seed=0, image_size=32, verbose=False)
+    info = _checkpoint_info(s.info)
+    raw = DATASETS.get("synthetic-images").load(None).images
+    test = split_indices("synthetic-images", 1, 0).test[:25]
+    for k, i in enumerate(test):
+        Image.fromarray(raw[i, 0]).save(tmp_path / f"{k:02d}.png")
+    (tmp_path / "readme.txt").write_text("ignored")
+    x, paths = prepare_image_folder(tmp_path, info)
+    assert paths == [f"{k:02d}.png" for k in range(25)]
+    assert np.array_equal(x, s.test.x[:25]) and np.array_equal(x, to_model_space(raw[test], 32))
+    with pytest.raises(DataError, match=r"empty: no image files"):
+        (tmp_path / "empty").mkdir()
+        prepare_image_folder(tmp_path / "empty", info)
+
+
+# ----- adgan score -----
+def _knn_checkpoint(splits: object, out: Path) -> object:
+    from adgan.models import create_detector
+
+    det = create_detector("knn").fit(splits.train.x)  # type: ignore[attr-defined]
+    det.meta = {"data": splits.info.to_dict()}  # type: ignore[attr-defined]
+    det.save(out)
+    return det
+
+
+def test_cli_score_folder_and_strict(tmp_path: Path, fake_data_dir: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from adgan.cli import main
+
+    root = write_image_folders(tmp_path / "shapes", per_class=12)
+    register_declared({"name": "shapes", "format": "image-folder", "root": str(root), "channels": 1})
+    s = load_dataset("shapes", 0, seed=0, image_size=32, verbose=False)
+    det = _knn_checkpoint(s, tmp_path / "ckpt")
+    assert main(["score", "--checkpoint", str(tmp_path / "ckpt"), "--input", str(root)]) == 0
+    with open(str(root) + ".scores.csv", newline="") as fh:
+        got = list(csv.DictReader(fh))
+    x, paths = prepare_image_folder(root, _checkpoint_info(s.info))
+    assert [r["path"] for r in got] == paths
+    np.testing.assert_allclose([float(r["score"]) for r in got], det.score(x), rtol=1e-8)  # type: ignore
+
+    k = load_dataset("kdd99", 0, data_dir=fake_data_dir, max_train=200, verbose=False)
+    _knn_checkpoint(k, tmp_path / "kdd")
+    rows = fake_kdd_rows(6, seed=9)
+    rows[4][2] = "quic"
+    path = write_kdd_csv(tmp_path / "rows.csv.gz", rows)
+    capsys.readouterr()
+    assert main(["score", "--checkpoint", str(tmp_path / "kdd"), "--input", str(path), "--output", "-"]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines()[0] == "score" and len(out.splitlines()) == 7
+    assert "adgan: warning: " in err and "column 'service': 1 row holds" in err
+    code = main(["score", "--checkpoint", str(tmp_path / "kdd"), "--input", str(path), "--strict"])
+    assert code == 2 and "row 5: column 'service' has value 'quic'" in capsys.readouterr().err
+
+
+# ----- the real KDD file -----
+def test_real_kdd_raw_rows_equal_data_layer(kdd_real_path: Path, tmp_path: Path) -> None:
+    s = load_dataset("kdd99", 0, seed=0, data_dir=kdd_real_path.parent, verbose=False)
+    info = _checkpoint_info(s.info)
+    idx = split_indices("kdd99", 0, 0, data_dir=kdd_real_path.parent).test[:3000]
+    wanted = {int(i): k for k, i in enumerate(idx)}
+    lines: list[bytes] = [b""] * len(idx)
+    with gzip.open(kdd_real_path, "rb") as fh:
+        for n, line in enumerate(fh):
+            k = wanted.get(n)
+            if k is not None:
+                lines[k] = line
+    (tmp_path / "rows.csv").write_bytes(b"".join(lines))
+    (tmp_path / "rows.csv.gz").write_bytes(gzip.compress(b"".join(lines)))
+    for name in ("rows.csv", "rows.csv.gz"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # every category of the file is known
+            assert np.array_equal(prepare_file(tmp_path / name, info), s.test.x[:3000])
