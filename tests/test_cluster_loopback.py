@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from localcluster import LoopbackCluster, listening_sockets
 
-from adgan.sweep.results import read_parquet, read_table
+from adgan.sweep.results import read_table
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -56,7 +56,8 @@ def _sweep(cluster: LoopbackCluster, spec: Path, results: Path, log: Path, *extr
 
 
 def _rows(path: Path) -> list[dict]:
-    return read_parquet(path).to_pylist() if path.is_file() else []  # the sweep rewrites it meanwhile
+    """The current rows of a results table (its file and the parts a running sweep appends)."""
+    return read_table(path.parent, path.stem, missing_ok=True)
 
 
 def _wait(proc: subprocess.Popen, until, log: Path, timeout: float) -> None:

@@ -115,7 +115,7 @@ def write_tables(root: Path, rows: dict[str, list[dict[str, Any]]], names: tuple
     for name in names or tuple(rows):
         for row in rows[name]:
             store.upsert(name, row)
-    store.flush()
+    store.close()
 
 
 def make_sweep(root: Path, *, meta: bool = True, plan: list[Any] | None = None,

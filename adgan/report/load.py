@@ -20,6 +20,7 @@ import pandas as pd
 from adgan.errors import DataError
 from adgan.sweep.provenance import read_runs
 from adgan.sweep.results import SCHEMA_VERSION, TABLES, read_arrow
+from adgan.sweep.storage import location
 
 GROUP_KEYS = ("model", "dataset", "anomaly_class", "loss_case", "seed")
 RESULT_FILES = tuple(TABLES)
@@ -74,35 +75,34 @@ def load_results(path: str | Path) -> SweepResults:
         DataError: ``path`` is not a directory, holds none of the result files, or a file is unreadable or
             of an unknown schema version.
     """
-    path = Path(path)
-    if not path.is_dir():
-        raise DataError(f"{path}: results directory not found (expected results/<sweep>/ of `adgan sweep`)")
-    present = [n for n in RESULT_FILES if (path / f"{n}.parquet").is_file()]
-    if not present:
+    loc = location(path)
+    if not loc.exists():
+        raise DataError(f"{loc.uri}: results directory not found (expected results/<sweep>/ of adgan sweep)")
+    tables = {name: read_arrow(loc, name, missing_ok=True) for name in RESULT_FILES}
+    if all(t is None for t in tables.values()):
         raise DataError(
-            f"{path}: no sweep results here (expected at least one of "
+            f"{loc.uri}: no sweep results here (expected at least one of "
             f"{', '.join(n + '.parquet' for n in RESULT_FILES)} written by `adgan sweep`)"
         )
-    res = SweepResults(path=path, name=path.name)
-    for name in RESULT_FILES:
-        table = read_arrow(path, name, missing_ok=True)
+    res = SweepResults(path=Path(loc.path) if loc.is_local else Path(loc.uri), name=loc.name())
+    for name, table in tables.items():
         if table is None:
             res.notes.append(f"{name}.parquet is not there yet (a sweep still running writes it later).")
             continue
         if (table.schema.metadata or {}).get(b"adgan.upgraded_from"):
             res.schema_version = 1
         setattr(res, name, table.to_pandas())
-    spec_file = path / SPEC_FILE
+    spec_file = loc.child(SPEC_FILE)
     if spec_file.is_file():
         try:
             res.spec = json.loads(spec_file.read_text())
         except (OSError, json.JSONDecodeError) as exc:
-            raise DataError(f"{spec_file}: not readable JSON ({exc})") from None
+            raise DataError(f"{spec_file.uri}: not readable JSON ({exc})") from None
         res.name = str(res.spec.get("name") or res.name)
     else:
         res.notes.append(f"{SPEC_FILE} is missing: the budget and resources per trial are unknown, so "
                          "CPU/GPU hours and budget shares are left out.")
-    res.runs = read_runs(path)
+    res.runs = read_runs(loc)
     if res.schema_version == 1:
         res.notes.append("These results were written with schema version 1 and upgraded on reading "
                          "(split sizes were not recorded then: chance flags are unknown).")

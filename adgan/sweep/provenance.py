@@ -4,7 +4,7 @@ Each record holds the command line, the budget, whether it resumed, the machine 
 memory, GPUs), the Ray cluster it ran on, library versions, the code version, start and end times, the
 wall time and how it ended (``running`` while it runs, then ``finished``, ``interrupted`` or ``failed``).
 A resumed sweep appends a record, so the wall time of an interrupted-and-resumed sweep is the sum. The
-file is rewritten atomically (a temporary sibling, then ``os.replace``), like the Parquet files.
+file is rewritten atomically (``adgan.sweep.storage``), locally or on an object store.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from adgan.atomic import write_atomic
+from adgan.errors import DataError
+from adgan.sweep.storage import Location, location
 
 FILE = "runs.json"
 
@@ -60,25 +61,26 @@ def machine() -> dict[str, Any]:
     }
 
 
-def read_runs(results_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The records of ``results_dir/runs.json`` (empty when absent or unreadable)."""
+def read_runs(results_dir: str | os.PathLike[str] | Location) -> list[dict[str, Any]]:
+    """The records of ``results_dir/runs.json`` (a path or a URI; empty when absent or unreadable)."""
+    loc = results_dir if isinstance(results_dir, Location) else location(results_dir)
     try:
-        data = json.loads((Path(results_dir) / FILE).read_text())
-    except (OSError, json.JSONDecodeError):
+        data = json.loads(loc.child(FILE).read_text())
+    except (OSError, json.JSONDecodeError, DataError):
         return []
     return [r for r in data if isinstance(r, dict)] if isinstance(data, list) else []
 
 
-def _write(results_dir: Path, runs: list[dict[str, Any]]) -> None:
-    results_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(results_dir / FILE, json.dumps(runs, indent=2, default=str) + "\n")
+def _write(results_dir: str | os.PathLike[str] | Location, runs: list[dict[str, Any]]) -> None:
+    loc = results_dir if isinstance(results_dir, Location) else location(results_dir)
+    loc.child(FILE).write_text(json.dumps(runs, indent=2, default=str) + "\n")
 
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def start_run(results_dir: Path, **fields: Any) -> int:
+def start_run(results_dir: str | os.PathLike[str] | Location, **fields: Any) -> int:
     """Append a ``running`` record (command, machine, ``fields``); returns its index."""
     runs = read_runs(results_dir)
     runs.append(
@@ -96,7 +98,7 @@ def start_run(results_dir: Path, **fields: Any) -> int:
     return len(runs) - 1
 
 
-def end_run(results_dir: Path, index: int, status: str, **fields: Any) -> None:
+def end_run(results_dir: str | os.PathLike[str] | Location, index: int, status: str, **fields: Any) -> None:
     """Close record ``index`` with ``status``, the end time and the wall seconds."""
     runs = read_runs(results_dir)
     if not 0 <= index < len(runs):

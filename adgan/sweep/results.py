@@ -21,13 +21,15 @@ import math
 import os
 import time
 from collections.abc import Iterable, Mapping
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from adgan.errors import DataError
+from adgan.sweep.storage import Location, location
 
 SCHEMA_VERSION = 2
 PARAM_PREFIX = "param_"
@@ -197,134 +199,338 @@ def _param_values(row: Mapping[str, Any]) -> dict[str, Any]:
     return dict(params or {})
 
 
+PARTS = "{name}.parts"  # the directory of a table's parts, beside ``{name}.parquet``
+MERGE_FANOUT = 16  # parts of one level merged into one part of the next
+MIN_COMPACT_ROWS = 2000  # parts smaller than this never trigger a rewrite of the whole table
+
+
+@dataclass(frozen=True)
+class Part:
+    """One part file: the row changes of flushes ``first``..``last`` (inclusive), merged ``level`` times."""
+
+    first: int
+    last: int
+    level: int
+
+    @property
+    def file(self) -> str:
+        return f"{self.first:010d}-{self.last:010d}-L{self.level}.parquet"
+
+    @classmethod
+    def parse(cls, name: str) -> Part | None:
+        stem = name.removesuffix(".parquet")
+        try:
+            first, last, level = stem.split("-")
+            return cls(int(first), int(last), int(level.removeprefix("L")))
+        except ValueError:
+            return None  # a temporary file or something else: not a part
+
+
+def clean_row(name: str, row: Mapping[str, Any], params: dict[str, pa.DataType]) -> dict[str, Any]:
+    """``row`` as a row of table ``name``: every column of its schema, values of the column's type, the
+    searched hyperparameters (``params`` of the row) flattened into ``param_<name>`` columns. A parameter
+    without a type in ``params`` gets one from its value (added to ``params``)."""
+    values = {f"{PARAM_PREFIX}{p}": v for p, v in _param_values(row).items()}
+    for column, value in values.items():
+        if column[len(PARAM_PREFIX):] not in params and value is not None:
+            params[column[len(PARAM_PREFIX):]] = _inferred_type(value)
+    values.update(row)
+    clean = {f.name: _clean(values.get(f.name), f.type) for f in schema_of(name, params)}
+    clean["schema_version"] = SCHEMA_VERSION
+    return clean
+
+
 class ResultsStore:
-    """The three Parquet tables of one sweep, kept in memory and rewritten atomically.
+    """The three tables of one sweep: rows kept in memory, changes written as append-only Parquet parts.
+
+    Every ``flush`` writes one part per changed table holding only the rows changed since the last flush
+    (a deleted row as a tombstone: its key and ``_deleted``), so its cost does not grow with the rows
+    already written. Parts of one level are merged ``MERGE_FANOUT`` at a time into one of the next level
+    (each row is rewritten a logarithmic number of times), and once the parts hold as many rows as the
+    whole table, the table itself (``<name>.parquet``, the documented file) is rewritten from memory and
+    the parts it covers deleted: a geometric schedule, so rewriting costs a constant per row on average.
+    ``close`` writes every table whole and removes the parts. Readers (``read_arrow``) apply the parts to
+    the table file and always see a consistent, current table; a reader of ``<name>.parquet`` alone sees a
+    consistent, possibly older one.
 
     Args:
-        directory: ``results/<sweep-name>``; existing files are read back (resume).
+        directory: ``results/<sweep-name>``, a path or a URI (``adgan.sweep.storage``); existing results
+            are read back (resume).
         params: Arrow type of each searched hyperparameter (its ``param_<name>`` column); parameters met
             in rows without a declared type get one from their value.
     """
 
     def __init__(
-        self, directory: str | os.PathLike[str], params: Mapping[str, pa.DataType] | None = None
+        self, directory: str | os.PathLike[str] | Location, params: Mapping[str, pa.DataType] | None = None
     ) -> None:
-        self.dir = Path(directory)
+        self.loc = directory if isinstance(directory, Location) else location(directory)
         self.params: dict[str, pa.DataType] = dict(params or {})
         self.rows: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {name: {} for name in TABLES}
-        self._dirty: set[str] = set()
+        self._changes: dict[str, dict[tuple[Any, ...], dict[str, Any] | None]] = {n: {} for n in TABLES}
+        self._by_group: dict[str, dict[str, set[tuple[Any, ...]]]] = {n: {} for n in TABLES}
+        self._by_trial: dict[str, set[tuple[Any, ...]]] = {}
+        self._parts: dict[str, list[Part]] = {n: [] for n in TABLES}
+        self._base_rows: dict[str, int] = dict.fromkeys(TABLES, 0)
+        self._seq = 0
         self._last_flush = 0.0
         for name in TABLES:
-            table = read_arrow(self.dir, name, missing_ok=True)
-            if table is None:
+            state = _read_state(self.loc, name)
+            if state is None:
                 continue
+            table, parts, base_rows, seq = state
+            self._parts[name], self._base_rows[name] = parts, base_rows
+            self._seq = max(self._seq, seq)
             for field in table.schema:
                 if field.name.startswith(PARAM_PREFIX):
                     self.params.setdefault(field.name[len(PARAM_PREFIX):], field.type)
             for row in table.to_pylist():
                 self._put(name, row)
 
-    def _put(self, name: str, row: Mapping[str, Any]) -> None:
-        _, key = TABLES[name]
-        values = {f"{PARAM_PREFIX}{p}": v for p, v in _param_values(row).items()}
-        for column, value in values.items():
-            if column[len(PARAM_PREFIX):] not in self.params and value is not None:
-                self.params[column[len(PARAM_PREFIX):]] = _inferred_type(value)
-        values.update(row)
-        clean = {f.name: _clean(values.get(f.name), f.type) for f in schema_of(name, self.params)}
-        clean["schema_version"] = SCHEMA_VERSION
-        self.rows[name][tuple(clean[k] for k in key)] = clean
+    # ----- rows in memory -----
+    def _put(self, name: str, row: Mapping[str, Any]) -> tuple[Any, ...]:
+        _, key_cols = TABLES[name]
+        clean = clean_row(name, row, self.params)
+        key = tuple(clean[k] for k in key_cols)
+        self.rows[name][key] = clean
+        self._by_group[name].setdefault(str(clean.get("group_id")), set()).add(key)
+        if name != "best":
+            self._by_trial.setdefault(str(clean.get("trial_id")), set()).add((name, *key))
+        return key
+
+    def _remove(self, name: str, key: tuple[Any, ...]) -> None:
+        row = self.rows[name].pop(key, None)
+        if row is not None:
+            self._by_group[name].get(str(row.get("group_id")), set()).discard(key)
+            self._by_trial.get(str(row.get("trial_id")), set()).discard((name, *key))
+            self._changes[name][key] = None
 
     def upsert(self, name: str, row: Mapping[str, Any]) -> None:
         """Insert ``row`` into table ``name`` or replace the row with the same key."""
-        self._put(name, row)
-        self._dirty.add(name)
+        key = self._put(name, row)
+        self._changes[name][key] = self.rows[name][key]
 
     def drop_trial(self, trial_id: str, from_epoch: int = 1) -> None:
         """Remove a trial's row and its epoch rows from ``from_epoch`` on (it continues from there)."""
-        for name in ("epochs", "trials"):
-            keys = [
-                k for k, row in self.rows[name].items()
-                if row["trial_id"] == trial_id and (name == "trials" or int(row["epoch"]) >= from_epoch)
-            ]
-            for k in keys:
-                del self.rows[name][k]
-            if keys:
-                self._dirty.add(name)
+        for name, *key in list(self._by_trial.get(trial_id, ())):
+            if name == "trials" or int(self.rows[name][tuple(key)]["epoch"]) >= from_epoch:
+                self._remove(name, tuple(key))
 
     def table(self, name: str) -> list[dict[str, Any]]:
         """The rows of ``name`` in key order."""
         return [self.rows[name][k] for k in sorted(self.rows[name], key=_sort_key)]
 
+    def rows_of_group(self, name: str, group_id: str) -> list[dict[str, Any]]:
+        """The rows of one group in ``name``, in key order (without sorting the whole table)."""
+        keys = sorted(self._by_group[name].get(group_id, ()), key=_sort_key)
+        return [self.rows[name][k] for k in keys]
+
+    def rows_of_trial(self, name: str, trial_id: str) -> list[dict[str, Any]]:
+        keys = sorted((tuple(k) for n, *k in self._by_trial.get(trial_id, ()) if n == name), key=_sort_key)
+        return [self.rows[name][k] for k in keys]
+
+    def count(self, name: str) -> int:
+        return len(self.rows[name])
+
+    # ----- files -----
     def flush(self, *, min_interval: float = 0.0) -> None:
-        """Write every changed table (not more often than ``min_interval`` seconds)."""
-        if not self._dirty or time.monotonic() - self._last_flush < min_interval:
+        """Write the changes since the last flush as parts (not more often than ``min_interval`` seconds)."""
+        changed = [n for n in TABLES if self._changes[n]]
+        if not changed or time.monotonic() - self._last_flush < min_interval:
             return
-        self.dir.mkdir(parents=True, exist_ok=True)
-        for name in sorted(self._dirty):
-            schema = schema_of(name, self.params)
-            table = pa.Table.from_pylist(self.table(name), schema=schema).replace_schema_metadata(
-                {"adgan.schema_version": str(SCHEMA_VERSION), "adgan.table": name}
-            )
-            path = self.dir / f"{name}.parquet"
-            tmp = path.with_name(f".{path.name}.tmp")
-            pq.write_table(table, tmp)
-            os.replace(tmp, path)
-        self._dirty.clear()
+        self._seq += 1
+        for name in changed:
+            self._write_part(name, Part(self._seq, self._seq, 0), self._changes[name])
+            self._changes[name] = {}
+            self._merge_levels(name)
+            part_rows = sum(_part_rows(self.loc, name, p) for p in self._parts[name])
+            if part_rows >= max(self._base_rows[name], MIN_COMPACT_ROWS):
+                self._compact(name)
         self._last_flush = time.monotonic()
+
+    def close(self) -> None:
+        """Flush, then write every table whole and remove its parts (the end of a sweep)."""
+        self.flush()
+        for name in TABLES:
+            if self._parts[name] or (self.rows[name] and not self._table_loc(name).exists()):
+                self._compact(name)
+
+    def _table_loc(self, name: str) -> Location:
+        return self.loc.child(f"{name}.parquet")
+
+    def _parts_loc(self, name: str) -> Location:
+        return self.loc.child(PARTS.format(name=name))
+
+    def _write_part(
+        self, name: str, part: Part, changes: Mapping[tuple[Any, ...], dict[str, Any] | None]
+    ) -> None:
+        _, key_cols = TABLES[name]
+        rows = [{**row, "_deleted": False} if row is not None else
+                {**dict(zip(key_cols, key, strict=True)), "_deleted": True} for key, row in changes.items()]
+        schema = schema_of(name, self.params).append(pa.field("_deleted", pa.bool_()))
+        table = pa.Table.from_pylist(rows, schema=schema)
+        self._parts_loc(name).child(part.file).write_bytes(_parquet_bytes(table, name, {"adgan.part": "1"}))
+        _PART_ROWS[(self.loc.uri, name, part)] = len(rows)
+        self._parts[name].append(part)
+
+    def _merge_levels(self, name: str) -> None:
+        """Merge ``MERGE_FANOUT`` consecutive parts of one level into one part of the next, as needed."""
+        level = 0
+        while True:
+            same = [p for p in self._parts[name] if p.level == level]
+            if len(same) < MERGE_FANOUT:
+                return
+            group = sorted(same, key=lambda p: p.first)[:MERGE_FANOUT]
+            changes: dict[tuple[Any, ...], dict[str, Any] | None] = {}
+            _, key_cols = TABLES[name]
+            for part in group:  # later parts win
+                for row in _read_part(self._parts_loc(name), part).to_pylist():
+                    key = tuple(row[k] for k in key_cols)
+                    changes[key] = None if row.pop("_deleted") else row
+            merged = Part(group[0].first, group[-1].last, level + 1)
+            self._parts[name] = [p for p in self._parts[name] if p not in group]
+            self._write_part(name, merged, changes)
+            for part in group:  # after the merged part exists: a reader never misses a change
+                self._parts_loc(name).child(part.file).delete()
+            level += 1
+
+    def _compact(self, name: str) -> None:
+        """Rewrite ``<name>.parquet`` from memory, covering every flush so far, then delete the parts."""
+        table = pa.Table.from_pylist(self.table(name), schema=schema_of(name, self.params))
+        meta = {"adgan.merged_through": str(self._seq)}
+        self._table_loc(name).write_bytes(_parquet_bytes(table, name, meta))
+        self._base_rows[name] = table.num_rows
+        for part in self._parts[name]:
+            self._parts_loc(name).child(part.file).delete()
+        self._parts[name] = []
+
+
+_PART_ROWS: dict[tuple[str, str, Part], int] = {}  # rows per part written or read by this process
+
+
+def _part_rows(loc: Location, name: str, part: Part) -> int:
+    key = (loc.uri, name, part)
+    if key not in _PART_ROWS:
+        _PART_ROWS[key] = _read_part(loc.child(PARTS.format(name=name)), part).num_rows
+    return _PART_ROWS[key]
+
+
+def _parquet_bytes(table: pa.Table, name: str, meta: Mapping[str, str] | None = None) -> bytes:
+    table = table.replace_schema_metadata(
+        {"adgan.schema_version": str(SCHEMA_VERSION), "adgan.table": name, **(meta or {})}
+    )
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    return sink.getvalue().to_pybytes()
+
+
+def _read_part(parts_dir: Location, part: Part) -> pa.Table:
+    return pq.read_table(pa.BufferReader(parts_dir.child(part.file).read_bytes()))
 
 
 def _sort_key(key: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple((v is None, v if v is not None else 0) for v in key)
 
 
-def read_parquet(path: str | os.PathLike[str]) -> pa.Table:
+def read_parquet(path: str | os.PathLike[str] | Location) -> pa.Table:
     """A Parquet file read in one go: ``pq.read_table(path)`` opens the path again for the data after
     reading the footer, so a file replaced in between (a sweep writing as results arrive) mixes two
     versions ("Couldn't deserialize thrift"); one read of the bytes sees one version."""
-    return pq.read_table(pa.BufferReader(Path(path).read_bytes()))
+    loc = path if isinstance(path, Location) else location(path)
+    return pq.read_table(pa.BufferReader(loc.read_bytes()))
+
+
+def _read_state(loc: Location, name: str) -> tuple[pa.Table, list[Part], int, int] | None:
+    """(current table, live parts, rows of the table file, last flush seen) of table ``name``; None when
+    neither the table file nor a part exists. Retries when a writer merges or compacts meanwhile."""
+    for _ in range(20):
+        try:
+            return _read_state_once(loc, name)
+        except FileNotFoundError:
+            continue  # a part was merged or compacted away between listing and reading: read again
+    raise DataError(f"{loc.uri}: {name} changed too often while being read; try again")
+
+
+def _read_state_once(loc: Location, name: str) -> tuple[pa.Table, list[Part], int, int] | None:
+    base_loc = loc.child(f"{name}.parquet")
+    base: pa.Table | None = None
+    merged_through = 0
+    if base_loc.is_file():
+        try:
+            base = read_parquet(base_loc)
+        except pa.ArrowException as exc:
+            raise DataError(f"{base_loc.uri}: not a readable Parquet file ({exc})") from None
+        meta = base.schema.metadata or {}
+        version = meta.get(b"adgan.schema_version", b"?").decode()
+        if version == "1":
+            base = upgrade_v1(name, base)
+        elif version != str(SCHEMA_VERSION):
+            raise DataError(
+                f"{base_loc.uri}: schema version {version}, this adgan reads {SCHEMA_VERSION} (and upgrades "
+                "1); was it written by a newer adgan?"
+            )
+        merged_through = int(meta.get(b"adgan.merged_through", b"0"))
+    parts_dir = loc.child(PARTS.format(name=name))
+    found = [p for p in map(Part.parse, parts_dir.list_files()) if p is not None and p.last > merged_through]
+    # A part merged into another one still listed (a reader between the merge and the deletion) is left out.
+    live = sorted((p for p in found if not any(q != p and q.first <= p.first and p.last <= q.last
+                                                    for q in found)), key=lambda p: p.first)
+    if base is None and not live:
+        return None
+    tables = [] if base is None else [
+        base.append_column("_deleted", pa.array([False] * base.num_rows, pa.bool_()))]
+    tables += [_read_part(parts_dir, p) for p in live]
+    table = _apply(name, tables)
+    seq = max([merged_through, *(p.last for p in live)])
+    return table, live, (0 if base is None else base.num_rows), seq
+
+
+def _apply(name: str, tables: list[pa.Table]) -> pa.Table:
+    """Concatenate (oldest first), keep each key's last row, drop deleted keys; sorted by key."""
+    _, key_cols = TABLES[name]
+    combined = pa.concat_tables(tables, promote_options="default")
+    combined = combined.append_column("_order", pa.array(range(combined.num_rows), pa.int64()))
+    last = combined.group_by(list(key_cols), use_threads=False).aggregate([("_order", "max")])
+    kept = combined.take(last["_order_max"])
+    kept = kept.filter(pc.invert(pc.fill_null(kept["_deleted"], False)))
+    kept = kept.drop_columns(["_deleted", "_order"])
+    order = pc.sort_indices(kept, sort_keys=[(k, "ascending", "at_end") for k in key_cols])
+    return kept.take(order)
 
 
 def read_arrow(
-    directory: str | os.PathLike[str], name: str, *, missing_ok: bool = False
+    directory: str | os.PathLike[str] | Location, name: str, *, missing_ok: bool = False
 ) -> pa.Table | None:
-    """Table ``name`` of a sweep's results in the current schema (version-1 files are upgraded).
+    """Table ``name`` of a sweep's results, current (its parts applied) and in the current schema (version-1
+    files are upgraded). ``directory`` is a path or a URI.
 
-    Returns None for a missing file when ``missing_ok``.
+    Returns None for a table not written yet when ``missing_ok``.
 
     Raises:
-        DataError: The file is missing (unless ``missing_ok``), unreadable, or of an unknown schema version.
+        DataError: The table is missing (unless ``missing_ok``), unreadable, or of an unknown schema version.
     """
     if name not in TABLES:
         raise DataError(f"unknown results table {name!r}; expected one of: {', '.join(TABLES)}")
-    path = Path(directory) / f"{name}.parquet"
-    if not path.is_file():
+    loc = directory if isinstance(directory, Location) else location(directory)
+    try:
+        state = _read_state(loc, name)
+    except pa.ArrowException as exc:
+        raise DataError(f"{loc.uri}: {name} is not readable ({exc})") from None
+    if state is None:
         if missing_ok:
             return None
-        raise DataError(f"{path}: not found (is {directory} the results directory of a sweep?)")
-    try:
-        table = read_parquet(path)
-    except (OSError, pa.ArrowException) as exc:
-        raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
-    meta = table.schema.metadata or {}
-    version = meta.get(b"adgan.schema_version", b"?").decode()
-    if version == str(SCHEMA_VERSION):
-        return table
-    if version == "1":
-        return upgrade_v1(name, table)
-    raise DataError(
-        f"{path}: schema version {version}, this adgan reads {SCHEMA_VERSION} (and upgrades 1); "
-        "was it written by a newer adgan?"
-    )
+        raise DataError(
+            f"{loc.child(name + '.parquet').uri}: not found (is {loc.uri} the results directory of a sweep?)"
+        )
+    return state[0]
 
 
 def read_table(
-    directory: str | os.PathLike[str], name: str, *, missing_ok: bool = False
+    directory: str | os.PathLike[str] | Location, name: str, *, missing_ok: bool = False
 ) -> list[dict[str, Any]]:
-    """Rows of ``<directory>/<name>.parquet`` as dicts, in the current schema (see ``read_arrow``).
+    """Rows of table ``name`` as dicts, in the current schema (see ``read_arrow``).
 
     Raises:
-        DataError: The file is missing (unless ``missing_ok``) or has an unknown schema version.
+        DataError: The table is missing (unless ``missing_ok``) or has an unknown schema version.
     """
     table = read_arrow(directory, name, missing_ok=missing_ok)
     return [] if table is None else table.to_pylist()
@@ -344,11 +550,8 @@ def upgrade_v1(name: str, table: pa.Table) -> pa.Table:
         for p, v in _param_values(row).items():
             if v is not None:
                 params.setdefault(p, _inferred_type(v))
-    store = ResultsStore.__new__(ResultsStore)  # the row cleaning of a store, without reading files
-    store.params, store.rows = params, {n: {} for n in TABLES}
-    for row in rows:
-        store._put(name, row)
-    return pa.Table.from_pylist(store.table(name), schema=schema_of(name, params)).replace_schema_metadata(
+    cleaned = [clean_row(name, row, params) for row in rows]
+    return pa.Table.from_pylist(cleaned, schema=schema_of(name, params)).replace_schema_metadata(
         {"adgan.schema_version": str(SCHEMA_VERSION), "adgan.table": name, "adgan.upgraded_from": "1"}
     )
 
@@ -466,7 +669,6 @@ def upgrade_directory(directory: str | os.PathLike[str], *, fill_sizes: bool = T
     ``n_val_anomalies``, ``n_test_anomalies``: what the chance flag needs) are recomputed by loading each
     group's split with the trial's own config, which needs the dataset's files at hand.
     """
-    directory = Path(directory)
     tables = {name: read_arrow(directory, name, missing_ok=True) for name in TABLES}
     old = [n for n, t in tables.items()
            if t is not None and (t.schema.metadata or {}).get(b"adgan.upgraded_from")]
@@ -480,8 +682,10 @@ def upgrade_directory(directory: str | os.PathLike[str], *, fill_sizes: bool = T
                 extra = sizes.get(_data_key(row.get("config")), {})
                 if extra:
                     store.upsert(name, {**row, **{k: v for k, v in extra.items() if row.get(k) is None}})
-    store._dirty.update(old)
     store.flush()
+    for name in old:
+        store._compact(name)
+    store.close()
     return old
 
 
