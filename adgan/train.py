@@ -35,7 +35,7 @@ from adgan.data import (
 from adgan.data.types import Split, Splits
 from adgan.errors import ConfigError, DivergedError
 from adgan.models import DETECTORS, Detector, create_detector
-from adgan.models.base import load_tensors
+from adgan.models.base import exact_float32, load_tensors
 from adgan.runfiles import TRAIN_STATE
 from adgan.version import code_version
 
@@ -123,10 +123,7 @@ def pick_device(device: str) -> torch.device:
                 f"device {device!r}: expected cuda:0..cuda:{torch.cuda.device_count() - 1} (the GPUs this "
                 "process sees)"
             )
-        # TF32 convolutions (cuDNN's default on Ampere and later) round inputs to 10-bit mantissas: scores
-        # would then depend on batch composition and differ run to run. bf16 autocast is the speed option.
-        torch.backends.cudnn.allow_tf32 = False
-        torch.backends.cuda.matmul.allow_tf32 = False
+        exact_float32(torch.device(device))  # no TF32: see adgan.models.base.exact_float32
     return torch.device(device)
 
 

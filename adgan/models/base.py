@@ -278,6 +278,9 @@ class Detector(ABC):
             "optimizers": {k: opt.state_dict() for k, opt in optimizers.items()},
             "generator": gen.get_state(),
             "torch_rng": torch.get_rng_state(),
+            # Dropout and re-initialisation on a GPU draw from its own generator: saved too, so that a run
+            # continued on CUDA goes on exactly as the uninterrupted one.
+            "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
         }
 
     def _resume(
@@ -292,6 +295,8 @@ class Detector(ABC):
             opt.load_state_dict(resume["optimizers"][key])
         gen.set_state(resume["generator"])
         torch.set_rng_state(resume["torch_rng"])
+        if self.device.type == "cuda" and resume.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(resume["cuda_rng"], self.device)
         return int(resume["epoch"])
 
     def fit(self: D, x: np.ndarray, **kwargs: Any) -> D:
@@ -328,6 +333,7 @@ class Detector(ABC):
         self.input_shape = tuple(int(s) for s in x.shape[1:])
         self.device = torch.device(device)
         self.bf16 = bool(bf16)
+        exact_float32(self.device)
 
     def check_input(self, x: np.ndarray) -> np.ndarray:
         """Validate ``x`` against the fitted input shape; returns it as float32."""
@@ -417,6 +423,7 @@ class Detector(ABC):
         det.input_shape = tuple(header["input_shape"])
         det.meta = header.get("meta", {})
         det.device = torch.device(device)
+        exact_float32(det.device)
         state_file = path / "state.pt"
         if not state_file.is_file():
             raise DataError(f"{state_file}: missing (the detector's weights and fitted state)")
@@ -427,6 +434,16 @@ class Detector(ABC):
         except (RuntimeError, KeyError, ValueError) as exc:  # weights of other shapes, missing keys
             raise DataError(f"{state_file}: not a readable {what} ({_first_line(exc)})") from None
         return det
+
+
+def exact_float32(device: torch.device) -> None:
+    """On CUDA, turn TF32 off (for the process): TF32 convolutions and matrix products (cuDNN's default on
+    Ampere and later) round inputs to 10-bit mantissas, so scores would depend on batch composition and
+    differ from run to run; ``bf16`` is the speed option. Called wherever a detector is placed on a device,
+    so that the Python API and ``adgan train`` score alike."""
+    if device.type == "cuda":
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
 
 
 def check_images(model: str, x: np.ndarray) -> None:
@@ -469,7 +486,9 @@ def load_tensors(path: Path, what: str, map_location: str | torch.device) -> Any
     naming it and ``what`` was expected there."""
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as exc:
+    # A text file fed to the weights-only unpickler fails on whichever opcode its bytes spell: also with
+    # KeyError (an unknown memo index) or IndexError (a pop from its empty stack).
+    except (RuntimeError, OSError, EOFError, ValueError, KeyError, IndexError, pickle.UnpicklingError) as exc:
         raise DataError(f"{path}: not a readable {what} ({_first_line(exc)})") from None
 
 
