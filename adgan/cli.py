@@ -262,6 +262,13 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        from adgan import plugins
+
+        plugins.load_env()  # detectors of one's own (ADGAN_PLUGINS), before the models are listed
+    except AdganError as exc:
+        print(f"adgan: error: {exc}", file=sys.stderr)
+        return 2
     args = build_parser(argv).parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -130,9 +130,9 @@ def test_grouped_searcher_budgets_routing_and_state() -> None:
     s.on_trial_result("t0", {"epoch": 1, "best_val_auprc": 0.5})
     s.on_trial_result("t0", {"epoch": 2, "best_val_auprc": 0.7})
     s.on_trial_complete("t0", {"best_val_auprc": 0.1})  # Optuna is told the best epoch, not the last report
-    study = s.searches["a"]._ot_study
+    study = s.studies["a"]
     assert study.trials[0].value == 0.7 and study.trials[0].intermediate_values == {1: 0.5, 2: 0.7}
-    assert len(s.searches["b"]._ot_study.trials) == 2 and s.searches["b"]._ot_study.trials[0].value is None
+    assert len(s.studies["b"].trials) == 2 and s.studies["b"].trials[0].value is None
 
     # The state round trip used by Tuner.restore keeps budgets, studies and the scheduler's state.
     sched.stopped.add("t9")
@@ -141,7 +141,7 @@ def test_grouped_searcher_budgets_routing_and_state() -> None:
     s2 = GroupedSearcher(groups, "best_val_auprc", "max", seed=0, scheduler=sched2)
     s2.set_state(state)
     assert s2.suggest("t6") == Searcher.FINISHED and sched2.stopped == {"t9"}
-    assert s2.searches["a"]._ot_study.trials[0].value == 0.7
+    assert s2.studies["a"].trials[0].value == 0.7
 
 
 def test_results_store_keys_atomic_files_and_schema_version(tmp_path: Path) -> None:
@@ -178,6 +178,7 @@ def test_results_store_keys_atomic_files_and_schema_version(tmp_path: Path) -> N
     store.drop_trial("t1")
     store.flush()
     assert [r["trial_id"] for r in ResultsStore(tmp_path).table("epochs")] == ["t2"]  # read back on resume
+    store.close()  # the documented file, written whole
 
     table = pq.read_table(tmp_path / "epochs.parquet")
     pq.write_table(
@@ -347,3 +348,92 @@ def test_cli_refuses_bad_options_and_an_unreachable_address(
     assert time.perf_counter() - t0 < 30
     assert f"--address 127.0.0.1:{port}: no Ray cluster answers there" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def _bomb(levels: int = 9, width: int = 9) -> str:
+    """A "billion laughs" chain: level i lists ``width`` aliases of level i-1 (width**levels leaves)."""
+    lines = ['l0: &l0 ["lol"]']
+    for i in range(1, levels + 1):
+        lines.append(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * width)}]")
+    return "\n".join(lines)
+
+
+@pytest.mark.parametrize("field", ["name", "seeds", "classes"])
+def test_yaml_bombs_are_refused_before_anything_walks_them(raw: dict, tmp_path: Path, field: str) -> None:
+    """An alias chain that expands to 9**9 values as a scalar field: refused by the loader (formatting it
+    into a message used to take gigabytes); the refusal names the file and says why."""
+    raw.pop(field, None)
+    path = tmp_path / "bomb.yaml"
+    path.write_text(f"bombs:\n  {_bomb().replace(chr(10), chr(10) + '  ')}\n{field}: *l9\n"
+                    + yaml.safe_dump(raw))
+    with pytest.raises(ConfigError) as info:
+        load_spec(path)
+    msg = str(info.value)
+    assert msg.startswith(f"{path}: line ") and "expands to more than 10,000 values" in msg, msg
+    assert len(msg) < 400
+
+
+def test_a_recursive_alias_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "loop.yaml"
+    path.write_text("name: &a [1, *a]\n")
+    with pytest.raises(ConfigError, match=r"line 1: an alias refers to itself"):
+        load_spec(path)
+
+
+def test_modest_aliases_and_merge_keys_still_load(raw: dict, tmp_path: Path) -> None:
+    text = yaml.safe_dump(raw).replace("knn:\n", "knn: &knn\n", 1)
+    path = tmp_path / "alias.yaml"
+    # An anchor reused and a merge key (<<) overriding nothing twice: ordinary YAML, accepted.
+    path.write_text(text + "budgets:\n  more: {<<: {max_epochs: 2}, trials_per_group: 1}\n")
+    spec = load_spec(path, budget="more")
+    assert spec.budget.max_epochs == 2 and spec.budget.trials_per_group == 1
+
+
+def test_duplicate_keys_are_refused_naming_both_lines(tmp_path: Path) -> None:
+    text = (ROOT / "sweeps" / "smoke.yaml").read_text()
+    lines = text.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("budget:")) + 1
+    path = tmp_path / "dup.yaml"
+    path.write_text(text + "budget: {trials_per_group: 1, max_epochs: 1, grace_period: 1}\n")
+    with pytest.raises(ConfigError) as info:
+        load_spec(path)
+    assert str(info.value) == (
+        f"{path}: line {len(lines) + 1}: duplicate key 'budget' (first at line {first}); "
+        "each key may appear once in a mapping"
+    )
+    # Nested, and two keys on one line.
+    path.write_text(text.replace("lr: {type: loguniform,", "lr: {type: uniform, type: loguniform,"))
+    line = next(i for i, s in enumerate(lines) if "lr: {type: loguniform" in s) + 1
+    with pytest.raises(ConfigError, match=rf"line {line}: duplicate key 'type' \(first at line {line}\)"):
+        load_spec(path)
+
+
+def test_values_in_messages_are_shortened(raw: dict, tmp_path: Path) -> None:
+    """A long value in a wrong place is shown cut, not whole (a message is one readable line)."""
+    raw["seeds"] = {"x": list(range(5000))}
+    expected = "seeds: expected a non-empty list of integers, got {'x': [0, 1, 2, 3, 4, 5, ...]}"
+    msg = _refused(raw, tmp_path, expected)
+    assert len(msg) < 300
+    raw["seeds"] = [0]
+    raw["name"] = ["a" * 10_000]
+    msg = _refused(raw, tmp_path, "name: expected a string, got list ['aaaa")
+    assert len(msg) < 300
+    from adgan.sweep.checks import short
+
+    assert len(short("x" * 10**6)) <= 120 and len(short([[[[list(range(10**5))]]]])) <= 120
+
+
+def test_shipped_specs_are_found_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``adgan sweep mnist`` from any directory: a file of that name wins, else the shipped spec."""
+    from adgan.sweep.spec import find_spec, packaged_specs
+
+    monkeypatch.chdir(tmp_path)
+    assert set(packaged_specs()) == {p.stem for p in SPECS}
+    assert find_spec("mnist").read_bytes() == (ROOT / "sweeps" / "mnist.yaml").read_bytes()
+    assert find_spec("smoke.yaml").name == "smoke.yaml" and load_spec("smoke").name == "smoke"
+    (tmp_path / "mnist").write_text("name: mine\n")
+    assert find_spec("mnist") == Path("mnist")
+    with pytest.raises(ConfigError, match=r"mnsit: sweep spec not found .*shipped: cifar10, fashion_mnist"):
+        find_spec("mnsit")
+    with pytest.raises(ConfigError, match="sweep spec not found"):
+        find_spec("elsewhere/smoke.yaml")  # a path is a path: no fallback to the shipped spec

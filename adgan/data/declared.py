@@ -162,6 +162,20 @@ def normalize_declaration(decl: Mapping[str, Any], base_dir: PathLike | None = N
         if not out["path"].lower().endswith(suffixes):
             raise _fail(where, "path", f"a file ending in {', '.join(suffixes)} for format {fmt!r}",
                         decl["path"])
+    _format_options(decl, out, fmt, where)
+    _labels_and_protocol(decl, out, fmt, where)
+    out["min_per_class"] = _int(where, "min_per_class", decl.get("min_per_class", DEFAULT_MIN_PER_CLASS),
+                                1, 10**9)
+    for key in _FRACTIONS:
+        value = decl.get(key, getattr(SplitFractions(), key))
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+            raise _fail(where, key, "a number strictly between 0 and 1", value)
+        out[key] = float(value)
+    return out
+
+
+def _format_options(decl: Mapping[str, Any], out: dict[str, Any], fmt: str, where: str) -> None:
+    """Fill the options of the format: image channels and size, the npz pixel range, the table's columns."""
     keys = _FORMAT_KEYS[fmt]
     if "channels" in keys or "!channels" in keys:
         ch = decl.get("channels")
@@ -192,15 +206,6 @@ def normalize_declaration(decl: Mapping[str, Any], base_dir: PathLike | None = N
         if both:
             raise ConfigError(f"{where}: column {sorted(both)[0]!r} is both in 'categorical' and "
                               "'drop_columns'")
-    _labels_and_protocol(decl, out, fmt, where)
-    out["min_per_class"] = _int(where, "min_per_class", decl.get("min_per_class", DEFAULT_MIN_PER_CLASS),
-                                1, 10**9)
-    for key in _FRACTIONS:
-        value = decl.get(key, getattr(SplitFractions(), key))
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
-            raise _fail(where, key, "a number strictly between 0 and 1", value)
-        out[key] = float(value)
-    return out
 
 
 def _labels_and_protocol(decl: Mapping[str, Any], out: dict[str, Any], fmt: str, where: str) -> None:

@@ -195,8 +195,9 @@ def prepare_file(path: str | os.PathLike[str], info: dict[str, Any], strict: boo
             with np.load(path, allow_pickle=False) as z:
                 names = list(z.files)
                 arr = np.asarray(z["x"]) if "x" in names else None
-        except (OSError, ValueError) as exc:
-            raise DataError(f"{path}: not a numeric .npz file written by numpy.savez ({exc})") from None
+        except (OSError, ValueError, EOFError) as exc:  # EOFError: an empty or truncated file
+            raise DataError(f"{path}: not a numeric .npz file written by numpy.savez "
+                            f"({exc or 'the file is empty'})") from None
         if arr is None:
             raise DataError(f"{path}: expected an array 'x' in the .npz file; it holds {', '.join(names)}")
         if arr.ndim == 0 or arr.shape[0] == 0:
@@ -204,9 +205,10 @@ def prepare_file(path: str | os.PathLike[str], info: dict[str, Any], strict: boo
     elif path.suffix == ".npy":
         try:
             arr = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, EOFError) as exc:  # EOFError: an empty or truncated file
             # numpy reports any file that is not .npy as "pickled data": say what was expected instead.
-            raise DataError(f"{path}: not a numeric .npy array written by numpy.save ({exc})") from None
+            raise DataError(f"{path}: not a numeric .npy array written by numpy.save "
+                            f"({exc or 'the file is empty'})") from None
         if arr.ndim == 0 or arr.shape[0] == 0:
             raise DataError(f"{path}: holds no samples (shape {arr.shape}); expected N >= 1 rows or images")
     else:

@@ -76,7 +76,7 @@ class SweepCallback(Callback):
 
     def _trials_of(self, gid: str) -> list[dict[str, Any]]:
         assert self.store is not None
-        return [r for r in self.store.table("trials") if r["group_id"] == gid]
+        return self.store.rows_of_group("trials", gid)
 
     def record_trial(
         self,
@@ -123,7 +123,7 @@ class SweepCallback(Callback):
         done = len(trials) >= self.spec.trials(self.groups[gid])
         if not trials or not (done or force) or gid in self._pending:
             return
-        if any(r["group_id"] == gid for r in self.store.table("best")):
+        if self.store.rows_of_group("best", gid):
             return
         g = self.groups[gid]
         if self._pool is not None:
@@ -188,7 +188,7 @@ class SweepCallback(Callback):
         if earlier is None:  # a resumed driver: the earlier epochs are in epochs.parquet
             earlier = [
                 {**r, **{f"loss_{k}": v for k, v in _losses(r.get("losses")).items()}}
-                for r in self.store.table("epochs") if r["trial_id"] == tid
+                for r in self.store.rows_of_trial("epochs", tid)
             ]
         done = [int(r["epoch"]) for r in earlier if r.get("epoch") is not None]
         first = epoch if epoch is not None else 1 + max(done, default=0)
@@ -218,7 +218,7 @@ class SweepCallback(Callback):
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None
-        self.store.flush()
+        self.store.close()  # the documented tables written whole, the parts removed
 
     def progress(self, trials: list) -> str:
         """Status: groups done / total, trials running and finished, best validation AUPRC so far of each
@@ -232,10 +232,42 @@ class SweepCallback(Callback):
             if r["val_auprc"] is not None and r["group_id"] not in done:
                 best[r["group_id"]] = max(best.get(r["group_id"], -1.0), r["val_auprc"])
         per_group = ", ".join(f"{gid} {v:.3f}" for gid, v in best.items())
-        return (
+        return self._sweep_progress(finished) + "\n" + (
             f"[{self.spec.name}] groups done {len(done)}/{len(self.groups)}, trials running {running}, "
             f"finished {finished}/{sum(self.spec.trials(g) for g in self.groups.values())}; "
             f"best val AUPRC so far: {per_group or '-'}"
+        )
+
+    def _sweep_progress(self, finished: int) -> str:
+        """One line for the whole sweep: a bar of the budget's epochs settled (run, or never to run because
+        their trial ended early: stopped by ASHA, diverged, errored), trials finished, elapsed and ETA (from
+        the rate this driver has settled epochs at, so a resumed sweep's earlier work does not skew it)."""
+        from adgan.sweep.plan import duration
+
+        assert self.store is not None
+        ended = self.store.table("trials")
+        ended_ids = {r["trial_id"] for r in ended}
+        epochs_run = len(self.store.table("epochs"))
+        in_flight = sum(r["trial_id"] not in ended_ids for r in self.store.table("epochs"))
+        settled = in_flight + sum(int(r.get("max_epochs") or 0) for r in ended)
+        max_epochs = self.spec.budget.max_epochs
+        most = sum(
+            self.spec.trials(g) * (max_epochs if self.spec.model(g.model).is_iterative else 1)
+            for g in self.groups.values()
+        )
+        # (Set on the first call, in on_step_end at the sweep's first step: not in __init__, whose state
+        # Tune pickles into tuner.pkl and a resumed driver restores.)
+        t0, settled0 = self.__dict__.setdefault("_progress_start", (time.monotonic(), settled))
+        elapsed = time.monotonic() - t0
+        rate = (settled - settled0) / elapsed if elapsed > 0 else 0.0
+        eta = duration((most - settled) / rate) if rate > 0 else "-"
+        share = settled / most if most else 1.0
+        bar = "#" * round(20 * share) + "-" * (20 - round(20 * share))
+        n_trials = sum(self.spec.trials(g) for g in self.groups.values())
+        return (
+            f"[{self.spec.name}] sweep [{bar}] {share:.0%}: epochs {epochs_run} run + {settled - epochs_run} "
+            f"skipped of {most} at most; trials {finished}/{n_trials} finished; elapsed {duration(elapsed)}, "
+            f"ETA {eta}"
         )
 
 
@@ -301,7 +333,7 @@ def reconcile(spec: SweepSpec, results_dir: Path, grid: Any) -> None:
         callback.record_trial(trial_id, config, rows, error, ckpt)
     for gid in callback.groups:
         callback.finish_group(gid)
-    callback.store.flush()
+    callback.store.close()
 
 
 def _merge_attempts(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ from adgan.errors import ConfigError
 
 
 def register_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``sweep``, ``best`` and ``export`` subcommands (each sets ``func``)."""
+    """Add the ``sweep``, ``specs``, ``best`` and ``export`` subcommands (each sets ``func``)."""
     p = subparsers.add_parser(
         "sweep",
         help="run a hyperparameter sweep from a spec (Ray Tune + Optuna + ASHA per group)",
@@ -18,7 +18,8 @@ def register_commands(subparsers: argparse._SubParsersAction) -> None:
         "loss case, seed) group, all in one Ray Tune queue. Results go to <results>/<sweep name>/ as "
         "Parquet (epochs, trials, best), W&B runs offline unless you are logged in.",
     )
-    p.add_argument("spec", help="sweep spec YAML, e.g. sweeps/mnist.yaml")
+    p.add_argument("spec", help="sweep spec YAML, e.g. sweeps/mnist.yaml, or a shipped spec's name (see "
+                   "adgan specs)")
     p.add_argument("--address", default=None, help="join an existing Ray cluster (e.g. 10.0.0.1:6379)")
     p.add_argument("--max-concurrent", type=int, default=None, help="at most N trials at once")
     p.add_argument("--results", default=None, help="results root (default: the spec's 'results')")
@@ -40,7 +41,16 @@ def register_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--progress-every", type=float, default=30.0, help="seconds between progress lines")
     p.add_argument("--dashboard", action="store_true", help="start Ray's dashboard (local Ray, on 127.0.0.1)")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan (groups, trials, epochs, resources, slots) and an estimate of wall time and "
+        "CPU/GPU-hours, then exit; starts no Ray (with --address it connects to count the cluster's slots)",
+    )
     p.set_defaults(func=cmd_sweep)
+
+    p = subparsers.add_parser("specs", help="list the example sweep specs shipped with adgan")
+    p.set_defaults(func=cmd_specs)
 
     p = subparsers.add_parser("best", help="print each group's and each class's best configuration")
     p.add_argument("results", help="results directory of a sweep, e.g. results/mnist")
@@ -79,6 +89,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec, budget=args.budget)  # refused here, before Ray starts
     if args.gpu is not None:
         spec = with_gpu(spec, args.gpu)
+    if args.dry_run:
+        from adgan.sweep.plan import plan_text
+        from adgan.sweep.runner import available_dataset
+
+        print(plan_text(available_dataset(spec), address=args.address, num_cpus=args.cpus,
+                        max_concurrent=args.max_concurrent, results_root=args.results))
+        return 0
     out = run_sweep(
         spec,
         address=args.address,
@@ -91,8 +108,24 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         progress_every=args.progress_every,
         dashboard=args.dashboard,
     )
+    from adgan.sweep.plan import cost_summary
+
     print(best_table(out))
-    print(f"\nresults: {out}")
+    print(f"\nresults: {out}\n{cost_summary(out)}")
+    return 0
+
+
+def cmd_specs(args: argparse.Namespace) -> int:
+    """List the shipped specs: name, first comment line, path."""
+    from adgan.sweep.spec import packaged_specs
+
+    specs = packaged_specs()
+    for name, path in specs.items():
+        first = next((line.lstrip("# ").strip() for line in path.read_text().splitlines()
+                      if line.startswith("#")), "")
+        print(f"{name:<15} {first}")
+    print(f"\nrun one with: adgan sweep <name> [--dry-run]   (files in {next(iter(specs.values())).parent})"
+          if specs else "no shipped specs found", file=sys.stderr)
     return 0
 
 

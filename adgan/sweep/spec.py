@@ -10,16 +10,35 @@ Every mistake is reported as a :class:`~adgan.errors.ConfigError` naming the fil
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+import importlib.util
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from adgan.errors import ConfigError
+from adgan.sweep.checks import (
+    Budget,
+    Checker,
+    Distribution,
+    ModelSpec,
+    as_dict,
+    budget_of,
+    check_gpu,
+    classes_of,
+    dataset_of,
+    model_spec,
+    resources_of,
+    seeds_of,
+    short,
+    with_budget_overrides,
+)
+from adgan.sweep.yamlload import load_yaml
 
-DIST_TYPES = ("loguniform", "uniform", "int", "categorical")
-BUDGET_KEYS = ("trials_per_group", "max_epochs", "grace_period", "reduction_factor")
+__all__ = [
+    "Budget", "Distribution", "Group", "ModelSpec", "SweepSpec", "find_spec", "load_spec", "packaged_specs",
+    "parse_spec", "trial_config", "with_gpu",
+]
+
 TOP_KEYS = {
     "name",
     "dataset",
@@ -33,70 +52,8 @@ TOP_KEYS = {
     "wandb",
     "search_seed",
     "description",
+    "plugins",
 }
-
-
-@dataclasses.dataclass(frozen=True)
-class Distribution:
-    """One Optuna distribution of a search space.
-
-    Attributes:
-        type: ``loguniform``, ``uniform``, ``int`` or ``categorical``.
-        low, high: Bounds (``loguniform``/``uniform``/``int``), inclusive.
-        log: Log-scaled integer search (``int`` only).
-        step: Integer step (``int`` only).
-        choices: Values of a ``categorical``.
-    """
-
-    type: str
-    low: float | None = None
-    high: float | None = None
-    log: bool = False
-    step: int = 1
-    choices: tuple[Any, ...] = ()
-
-    def to_optuna(self) -> Any:
-        """The equivalent ``optuna.distributions`` object."""
-        from optuna import distributions as od
-
-        if self.type == "loguniform":
-            return od.FloatDistribution(float(self.low), float(self.high), log=True)
-        if self.type == "uniform":
-            return od.FloatDistribution(float(self.low), float(self.high))
-        if self.type == "int":
-            return od.IntDistribution(int(self.low), int(self.high), log=self.log, step=self.step)
-        return od.CategoricalDistribution(list(self.choices))
-
-    def example(self) -> Any:
-        """A valid value (the low end or first choice), used to type-check against the model's config."""
-        return self.extremes()[0]
-
-    def extremes(self) -> list[Any]:
-        """The values a search may reach at its edges: both bounds, or every choice."""
-        if self.type == "categorical":
-            return list(self.choices)
-        cast = int if self.type == "int" else float
-        return [cast(self.low), cast(self.high)]
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelSpec:
-    """One model of a sweep: its loss cases, fixed hyperparameters and search space."""
-
-    name: str
-    loss_cases: tuple[str, ...]
-    fixed: dict[str, Any]
-    search: dict[str, Distribution]
-    is_iterative: bool
-    grace_period: int | None = None  # this model's ASHA grace period (None: the budget's)
-
-
-@dataclasses.dataclass(frozen=True)
-class Budget:
-    trials_per_group: int
-    max_epochs: int
-    grace_period: int
-    reduction_factor: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,6 +92,8 @@ class SweepSpec:
     wandb_project: str
     search_seed: int
     raw: dict[str, Any]
+    dataset_decl: dict[str, Any] | None = None  # a dataset of one's own (adgan.data.declared)
+    plugins: tuple[str, ...] = ()  # modules or .py files registering detectors of one's own (adgan.plugins)
 
     def groups(self) -> list[Group]:
         """All groups, class-major so one class's models finish close together."""
@@ -159,155 +118,161 @@ class SweepSpec:
 
     def with_dataset(self, dataset: str) -> SweepSpec:
         """The same spec on another dataset (the fallback), re-validated."""
-        from adgan.sweep.checks import as_dict
-
         raw = {**self.raw, "dataset": {**as_dict(self.raw["dataset"]), "name": dataset, "fallback": None}}
         return parse_spec(raw, self.path, budget=self.budget_name)
 
 
-def load_spec(path: str | Path, *, budget: str = "default") -> SweepSpec:
-    """Read and validate the YAML spec at ``path``.
+def spec_dirs() -> list[Path]:
+    """Where the shipped example specs are: the ``adgan.specs`` package of an installed adgan (the wheel
+    carries the repository's ``sweeps/*.yaml`` there, see ``setup.py``), else the ``sweeps/`` directory
+    of the source checkout this module runs from."""
+    found = importlib.util.find_spec("adgan.specs")
+    if found is not None and found.submodule_search_locations:
+        return [Path(p) for p in found.submodule_search_locations]
+    checkout = Path(__file__).resolve().parents[2] / "sweeps"
+    return [checkout] if checkout.is_dir() else []
+
+
+def packaged_specs() -> dict[str, Path]:
+    """``{name: path}`` of the shipped example specs (``adgan specs`` lists them)."""
+    return {p.stem: p for d in reversed(spec_dirs()) for p in sorted(d.glob("*.yaml"))}
+
+
+def find_spec(name: str | Path) -> Path:
+    """The spec file ``name``: a path when one exists there, else a shipped spec of that name (``mnist``
+    or ``mnist.yaml``), so that ``adgan sweep mnist`` works from any directory.
 
     Raises:
-        ConfigError: The file is missing, not YAML, or wrong (message names file, key and expectation).
+        ConfigError: Neither exists (the message lists the shipped specs).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: sweep spec not found")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    return parse_spec(raw, str(path), budget=budget)
+    path = Path(name)
+    if path.is_file():
+        return path
+    shipped = packaged_specs()
+    stem = path.name.removesuffix(".yaml").removesuffix(".yml")
+    if path.parent == Path(".") and stem in shipped:
+        return shipped[stem]
+    names = ", ".join(shipped) or "none found"
+    raise ConfigError(f"{path}: sweep spec not found (no such file, nor a shipped spec; shipped: {names})")
+
+
+def load_spec(path: str | Path, *, budget: str = "default") -> SweepSpec:
+    """Read and validate the YAML spec at ``path`` (or the shipped spec of that name, :func:`find_spec`).
+
+    Raises:
+        ConfigError: The file is missing, not YAML (or a duplicate key, or a document whose aliases expand
+            beyond a small size), or wrong (the message names the file, the key and what was expected).
+    """
+    path = find_spec(path)
+    return parse_spec(load_yaml(path.read_text(), str(path)), str(path), budget=budget)
 
 
 def parse_spec(raw: Any, path: str = "<spec>", *, budget: str = "default") -> SweepSpec:
     """Validate a parsed spec (a mapping, as from YAML); see :func:`load_spec`."""
     from adgan.data import dataset_classes, dataset_kind, list_datasets
     from adgan.models import DETECTORS
-    from adgan.sweep.checks import (
-        Checker,
-        as_dict,
-        budget_of,
-        classes_of,
-        model_spec,
-        with_budget_overrides,
-    )
 
-    ck = Checker(path)
-    raw = ck.mapping(raw, "")
-    ck.unknown(raw, TOP_KEYS, "")
-    raw = with_budget_overrides(ck, raw, budget)
-    name = str(ck.require(raw, "name", ""))
+    check = Checker(path)
+    raw = check.mapping(raw, "")
+    check.unknown(raw, TOP_KEYS, "")
+    base_dir = Path(path).parent if path != "<spec>" else None
+    plugins = _plugins_of(check, raw, base_dir)  # before the models are looked up: they may register one
+    raw = with_budget_overrides(check, raw, budget)
+    name = check.text(check.require(raw, "name", ""), "name")
     if not name or "/" in name or name.startswith("."):
-        raise ck.fail("name", f"expected a plain directory name, got {name!r}")
-
-    ds = as_dict(ck.require(raw, "dataset", ""))
-    ck.unknown(ds, {"name", "fallback", "options"}, "dataset")
-    dataset = str(ck.require(ds, "name", "dataset"))
-    known = list_datasets()
-    for field in ("name", "fallback"):
-        value = ds.get(field)
-        if value is not None and value not in known:
-            raise ck.fail(
-                f"dataset.{field}", f"unknown dataset {value!r}; expected one of: {', '.join(known)}"
-            )
-    fallback = ds.get("fallback")
-    options = ck.mapping(ds.get("options") or {}, "dataset.options")
-    if "device" in options:
-        # The device follows the GPU share Ray reserves for each trial: a device set here would make trials
-        # use a GPU they never reserved (Ray leaves every GPU visible to a trial without one) or ask CPU
-        # nodes for CUDA.
-        raise ck.fail(
-            "dataset.options.device", "not a spec option: trials use CUDA exactly when resources.gpu > 0"
-        )
-    ck.unknown(options, {"data_dir", "image_size", "scale", "max_train", "bf16"}, "dataset.options")
-
-    class_names = dataset_classes(dataset)
-    classes = classes_of(ck, raw.get("classes", "all"), class_names, dataset)
-    seeds_raw = raw.get("seeds", [0])
-    if not isinstance(seeds_raw, list) or not seeds_raw:
-        raise ck.fail("seeds", f"expected a non-empty list of integers, got {seeds_raw!r}")
-    seeds = tuple(ck.number(s, f"seeds[{i}]", integer=True) for i, s in enumerate(seeds_raw))
-
-    models_raw = ck.mapping(ck.require(raw, "models", ""), "models")
+        raise check.fail("name", f"expected a plain directory name, got {short(name)}")
+    dataset, fallback, options, declaration = dataset_of(check, raw, list_datasets(), base_dir)
+    models_raw = check.mapping(check.require(raw, "models", ""), "models")
     if not models_raw:
-        raise ck.fail("models", "expected at least one model")
+        raise check.fail("models", "expected at least one model")
     kind = dataset_kind(dataset)
-    models = tuple(model_spec(ck, m, v, kind, DETECTORS) for m, v in models_raw.items())
-
-    budget_obj = budget_of(ck, raw, budget)
-    res = ck.mapping(raw.get("resources") or {}, "resources")
-    ck.unknown(res, {"cpus", "gpu"}, "resources")
-    cpus = ck.number(res.get("cpus", 1), "resources.cpus", positive=True)
-    gpu = check_gpu(ck.number(res.get("gpu", 0), "resources.gpu"), lambda msg: ck.fail("resources.gpu", msg))
-    wb = ck.mapping(raw.get("wandb") or {}, "wandb")
-    ck.unknown(wb, {"project"}, "wandb")
+    cpus, gpu = resources_of(check, raw)
+    wandb = check.mapping(raw.get("wandb") or {}, "wandb")
+    check.unknown(wandb, {"project"}, "wandb")
     spec = SweepSpec(
         path=path,
         name=name,
         dataset=dataset,
         fallback=fallback,
         data_options=options,
-        classes=classes,
-        seeds=seeds,
-        models=models,
-        budget=budget_obj,
+        classes=classes_of(check, raw.get("classes", "all"), dataset_classes(dataset), dataset),
+        seeds=seeds_of(check, raw.get("seeds", [0])),
+        models=tuple(model_spec(check, m, v, kind, DETECTORS) for m, v in models_raw.items()),
+        budget=budget_of(check, raw, budget),
         budget_name=budget,
-        cpus=float(cpus),
-        gpu=float(gpu),
-        results=str(raw.get("results", "results")),
-        wandb_project=str(wb.get("project", f"adgan-{name}")),
-        search_seed=ck.number(raw.get("search_seed", 0), "search_seed", integer=True),
+        cpus=cpus,
+        gpu=gpu,
+        results=check.text(raw.get("results", "results"), "results"),
+        wandb_project=check.text(wandb.get("project", f"adgan-{name}"), "wandb.project"),
+        search_seed=check.number(raw.get("search_seed", 0), "search_seed", integer=True),
         raw=raw,
+        dataset_decl=declaration,
+        plugins=plugins,
     )
-    _check_configs(ck, spec)
+    _check_configs(check, spec)
     return spec
 
 
-def _check_configs(ck: Any, spec: SweepSpec) -> None:
+def _plugins_of(check: Checker, raw: Mapping[str, Any], base_dir: Path | None) -> tuple[str, ...]:
+    """The spec's ``plugins`` (module names or ``.py`` paths relative to the spec), loaded here."""
+    from adgan import plugins
+
+    value = raw.get("plugins") or []
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise check.fail("plugins", f"expected a list of module names or .py files, got {short(value)}")
+    resolved = plugins.resolve(value, base_dir)
+    try:
+        plugins.load(resolved)
+    except ConfigError as exc:
+        raise check.fail("plugins", short(str(exc), 600)) from None
+    return tuple(resolved)
+
+
+def _check_configs(check: Checker, spec: SweepSpec) -> None:
     """Build full configs per (model, loss case) and let ``resolve_config`` judge: every searched
     hyperparameter at each edge of its range (the others at their low end or first choice)."""
     from adgan.train import resolve_config
 
-    for m in spec.models:
-        base = {p: d.example() for p, d in m.search.items()}
+    for model in spec.models:
+        base = {p: d.example() for p, d in model.search.items()}
         variants = [(None, base)] + [
-            (p, {**base, p: v}) for p, d in m.search.items() for v in d.extremes()[1:]
+            (p, {**base, p: v}) for p, d in model.search.items() for v in d.extremes()[1:]
         ]
-        for case in m.loss_cases:
-            group = Group(m.name, spec.dataset, spec.classes[0], "", case, spec.seeds[0])
+        for case in model.loss_cases:
+            group = Group(model.name, spec.dataset, spec.classes[0], "", case, spec.seeds[0])
             for param, params in variants:
                 try:
                     resolve_config(trial_config(spec, group, params))
                 except ConfigError as exc:
-                    where = f"models.{m.name}.search.{param}" if param else f"models.{m.name}"
-                    raise ck.fail(where, str(exc)) from None
+                    where = f"models.{model.name}.search.{param}" if param else f"models.{model.name}"
+                    raise check.fail(where, short(str(exc), 400)) from None
 
 
 def trial_config(spec: SweepSpec, group: Group, params: Mapping[str, Any]) -> dict[str, Any]:
     """The flat ``adgan.train`` config of one trial: run keys, fixed and searched hyperparameters."""
-    m = spec.model(group.model)
+    from adgan.models import DETECTORS
+
+    model = spec.model(group.model)
+    options = {k: v for k, v in spec.data_options.items() if k != "subsample_baselines"}
+    if DETECTORS.get(group.model).family == "baseline" and not spec.data_options.get("subsample_baselines"):
+        # Baselines are cheap: a budget that subsamples the training normals for the GANs leaves them the
+        # whole training split unless the spec says otherwise (trials.parquet's n_train shows which).
+        options.pop("max_train", None)
     config: dict[str, Any] = {
         "model": group.model,
         "dataset": group.dataset,
         "anomaly_class": group.anomaly_class,
         "seed": group.seed,
         "loss_case": group.loss_case,
-        **spec.data_options,
-        **m.fixed,
+        **options,
+        **model.fixed,
         **params,
     }
-    if m.is_iterative:
+    if spec.dataset_decl is not None:
+        config["dataset_decl"] = spec.dataset_decl
+    if model.is_iterative:
         config["epochs"] = spec.budget.max_epochs
     return config
-
-
-def check_gpu(gpu: float, fail: Callable[[str], Exception]) -> float:
-    """A GPU share per trial: a fraction in [0, 1] or a whole number; ``fail(message)`` otherwise."""
-    if gpu < 0 or (gpu > 1 and not float(gpu).is_integer()):
-        raise fail(f"expected a fraction in [0, 1] or a whole number of GPUs, got {gpu!r}")
-    return float(gpu)
 
 
 def with_gpu(spec: SweepSpec, gpu: float) -> SweepSpec:

@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 import traceback
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,6 +27,7 @@ from adgan.data.types import Splits
 from adgan.runfiles import RUN_STATE_FILES, TRAIN_STATE
 
 SUMMARY_KEYS = ("status", "message", "epochs_run", "fit_seconds", "score_seconds", "wall_seconds")
+HOLD_ENV = "ADGAN_TEST_HOLD"  # a test hook: see _hold_if_asked
 
 
 @functools.lru_cache(maxsize=4)
@@ -69,109 +71,160 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
 
     Args:
         config: Trial config from the grouped searcher (``adgan.train`` keys plus the group id).
-        context: Sweep-wide settings passed once with ``tune.with_parameters``: ``sweep``,
+        context: Sweep-wide settings passed once with ``tune.with_parameters``: ``sweep``, ``plugins``,
             ``results_dir``, ``wandb`` (None or ``{"project", "mode"}``).
     """
     import ray
     from ray import tune
 
+    from adgan import plugins
     from adgan.models import DETECTORS
     from adgan.sweep.grouped import GROUP_KEY
     from adgan.train import resolve_config, train
     from adgan.version import code_version
 
+    plugins.load(context.get("plugins") or [])  # a worker is another process: register what the spec names
     # Tune logs every persisted checkpoint at INFO level from each worker; the sweep's progress lines
     # say what matters.
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
-    cfg = {k: v for k, v in config.items() if k != GROUP_KEY}
-    group_id = config[GROUP_KEY]
-    tctx = tune.get_context()
-    trial_id = tctx.get_trial_id()
+    train_config = {k: v for k, v in config.items() if k != GROUP_KEY}
+    tune_context = tune.get_context()
+    trial_id = tune_context.get_trial_id()
     # adgan.train writes its run directory to a private temporary place; its logs are copied into the
     # trial directory (synced to the sweep's storage by Tune) and the checkpoints travel as Tune checkpoints.
-    trial_dir = Path(tctx.get_trial_dir())
     out = Path(tempfile.mkdtemp(prefix=f"adgan-{trial_id}-"))
     node_id = ray.get_runtime_context().get_node_id()
-    static: dict[str, Any] = {
+    facts: dict[str, Any] = {  # carried by every report of the trial
         "trial_id": trial_id,
         "node_ip": _node_ip(node_id),
         "node_id": node_id,
         "code_version": code_version(),
     }
-    run = None
-    if context.get("wandb"):
-        from adgan.sweep.wandb_log import TrialRun
-
-        run = TrialRun(
-            context["wandb"]["project"],
-            context["results_dir"],
-            context["wandb"]["mode"],
-            context["sweep"],
-            group_id,
-            trial_id,
-            cfg,
-        )
+    reporter = _Reporter(out, Path(tune_context.get_trial_dir()), _wandb_run(context, config, trial_id))
     # Every report carries the searcher's metric: Tune refuses a result without it, which would end the
     # whole sweep on one failed trial. NaN until an epoch was scored.
     exit_code, final, best_so_far = 0, {}, {"best_val_auprc": float("nan")}
     try:
-        resolved = resolve_config(cfg)
+        resolved = resolve_config(train_config)
         splits = splits_for(resolved)
-        static.update(
-            {
-                "data_source": splits.info.source,
-                "data_sha256": splits.info.sha256,
-                "data_n_samples": splits.info.n_samples,
-                "n_train": len(splits.train),
-                "n_val": len(splits.val),
-                "n_val_anomalies": int(splits.val.y.sum()),
-            }
-        )
+        facts.update(_data_facts(splits))
         model_cls = DETECTORS.get(resolved["model"])
         n_epochs = int(resolved.get("epochs", 1)) if model_cls.is_iterative else 1
         # A trial restarted after a resume or a lost node continues from its last reported epoch.
         resume = _restore(tune.get_checkpoint(), out)
         records = train(
-            cfg, splits=splits, out=out, evaluate_test=False, save_state=model_cls.is_iterative, resume=resume
+            train_config, splits=splits, out=out, evaluate_test=False, save_state=model_cls.is_iterative,
+            resume=resume,
         )
         for rec in records:
             if rec["kind"] == "summary":  # diverged, or fewer epochs than planned
                 final = _summary(rec)
-                _copy_logs(out, trial_dir)
-                if run is not None:  # as for the last epoch below: W&B first, then Tune
-                    run.finish(final, exit_code=0)
-                    run = None
-                _report({**static, **best_so_far, **final}, None, run, None)
+                reporter.last({**facts, **best_so_far, **final}, final, None, None)
                 break
             best_so_far["best_val_auprc"] = rec["best_val_auprc"]
-            metrics = {**static, **{k: v for k, v in rec.items() if k not in ("kind", "checkpoint")}}
+            metrics = {**facts, **{k: v for k, v in rec.items() if k not in ("kind", "checkpoint")}}
             if rec["epoch"] >= n_epochs:
                 # Pull the summary before reporting the last epoch: the scheduler stops a trial at
                 # max_t, and the summary (its status) must travel with a report the driver receives.
                 final = _summary(next(records))
-                metrics.update(final)
-            # The trial's own log is in place before each report: a trial that the scheduler stops
-            # ends inside ``tune.report``, while Tune is already copying its directory to storage.
-            _copy_logs(out, trial_dir)
-            if "status" in metrics and run is not None:
-                # Last report: the W&B run is closed (written out) before Tune learns that the trial
-                # ended, so a driver killed right after still finds the trial's whole W&B record.
-                run.log(metrics, step=rec["epoch"])
-                run.finish(final, exit_code=0)
-                run = None
-            _report(metrics, _stage(out, rec["epoch"]), run, rec["epoch"])
-            if "status" in metrics:
+                reporter.last({**metrics, **final}, final, _stage(out, rec["epoch"]), rec["epoch"])
                 break
+            reporter.epoch(metrics, _stage(out, rec["epoch"]), rec["epoch"])
+            _hold_if_asked(trial_id, rec["epoch"])
     except Exception as exc:  # an error of this configuration: recorded, not retried
         exit_code = 1
         message = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         final = {"status": "errored", "message": message[-2000:]}
-        _report({**static, **best_so_far, **final}, None, run, None)
+        _tune_report({**facts, **best_so_far, **final}, None)
     finally:
-        _copy_logs(out, trial_dir)
+        _copy_logs(out, reporter.trial_dir)
         shutil.rmtree(out, ignore_errors=True)
-        if run is not None:
-            run.finish(final, exit_code=exit_code)
+        reporter.close(final, exit_code)
+
+
+def _wandb_run(context: Mapping[str, Any], config: Mapping[str, Any], trial_id: str) -> Any:
+    """The trial's W&B run (``adgan.sweep.wandb_log.TrialRun``), or None when the sweep logs none."""
+    if not context.get("wandb"):
+        return None
+    from adgan.sweep.grouped import GROUP_KEY
+    from adgan.sweep.wandb_log import TrialRun
+
+    return TrialRun(
+        context["wandb"]["project"],
+        context["results_dir"],
+        context["wandb"]["mode"],
+        context["sweep"],
+        config[GROUP_KEY],
+        trial_id,
+        {k: v for k, v in config.items() if k != GROUP_KEY},
+    )
+
+
+def _data_facts(splits: Splits) -> dict[str, Any]:
+    """Provenance of the trial's data, carried by its reports into ``trials.parquet``."""
+    return {
+        "data_source": splits.info.source,
+        "data_sha256": splits.info.sha256,
+        "data_n_samples": splits.info.n_samples,
+        "n_train": len(splits.train),
+        "n_val": len(splits.val),
+        "n_val_anomalies": int(splits.val.y.sum()),
+    }
+
+
+class _Reporter:
+    """A trial's reports to Tune and to its W&B run, in the order a killed driver needs.
+
+    Before each report the trial's own log is in place in its trial directory: a trial that the scheduler
+    stops ends inside ``tune.report``, while Tune is already copying that directory to storage.
+    """
+
+    def __init__(self, out: Path, trial_dir: Path, run: Any) -> None:
+        self.out, self.trial_dir, self.run = out, trial_dir, run
+
+    def epoch(self, metrics: dict[str, Any], checkpoint: str | None, epoch: int) -> None:
+        """One epoch that is not the trial's last."""
+        _copy_logs(self.out, self.trial_dir)
+        if self.run is not None:
+            self.run.log(metrics, step=epoch)
+        _tune_report(metrics, checkpoint)
+
+    def last(
+        self, metrics: dict[str, Any], final: dict[str, Any], checkpoint: str | None, epoch: int | None
+    ) -> None:
+        """The trial's last report (its last epoch, or its summary alone when ``epoch`` is None): the W&B
+        run is closed (written out) before Tune learns that the trial ended, so a driver killed right
+        after still finds the trial's whole W&B record."""
+        _copy_logs(self.out, self.trial_dir)
+        if self.run is not None:
+            if epoch is not None:
+                self.run.log(metrics, step=epoch)
+            self.run.finish(final, exit_code=0)
+            self.run = None
+        _tune_report(metrics, checkpoint)
+
+    def close(self, final: dict[str, Any], exit_code: int) -> None:
+        """Close a W&B run still open (the trial failed, or ended without a last report)."""
+        if self.run is not None:
+            self.run.finish(final, exit_code=exit_code)
+            self.run = None
+
+
+def _hold_if_asked(trial_id: str, epoch: int) -> None:
+    """Test hook, set by tests only: with ``ADGAN_TEST_HOLD=<epoch>:<directory>`` in the sweep's
+    environment, a trial that has reported epoch ``<epoch>`` (not its last) writes
+    ``<directory>/<trial id>.held`` and waits until ``<directory>/release`` exists. A test can then act
+    (kill the driver, start a second sweep) while trials are provably in flight at a known epoch, whatever
+    the machine's load, instead of racing the sweep."""
+    hold = os.environ.get(HOLD_ENV)
+    if not hold:
+        return
+    at, _, folder = hold.partition(":")
+    if int(at) != epoch:
+        return
+    (Path(folder) / f"{trial_id}.held").write_text(str(os.getpid()))
+    while not (Path(folder) / "release").exists():
+        time.sleep(0.05)
 
 
 def _stage(out: Path, epoch: int) -> str | None:
@@ -248,10 +301,8 @@ def _summary(rec: Mapping[str, Any]) -> dict[str, Any]:
     return {k: rec[k] for k in SUMMARY_KEYS if k in rec}
 
 
-def _report(metrics: dict[str, Any], checkpoint: str | None, run: Any, epoch: int | None) -> None:
+def _tune_report(metrics: dict[str, Any], checkpoint: str | None) -> None:
+    """``tune.report`` with ``checkpoint`` (a directory) as a Tune checkpoint."""
     from ray import tune
 
-    if run is not None and epoch is not None:
-        run.log(metrics, step=epoch)
-    ckpt = tune.Checkpoint.from_directory(checkpoint) if checkpoint else None
-    tune.report(metrics, checkpoint=ckpt)
+    tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(checkpoint) if checkpoint else None)

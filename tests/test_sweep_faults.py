@@ -1,0 +1,126 @@
+"""Faults around one real sweep: a second sweep on its results directory, its driver SIGKILLed, a resume.
+
+The sweep's trials hold after their first epoch (tests/sweep_hold.py) so that everything below happens
+while the first sweep provably runs: a second ``adgan sweep`` (and a ``--resume``) on the same directory
+is refused, naming the holder; the driver alone is SIGKILLed and every process of the local Ray it
+started goes (Ray's agents would otherwise linger for minutes); then ``--resume`` takes over the stale
+lock and finishes the sweep with the first driver's rows intact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from sweep_hold import held_and_recorded, hold_env, until, wait_for
+from test_sweep import ROOT, _env, _sweep_cmd
+
+from adgan.sweep.lock import LOCK_FILE
+from adgan.sweep.provenance import read_runs
+from adgan.sweep.reaper import kill_ray, ray_processes
+from adgan.sweep.results import read_table
+
+pytestmark = pytest.mark.slow
+EPOCHS = 3
+
+
+def _title(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    tmp = tmp_path_factory.mktemp("faults")
+    raw = yaml.safe_load((ROOT / "sweeps" / "smoke.yaml").read_text())
+    raw["name"] = "faults"
+    del raw["models"]["knn"]
+    raw["budget"] = {"trials_per_group": 2, "max_epochs": EPOCHS, "grace_period": EPOCHS,
+                     "reduction_factor": 2}
+    spec = tmp / "faults.yaml"
+    spec.write_text(yaml.safe_dump(raw))
+    results, hold, home = tmp / "results", tmp / "hold", tmp / "home"
+    out = results / "faults"
+    env = _env(tmp) | {"ADGAN_HOME": str(home)}
+    cmd = [c if c != str(ROOT / "sweeps" / "smoke.yaml") else str(spec) for c in _sweep_cmd(results)]
+    cmd.append("--no-wandb")
+    log = tmp / "first.log"
+    facts: dict = {"out": out, "log": log}
+    token = session = None
+    with open(log, "w") as sink:
+        first = subprocess.Popen(cmd, cwd=ROOT, env=env | hold_env(1, hold), stdout=sink,
+                                 stderr=subprocess.STDOUT, start_new_session=True)
+    facts["pid"] = first.pid
+    try:
+        held = held_and_recorded(hold, out / "tune", 1, 2)
+        wait_for(first, lambda: held() and len(read_table(out, "epochs", missing_ok=True)) == 2, log, 600)
+        facts["epochs_while_held"] = read_table(out, "epochs")
+        for name, extra in (("second", []), ("resume_refused", ["--resume"])):
+            facts[name] = subprocess.run([*cmd, *extra], cwd=ROOT, env=env, capture_output=True, text=True,
+                                         timeout=300)
+        facts["runs_while_held"] = read_runs(out)
+        (record,) = (home / "local-ray").glob("*.json")
+        token, session = (json.loads(record.read_text())[k] for k in ("token", "session_dir"))
+        facts["ray_processes"] = {pid: _title(pid) for pid in ray_processes(token, session)}
+
+        os.kill(first.pid, signal.SIGKILL)  # the driver alone: its Ray's processes are left to adgan
+        first.wait(timeout=60)
+        facts["all_gone"] = until(lambda: not ray_processes(token, session), 180)
+        said = f"the sweep driver (PID {first.pid}) died; stopped "
+        facts["watchdog_said"] = until(lambda: said in log.read_text(), 60)
+        facts["record_left"] = record.exists()
+
+        (hold / "release").touch()
+        facts["resumed"] = subprocess.run([*cmd, "--resume"], cwd=ROOT, env=env, capture_output=True,
+                                          text=True, timeout=600)
+    finally:
+        (hold / "release").touch()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(first.pid, signal.SIGKILL)
+        first.wait(timeout=60)
+        if token is not None:
+            kill_ray(token, session)  # whatever a failure above left
+    return facts
+
+
+def test_a_second_sweep_on_the_directory_is_refused_naming_the_holder(run: dict) -> None:
+    holder = f"is in use by another sweep (PID {run['pid']} on {socket.gethostname()}"
+    for name in ("second", "resume_refused"):
+        r = run[name]
+        assert r.returncode == 2 and f"adgan: error: {run['out']} {holder}" in r.stderr, r.stderr[-3000:]
+    # Refused before writing anything: the directory still has the first sweep's one record.
+    assert [r["status"] for r in run["runs_while_held"]] == ["running"]
+
+
+def test_the_killed_drivers_local_ray_leaves_nothing_behind(run: dict) -> None:
+    titles = list(run["ray_processes"].values())
+    assert any("DashboardAgent" in t for t in titles) and any("RuntimeEnvAgent" in t for t in titles), titles
+    assert any("raylet" in t for t in titles) and any("gcs_server" in t for t in titles), titles
+    assert run["all_gone"], "processes of the killed driver's Ray still run"
+    assert run["watchdog_said"], run["log"].read_text()[-3000:]
+    assert not run["record_left"]
+
+
+def test_resume_takes_over_the_stale_lock_and_keeps_the_first_rows(run: dict) -> None:
+    r = run["resumed"]
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
+    assert f"taking over the lock of a sweep that is gone (PID {run['pid']} on" in r.stderr
+    out = run["out"]
+    trials, epochs = read_table(out, "trials"), read_table(out, "epochs")
+    assert len(trials) == 2 and all(t["status"] == "completed" and t["epochs_run"] == EPOCHS for t in trials)
+    for t in trials:
+        assert sorted(e["epoch"] for e in epochs if e["trial_id"] == t["trial_id"]) == [1, 2, 3]
+    before = {(e["trial_id"], e["epoch"]): e["val_auprc"] for e in run["epochs_while_held"]}
+    after = {(e["trial_id"], e["epoch"]): e["val_auprc"] for e in epochs}
+    assert before and all(after[k] == v for k, v in before.items())  # the first driver's rows are intact
+    assert [x["status"] for x in read_runs(out)] == ["running", "finished"]
+    assert (out / LOCK_FILE).read_text() == ""  # released at the end

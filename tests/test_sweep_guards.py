@@ -1,0 +1,323 @@
+"""The guards around a sweep, without Ray: the results-directory lock, the check that some node can run a
+trial, the clean-up of a dead driver's local Ray, the dry-run plan and the progress line.
+
+Every wait here is on an event (a line from a child process, a child's exit) or, for a process that is
+not our child, on its state in /proc with a generous deadline; nothing sleeps to let something happen.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from sweep_hold import until
+
+from adgan.errors import ConfigError
+from adgan.sweep.capacity import NodeType, bootstrap_node_types, refusal
+from adgan.sweep.lock import LOCK_FILE, ResultsLock, process_start
+from adgan.sweep.reaper import MARKER, clean_leftovers, ray_processes
+
+ROOT = Path(__file__).resolve().parent.parent
+HOLD = """
+import sys
+from adgan.sweep.lock import ResultsLock
+ResultsLock(sys.argv[1]).acquire()
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+def _env(**extra: str) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT), **extra}
+
+
+def _dead_pid() -> int:
+    """The PID of a process that has ended (and been reaped)."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_live_holder_is_refused_and_a_dead_one_taken_over(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = tmp_path / "results" / "smoke"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(results)], env=_env(), stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"  # the lock is held from here on
+        with pytest.raises(ConfigError) as info:
+            ResultsLock(results).acquire()
+        msg = str(info.value)
+        host = socket.gethostname()
+        assert msg.startswith(f"{results} is in use by another sweep (PID {holder.pid} on {host}"), msg
+        assert "another --results" in msg
+    finally:
+        holder.stdin.close()  # the holder ends without releasing: killed, as far as the lock file knows
+        holder.wait(timeout=60)
+    with ResultsLock(results) as lock:
+        assert f"taking over the lock of a sweep that is gone (PID {holder.pid} on" in capsys.readouterr().err
+        assert json.loads(lock.path.read_text())["pid"] == os.getpid()
+    assert (results / LOCK_FILE).read_text() == ""  # released: emptied, and the directory stays
+
+
+def test_a_stale_record_of_this_host_is_taken_over_one_of_another_host_is_not(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tmp_path.joinpath(LOCK_FILE).write_text(json.dumps(
+        {"host": socket.gethostname(), "pid": _dead_pid(), "pid_start": 1, "started_at": "then"}))
+    with ResultsLock(tmp_path):
+        pass
+    assert "taking over the lock of a sweep that is gone" in capsys.readouterr().err
+    tmp_path.joinpath(LOCK_FILE).write_text(json.dumps({"host": "elsewhere", "pid": 1, "started_at": "then"}))
+    with pytest.raises(ConfigError, match=rf"on another machine .* remove {tmp_path / LOCK_FILE}"):
+        ResultsLock(tmp_path).acquire()
+    # A live process of this host named in a file whose lock is free (the file was recreated under it).
+    tmp_path.joinpath(LOCK_FILE).write_text(json.dumps(
+        {"host": socket.gethostname(), "pid": os.getpid(), "pid_start": process_start(os.getpid())}))
+    with pytest.raises(ConfigError, match=f"in use by another sweep \\(PID {os.getpid()}"):
+        ResultsLock(tmp_path).acquire()
+
+
+def test_a_refused_start_leaves_no_directory(tmp_path: Path) -> None:
+    new = tmp_path / "results" / "new"
+    with pytest.raises(ConfigError), ResultsLock(new):
+        raise ConfigError("refused after the lock was taken")
+    assert not new.exists()
+
+
+def test_a_trial_no_node_can_hold_is_refused() -> None:
+    want = {"CPU": 64, "GPU": 0}
+    two = [{"CPU": 2.0, "memory": 1e9}]
+    assert refusal(want, two, []) == (
+        "a trial asks for 64 CPUs and 0 GPUs, but the largest node has 2 CPUs, 0 GPUs"
+    )
+    assert refusal({"CPU": 1, "GPU": 0}, two, []) is None
+    assert refusal(want, two, [NodeType("big", {"CPU": 96.0})]) is None  # the autoscaler may add one
+    assert refusal(want, two, [NodeType("g5", None)]) is None  # resources detected at start: may fit
+    msg = refusal({"CPU": 1, "GPU": 1}, two, [NodeType("cpu-worker", {"CPU": 8.0})])
+    assert msg.endswith("and no node type the autoscaler may add fits (cpu-worker: 8 CPUs, 0 GPUs)"), msg
+
+
+def test_node_types_of_the_cluster_launcher_config(tmp_path: Path) -> None:
+    """``~/ray_bootstrap_config.yaml`` as ``ray up`` writes it from cluster/aws-gpu.yaml: the GPU worker
+    type's resources are detected from its instance type (unknown here), the head is no worker type."""
+    config = yaml.safe_load((ROOT / "cluster" / "aws-gpu.yaml").read_text())
+    path = tmp_path / "bootstrap.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert bootstrap_node_types(path) == [NodeType("gpu-worker", None)]
+    config["available_node_types"]["gpu-worker"]["resources"] = {"CPU": 4, "GPU": 1}
+    path.write_text(yaml.safe_dump(config))
+    assert bootstrap_node_types(path) == [NodeType("gpu-worker", {"CPU": 4.0, "GPU": 1.0})]
+    assert bootstrap_node_types(tmp_path / "missing.yaml") == []
+
+
+def test_the_cli_refuses_more_cpus_than_the_local_ray_has(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from adgan.cli import main
+
+    raw = yaml.safe_load((ROOT / "sweeps" / "smoke.yaml").read_text())
+    raw["resources"] = {"cpus": 64}
+    spec = tmp_path / "big.yaml"
+    spec.write_text(yaml.safe_dump(raw))
+    assert main(["sweep", str(spec), "--cpus", "2", "--results", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert f"{spec}: resources: a trial asks for 64 CPUs, but the local Ray has 2" in err
+    assert not (tmp_path / "r").exists()
+    sys_ray = sys.modules.get("ray")
+    assert sys_ray is None or not sys_ray.is_initialized()
+
+
+def _sleeper(token: str) -> subprocess.Popen:
+    """A process carrying the marker of a local Ray (as Ray's processes do)."""
+    sleep = [sys.executable, "-c", "import time; time.sleep(600)"]
+    return subprocess.Popen(sleep, env=_env(**{MARKER: token}))
+
+
+def test_a_new_sweep_stops_what_a_dead_drivers_ray_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ADGAN_HOME", str(tmp_path))
+    records = tmp_path / "local-ray"
+    records.mkdir()
+    orphan, kept = _sleeper("deaddriver"), _sleeper("livedriver")
+    try:
+        host = socket.gethostname()
+        records.joinpath("deaddriver.json").write_text(json.dumps(
+            {"host": host, "token": "deaddriver", "driver_pid": _dead_pid(), "driver_start": 1,
+             "started_at": "then"}))
+        records.joinpath("livedriver.json").write_text(json.dumps(
+            {"host": host, "token": "livedriver", "driver_pid": os.getpid(),
+             "driver_start": process_start(os.getpid())}))
+        assert ray_processes("deaddriver") == [orphan.pid]
+        clean_leftovers()
+        assert orphan.wait(timeout=60) == -signal.SIGKILL
+        err = capsys.readouterr().err
+        assert "stopped 1 process of a local Ray left by a sweep whose driver died" in err
+        assert not records.joinpath("deaddriver.json").exists()
+        assert kept.poll() is None and records.joinpath("livedriver.json").exists()  # its driver lives
+    finally:
+        for proc in (orphan, kept):
+            proc.kill()
+            proc.wait(timeout=60)
+
+
+def test_a_rays_processes_are_its_session_files_writers(tmp_path: Path) -> None:
+    """A renamed Ray process may lose its environment marker: writing a file of the Ray session's directory
+    also marks it; a reader of those files (``tail -f`` of a log) is never taken for one."""
+    session = tmp_path / "session_x"
+    (session / "logs").mkdir(parents=True)
+    log = session / "logs" / "agent.log"
+    log.write_text("")
+    hold = "import sys, time; f = open(sys.argv[1], sys.argv[2]); print('open', flush=True); time.sleep(600)"
+    writer, reader = (subprocess.Popen([sys.executable, "-c", hold, str(log), mode], stdout=subprocess.PIPE,
+                                       text=True) for mode in ("a", "r"))
+    try:
+        assert writer.stdout.readline() == reader.stdout.readline() == "open\n"
+        assert ray_processes("no-such-token", str(session)) == [writer.pid]
+        # The driver holds its own Ray logs open: never taken (it is alive when it ends normally).
+        assert ray_processes("no-such-token", str(session), driver=writer.pid) == []
+        assert ray_processes("no-such-token", str(tmp_path / "session_y")) == []
+    finally:
+        for proc in (writer, reader):
+            proc.kill()
+            proc.wait(timeout=60)
+
+
+DRIVER = """
+import subprocess, sys
+from adgan.sweep.reaper import LocalRayGuard
+guard = LocalRayGuard()
+guard.start()
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])  # as ray.init's would be
+guard.ray_started(None)
+print(child.pid, guard.token, flush=True)
+sys.stdin.read()
+"""
+
+
+def test_the_watchdog_stops_the_marked_processes_when_the_driver_is_killed(tmp_path: Path) -> None:
+    log = tmp_path / "driver.log"
+    with open(log, "w") as err:
+        driver = subprocess.Popen([sys.executable, "-c", DRIVER], env=_env(ADGAN_HOME=str(tmp_path)),
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True,
+                                  start_new_session=True)
+    child, token = driver.stdout.readline().split()
+    try:
+        assert ray_processes(token) == [int(child)]
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait(timeout=60)
+        said = f"the sweep driver (PID {driver.pid}) died; stopped 1 process of its local Ray"
+        assert until(lambda: said in log.read_text()), log.read_text()  # printed last, when done
+        assert process_start(int(child)) is None and not (tmp_path / "local-ray" / f"{token}.json").exists()
+    finally:
+        if process_start(int(child)) is not None:
+            os.kill(int(child), signal.SIGKILL)
+
+
+def test_a_normal_end_stops_the_watchdog_quietly(tmp_path: Path) -> None:
+    driver = subprocess.run(
+        [sys.executable, "-c", "from adgan.sweep.reaper import LocalRayGuard\n"
+         "g = LocalRayGuard(); g.start(); g.ray_started(None); g.stop(); print(g._watchdog)"],
+        env=_env(ADGAN_HOME=str(tmp_path)), capture_output=True, text=True, timeout=120,
+    )
+    assert driver.returncode == 0 and driver.stdout.strip() == "None" and driver.stderr == "", driver.stderr
+    assert list((tmp_path / "local-ray").iterdir()) == []
+
+
+GROUP = {"sweep": "smoke", "dataset": "synthetic-images", "anomaly_class": 0, "seed": 0}
+GAN, KNN = "synthetic-images/c0/ganomaly/fm/s0", "synthetic-images/c0/knn/default/s0"
+
+
+def _trial(tid: str, gid: str, **row: object) -> dict:
+    model, case = gid.split("/")[2:4]
+    return {**GROUP, "group_id": gid, "model": model, "loss_case": case, "trial_id": tid, **row}
+
+
+def test_asha_expected_epochs() -> None:
+    from adgan.sweep.plan import asha_epochs
+
+    assert asha_epochs(3, 1, 2) == 1 + 1 / 2 + 1 / 4  # rungs at epochs 1 and 2, as Ray places them
+    assert asha_epochs(4, 4, 3) == 4  # grace = max: nothing stopped
+    assert asha_epochs(25, 8, 3) == 8 + (24 - 8) / 3 + (25 - 24) / 9
+
+
+def test_dry_run_prints_the_plan_without_ray(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from adgan.cli import main
+
+    assert main(["sweep", "smoke", "--dry-run", "--cpus", "2", "--results", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    for line in ("plan of sweep 'smoke'", "groups       2 (1 class x 2 model/loss cases x 1 seed)",
+                 "trials       8 (up to 4 per group", "epochs       up to 3 per GAN trial",
+                 "per trial    1 CPU, 0 GPUs", "at once      2 trials (this machine: 2 CPUs)",
+                 "(calibrated: one epoch of each model in this process)", "estimate     wall "):
+        assert line in out, out
+    ray = sys.modules.get("ray")
+    assert (ray is None or not ray.is_initialized()) and not (tmp_path / "r").exists()
+
+
+def test_dry_run_estimates_from_an_earlier_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An earlier results directory of the same sweep and budget gives each model's seconds per epoch (fit
+    and scoring over epochs run) and per-trial set-up (wall beyond them); ASHA's expected epochs follow."""
+    from adgan.cli import main
+    from adgan.sweep.results import ResultsStore
+
+    results = tmp_path / "smoke"
+    store = ResultsStore(results)
+    for i in range(2):
+        store.upsert("trials", _trial(f"g{i}", GAN, fit_seconds=5.0, score_seconds=1.0, epochs_run=3,
+                                      wall_seconds=10.0, status="completed"))
+        store.upsert("trials", _trial(f"k{i}", KNN, fit_seconds=1.0, score_seconds=0.0, epochs_run=1,
+                                      wall_seconds=2.0, status="completed"))
+    store.flush()
+    (results / "spec.json").write_text(json.dumps({"budget_name": "default"}))
+    (results / "dataset.json").write_text(json.dumps({"dataset": "synthetic-images"}))
+    assert main(["sweep", "smoke", "--dry-run", "--cpus", "2", "--results", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "ganomaly 2.00 s/epoch + 4.0 s set-up; knn 1.00 s/epoch + 1.0 s set-up (measured by the earlier " \
+        f"run in {results})" in out, out
+    # 4 GAN trials of 4 + 1.75 x 2 s and 4 kNN trials of 2 s on 2 slots, plus 40 s of start-up; at most
+    # (no trial stopped) 4 x 10 + 4 x 2 s.
+    assert "estimate     wall 59s with ASHA, at most 1m04s; 0.01 CPU-hours (at most 0.01), 0.00 GPU" in out
+
+
+def test_progress_line_for_the_whole_sweep(tmp_path: Path) -> None:
+    from adgan.sweep.callback import SweepCallback
+    from adgan.sweep.spec import load_spec
+
+    callback = SweepCallback(load_spec("smoke"), str(tmp_path))
+    callback.setup()
+    assert callback.store is not None
+    # One GAN trial stopped by ASHA after epoch 1 (2 epochs it will never run), one at epoch 2 in flight.
+    for tid, epoch in (("a", 1), ("b", 1), ("b", 2)):
+        callback.store.upsert("epochs", _trial(tid, GAN, epoch=epoch, val_auprc=0.5))
+    callback.store.upsert("trials", _trial("a", GAN, epochs_run=1, max_epochs=3, status="stopped early"))
+    first, groups = callback.progress([]).splitlines()
+    assert first == ("[smoke] sweep [######--------------] 31%: epochs 3 run + 2 skipped of 16 at most; "
+                     "trials 1/8 finished; elapsed 0s, ETA -")
+    assert groups.startswith("[smoke] groups done 0/2")
+    callback.store.upsert("epochs", _trial("b", GAN, epoch=3, val_auprc=0.5))
+    assert "epochs 4 run + 2 skipped of 16 at most" in callback.progress([])
+
+
+def test_end_summary_gives_wall_time_and_resource_hours(tmp_path: Path) -> None:
+    from adgan.sweep.plan import cost_summary
+    from adgan.sweep.results import ResultsStore
+
+    (tmp_path / "runs.json").write_text(json.dumps([{"status": "finished", "wall_seconds": 100.0},
+                                                     {"status": "finished", "wall_seconds": 50.0}]))
+    (tmp_path / "spec.json").write_text(json.dumps({"effective_resources": {"cpus": 1.0, "gpu": 0.5}}))
+    store = ResultsStore(tmp_path)
+    for tid in ("a", "b"):
+        store.upsert("trials", _trial(tid, GAN, wall_seconds=1800.0, status="completed"))
+    store.flush()
+    assert cost_summary(tmp_path) == ("wall 50s (2m30s over 2 runs of this directory); trials reserved "
+                                      "1.00 CPU-hours and 0.50 GPU-hours (2 trials)")
