@@ -11,7 +11,7 @@ SWEEP_ARGS ?=
 CLUSTER ?= cluster/aws-gpu.yaml
 SPEC ?= sweeps/mnist.yaml
 
-.PHONY: venv test test-fast lint sweep-smoke sweep-mnist sweep-fashion-mnist sweep-kdd99 sweep-cifar10 \
+.PHONY: venv test test-fast lint user-data sweep-smoke sweep-mnist sweep-fashion-mnist sweep-kdd99 sweep-cifar10 \
         cluster-up cluster-sweep cluster-down clean
 
 venv: $(STAMP)
@@ -35,6 +35,13 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check adgan tests benchmarks
+
+# Example datasets of one's own in every declarable format (PNG class folders, an MVTec-style folder, .npz,
+# CSV and Parquet tables), written from Fashion-MNIST and the KDD99 file into data/user/ for the
+# sweeps/own_*.yaml examples (KDD_DIR: where kddcup.data_10_percent[.gz] is).
+KDD_DIR ?= ../shared/data
+user-data: $(STAMP)
+	$(PY) benchmarks/make_user_datasets.py data/user --data-dir $(KDD_DIR)
 
 sweep-smoke: $(STAMP)
 	$(ADGAN) sweep sweeps/smoke.yaml $(SWEEP_ARGS)

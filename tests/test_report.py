@@ -386,6 +386,14 @@ def test_version_1_results_are_upgraded_and_rendered(tmp_path: Path) -> None:
     html = build_report(root, tmp_path / "out").html.read_text()
     assert "upgraded on reading" in html and "spec.json is missing" in html
     assert "mnist-5k: recommended detector per class" in html_tables(html).tables
+    # adgan upgrade rewrites the files in the current schema, rows unchanged.
+    assert cli_main(["upgrade", str(root), "--no-sizes"]) == 0
+    for name in ("epochs", "trials", "best"):
+        meta = pq.read_schema(root / f"{name}.parquet").metadata
+        assert meta[b"adgan.schema_version"] == str(SCHEMA_VERSION).encode()
+        assert b"adgan.upgraded_from" not in meta
+    assert read_table(root, "trials") == trials
+    assert cli_main(["upgrade", str(root)]) == 0  # nothing left to do
 
 
 def test_unreadable_result_file_is_an_error_naming_it(tmp_path: Path) -> None:

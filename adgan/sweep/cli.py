@@ -68,6 +68,17 @@ def register_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=cmd_export)
 
+    p = subparsers.add_parser(
+        "upgrade",
+        help="rewrite the results of an older adgan (schema version 1) in the current schema",
+        description="Rewrite epochs/trials/best.parquet of schema version 1 as version 2 (adgan reads "
+        "version 1 anyway, upgrading it in memory). The split sizes version 1 did not record, which the "
+        "chance flag needs, are recomputed by loading each group's data (the dataset's files are needed).",
+    )
+    p.add_argument("results", help="results directory of a sweep")
+    p.add_argument("--no-sizes", action="store_true", help="do not load the data to fill the split sizes")
+    p.set_defaults(func=cmd_upgrade)
+
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     import os
@@ -133,6 +144,15 @@ def cmd_best(args: argparse.Namespace) -> int:
     from adgan.sweep.best import best_table
 
     print(best_table(args.results))
+    return 0
+
+
+def cmd_upgrade(args: argparse.Namespace) -> int:
+    from adgan.sweep.results import upgrade_directory
+
+    done = upgrade_directory(args.results, fill_sizes=not args.no_sizes)
+    print(f"{args.results}: " + (f"rewrote {', '.join(done)} in schema version 2" if done
+                                 else "already in the current schema; nothing to do"))
     return 0
 
 
