@@ -45,9 +45,19 @@ LOOPBACK = "127.0.0.1"
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that is free now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((LOOPBACK, 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct TCP ports on 127.0.0.1 that are free now: all sockets stay bound until every port is
+    picked, so the OS cannot hand out the same port twice (one bound and closed at a time, it can)."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(n):
+            s = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            s.bind((LOOPBACK, 0))
+            ports.append(int(s.getsockname()[1]))
+        return ports
 
 
 def node_processes(session: int, marker: str) -> list[int]:
@@ -154,14 +164,10 @@ class LoopbackCluster:
         name = "head" if not self.nodes else f"worker{len(self.nodes)}"  # unique: a killed node's name stays
         temp_dir = self.root / name
         temp_dir.mkdir(exist_ok=True)
-        ports = {
-            "--node-manager-port": free_port(),
-            "--object-manager-port": free_port(),
-            "--metrics-export-port": free_port(),
-            "--dashboard-agent-listen-port": free_port(),
-            "--dashboard-agent-grpc-port": free_port(),
-            "--runtime-env-agent-port": free_port(),
-        }
+        names = ("--node-manager-port", "--object-manager-port", "--metrics-export-port",
+                 "--dashboard-agent-listen-port", "--dashboard-agent-grpc-port", "--runtime-env-agent-port")
+        picked = [p for p in free_ports(len(names) + 1) if p != self.port][: len(names)]  # not the head's
+        ports = dict(zip(names, picked, strict=True))
         cmd = [sys.executable, str(Path(__file__).resolve()), "start", "--block"]
         cmd += [f"--node-ip-address={LOOPBACK}", f"--num-cpus={num_cpus}", "--num-gpus=0"]
         cmd += [f"--temp-dir={temp_dir}", "--disable-usage-stats", "--log-style=record"]

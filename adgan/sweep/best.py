@@ -107,7 +107,8 @@ def recommendation_lines(recs: Sequence[Recommendation]) -> list[str]:
         c, r = rec.chosen, rec.row()
         flag = "!" if rec.beats_chance is False else " "
         single = rec.single_model
-        label = f"{c.anomaly_class} {c.class_name}"[:16]
+        label = (str(c.anomaly_class) if c.class_name in ("", str(c.anomaly_class))
+                 else f"{c.anomaly_class} {c.class_name}")[:16]
         lines.append(
             f"{label:<16} {_detector(c.model, c.loss_case)[:20]:<20} "
             f"{_fmt(c.val_auprc, 3) + flag:>10} {_with_spread(c.test_auprc, c.test_auprc_std):>13} "
