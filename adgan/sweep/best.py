@@ -5,6 +5,9 @@ class the recommended detector. A finished group's chosen checkpoint is scored o
 (:func:`evaluate_best`). Exports are plain detector directories (``detector.json`` + ``state.pt``, whose
 metadata holds the config, data provenance and preprocessing facts) plus ``sweep_result.json`` and, per
 class, a ``MODEL_CARD.md``; ``adgan score`` loads them with neither Ray nor W&B.
+
+Results may be on an object store (``adgan.sweep.storage``): checkpoints are then URIs, scored from a
+temporary local copy and exported by copying their files down; the export itself is always local.
 """
 
 from __future__ import annotations
@@ -15,11 +18,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import pyarrow.fs as pafs
+
 from adgan.atomic import write_atomic
 from adgan.errors import DataError
 from adgan.runfiles import RUN_STATE_FILES
 from adgan.sweep.recommend import Recommendation, beats_chance, finite, recommend, select_best
 from adgan.sweep.results import read_table
+from adgan.sweep.storage import local_copy, location
 
 TEST_METRICS = ("auprc", "auroc", "auprc_trapz", "f1", "precision", "recall", "threshold", "q")
 
@@ -52,7 +58,8 @@ def evaluate_best(group_trials: list[Mapping[str, Any]], class_name: str) -> dic
         return row
     config = json.loads(best["config"]) if isinstance(best["config"], str) else dict(best["config"])
     splits = splits_for(resolve_config(config))
-    detector = Detector.load(best["checkpoint"])
+    with local_copy(best["checkpoint"]) as path:  # a URI on an object store: downloaded first
+        detector = Detector.load(path)
     test = metrics.evaluate(splits.test.y, detector.score(splits.test.x))
     row.update({
         "trial_id": best["trial_id"], "params": best["params"], "config": best["config"],
@@ -135,7 +142,9 @@ def best_table(results_dir: str | Path) -> str:
     ]
     flagged = False
     for r in rows:
-        cls = f"{r['anomaly_class']} {r['class_name'] or ''}"[:14]
+        name = r["class_name"] or ""
+        cls = (str(r["anomaly_class"]) if name in ("", str(r["anomaly_class"]))
+               else f"{r['anomaly_class']} {name}")[:14]
         flag = "!" if r["checkpoint"] and group_beats_chance(r) is False else " "
         flagged |= flag == "!"
         lines.append(
@@ -181,14 +190,21 @@ def _safe(name: str) -> str:
 
 
 def _copy_detector(row: Mapping[str, Any], dest: Path) -> Path:
-    src = Path(row["checkpoint"])
-    if not (src / "detector.json").is_file():
-        raise DataError(f"{src}: chosen checkpoint of {row['group_id']} is missing (moved results?)")
+    src = location(row["checkpoint"])  # a local directory, or one on an object store
+    if not src.child("detector.json").is_file():
+        raise DataError(f"{src.uri}: chosen checkpoint of {row['group_id']} is missing (moved results?)")
     if dest.exists():
         shutil.rmtree(dest)
+    dest.mkdir(parents=True)
     # The detector only: a trial's checkpoint also holds what a restarted trial needs to continue
-    # (train_state.pt with the optimisers, the trial's logs), which a deployed model does not.
-    shutil.copytree(src, dest, ignore=shutil.ignore_patterns(*RUN_STATE_FILES))
+    # (train_state.pt with the optimisers, the trial's logs) or its recorded outcome (finished.json),
+    # which a deployed model does not.
+    skip = {*RUN_STATE_FILES, "finished.json"}
+    for name, _ in src.files():
+        if name.split("/", 1)[0] not in skip:
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            pafs.copy_files(src.child(name).path, str(dest / name), source_filesystem=src.fs,
+                            destination_filesystem=pafs.LocalFileSystem())
     result = {k: v for k, v in row.items() if k != "best_val_auprc"}
     for key in ("params", "config"):
         if isinstance(result.get(key), str):
@@ -213,10 +229,9 @@ def class_cost(results_dir: str | Path, dataset: str, anomaly_class: int) -> dic
 def effective_resources(results_dir: str | Path) -> tuple[float, float]:
     """(CPUs, GPU share) each trial held, as the runner recorded them in ``spec.json``
     (``effective_resources``: after ``--gpu`` and the no-GPU fallback)."""
-    path = Path(results_dir) / "spec.json"
     try:
-        meta = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        meta = json.loads(location(results_dir).child("spec.json").read_text())
+    except (OSError, json.JSONDecodeError, DataError):
         return 1.0, 0.0
     res = meta.get("effective_resources") or {}
     return float(res.get("cpus", 1.0)), float(res.get("gpu", 0.0))
@@ -236,7 +251,7 @@ def model_card(rec: Recommendation, results_dir: str | Path, dest: Path) -> str:
         f"# {c.dataset}, class {c.anomaly_class} ({c.class_name}): {_detector(c.model, c.loss_case)}",
         "",
         "Recommended by `adgan export` from the sweep in "
-        f"`{Path(results_dir).resolve()}`: of every model the sweep ran on this class (GANs and baselines), "
+        f"`{location(results_dir).uri}`: of every model the sweep ran on this class (GANs and baselines), "
         "the best validation AUPRC" + (f" (mean over {c.seeds} seeds)" if c.seeds > 1 else "") + ". Test "
         "figures are the estimate for this choice; they took no part in it.",
         "",

@@ -41,6 +41,8 @@ class ModelCost:
 
     epoch_s: float
     setup_s: float
+    epochs_per_trial: float | None = None  # measured by an earlier run (ASHA's actual stopping), if any
+    test_s: float = 0.0  # the driver's scoring of a finished group's chosen trial on the test split
 
 
 def asha_epochs(max_t: int, grace: int, reduction: float) -> float:
@@ -98,31 +100,36 @@ def calibrate(spec: SweepSpec, gpu: float) -> dict[str, ModelCost]:
         if model.is_iterative:
             config["epochs"] = 1
         splits = splits_for(resolve_config(config))  # loaded once per process, as in a trial's worker
-        epoch_s = None
+        epoch_s, eval_s = None, 0.0
         with tempfile.TemporaryDirectory(prefix="adgan-plan-") as out:
             t0 = time.perf_counter()
             for rec in train(config, splits=splits, out=out, evaluate_test=False):
                 if rec["kind"] == "epoch":
                     epoch_s = float(rec["epoch_seconds"]) + float(rec["eval_seconds"])
+                    eval_s = float(rec["eval_seconds"])
             total = time.perf_counter() - t0
         epoch_s = total if epoch_s is None else epoch_s
-        costs[model.name] = ModelCost(epoch_s=epoch_s, setup_s=TRIAL_SETUP_S + max(0.0, total - epoch_s))
+        test_s = eval_s * len(splits.test) / max(len(splits.val), 1)  # scoring cost grows with the samples
+        costs[model.name] = ModelCost(epoch_s=epoch_s, setup_s=TRIAL_SETUP_S + max(0.0, total - epoch_s),
+                                      test_s=test_s)
         print(f"[{spec.name}] calibrated {model.name}: {epoch_s:.2f} s per epoch", file=sys.stderr)
     return costs
 
 
-def costs_from_results(spec: SweepSpec, results_dir: Path) -> dict[str, ModelCost] | None:
+def costs_from_results(spec: SweepSpec, results_dir: Path | str) -> dict[str, ModelCost] | None:
     """Per-model costs measured by an earlier run of the same sweep and budget in ``results_dir`` (None
     when there is none, or it ran another budget or dataset, or lacks a model of ``spec``)."""
     from adgan.sweep.results import read_table
+    from adgan.sweep.storage import location
 
     try:
-        meta = json.loads((results_dir / "spec.json").read_text())
-        rows = read_table(results_dir, "trials", missing_ok=True)
+        loc = location(results_dir)  # a path, or a URI of results on an object store
+        meta = json.loads(loc.child("spec.json").read_text())
+        rows = read_table(loc, "trials", missing_ok=True)
+        used = json.loads(loc.child("dataset.json").read_text())["dataset"] if (
+            loc.child("dataset.json").is_file()) else meta.get("dataset", {}).get("name")
     except (OSError, json.JSONDecodeError, AdganError):
         return None
-    used = json.loads((results_dir / "dataset.json").read_text())["dataset"] if (
-        results_dir / "dataset.json").is_file() else meta.get("dataset", {}).get("name")
     if meta.get("budget_name") != spec.budget_name or used != spec.dataset:
         return None
     costs = {}
@@ -135,7 +142,16 @@ def costs_from_results(spec: SweepSpec, results_dir: Path) -> dict[str, ModelCos
         setup_s = statistics.median(
             max(0.0, (r.get("wall_seconds") or w) - w) for w, r in zip(work, mine, strict=True)
         )
-        costs[model.name] = ModelCost(epoch_s=epoch_s, setup_s=setup_s)
+        # The epochs ASHA actually let this model's trials run: its stopping depends on how the trials'
+        # curves compare, which the expected-rung model below cannot know.
+        epochs = statistics.fmean(r["epochs_run"] for r in mine)
+        # Test scoring of a group's chosen trial: its validation scoring per sample, times the test samples.
+        best = [r for r in read_table(loc, "best", missing_ok=True) if r.get("model") == model.name]
+        per_sample = statistics.median(
+            (r.get("score_seconds") or 0.0) / r["epochs_run"] / max(r.get("n_val") or 1, 1) for r in mine)
+        n_test = statistics.fmean([b.get("n_test") or 0 for b in best] or [0])
+        costs[model.name] = ModelCost(epoch_s=epoch_s, setup_s=setup_s, epochs_per_trial=epochs,
+                                      test_s=per_sample * n_test)
     return costs
 
 
@@ -149,8 +165,11 @@ def estimate(spec: SweepSpec, costs: dict[str, ModelCost], slots: int, gpu: floa
         grace = min(model.grace_period or budget.grace_period, budget.max_epochs)
         most = budget.max_epochs if model.is_iterative else 1
         expected = asha_epochs(most, grace, budget.reduction_factor) if model.is_iterative else 1
-        out["trial_s"] += spec.trials(group) * (cost.setup_s + expected * cost.epoch_s)
-        out["trial_s_max"] += spec.trials(group) * (cost.setup_s + most * cost.epoch_s)
+        if cost.epochs_per_trial is not None:
+            expected = min(cost.epochs_per_trial, most)
+        # The driver's test scoring of the group shares the CPUs with the trials: counted with them.
+        out["trial_s"] += spec.trials(group) * (cost.setup_s + expected * cost.epoch_s) + cost.test_s
+        out["trial_s_max"] += spec.trials(group) * (cost.setup_s + most * cost.epoch_s) + cost.test_s
     for key in ("", "_max"):
         trial_s = out[f"trial_s{key}"]
         out[f"wall_s{key}"] = STARTUP_S + trial_s / max(slots, 1)
@@ -190,7 +209,9 @@ def plan_text(
         where = f"this machine: {cpus} CPUs" + (f", {_local_gpus()} GPUs" if gpu > 0 else "")
     else:
         slots, where, gpu = _cluster_slots(spec, address, max_concurrent)
-    results_dir = (Path(results_root or spec.results) / spec.name).resolve()
+    from adgan.sweep.storage import location
+
+    results_dir = location(results_root or spec.results).child(spec.name).uri
     costs = costs_from_results(spec, results_dir)
     source = f"measured by the earlier run in {results_dir}"
     if costs is None:
@@ -248,13 +269,14 @@ def cost_summary(results_dir: str | os.PathLike[str]) -> str:
     its trials reserved (each trial's time x the resources per trial it ran with)."""
     from adgan.sweep.provenance import read_runs
     from adgan.sweep.results import read_table
+    from adgan.sweep.storage import location
 
-    results_dir = Path(results_dir)
-    runs = read_runs(results_dir)
+    loc = location(results_dir)  # a path, or a URI of results on an object store
+    runs = read_runs(loc)
     walls = [float(r["wall_seconds"]) for r in runs if isinstance(r.get("wall_seconds"), int | float)]
     try:
-        resources = json.loads((results_dir / "spec.json").read_text()).get("effective_resources", {})
-        trials = read_table(results_dir, "trials", missing_ok=True)
+        resources = json.loads(loc.child("spec.json").read_text()).get("effective_resources", {})
+        trials = read_table(loc, "trials", missing_ok=True)
     except (OSError, json.JSONDecodeError, AdganError):
         resources, trials = {}, []
     trial_s = sum(float(t.get("wall_seconds") or 0.0) for t in trials)
