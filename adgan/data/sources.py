@@ -21,12 +21,12 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from adgan.atomic import replacing
 from adgan.errors import DataError
 
 SYSTEM_ROOTS: tuple[Path, ...] = (Path("/usr/share/datasets"),)
@@ -175,27 +175,19 @@ def download_file(url: str, dest: Path, sha256: str | None, timeout: float = DOW
     Raises:
         DataError: Network failure or a sha256 mismatch; no partial file is left behind.
     """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
-    tmp = Path(tmp_name)
     digest = hashlib.sha256()
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310
-            for block in iter(lambda: resp.read(1 << 20), b""):
-                digest.update(block)
-                out.write(block)
-        if sha256 is not None and digest.hexdigest() != sha256:
-            raise DataError(f"{url}: sha256 {digest.hexdigest()} does not match the published {sha256}")
-        os.replace(tmp, dest)
+        with replacing(dest) as tmp:  # no partial file is ever left at dest
+            with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310
+                for block in iter(lambda: resp.read(1 << 20), b""):
+                    digest.update(block)
+                    out.write(block)
+            if sha256 is not None and digest.hexdigest() != sha256:
+                raise DataError(f"{url}: sha256 {digest.hexdigest()} does not match the published {sha256}")
     except urllib.error.HTTPError as exc:
-        tmp.unlink(missing_ok=True)
         raise DataError(f"{url}: HTTP {exc.code} {exc.reason}") from None
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        tmp.unlink(missing_ok=True)
         raise DataError(f"{url}: {getattr(exc, 'reason', None) or exc}") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return dest
 
 

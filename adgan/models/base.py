@@ -18,8 +18,6 @@ import json
 import math
 import os
 import pickle
-import shutil
-import tempfile
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
@@ -29,6 +27,7 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 import torch
 
+from adgan.atomic import replacing_dir
 from adgan.errors import ConfigError, DataError
 from adgan.registry import Registry
 
@@ -365,30 +364,16 @@ class Detector(ABC):
         if self.input_shape is None:
             raise DataError(f"{self.name}: cannot save an unfitted detector")
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
-            header = {
-                "format_version": FORMAT_VERSION,
-                "model": self.name,
-                "config": self.config.to_dict(),
-                "input_shape": list(self.input_shape),
-                "meta": self.meta,
-            }
+        header = {
+            "format_version": FORMAT_VERSION,
+            "model": self.name,
+            "config": self.config.to_dict(),
+            "input_shape": list(self.input_shape),
+            "meta": self.meta,
+        }
+        with replacing_dir(path) as tmp:
             (tmp / "detector.json").write_text(json.dumps(header, indent=2, sort_keys=True, default=str))
             torch.save(_to_saveable(self.state()), tmp / "state.pt")
-            if path.exists():
-                old = path.with_name(f".{path.name}.old")
-                if old.exists():
-                    shutil.rmtree(old)
-                path.rename(old)
-                tmp.rename(path)
-                shutil.rmtree(old)
-            else:
-                tmp.rename(path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return path
 
     @classmethod
