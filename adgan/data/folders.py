@@ -18,7 +18,6 @@ Used by the declared ``image-folder`` / ``normal-anomaly-folder`` datasets (``ad
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 from collections.abc import Sequence
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from adgan.data.formats import sha256_file
 from adgan.data.images import to_model_space
 from adgan.errors import DataError
 
@@ -67,23 +67,13 @@ def folder_digest(root: Path, files: Sequence[Path]) -> str:
     h = hashlib.sha256()
     for path in files:
         h.update(path.relative_to(root).as_posix().encode("utf-8") + b"\0")
-        h.update(_file_sha256(str(path), *_stat(path)).encode("ascii") + b"\n")
+        h.update(sha256_file(path).encode("ascii") + b"\n")
     return h.hexdigest()
 
 
 def _stat(path: Path) -> tuple[int, int]:
     st = os.stat(path)
     return st.st_size, st.st_mtime_ns
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
-    """sha256 of a file's contents, cached per process by (path, size, mtime): sweeps reload folders."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def stat_key(files: Sequence[Path]) -> tuple[tuple[str, int, int], ...]:

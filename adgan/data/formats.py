@@ -54,7 +54,7 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return _sha256_cached(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=1 << 16)  # image folders hash every file; sweeps load them again and again
 def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
