@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check adgan tests benchmarks
-	$(VENV)/bin/pytest -q --timeout=900
+	$(VENV)/bin/pytest -q --timeout=900 --durations=25
 
 # The suite without the tests marked slow (real Ray sweeps, loopback clusters, wheel builds, full datasets):
 # a quick check while editing; `make test` (and CI) run everything.

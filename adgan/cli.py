@@ -166,7 +166,9 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
         "Category values unseen in training are encoded as none of the known ones, with a warning that "
         "counts them; --strict refuses them.",
     )
-    p.add_argument("--checkpoint", required=True, help="run directory or checkpoint directory")
+    p.add_argument("--checkpoint", required=True,
+                   help="run directory or checkpoint directory (a path, or a URI such as s3://bucket/... "
+                   "of a sweep's results)")
     p.add_argument("--input", required=True, help=".npy/.npz/.csv/.parquet file, image file or image folder")
     p.add_argument("--output", default=None, help="output .csv (default: <input>.scores.csv; '-' = stdout)")
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
@@ -199,7 +201,11 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     if not (args.device in ("auto", "cpu") or args.device.startswith("cuda")):
         raise ConfigError(f"--device: expected auto, cpu, cuda or cuda:N, got {args.device!r}")
-    detector = Detector.load(resolve_checkpoint(args.checkpoint), device=pick_device(args.device))
+    from adgan.sweep.storage import local_copy
+
+    # A checkpoint on an object store (a URI of a sweep's results, e.g. s3://...) is read from a local copy.
+    with local_copy(args.checkpoint, skip=("train_state.pt", "finished.json")) as checkpoint:
+        detector = Detector.load(resolve_checkpoint(checkpoint), device=pick_device(args.device))
     src = Path(args.input)
     if not (src.is_file() or src.is_dir()):
         raise DataError(f"{src}: input file or folder not found")

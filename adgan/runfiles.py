@@ -10,3 +10,5 @@ TRAIN_STATE = "train_state.pt"
 # What a sweep trial's checkpoint holds besides the best detector's own files (detector.json, state.pt):
 # what a restarted trial needs to continue.
 RUN_STATE_FILES = (TRAIN_STATE, "metrics.jsonl", "config.json")
+# A run's own logs, which a sweep trial copies into its Tune trial directory.
+RUN_LOGS = ("config.json", "metrics.jsonl", "summary.json")

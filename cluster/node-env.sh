@@ -17,6 +17,12 @@ if [ -s "$_adgan_secrets/wandb_api_key" ]; then
     WANDB_API_KEY="$(cat "$_adgan_secrets/wandb_api_key")"
     export WANDB_API_KEY
 fi
+# An S3-compatible store of your own for results (MinIO, Ceph; docs/cluster.md): its address, not a secret.
+# Credentials never come from here: each machine's ~/.aws/credentials, or its instance profile on AWS.
+if [ -z "${AWS_ENDPOINT_URL:-}" ] && [ -s "$_adgan_secrets/aws_endpoint_url" ]; then
+    AWS_ENDPOINT_URL="$(cat "$_adgan_secrets/aws_endpoint_url")"
+    export AWS_ENDPOINT_URL
+fi
 unset _adgan_secrets
 export RAY_USAGE_STATS_ENABLED=0
 # Datasets placed once on the shared filesystem, when there is one (see docs/cluster.md).

@@ -16,7 +16,24 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import yaml
+
 from adgan.sweep.trial import HOLD_ENV
+
+SMOKE_SPEC = Path(__file__).resolve().parents[1] / "sweeps" / "smoke.yaml"
+
+
+def two_trial_spec(path: Path, name: str, epochs: int) -> Path:
+    """Write to ``path`` the smoke sweep reduced to GANomaly's one group with two trials that both run
+    every one of ``epochs`` epochs (grace = max epochs: ASHA stops none), one per CPU, so that every run of
+    it has the same rows whatever the timing; returns ``path``."""
+    raw = yaml.safe_load(SMOKE_SPEC.read_text())
+    raw["name"] = name
+    del raw["models"]["knn"]
+    raw["budget"] = {"trials_per_group": 2, "max_epochs": epochs, "grace_period": epochs,
+                     "reduction_factor": 2}
+    path.write_text(yaml.safe_dump(raw))
+    return path
 
 
 def hold_env(epoch: int, directory: Path) -> dict[str, str]:

@@ -41,7 +41,8 @@ REPO = Path(__file__).resolve().parents[1]
 CLUSTER = REPO / "cluster"
 KUBERAY = CLUSTER / "kuberay"
 LAUNCHERS = ["aws-gpu.yaml", "local.yaml"]
-SECRET_ENV = ("RAY_AUTH_TOKEN", "WANDB_API_KEY")
+SECRET_ENV = ("RAY_AUTH_TOKEN", "WANDB_API_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+              "AWS_SESSION_TOKEN")
 
 
 def _yaml(path: Path) -> Any:
@@ -194,7 +195,10 @@ def test_raycluster_holds_the_fields_kuberay_requires() -> None:
         volumes = {v["name"] for v in pod.get("volumes", [])}
         mounts = {m["mountPath"]: m["name"] for c in pod["containers"] for m in c.get("volumeMounts", [])}
         assert set(mounts.values()) <= volumes, f"{group}: a volumeMount names no volume"
-        assert "/dev/shm" in mounts and "/mnt/shared" in mounts, group
+        assert "/dev/shm" in mounts, group
+        # Results on object storage by default: credentials from the pods' ServiceAccount (IRSA / workload
+        # identity), no shared volume needed.
+        assert pod.get("serviceAccountName") == "adgan-ray", group
     assert "nvidia.com/gpu" not in json.dumps(spec["headGroupSpec"])
     for g in spec["workerGroupSpecs"]:
         assert {"groupName", "replicas", "minReplicas", "maxReplicas", "rayStartParams", "template"} <= set(g)
@@ -227,7 +231,7 @@ def test_rayjob_runs_the_sweep_on_its_cluster_and_shuts_down() -> None:
     argv = shlex.split(spec["entrypoint"])
     assert argv[0] == "adgan"
     args = build_parser().parse_args(argv[1:])
-    assert args.address == "auto" and args.results.startswith("/mnt/shared/")
+    assert args.address == "auto" and args.results.startswith("s3://")
     # The specs ask for no GPU (they run anywhere); the job gives each trial a share of a worker's GPU.
     assert args.gpu is not None and 0 < args.gpu <= 1
     workdir = re.search(r"^WORKDIR\s+(\S+)", (CLUSTER / "Dockerfile").read_text(), re.M).group(1)
@@ -236,6 +240,24 @@ def test_rayjob_runs_the_sweep_on_its_cluster_and_shuts_down() -> None:
     submitter = spec["submitterPodTemplate"]["spec"]
     assert submitter["restartPolicy"] == "Never"
     _assert_token_env(_env(submitter["containers"][0]), "submitter")
+
+
+def test_object_storage_is_the_default_with_credentials_from_the_platform() -> None:
+    """Results go to a bucket; the nodes get its credentials from the platform's identity (IRSA / workload
+    identity on Kubernetes, an instance profile on AWS), never from a key in a file or a Secret."""
+    (sa,) = list(yaml.safe_load_all((KUBERAY / "serviceaccount.yaml").read_text()))
+    assert (sa["apiVersion"], sa["kind"], sa["metadata"]["name"]) == ("v1", "ServiceAccount", "adgan-ray")
+    role = sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
+    assert re.fullmatch(r"arn:aws:iam::\d{12}:role/[\w+=,.@-]+", role)
+    assert sa["metadata"]["labels"]["app.kubernetes.io/part-of"] == "adgan"
+    for manifest in KUBERAY.glob("*.yaml"):
+        assert "AWS_SECRET_ACCESS_KEY" not in manifest.read_text(), manifest.name
+    workers = [t for k, t in _launcher("aws-gpu.yaml")["available_node_types"].items() if k != "head"]
+    assert all(w["node_config"]["IamInstanceProfile"]["Name"] for w in workers)
+    # The uninitialised placeholder bucket, the same in the RayJob and the launcher's instructions.
+    entrypoint = _yaml(KUBERAY / "rayjob.yaml")["spec"]["entrypoint"]
+    assert "s3://your-adgan-results/" in entrypoint
+    assert "s3://your-adgan-results/" in (CLUSTER / "aws-gpu.yaml").read_text()
 
 
 def test_networkpolicy_admits_only_the_clusters_pods_and_the_operator() -> None:
@@ -285,7 +307,9 @@ def test_no_secret_and_no_public_bind_in_any_cluster_file() -> None:
         rel = path.relative_to(REPO)
         assert "0.0.0.0" not in text, f"{rel} binds or opens something to every address"
         assert not re.search(r"[0-9a-fA-F]{32,}", text), f"{rel} holds what looks like a token or API key"
-        assert not re.search(r"\b(RAY_AUTH_TOKEN|WANDB_API_KEY)\s*[:=]\s*['\"]?[\w-]{8,}", text), rel
+        secret_names = r"RAY_AUTH_TOKEN|WANDB_API_KEY|AWS_SECRET_ACCESS_KEY|AWS_ACCESS_KEY_ID"
+        assert not re.search(rf"\b({secret_names})\s*[:=]\s*['\"]?[\w-]{{8,}}", text), rel
+        assert not re.search(r"\bAKIA[0-9A-Z]{16}\b", text), f"{rel} holds what looks like an AWS access key"
         assert not re.search(r"(token|secret|\.pem|\.key)$", path.name, re.I), f"{rel}: a secret file?"
     for manifest in KUBERAY.glob("*.yaml"):
         for doc in yaml.safe_load_all(manifest.read_text()):

@@ -82,3 +82,39 @@ def test_a_reader_sees_a_whole_flush_or_none_of_it_while_a_writer_runs(tmp_path:
         reads += 1
     writer.join()
     assert [r["epoch"] for r in read_table(tmp_path, "epochs")] == list(range(1, flushes * per_flush + 1))
+
+
+def test_progress_tallies_match_the_tables_after_any_changes(tmp_path: Path) -> None:
+    """The counts the progress lines read in constant time (ResultsStore.progress_counts, open_groups)
+    equal what a scan of the tables gives, through upserts, replacements, drops and a resumed store."""
+    rng = random.Random(1)
+    store = ResultsStore(tmp_path)
+
+    def brute(s: ResultsStore) -> tuple:
+        ended = {r["trial_id"]: r for r in s.rows["trials"].values()}
+        of_ended = sum(tid in ended for tid, _ in s.rows["epochs"])
+        budget = sum(int(r["max_epochs"] or 0) for r in ended.values())
+        done = {r["group_id"] for r in s.rows["best"].values()}
+        open_groups = sorted({r["group_id"] for r in s.rows["epochs"].values()} - done)
+        return (s.count("epochs"), of_ended, budget), open_groups
+
+    for step in range(400):
+        n = rng.randint(0, 7)
+        trial, group = f"t{n}", f"g{n % 3}"  # a trial belongs to one group
+        what = rng.random()
+        row = {**GROUP, "group_id": group, "trial_id": trial}
+        if what < 0.5:
+            store.upsert("epochs", {**row, "epoch": rng.randint(1, 4), "val_auprc": rng.random()})
+        elif what < 0.7:
+            store.upsert("trials", {**row, "status": "completed", "max_epochs": rng.randint(1, 4)})
+        elif what < 0.8:
+            store.upsert("best", {**row, "trial_id": trial})
+        elif what < 0.9:
+            store.drop_trial(trial, from_epoch=rng.randint(1, 4))
+        else:
+            store._remove("best", (group,))
+        assert (store.progress_counts(), store.open_groups()) == brute(store), step
+        if step % 100 == 99:
+            store.flush()
+            again = ResultsStore(tmp_path)
+            assert (again.progress_counts(), again.open_groups()) == brute(again)

@@ -18,8 +18,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
-from sweep_hold import held_and_recorded, hold_env, until, wait_for
+from sweep_hold import held_and_recorded, hold_env, two_trial_spec, until, wait_for
 from test_sweep import ROOT, _env, _sweep_cmd
 
 from adgan.sweep.lock import LOCK_FILE
@@ -41,13 +40,7 @@ def _title(pid: int) -> str:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     tmp = tmp_path_factory.mktemp("faults")
-    raw = yaml.safe_load((ROOT / "sweeps" / "smoke.yaml").read_text())
-    raw["name"] = "faults"
-    del raw["models"]["knn"]
-    raw["budget"] = {"trials_per_group": 2, "max_epochs": EPOCHS, "grace_period": EPOCHS,
-                     "reduction_factor": 2}
-    spec = tmp / "faults.yaml"
-    spec.write_text(yaml.safe_dump(raw))
+    spec = two_trial_spec(tmp / "faults.yaml", "faults", EPOCHS)
     results, hold, home = tmp / "results", tmp / "hold", tmp / "home"
     out = results / "faults"
     env = _env(tmp) | {"ADGAN_HOME": str(home)}

@@ -115,3 +115,22 @@ def test_rays_token_authentication_switches_are_where_the_runner_reads_them() ->
     assert hasattr(AuthenticationMode, "TOKEN") and callable(Config.initialize), _fail(
         "ray._raylet.AuthenticationMode.TOKEN / Config.initialize", where
     )
+
+
+def test_a_tuner_holds_its_searcher_and_run_config_where_the_runner_reads_them(tmp_path: Path) -> None:
+    """On ``--resume`` the runner points the restored searcher at this machine's Optuna journal
+    (``Tuner._local_tuner._tune_config.search_alg``) and reads the restored ``RunConfig``'s callbacks
+    (``Tuner._local_tuner.get_run_config()``); a Tuner built here shows where both are."""
+    from ray import tune
+
+    from adgan.sweep.grouped import GroupedSearcher
+
+    where = "adgan.sweep.runner._restored_tuner / _only_the_json_logger"
+    searcher = GroupedSearcher({}, "m", "max", 0)
+    logger = tune.logger.JsonLoggerCallback()
+    tuner = tune.Tuner(lambda config: None, tune_config=tune.TuneConfig(search_alg=searcher),
+                       run_config=tune.RunConfig(callbacks=[logger], storage_path=str(tmp_path)))
+    local = getattr(tuner, "_local_tuner", None)
+    assert getattr(getattr(local, "_tune_config", None), "search_alg", None) is searcher, _fail(
+        "Tuner._local_tuner._tune_config.search_alg", where)
+    assert logger in local.get_run_config().callbacks, _fail("Tuner._local_tuner.get_run_config()", where)

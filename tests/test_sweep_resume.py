@@ -13,8 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
-from sweep_hold import held_and_recorded, hold_env
+from sweep_hold import held_and_recorded, hold_env, two_trial_spec
 from test_sweep import ROOT, _env, _sweep_cmd, kill_driver_when  # the smoke sweep test's helpers
 
 from adgan.sweep.results import read_table
@@ -25,15 +24,7 @@ HOLD = 3  # the trials hold after reporting this epoch until the driver is kille
 
 
 def _spec(tmp: Path) -> Path:
-    raw = yaml.safe_load((ROOT / "sweeps" / "smoke.yaml").read_text())
-    raw["name"] = "resume"
-    del raw["models"]["knn"]
-    # Two trials that both run every epoch (grace = max epochs: ASHA stops none), one per CPU.
-    raw["budget"] = {"trials_per_group": 2, "max_epochs": EPOCHS, "grace_period": EPOCHS,
-                     "reduction_factor": 2}
-    path = tmp / "resume.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
+    return two_trial_spec(tmp / "resume.yaml", "resume", EPOCHS)
 
 
 def test_a_trial_in_flight_continues_from_its_checkpoint(tmp_path: Path) -> None:
@@ -67,7 +58,14 @@ def test_a_trial_in_flight_continues_from_its_checkpoint(tmp_path: Path) -> None
         log = [json.loads(line) for line in
                (out / "tune" / t["trial_id"] / "metrics.jsonl").read_text().splitlines()]
         assert [r["epoch"] for r in log if r["kind"] == "epoch"] == list(range(1, EPOCHS + 1))
-    # The chosen checkpoint holds the detector and the training state a restarted trial continues from.
+    # The resumed attempts continued from the training state in the held epoch's checkpoint (above). Once the
+    # trials ended, the chosen one's checkpoint keeps the detector and its outcome, and no training state
+    # (no trial will continue); the other trial's keeps only its outcome (adgan.sweep.callback).
+    (best,) = read_table(out, "best")
     for t in trials:
-        ckpt = Path(t["checkpoint"])
-        assert (ckpt / "detector.json").is_file() and (ckpt / "train_state.pt").is_file()
+        files = sorted(p.name for p in Path(t["checkpoint"]).iterdir())
+        if t["trial_id"] == best["trial_id"]:
+            assert {"detector.json", "state.pt", "finished.json"} <= set(files)
+            assert "train_state.pt" not in files
+        else:
+            assert files == ["finished.json"], files

@@ -35,7 +35,9 @@ def register_commands(subparsers: argparse._SubParsersAction) -> None:
         "what is there so far.",
     )
     p.add_argument("results", help="results directory of a sweep (holding epochs/trials/best.parquet)")
-    p.add_argument("--out", default=None, help="output directory (default: <results>/report)")
+    p.add_argument("--out", default=None,
+                   help="output directory (default: <results>/report; for results on an object store, "
+                   "./<sweep>-report)")
     p.set_defaults(func=cmd_report)
 
 

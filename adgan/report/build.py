@@ -15,6 +15,7 @@ from adgan.report.load import load_results
 from adgan.report.published import load_published
 from adgan.report.sections_published import published_section
 from adgan.report.sections_runs import learning_curves, sweep_cost
+from adgan.sweep.storage import location
 
 FIG_DIR = "figures"
 
@@ -46,18 +47,22 @@ def build_sections(results_dir: str | os.PathLike[str]) -> tuple[str, list[Secti
 def build_report(
     results_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None
 ) -> ReportFiles:
-    """Write the report of the sweep in ``results_dir`` to ``out`` (default ``<results_dir>/report``).
+    """Write the report of the sweep in ``results_dir`` to ``out`` (default ``<results_dir>/report``; for
+    results on an object store, ``./<sweep>-report`` here).
 
     Each file goes to a temporary sibling first and is renamed into place, so a reader (or a browser
     refreshing the page while a sweep runs) never sees half a file. PNGs in ``out/figures`` that are not
     part of this report (left from an earlier one) are removed.
     """
     name, sections = build_sections(results_dir)
-    out_dir = Path(out) if out is not None else Path(results_dir) / "report"
+    loc = location(results_dir)
+    # Results on an object store: the report is written here (a local directory), not into the store.
+    default = Path(loc.path) / "report" if loc.is_local else Path.cwd() / f"{loc.name()}-report"
+    out_dir = Path(out) if out is not None else default
     fig_dir = out_dir / FIG_DIR
     fig_dir.mkdir(parents=True, exist_ok=True)
     title = f"adgan sweep report: {name}"
-    intro = [f"Generated {time.strftime('%Y-%m-%d %H:%M:%S %Z')} from {Path(results_dir).resolve()}."]
+    intro = [f"Generated {time.strftime('%Y-%m-%d %H:%M:%S %Z')} from {loc.uri}."]
     written = []
     for s in sections:
         for fig in s.figures():

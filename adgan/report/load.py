@@ -32,7 +32,7 @@ class SweepResults:
     """What a results directory holds.
 
     Attributes:
-        path: The results directory.
+        path: The results directory (a ``Path``, or the URI of results on an object store).
         name: The sweep name (from ``spec.json``, else the directory name).
         epochs, trials, best: The tables, or None when the file is not there (yet).
         spec: ``spec.json`` as the runner wrote it; empty when absent.
@@ -40,7 +40,7 @@ class SweepResults:
         runs: The ``adgan sweep`` invocations that wrote the results (``runs.json``), oldest first.
     """
 
-    path: Path
+    path: Path | str
     name: str
     epochs: pd.DataFrame | None = None
     trials: pd.DataFrame | None = None
@@ -84,7 +84,8 @@ def load_results(path: str | Path) -> SweepResults:
             f"{loc.uri}: no sweep results here (expected at least one of "
             f"{', '.join(n + '.parquet' for n in RESULT_FILES)} written by `adgan sweep`)"
         )
-    res = SweepResults(path=Path(loc.path) if loc.is_local else Path(loc.uri), name=loc.name())
+    # (A URI stays a string: Path() would fold its "//".)
+    res = SweepResults(path=Path(loc.path) if loc.is_local else loc.uri, name=loc.name())
     for name, table in tables.items():
         if table is None:
             res.notes.append(f"{name}.parquet is not there yet (a sweep still running writes it later).")

@@ -58,7 +58,9 @@ def evaluate_best(group_trials: list[Mapping[str, Any]], class_name: str) -> dic
         return row
     config = json.loads(best["config"]) if isinstance(best["config"], str) else dict(best["config"])
     splits = splits_for(resolve_config(config))
-    with local_copy(best["checkpoint"]) as path:  # a URI on an object store: downloaded first
+    # A URI on an object store: the detector's files downloaded first (not the training state, which the
+    # driver may be deleting meanwhile: adgan.sweep.callback).
+    with local_copy(best["checkpoint"], skip=(*RUN_STATE_FILES, "finished.json")) as path:
         detector = Detector.load(path)
     test = metrics.evaluate(splits.test.y, detector.score(splits.test.x))
     row.update({

@@ -22,7 +22,13 @@ def register_commands(subparsers: argparse._SubParsersAction) -> None:
                    "adgan specs)")
     p.add_argument("--address", default=None, help="join an existing Ray cluster (e.g. 10.0.0.1:6379)")
     p.add_argument("--max-concurrent", type=int, default=None, help="at most N trials at once")
-    p.add_argument("--results", default=None, help="results root (default: the spec's 'results')")
+    p.add_argument("--results", default=None,
+                   help="results root (default: the spec's 'results'): a path, or an object-store URI "
+                   "such as s3://bucket/prefix or gs://bucket/prefix (credentials from the environment; an "
+                   "S3-compatible endpoint from AWS_ENDPOINT_URL)")
+    p.add_argument("--optuna-storage", default=None, metavar="FILE",
+                   help="the Optuna journal file (default: optuna.journal in the results directory; for "
+                   "results on an object store, on this machine under ~/.adgan/sweeps/)")
     p.add_argument("--resume", action="store_true", help="continue a sweep whose driver was stopped")
     p.add_argument("--no-wandb", action="store_true", help="do not log to Weights & Biases")
     p.add_argument("--budget", default="default", help="a named budget of the spec, e.g. 'full'")
@@ -118,6 +124,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         max_failures=args.max_failures,
         progress_every=args.progress_every,
         dashboard=args.dashboard,
+        optuna_storage=args.optuna_storage,
     )
     from adgan.sweep.plan import cost_summary
 

@@ -15,23 +15,41 @@ start time of the sweep, command line) for the messages:
 When a sweep ends normally the file is emptied before the lock is released. The descriptor is
 close-on-exec and never passed to child processes, so Ray's processes cannot keep a lock alive after the
 driver dies (a child forked without ``exec`` would; adgan's driver forks none).
+
+**Results on an object store** (``s3://``, ``gs://``) have no OS lock: :class:`ObjectStoreLock` keeps the
+same record in the object ``<results>/<sweep>/sweep.lock``, refreshed by the holder every
+``HEARTBEAT_S`` seconds, and deleted when the sweep ends. A second sweep reads it before it starts: a
+holder on this host is checked as above (alive: refused; gone: taken over); a holder on another host is
+refused while its heartbeat is younger than ``STALE_S`` (it is alive, or died less than that ago: the
+message says how long to wait) and taken over after. What it cannot do is what ``flock`` does: an object
+store has no atomic "create if absent" that pyarrow exposes, so two sweeps started within the same second or
+so could both believe they hold it (each re-reads the object after writing it, which catches most of that
+race, and a holder whose record was overwritten says so at its next heartbeat). The kernel-backed
+guarantee holds for local and NFS results only; on an object store the lock catches the usual mistake (a
+second sweep on a running one, a resume while the driver still runs) with a clear message.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
+import secrets
 import shlex
 import socket
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from adgan.errors import ConfigError
+from adgan.sweep.storage import Location, location
 
 LOCK_FILE = "sweep.lock"
+HEARTBEAT_S = 30.0  # how often the holder of an object-store lock rewrites it
+STALE_S = 150.0  # an object-store lock whose holder on another host wrote nothing for this long is stale
 
 
 def process_start(pid: int) -> int | None:
@@ -168,3 +186,115 @@ def _write(fd: int, record: dict[str, Any]) -> None:
     os.ftruncate(fd, 0)
     os.pwrite(fd, data, 0)
     os.fsync(fd)
+
+
+class ObjectStoreLock:
+    """``with ObjectStoreLock(location):`` holds the lock of results on an object store (see the module
+    docstring): a record refreshed by a heartbeat thread, checked by the next sweep before it starts.
+
+    Raises:
+        ConfigError: On entering, when another sweep holds the results (see the module docstring).
+    """
+
+    def __init__(
+        self, directory: Location, *, heartbeat_s: float = HEARTBEAT_S, stale_s: float = STALE_S
+    ) -> None:
+        self.dir = directory
+        self.obj = directory.child(LOCK_FILE)
+        self.heartbeat_s, self.stale_s = heartbeat_s, stale_s
+        self.token = secrets.token_hex(8)
+        self._record: dict[str, Any] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def acquire(self) -> None:
+        previous = self._read()
+        if previous:
+            self._check_gone(previous)
+            gone = describe(previous)
+            print(f"adgan: {self.dir.uri}: taking over the lock of a sweep that is gone ({gone})",
+                  file=sys.stderr)
+        self._record = {**_holder(), "token": self.token, "heartbeat_unix": time.time()}
+        self.obj.write_text(json.dumps(self._record, indent=2) + "\n")
+        # Two sweeps that both found the lock free: the later write wins, and the earlier writer sees it.
+        time.sleep(min(1.0, self.heartbeat_s))
+        now = self._read()
+        if now.get("token") != self.token:
+            raise self._in_use(now)
+        self._thread = threading.Thread(target=self._beat, name="adgan-lock-heartbeat", daemon=True)
+        self._thread.start()
+
+    def _check_gone(self, previous: dict[str, Any]) -> None:
+        if previous.get("unreadable"):
+            return
+        if previous.get("host") == socket.gethostname():
+            if process_alive(previous.get("pid"), previous.get("pid_start")):
+                raise self._in_use(previous)
+            return
+        beat = previous.get("heartbeat_unix")
+        age = time.time() - (beat if isinstance(beat, int | float) else (self.obj.mtime() or 0.0))
+        if age < self.stale_s:
+            raise ConfigError(
+                f"{self.dir.uri} is in use by a sweep on another machine ({describe(previous)}), whose last "
+                f"heartbeat was {age:.0f} s ago; wait for it to end (or stop it). If it is gone, its lock is "
+                f"taken over once its heartbeat is {self.stale_s:.0f} s old, or remove {self.obj.uri}"
+            )
+
+    def _in_use(self, holder: dict[str, Any]) -> ConfigError:
+        who = describe(holder) if holder else "a process that has not yet written its name"
+        return ConfigError(
+            f"{self.dir.uri} is in use by another sweep ({who}); wait for it to end (or stop it), or give "
+            "this one another --results"
+        )
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            text = self.obj.read_text().strip()
+        except FileNotFoundError:
+            return {}
+        try:
+            record = json.loads(text) if text else {}
+        except json.JSONDecodeError:
+            return {"unreadable": True, "command": f"unreadable lock object: {text[:80]!r}"}
+        return record if isinstance(record, dict) else {}
+
+    def _beat(self) -> None:
+        """Refresh the record (its heartbeat) until released; say so once if another sweep took it over."""
+        warned = False
+        while not self._stop.wait(self.heartbeat_s):
+            try:
+                now = self._read()
+                if now.get("token") not in (None, self.token) and not warned:
+                    warned = True
+                    print(f"adgan: warning: {self.dir.uri}: another sweep took over this sweep's lock "
+                          f"({describe(now)}); two sweeps now write these results", file=sys.stderr)
+                if now.get("token") in (None, self.token):
+                    self._record["heartbeat_unix"] = time.time()
+                    self.obj.write_text(json.dumps(self._record, indent=2) + "\n")
+            except Exception:  # noqa: BLE001 (a store unreachable for a while: the next beat tries again)
+                continue
+
+    def release(self) -> None:
+        """Stop the heartbeat and delete the record, if it is still this sweep's."""
+        if self._thread is None:
+            return
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self._thread = None
+        with contextlib.suppress(Exception):
+            if self._read().get("token") == self.token:
+                self.obj.delete()
+
+    def __enter__(self) -> ObjectStoreLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def results_lock(directory: str | os.PathLike[str] | Location) -> ResultsLock | ObjectStoreLock:
+    """The lock of a results directory: the OS lock for a local (or NFS) path, the record-and-heartbeat
+    lock on an object store (see the module docstring)."""
+    loc = directory if isinstance(directory, Location) else location(directory)
+    return ResultsLock(loc.path) if loc.is_local else ObjectStoreLock(loc)

@@ -7,18 +7,23 @@ hyperparameter of the sweep (typed from its search distribution), the split size
 (``n_val``, ``n_val_anomalies``, ``n_test_anomalies``) and ``reported_at`` as a UTC timestamp.
 ``read_table`` reads version-1 files by upgrading their rows (see ``upgrade_v1``).
 
-Files are rewritten whole from the in-memory table after each change
-(a temporary sibling, then ``os.replace``), so a reader or an interrupted sweep always sees a complete file.
+The writer (``ResultsStore``) appends the changed rows of each flush as a Parquet part and compacts the
+parts into the table file now and then and at the end (see its docstring); every file is written whole and
+atomically (``adgan.sweep.storage``), so a reader or an interrupted sweep always sees complete files, and
+``read_arrow`` applies the parts to the table file. A store that fails for a while loses no row: the changes
+wait in memory for a later flush.
 Rows are keyed (epochs by ``(trial_id, epoch)``, trials by ``trial_id``, best rows by ``group_id``); writing
 a row whose key exists replaces it, which is what makes a resumed sweep neither duplicate nor lose rows.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -273,6 +278,13 @@ class ResultsStore:
         self._base_rows: dict[str, int] = dict.fromkeys(TABLES, 0)
         self._seq = 0
         self._last_flush = 0.0
+        self._failures, self._retry_at, self._failing_since = 0, 0.0, 0.0  # writes failing (see flush)
+        # Tallies for the progress lines, kept as rows change (a scan of the tables every 30 s would cost
+        # more the longer the sweep runs): epoch rows of trials that have a trial row (ended), the budgets
+        # (max_epochs) of those trials, and the groups with epoch rows but no best row (not done).
+        self._ended_epochs = 0
+        self._ended_budget = 0
+        self._open_groups: set[str] = set()
         for name in TABLES:
             state = _read_state(self.loc, name)
             if state is None:
@@ -291,18 +303,55 @@ class ResultsStore:
         _, key_cols = TABLES[name]
         clean = clean_row(name, row, self.params)
         key = tuple(clean[k] for k in key_cols)
+        old = self.rows[name].get(key)
         self.rows[name][key] = clean
-        self._by_group[name].setdefault(str(clean.get("group_id")), set()).add(key)
+        gid, tid = str(clean.get("group_id")), str(clean.get("trial_id"))
+        self._by_group[name].setdefault(gid, set()).add(key)
         if name != "best":
-            self._by_trial.setdefault(str(clean.get("trial_id")), set()).add((name, *key))
+            self._by_trial.setdefault(tid, set()).add((name, *key))
+        if name == "epochs":
+            self._ended_epochs += old is None and self._has_trial_row(tid)
+            if not self._by_group["best"].get(gid):
+                self._open_groups.add(gid)
+        elif name == "trials":
+            self._ended_budget += _budget(clean) - (_budget(old) if old else 0)
+            if old is None:
+                self._ended_epochs += self._n_epochs(tid)
+        else:
+            self._open_groups.discard(gid)
         return key
 
     def _remove(self, name: str, key: tuple[Any, ...]) -> None:
         row = self.rows[name].pop(key, None)
         if row is not None:
-            self._by_group[name].get(str(row.get("group_id")), set()).discard(key)
-            self._by_trial.get(str(row.get("trial_id")), set()).discard((name, *key))
+            gid, tid = str(row.get("group_id")), str(row.get("trial_id"))
+            if name == "epochs":
+                self._ended_epochs -= self._has_trial_row(tid)
+            elif name == "trials":
+                self._ended_budget -= _budget(row)
+                self._ended_epochs -= self._n_epochs(tid)
+            self._by_group[name].get(gid, set()).discard(key)
+            self._by_trial.get(tid, set()).discard((name, *key))
+            if name == "best" and self._by_group["epochs"].get(gid):
+                self._open_groups.add(gid)
+            elif name == "epochs" and not self._by_group["epochs"].get(gid):
+                self._open_groups.discard(gid)
             self._changes[name][key] = None
+
+    def _has_trial_row(self, trial_id: str) -> bool:
+        return ("trials", trial_id) in self._by_trial.get(trial_id, ())
+
+    def _n_epochs(self, trial_id: str) -> int:
+        return sum(1 for n, *_ in self._by_trial.get(trial_id, ()) if n == "epochs")
+
+    def progress_counts(self) -> tuple[int, int, int]:
+        """``(epoch rows, epoch rows of trials that have a trial row, the max_epochs of those trials)``:
+        what a progress line needs, in constant time (kept up to date as rows change)."""
+        return self.count("epochs"), self._ended_epochs, self._ended_budget
+
+    def open_groups(self) -> list[str]:
+        """Groups with epoch rows but no best row yet (in progress, or waiting for their test scoring)."""
+        return sorted(self._open_groups)
 
     def upsert(self, name: str, row: Mapping[str, Any]) -> None:
         """Insert ``row`` into table ``name`` or replace the row with the same key."""
@@ -324,6 +373,11 @@ class ResultsStore:
         keys = sorted(self._by_group[name].get(group_id, ()), key=_sort_key)
         return [self.rows[name][k] for k in keys]
 
+    def trials_without_row(self, name: str) -> list[str]:
+        """Trials with rows in ``name`` but no ``trials`` row (still running, or never recorded)."""
+        return sorted(tid for tid, keys in self._by_trial.items()
+                      if ("trials", tid) not in keys and any(k[0] == name for k in keys))
+
     def rows_of_trial(self, name: str, trial_id: str) -> list[dict[str, Any]]:
         keys = sorted((tuple(k) for n, *k in self._by_trial.get(trial_id, ()) if n == name), key=_sort_key)
         return [self.rows[name][k] for k in keys]
@@ -332,27 +386,99 @@ class ResultsStore:
         return len(self.rows[name])
 
     # ----- files -----
-    def flush(self, *, min_interval: float = 0.0) -> None:
-        """Write the changes since the last flush as parts (not more often than ``min_interval`` seconds)."""
+    def flush(self, *, min_interval: float = 0.0) -> bool:
+        """Write the changes since the last flush as parts (not more often than ``min_interval`` seconds).
+
+        A store that cannot be written (an object store unreachable for a while, a full disk) loses
+        nothing: the changes stay in memory and go with a later flush, tried again after a pause that
+        doubles with each failure up to ``RETRY_MAX_S`` (the driver is not stalled by a dead store); one
+        message when writing fails, one when it works again. Returns whether nothing is left unwritten.
+        """
         changed = [n for n in TABLES if self._changes[n]]
-        if not changed or time.monotonic() - self._last_flush < min_interval:
-            return
-        self._seq += 1
+        now = time.monotonic()
+        if not changed:
+            return True
+        if now - self._last_flush < min_interval or now < self._retry_at:
+            return False
+        try:
+            self._write_changes(changed)
+        except STORE_ERRORS as exc:
+            self._failed(exc)
+            return False
+        self._recovered()
+        for name in changed:
+            try:
+                self._maintain(name)
+            except STORE_ERRORS as exc:  # merges and compactions are tried again at the next flush
+                self._failed(exc)
+                return True
+        self._last_flush = time.monotonic()
+        return True
+
+    def _write_changes(self, changed: list[str]) -> None:
+        """One part per changed table; a table's changes are forgotten only once its part is written."""
+        self._seq += 1  # a part written although its write reported a failure is repeated by a later one
         for name in changed:
             self._write_part(name, Part(self._seq, self._seq, 0), self._changes[name])
             self._changes[name] = {}
-            self._merge_levels(name)
-            part_rows = sum(_part_rows(self.loc, name, p) for p in self._parts[name])
-            if part_rows >= max(self._base_rows[name], MIN_COMPACT_ROWS):
-                self._compact(name)
-        self._last_flush = time.monotonic()
 
-    def close(self) -> None:
-        """Flush, then write every table whole and remove its parts (the end of a sweep)."""
-        self.flush()
+    def _maintain(self, name: str) -> None:
+        self._merge_levels(name)
+        part_rows = sum(_part_rows(self.loc, name, p) for p in self._parts[name])
+        if part_rows >= max(self._base_rows[name], MIN_COMPACT_ROWS):
+            self._compact(name)
+
+    def _failed(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        self._failures += 1
+        self._retry_at = now + min(RETRY_MAX_S, 2.0 ** self._failures)
+        if self._failures == 1:
+            self._failing_since = now
+            pending = sum(len(c) for c in self._changes.values())
+            print(f"adgan: warning: results not written to {self.loc.uri} ({_short(exc)}); {pending} changed "
+                  "rows kept in memory, trying again with every flush", file=sys.stderr)
+
+    def _recovered(self) -> None:
+        if self._failures:
+            print(f"adgan: results written to {self.loc.uri} again, after "
+                  f"{time.monotonic() - self._failing_since:.0f} s of failed writes", file=sys.stderr)
+        self._failures, self._retry_at = 0, 0.0
+
+    def close(self, *, timeout: float = 600.0) -> None:
+        """Flush, then write every table whole and remove its parts (the end of a sweep). A store that
+        cannot be written is tried again, with pauses, for up to ``timeout`` seconds.
+
+        Raises:
+            DataError: The store could still not be written after ``timeout`` seconds (nothing of Tune's
+                own record is lost: ``adgan sweep --resume`` rebuilds the tables from it).
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self._close_once()
+                self._recovered()
+                return
+            except STORE_ERRORS as exc:
+                self._failed(exc)
+                if time.monotonic() >= deadline:
+                    pending = sum(len(c) for c in self._changes.values())
+                    raise DataError(
+                        f"{self.loc.uri}: results could not be written for {timeout:.0f} s ({_short(exc)}); "
+                        f"{pending} changed rows not written. Once the store is reachable, `adgan sweep "
+                        "SPEC --resume` (same --results) rebuilds every table from Ray Tune's record"
+                    ) from None
+                time.sleep(max(0.0, min(self._retry_at - time.monotonic(), deadline - time.monotonic())))
+
+    def _close_once(self) -> None:
+        changed = [n for n in TABLES if self._changes[n]]
+        if changed:
+            self._write_changes(changed)
         for name in TABLES:
             if self._parts[name] or (self.rows[name] and not self._table_loc(name).exists()):
                 self._compact(name)
+            # Parts a failed deletion or a failed-looking write left behind: all covered by the table now.
+            for stale in self._parts_loc(name).list_files():
+                _try_delete(self._parts_loc(name).child(stale))
 
     def _table_loc(self, name: str) -> Location:
         return self.loc.child(f"{name}.parquet")
@@ -387,10 +513,10 @@ class ResultsStore:
                     key = tuple(row[k] for k in key_cols)
                     changes[key] = None if row.pop("_deleted") else row
             merged = Part(group[0].first, group[-1].last, level + 1)
+            self._write_part(name, merged, changes)  # (a failure here changes nothing: merged again later)
             self._parts[name] = [p for p in self._parts[name] if p not in group]
-            self._write_part(name, merged, changes)
             for part in group:  # after the merged part exists: a reader never misses a change
-                self._parts_loc(name).child(part.file).delete()
+                _try_delete(self._parts_loc(name).child(part.file))
             level += 1
 
     def _compact(self, name: str) -> None:
@@ -399,9 +525,30 @@ class ResultsStore:
         meta = {"adgan.merged_through": str(self._seq)}
         self._table_loc(name).write_bytes(_parquet_bytes(table, name, meta))
         self._base_rows[name] = table.num_rows
-        for part in self._parts[name]:
-            self._parts_loc(name).child(part.file).delete()
+        for part in self._parts[name]:  # covered by the table now: readers skip any left behind
+            _try_delete(self._parts_loc(name).child(part.file))
         self._parts[name] = []
+
+
+# What a store that cannot be written raises (pyarrow's S3/GCS errors are OSErrors or ArrowExceptions).
+STORE_ERRORS: tuple[type[BaseException], ...] = (OSError, pa.ArrowException, DataError)
+RETRY_MAX_S = 60.0  # the longest pause between two tries of a store that failed
+
+
+def _try_delete(loc: Location) -> None:
+    """Delete a part that a table or a merged part now covers; one left behind (the store failed) is
+    skipped by readers and removed by ``close``."""
+    with contextlib.suppress(*STORE_ERRORS):
+        loc.delete()
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _budget(row: Mapping[str, Any]) -> int:
+    return int(row.get("max_epochs") or 0)
 
 
 _PART_ROWS: dict[tuple[str, str, Part], int] = {}  # rows per part written or read by this process
@@ -451,6 +598,11 @@ def _read_state(loc: Location, name: str) -> tuple[pa.Table, list[Part], int, in
 
 
 def _read_state_once(loc: Location, name: str) -> tuple[pa.Table, list[Part], int, int] | None:
+    # The parts are listed before the table file is read: a compaction between the two then shows as a
+    # newer table file covering the listed parts (skipped below), whereas a table file read first and parts
+    # listed after a compaction would miss the rows the compaction moved from the parts into the file.
+    parts_dir = loc.child(PARTS.format(name=name))
+    listed = [p for p in map(Part.parse, parts_dir.list_files()) if p is not None]
     base_loc = loc.child(f"{name}.parquet")
     base: pa.Table | None = None
     merged_through = 0
@@ -469,8 +621,7 @@ def _read_state_once(loc: Location, name: str) -> tuple[pa.Table, list[Part], in
                 "1); was it written by a newer adgan?"
             )
         merged_through = int(meta.get(b"adgan.merged_through", b"0"))
-    parts_dir = loc.child(PARTS.format(name=name))
-    found = [p for p in map(Part.parse, parts_dir.list_files()) if p is not None and p.last > merged_through]
+    found = [p for p in listed if p.last > merged_through]
     # A part merged into another one still listed (a reader between the merge and the deletion) is left out.
     live = sorted((p for p in found if not any(q != p and q.first <= p.first and p.last <= q.last
                                                     for q in found)), key=lambda p: p.first)
@@ -580,22 +731,20 @@ def epoch_row(
         "trial_id": result["trial_id"],
         "epoch": result["epoch"],
         "losses": losses,
-        **{
-            k: result.get(k)
-            for k in (
-                "val_auprc",
-                "val_auroc",
-                "val_auprc_trapz",
-                "best_val_auprc",
-                "is_best",
-                "epoch_seconds",
-                "eval_seconds",
-                "samples_per_s",
-                "node_ip",
-            )
-        },
+        **{k: result.get(k) for k in EPOCH_METRICS},
         "reported_at": result.get("timestamp"),
     }
+
+
+# What an epoch's row takes from the epoch's report, besides its ``loss_*`` keys.
+EPOCH_METRICS = ("val_auprc", "val_auroc", "val_auprc_trapz", "best_val_auprc", "is_best", "epoch_seconds",
+                 "eval_seconds", "samples_per_s", "node_ip")
+EPOCH_REPORT_KEYS = ("trial_id", "epoch", "timestamp", *EPOCH_METRICS)
+
+
+def epoch_report(result: Mapping[str, Any]) -> dict[str, Any]:
+    """What :func:`epoch_row` and :func:`trial_row` read of an epoch's report (Tune's own keys left out)."""
+    return {k: v for k, v in result.items() if k in EPOCH_REPORT_KEYS or k.startswith("loss_")}
 
 
 def trial_row(
@@ -641,7 +790,8 @@ def trial_row(
         "best_epoch": best.get("epoch"),
         "epochs_run": len({r["epoch"] for r in epochs}),
         "max_epochs": max_epochs,
-        "wall_seconds": last.get("time_total_s"),
+        # (A finished trial reporting its outcome again after a resume carries its own time.)
+        "wall_seconds": last.get("finished_time_total_s") or last.get("time_total_s"),
         "fit_seconds": sum(r.get("epoch_seconds") or 0.0 for r in epochs),
         "score_seconds": sum(r.get("eval_seconds") or 0.0 for r in epochs),
         **{

@@ -7,13 +7,21 @@ endpoint is given by the standard ``AWS_ENDPOINT_URL`` (or ``AWS_ENDPOINT_URL_S3
 
 Every write of a whole file is atomic for readers: locally a temporary sibling renamed into place; on an
 object store a single PUT, which readers see whole or not at all.
+
+What cannot live on an object store stays on the machine that needs it, under :func:`local_state_dir`
+(``$ADGAN_HOME/sweeps/<name>-<hash of the URI>/``, ``ADGAN_HOME`` defaulting to ``~/.adgan``): the driver's
+Optuna journal (appended to under a file lock) and each node's offline W&B runs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import shutil
+import tempfile
 import uuid
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +35,20 @@ def is_uri(value: str | os.PathLike[str]) -> bool:
     return "://" in str(value)
 
 
+def adgan_home() -> Path:
+    """adgan's own directory on this machine: ``$ADGAN_HOME``, default ``~/.adgan``."""
+    return Path(os.environ.get("ADGAN_HOME") or Path.home() / ".adgan")
+
+
+def local_state_dir(uri: str) -> Path:
+    """This machine's directory for what a sweep whose results are at ``uri`` keeps off the object store
+    (the Optuna journal on the driver, offline W&B runs on every node): ``$ADGAN_HOME/sweeps/<last part of
+    the URI>-<hash of the URI>/``, the same for the same URI on every machine with the same home."""
+    digest = hashlib.sha256(uri.rstrip("/").encode()).hexdigest()[:16]
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in uri.rstrip("/").rsplit("/", 1)[-1])
+    return adgan_home() / "sweeps" / f"{name[:60]}-{digest}"
+
+
 @dataclass(frozen=True)
 class Location:
     """A directory on some filesystem: ``fs`` and the path inside it (no trailing slash)."""
@@ -38,6 +60,24 @@ class Location:
     @property
     def is_local(self) -> bool:
         return isinstance(self.fs, pafs.LocalFileSystem)
+
+    @property
+    def scheme(self) -> str:
+        """The URI scheme (``s3``, ``gs``, ...); empty for a local directory."""
+        return "" if self.is_local else self.uri.split("://", 1)[0]
+
+    def uri_of(self, fs_path: str) -> str:
+        """The address of ``fs_path`` (a path on this location's filesystem, e.g. a Tune checkpoint's
+        ``path``, which has no scheme) that :func:`location` and the readers open again: the path itself
+        locally, ``<scheme>://<path>`` on an object store."""
+        return fs_path if self.is_local else f"{self.scheme}://{fs_path.lstrip('/')}"
+
+    @property
+    def tune_storage(self) -> tuple[str, pafs.FileSystem | None]:
+        """``(storage_path, storage_filesystem)`` for Ray Tune's ``RunConfig`` and ``Tuner.restore``: a local
+        path alone, or the path without its scheme and this filesystem (which carries the endpoint, e.g.
+        from ``AWS_ENDPOINT_URL``, to every node; credentials stay with each node's environment)."""
+        return (self.path, None) if self.is_local else (self.path, self.fs)
 
     def child(self, *parts: str) -> Location:
         path = "/".join([self.path.rstrip("/"), *parts])
@@ -88,6 +128,47 @@ class Location:
         with contextlib.suppress(FileNotFoundError):
             self.fs.delete_file(self.path)
 
+    def delete_dir(self) -> None:
+        """Delete this directory and everything in it (nothing when it does not exist)."""
+        if self.exists():
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.delete_dir(self.path)
+
+    def mtime(self) -> float | None:
+        """The file's modification time (Unix seconds; on an object store the server's time of the last
+        write), None when it does not exist."""
+        info = self.fs.get_file_info(self.path)
+        return None if info.type == pafs.FileType.NotFound or info.mtime is None else info.mtime.timestamp()
+
+    def files(self) -> list[tuple[str, int]]:
+        """``(path relative to this directory, size)`` of every file below it, recursively."""
+        selector = pafs.FileSelector(self.path, allow_not_found=True, recursive=True)
+        root = self.path.rstrip("/") + "/"
+        return sorted((i.path.removeprefix(root), i.size or 0) for i in self.fs.get_file_info(selector)
+                      if i.type == pafs.FileType.File)
+
+    def download(self, dest: str | os.PathLike[str], skip: Iterable[str] = ()) -> Path:
+        """Copy this directory (recursively) to the local directory ``dest``, except the entries named in
+        ``skip`` at its top (e.g. a checkpoint's training state, which a reader of the detector does not
+        need and which may be deleted meanwhile); returns ``dest``."""
+        dest = Path(dest)
+        dest.mkdir(parents=True, exist_ok=True)
+        if not self.exists():
+            raise FileNotFoundError(self.uri)
+        skipped = set(skip)
+        local = pafs.LocalFileSystem()
+        for name, _ in self.files():
+            if name.split("/", 1)[0] in skipped:
+                continue
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            pafs.copy_files(self.child(name).path, str(dest / name), source_filesystem=self.fs,
+                            destination_filesystem=local)
+        return dest
+
+    def upload_file(self, src: str | os.PathLike[str]) -> None:
+        """Write the local file ``src`` here, whole (see :meth:`write_bytes`)."""
+        self.write_bytes(Path(src).read_bytes())
+
     def list_files(self) -> list[str]:
         """Names of the files directly in this directory (none when it does not exist)."""
         selector = pafs.FileSelector(self.path, allow_not_found=True, recursive=False)
@@ -117,3 +198,23 @@ def location(value: str | os.PathLike[str]) -> Location:
     if isinstance(fs, pafs.LocalFileSystem):
         return Location(fs, path, path)
     return Location(fs, path.rstrip("/"), text.rstrip("/"))
+
+
+@contextlib.contextmanager
+def local_copy(value: str | os.PathLike[str], skip: Iterable[str] = ()) -> Iterator[Path]:
+    """A local directory holding the directory ``value`` (a path or a URI): a local path as it is; a
+    directory on an object store downloaded (without the top-level entries named in ``skip``) into a
+    temporary directory, removed afterwards.
+
+    Raises:
+        FileNotFoundError: ``value`` does not exist.
+    """
+    loc = location(value)
+    if loc.is_local:
+        yield Path(loc.path)
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="adgan-download-"))
+    try:
+        yield loc.download(tmp / loc.name(), skip)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

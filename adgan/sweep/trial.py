@@ -7,12 +7,18 @@ directory as a Tune checkpoint, so the best model reaches the sweep's storage wh
 Data reach trials without going through the object store per trial: each worker process loads a split
 once and keeps it (:func:`splits_for`), and Tune reuses trial actors, so a worker serves many trials of
 the same class from memory.
+
+An exception inside training is this configuration's failure: reported as ``errored``, not retried. A
+failure to reach the sweep's storage (restoring the last checkpoint, Tune persisting one in
+``tune.report``: an object store unreachable for a while) is not the configuration's: it is raised, so that
+Tune retries the trial from its last checkpoint (``FailureConfig(max_failures)``).
 """
 
 from __future__ import annotations
 
 import filecmp
 import functools
+import json
 import logging
 import os
 import shutil
@@ -24,10 +30,17 @@ from pathlib import Path
 from typing import Any
 
 from adgan.data.types import Splits
-from adgan.runfiles import RUN_STATE_FILES, TRAIN_STATE
+from adgan.runfiles import RUN_LOGS, RUN_STATE_FILES, TRAIN_STATE
 
 SUMMARY_KEYS = ("status", "message", "epochs_run", "fit_seconds", "score_seconds", "wall_seconds")
 HOLD_ENV = "ADGAN_TEST_HOLD"  # a test hook: see _hold_if_asked
+FINISHED = "finished.json"  # = adgan.sweep.callback.FINISHED (not imported: the callback imports Ray Tune)
+# = adgan.sweep.callback.EPOCH_REPORTS: earlier epochs' reports carried by a report (see _Reporter.history)
+EPOCH_REPORTS = "epoch_reports"
+
+
+class StorageError(RuntimeError):
+    """The sweep's storage could not be reached by this trial (not a failure of its configuration)."""
 
 
 @functools.lru_cache(maxsize=4)
@@ -100,6 +113,18 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
         "node_id": node_id,
         "code_version": code_version(),
     }
+    # A trial restarted after a resume or a lost node continues from its last reported epoch; one that had
+    # ended (its driver was killed before Tune recorded that) reports its outcome again, training nothing.
+    try:
+        resume = _restore(tune.get_checkpoint(), out)
+    except StorageError:
+        shutil.rmtree(out, ignore_errors=True)
+        raise  # Tune retries the trial from its last checkpoint
+    if isinstance(resume, dict):
+        shutil.rmtree(out, ignore_errors=True)
+        # Tune overwrites time_total_s with this attempt's; the row keeps the trial's own.
+        _tune_report({**resume, "finished_time_total_s": resume.get("time_total_s")}, None)
+        return
     reporter = _Reporter(out, Path(tune_context.get_trial_dir()), _wandb_run(context, config, trial_id))
     # Every report carries the searcher's metric: Tune refuses a result without it, which would end the
     # whole sweep on one failed trial. NaN until an epoch was scored.
@@ -108,10 +133,10 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
         resolved = resolve_config(train_config)
         splits = splits_for(resolved)
         facts.update(_data_facts(splits))
+        if resume is True:  # the epochs before the checkpoint, in case the driver never recorded them
+            reporter.history = [{**facts, **_epoch_metrics(r)} for r in _logged_epochs(out)]
         model_cls = DETECTORS.get(resolved["model"])
         n_epochs = int(resolved.get("epochs", 1)) if model_cls.is_iterative else 1
-        # A trial restarted after a resume or a lost node continues from its last reported epoch.
-        resume = _restore(tune.get_checkpoint(), out)
         records = train(
             train_config, splits=splits, out=out, evaluate_test=False, save_state=model_cls.is_iterative,
             resume=resume,
@@ -122,7 +147,7 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
                 reporter.last({**facts, **best_so_far, **final}, final, None, None)
                 break
             best_so_far["best_val_auprc"] = rec["best_val_auprc"]
-            metrics = {**facts, **{k: v for k, v in rec.items() if k not in ("kind", "checkpoint")}}
+            metrics = {**facts, **_epoch_metrics(rec)}
             if rec["epoch"] >= n_epochs:
                 # Pull the summary before reporting the last epoch: the scheduler stops a trial at
                 # max_t, and the summary (its status) must travel with a report the driver receives.
@@ -131,11 +156,14 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
                 break
             reporter.epoch(metrics, _stage(out, rec["epoch"]), rec["epoch"])
             _hold_if_asked(trial_id, rec["epoch"])
+    except StorageError:
+        exit_code = 1
+        raise  # Tune retries the trial from its last checkpoint
     except Exception as exc:  # an error of this configuration: recorded, not retried
         exit_code = 1
         message = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         final = {"status": "errored", "message": message[-2000:]}
-        _tune_report({**facts, **best_so_far, **final}, None)
+        reporter.send({**facts, **best_so_far, **final}, None)
     finally:
         _copy_logs(out, reporter.trial_dir)
         shutil.rmtree(out, ignore_errors=True)
@@ -147,11 +175,11 @@ def _wandb_run(context: Mapping[str, Any], config: Mapping[str, Any], trial_id: 
     if not context.get("wandb"):
         return None
     from adgan.sweep.grouped import GROUP_KEY
-    from adgan.sweep.wandb_log import TrialRun
+    from adgan.sweep.wandb_log import TrialRun, run_parent
 
     return TrialRun(
         context["wandb"]["project"],
-        context["results_dir"],
+        run_parent(context["results_dir"]),
         context["wandb"]["mode"],
         context["sweep"],
         config[GROUP_KEY],
@@ -181,13 +209,24 @@ class _Reporter:
 
     def __init__(self, out: Path, trial_dir: Path, run: Any) -> None:
         self.out, self.trial_dir, self.run = out, trial_dir, run
+        # A trial restarted from a checkpoint: the reports of the epochs before it, sent along with its
+        # first report. A driver killed between a report and its next write of the tables (and of Tune's
+        # result.json to storage) has them nowhere else; the driver fills its gaps from them.
+        self.history: list[dict[str, Any]] = []
+
+    def send(self, metrics: dict[str, Any], checkpoint: str | None) -> None:
+        """Report to Tune (the first report of a restarted trial carries :attr:`history`)."""
+        if self.history:
+            metrics = {**metrics, EPOCH_REPORTS: self.history}
+            self.history = []
+        _tune_report(metrics, checkpoint)
 
     def epoch(self, metrics: dict[str, Any], checkpoint: str | None, epoch: int) -> None:
         """One epoch that is not the trial's last."""
         _copy_logs(self.out, self.trial_dir)
         if self.run is not None:
             self.run.log(metrics, step=epoch)
-        _tune_report(metrics, checkpoint)
+        self.send(metrics, checkpoint)
 
     def last(
         self, metrics: dict[str, Any], final: dict[str, Any], checkpoint: str | None, epoch: int | None
@@ -201,7 +240,7 @@ class _Reporter:
                 self.run.log(metrics, step=epoch)
             self.run.finish(final, exit_code=0)
             self.run = None
-        _tune_report(metrics, checkpoint)
+        self.send(metrics, checkpoint)
 
     def close(self, final: dict[str, Any], exit_code: int) -> None:
         """Close a W&B run still open (the trial failed, or ended without a last report)."""
@@ -250,20 +289,31 @@ def _stage(out: Path, epoch: int) -> str | None:
     return str(stage)
 
 
-def _restore(checkpoint: Any, out: Path) -> bool:
+def _restore(checkpoint: Any, out: Path) -> bool | dict[str, Any]:
     """Lay out a restarted trial's last Tune checkpoint as ``adgan.train``'s run directory ``out``;
-    returns whether it holds a training state to resume from."""
+    returns whether it holds a training state to resume from, or the trial's final report when the
+    checkpoint says the trial had ended (``finished.json``, written by the driver; see
+    ``adgan.sweep.callback``).
+
+    Raises:
+        StorageError: The checkpoint could not be fetched from the sweep's storage.
+    """
     if checkpoint is None:
         return False
-    with checkpoint.as_directory() as src:
-        src = Path(src)
-        if not (src / TRAIN_STATE).is_file():
-            return False  # a one-shot baseline (or an older checkpoint): train from the start
-        (out / "checkpoint").mkdir(parents=True, exist_ok=True)
-        for f in src.iterdir():
-            if f.is_file():
-                dest = out / f.name if f.name in RUN_STATE_FILES else out / "checkpoint" / f.name
-                shutil.copy2(f, dest)
+    try:
+        with checkpoint.as_directory() as src:
+            src = Path(src)
+            if (src / FINISHED).is_file():
+                return json.loads((src / FINISHED).read_text())
+            if not (src / TRAIN_STATE).is_file():
+                return False  # a one-shot baseline (or an older checkpoint): train from the start
+            (out / "checkpoint").mkdir(parents=True, exist_ok=True)
+            for f in src.iterdir():
+                if f.is_file():
+                    dest = out / f.name if f.name in RUN_STATE_FILES else out / "checkpoint" / f.name
+                    shutil.copy2(f, dest)
+    except (OSError, pa_errors()) as exc:
+        raise StorageError(f"cannot fetch the trial's checkpoint {checkpoint.path}: {exc}") from exc
     return True
 
 
@@ -273,7 +323,7 @@ def _copy_logs(out: Path, trial_dir: Path) -> None:
         # ``get_trial_dir`` is the driver's staging directory, absent on another node: there the logs go
         # to the trial's working directory (the cwd Tune gives it), which Tune uploads to storage.
         trial_dir = Path.cwd()
-    for name in ("config.json", "metrics.jsonl", "summary.json"):
+    for name in RUN_LOGS:
         src, dst = out / name, trial_dir / name
         if not src.is_file() or (dst.is_file() and filecmp.cmp(src, dst, shallow=False)):
             continue
@@ -297,12 +347,38 @@ def _node_ip(node_id: str) -> str:
     return ray.util.get_node_ip_address()
 
 
+def _epoch_metrics(rec: Mapping[str, Any]) -> dict[str, Any]:
+    """What an epoch's report carries of ``adgan.train``'s record of it."""
+    return {k: v for k, v in rec.items() if k not in ("kind", "checkpoint")}
+
+
+def _logged_epochs(out: Path) -> list[dict[str, Any]]:
+    """The epoch records of the run log ``out/metrics.jsonl`` (restored from a checkpoint)."""
+    log = out / "metrics.jsonl"
+    lines = log.read_text().splitlines() if log.is_file() else []
+    return [r for r in map(json.loads, filter(str.strip, lines)) if r.get("kind") == "epoch"]
+
+
 def _summary(rec: Mapping[str, Any]) -> dict[str, Any]:
     return {k: rec[k] for k in SUMMARY_KEYS if k in rec}
 
 
 def _tune_report(metrics: dict[str, Any], checkpoint: str | None) -> None:
-    """``tune.report`` with ``checkpoint`` (a directory) as a Tune checkpoint."""
+    """``tune.report`` with ``checkpoint`` (a directory) as a Tune checkpoint.
+
+    Raises:
+        StorageError: Tune could not persist the checkpoint (or the trial's files) to the sweep's storage.
+    """
     from ray import tune
 
-    tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(checkpoint) if checkpoint else None)
+    try:
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(checkpoint) if checkpoint else None)
+    except (OSError, pa_errors()) as exc:
+        raise StorageError(f"cannot write to the sweep's storage: {exc}") from exc
+
+
+def pa_errors() -> type[BaseException]:
+    """pyarrow's exception base (what its filesystems raise besides OSError)."""
+    import pyarrow as pa
+
+    return pa.ArrowException

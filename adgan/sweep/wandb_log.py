@@ -225,6 +225,15 @@ def _table(rows: list[dict[str, Any]]) -> Any:
     return wandb.Table(columns=columns, data=[[r.get(c) for c in columns] for r in rows])
 
 
+def run_parent(results_dir: str) -> str:
+    """The directory W&B writes its ``wandb/`` folder into: the sweep's results directory, or, results on an
+    object store (W&B writes files in place), this machine's state directory of the sweep
+    (``adgan.sweep.storage.local_state_dir``), on every node its own."""
+    from adgan.sweep.storage import is_uri, local_state_dir
+
+    return str(local_state_dir(results_dir)) if is_uri(results_dir) else str(results_dir)
+
+
 def log_sweep_summary(
     results_dir: str | Path, *, project: str, mode: str, sweep: str, dataset: str
 ) -> str | None:
@@ -238,13 +247,13 @@ def log_sweep_summary(
         None when there is nothing to log (no group finished) or logging failed.
     """
     try:
-        return _log_sweep_summary(Path(results_dir), project, mode, sweep, dataset)
+        return _log_sweep_summary(str(results_dir), project, mode, sweep, dataset)
     except Exception as exc:  # noqa: BLE001 (see the docstring)
         print(f"[{sweep}] warning: W&B summary run not written: {exc!r}", file=sys.stderr)
         return None
 
 
-def _log_sweep_summary(results_dir: Path, project: str, mode: str, sweep: str, dataset: str) -> str | None:
+def _log_sweep_summary(results_dir: str, project: str, mode: str, sweep: str, dataset: str) -> str | None:
     import wandb
 
     from adgan.models import DETECTORS
@@ -274,7 +283,7 @@ def _log_sweep_summary(results_dir: Path, project: str, mode: str, sweep: str, d
         per_class = [json.loads((p / "sweep_result.json").read_text()) for p in exported]
         run = wandb.init(
             project=project,
-            dir=str(results_dir),
+            dir=run_parent(results_dir),
             mode=mode,
             group=f"{sweep}/summary",
             name=f"{sweep}-summary",
