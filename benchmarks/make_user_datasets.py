@@ -66,7 +66,15 @@ def write_yaml(path: Path, decl: dict[str, Any]) -> None:
 def fashion(out: Path, per_class: int, seed: int, data_dir: str | None) -> list[Path]:
     res = sources.resolve(sources.SPECS["fashion-mnist"], data_dir, download=False)
     raw = load_idx_dataset(res)
-    images, labels = raw.images[:, 0], raw.labels
+    return write_fashion(out, raw.images[:, 0], raw.labels, per_class, seed,
+                         f"Fashion-MNIST from {res.directory}, seed {seed}")
+
+
+def write_fashion(
+    out: Path, images: np.ndarray, labels: np.ndarray, per_class: int, seed: int, source: str
+) -> list[Path]:
+    """The three image datasets and their declarations from ``images`` (N, 28, 28) uint8 and ``labels``
+    (N,) Fashion-MNIST class indices; returns the declarations' paths."""
     rng = np.random.default_rng(seed)
     chosen = {k: pick(labels, k, per_class, rng) for k in range(len(FASHION))}
     for k, cls in enumerate(FASHION):
@@ -82,7 +90,6 @@ def fashion(out: Path, per_class: int, seed: int, data_dir: str | None) -> list[
     for cls in MVTEC_DEFECTS:
         ids_d = pick(labels, FASHION.index(cls), per_class // 5, rng)
         save_pngs(images[ids_d], out / "fashion-mvtec" / "test" / folder_name(cls).lower(), ids_d)
-    source = f"Fashion-MNIST from {res.directory}, seed {seed}"
     decls = {
         "fashion-png": {"name": "fashion-png", "format": "image-folder", "root": "fashion-png", "channels": 1,
                         "description": f"{per_class} images per class as PNG class folders ({source})"},
@@ -102,7 +109,6 @@ def fashion(out: Path, per_class: int, seed: int, data_dir: str | None) -> list[
 def kdd_table(out: Path, n_rows: int, seed: int, data_dir: str | None) -> list[Path]:
     import pyarrow as pa
     import pyarrow.csv as pcsv
-    import pyarrow.parquet as pq
 
     res = sources.resolve(sources.SPECS["kdd99"], data_dir, download=False)
     path = res.files[0]
@@ -110,13 +116,23 @@ def kdd_table(out: Path, n_rows: int, seed: int, data_dir: str | None) -> list[P
         gz = fh.read(2) == b"\x1f\x8b"
     with pa.input_stream(str(path), compression="gzip" if gz else None) as stream:
         table = pcsv.read_csv(stream, read_options=pcsv.ReadOptions(column_names=[*FEATURES, LABEL]))
+    return write_kdd(out, table, n_rows, seed, path.name)
+
+
+def write_kdd(out: Path, table: Any, n_rows: int, seed: int, source: str) -> list[Path]:
+    """The two table datasets and their declarations from a seeded sample of ``n_rows`` rows of ``table``
+    (a ``pyarrow.Table`` with the KDD columns ``FEATURES`` and ``LABEL``); returns the declarations' paths."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
     rows = np.sort(np.random.default_rng(seed).choice(table.num_rows, size=n_rows, replace=False))
     sample = table.take(pa.array(rows))
     pcsv.write_csv(sample, out / "kdd.csv")
     pq.write_table(sample, out / "kdd.parquet")
     decl = {"format": "table", "label_column": LABEL, "categorical": ["protocol_type", "service", "flag"],
             "labels": "anomaly", "anomaly_values": ["normal."],
-            "description": f"{n_rows} rows of {path.name} (seed {seed}); normal traffic is the anomaly"}
+            "description": f"{n_rows} rows of {source} (seed {seed}); normal traffic is the anomaly"}
     write_yaml(out / "kdd-csv.yaml", {"name": "kdd-csv", "path": "kdd.csv", **decl})
     write_yaml(out / "kdd-parquet.yaml", {"name": "kdd-parquet", "path": "kdd.parquet", **decl})
     return [out / "kdd-csv.yaml", out / "kdd-parquet.yaml"]
@@ -142,8 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", default=None, help="folder searched first for the source files")
     p.add_argument("--no-check", action="store_true", help="do not load the written datasets")
     args = p.parse_args(argv)
-    if args.per_class < 10:
-        p.error("--per-class must be at least 10 (the declarations' min_per_class)")
+    if args.per_class < 25:
+        # Each MVTec defect type gets per_class // 5 images, a fifth of which (at least one) go to validation.
+        p.error("--per-class must be at least 25 (each defect type of the MVTec-style folder needs 5 images)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for folder in ("fashion-png", "fashion-mvtec"):
