@@ -228,3 +228,10 @@ def test_the_journal_a_resume_continues(
     last_run("running", "another-machine")
     with pytest.raises(ConfigError, match="another-machine.*--optuna-storage"):
         _journal_for_resume(results, journal)
+
+
+def test_a_uri_with_options_is_refused_with_what_to_do_instead() -> None:
+    # Every file of a sweep is addressed as <URI>/<path> (the tables record checkpoints so), which options
+    # after '?' would break: refused, naming the environment variable that does the job.
+    with pytest.raises(DataError, match=r"after '\?'.*AWS_ENDPOINT_URL"):
+        location("s3://bucket/sweeps?endpoint_override=127.0.0.1:9000")

@@ -185,12 +185,20 @@ def location(value: str | os.PathLike[str]) -> Location:
     """A ``Location`` from a local path or a URI.
 
     Raises:
-        DataError: A URI that ``pyarrow.fs`` cannot resolve (unknown scheme, missing credentials setup).
+        DataError: A URI that ``pyarrow.fs`` cannot resolve (unknown scheme, missing credentials setup), or
+            one with options after ``?``: every file of a sweep is addressed as ``<URI>/<path>`` (also in the
+            tables, for the checkpoints), so options must come from the environment instead.
     """
     text = str(value)
     if not is_uri(text):
         path = str(Path(text).expanduser().resolve())
         return Location(pafs.LocalFileSystem(), path, path)
+    if "?" in text:
+        raise DataError(
+            f"{text}: options in a results URI (after '?') are not supported, because the sweep's files are "
+            "addressed as <URI>/<path>; give them through the environment instead (an S3-compatible "
+            "endpoint: AWS_ENDPOINT_URL; credentials: the cloud's usual variables or identity)"
+        )
     try:
         fs, path = pafs.FileSystem.from_uri(text)
     except (pa.ArrowException, ValueError, OSError) as exc:
