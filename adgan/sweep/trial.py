@@ -113,17 +113,8 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
         "node_id": node_id,
         "code_version": code_version(),
     }
-    # A trial restarted after a resume or a lost node continues from its last reported epoch; one that had
-    # ended (its driver was killed before Tune recorded that) reports its outcome again, training nothing.
-    try:
-        resume = _restore(tune.get_checkpoint(), out)
-    except StorageError:
-        shutil.rmtree(out, ignore_errors=True)
-        raise  # Tune retries the trial from its last checkpoint
-    if isinstance(resume, dict):
-        shutil.rmtree(out, ignore_errors=True)
-        # Tune overwrites time_total_s with this attempt's; the row keeps the trial's own.
-        _tune_report({**resume, "finished_time_total_s": resume.get("time_total_s")}, None)
+    resume = _start_attempt(out)
+    if resume is None:
         return
     reporter = _Reporter(out, Path(tune_context.get_trial_dir()), _wandb_run(context, config, trial_id))
     # Every report carries the searcher's metric: Tune refuses a result without it, which would end the
@@ -168,6 +159,29 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
         _copy_logs(out, reporter.trial_dir)
         shutil.rmtree(out, ignore_errors=True)
         reporter.close(final, exit_code)
+
+
+def _start_attempt(out: Path) -> bool | None:
+    """This attempt's start: whether it continues from a training state laid out in ``out`` (a trial
+    restarted after a resume or a lost node continues from its last reported epoch), or None when the trial
+    had ended (its driver was killed before Tune recorded that) and its outcome was reported again.
+
+    Raises:
+        StorageError: The checkpoint could not be fetched (Tune retries the trial from it).
+    """
+    from ray import tune
+
+    try:
+        resume = _restore(tune.get_checkpoint(), out)
+    except StorageError:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    if isinstance(resume, dict):
+        shutil.rmtree(out, ignore_errors=True)
+        # Tune overwrites time_total_s with this attempt's; the row keeps the trial's own.
+        _tune_report({**resume, "finished_time_total_s": resume.get("time_total_s")}, None)
+        return None
+    return resume
 
 
 def _wandb_run(context: Mapping[str, Any], config: Mapping[str, Any], trial_id: str) -> Any:
