@@ -3,7 +3,9 @@
 
 Credentials never pass through adgan: ``pyarrow.fs`` takes them from the environment or the cloud's identity
 mechanism (``AWS_*`` variables, an IAM role for service accounts, GCP workload identity). An S3-compatible
-endpoint is given by the standard ``AWS_ENDPOINT_URL`` (or ``AWS_ENDPOINT_URL_S3``) variable.
+endpoint is given by the standard ``AWS_ENDPOINT_URL`` (or ``AWS_ENDPOINT_URL_S3``) variable; a GCS
+emulator by Google's standard ``STORAGE_EMULATOR_HOST`` (``http://host:port``; no credentials are used
+then, as Google's own clients do), which pyarrow does not read itself.
 
 Every write of a whole file is atomic for readers: locally a temporary sibling renamed into place; on an
 object store a single PUT, which readers see whole or not at all.
@@ -200,12 +202,23 @@ def location(value: str | os.PathLike[str]) -> Location:
             "endpoint: AWS_ENDPOINT_URL; credentials: the cloud's usual variables or identity)"
         )
     try:
-        fs, path = pafs.FileSystem.from_uri(text)
+        fs, path = _gcs_emulator(text) or pafs.FileSystem.from_uri(text)
     except (pa.ArrowException, ValueError, OSError) as exc:
         raise DataError(f"{text}: not a location pyarrow.fs can open ({exc})") from None
     if isinstance(fs, pafs.LocalFileSystem):
         return Location(fs, path, path)
     return Location(fs, path.rstrip("/"), text.rstrip("/"))
+
+
+def _gcs_emulator(uri: str) -> tuple[pafs.FileSystem, str] | None:
+    """``(filesystem, path)`` of a ``gs://`` URI on the GCS emulator named by ``STORAGE_EMULATOR_HOST``
+    (anonymous, as Google's clients treat an emulator); None for anything else."""
+    host = os.environ.get("STORAGE_EMULATOR_HOST")
+    if not host or not uri.startswith("gs://"):
+        return None
+    scheme, _, address = host.rpartition("://")
+    fs = pafs.GcsFileSystem(anonymous=True, scheme=scheme or "http", endpoint_override=address.rstrip("/"))
+    return fs, uri.removeprefix("gs://")
 
 
 @contextlib.contextmanager
