@@ -201,10 +201,11 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     if not (args.device in ("auto", "cpu") or args.device.startswith("cuda")):
         raise ConfigError(f"--device: expected auto, cpu, cuda or cuda:N, got {args.device!r}")
+    from adgan.runfiles import NOT_DETECTOR_FILES
     from adgan.sweep.storage import local_copy
 
     # A checkpoint on an object store (a URI of a sweep's results, e.g. s3://...) is read from a local copy.
-    with local_copy(args.checkpoint, skip=("train_state.pt", "finished.json")) as checkpoint:
+    with local_copy(args.checkpoint, skip=NOT_DETECTOR_FILES) as checkpoint:
         detector = Detector.load(resolve_checkpoint(checkpoint), device=pick_device(args.device))
     src = Path(args.input)
     if not (src.is_file() or src.is_dir()):

@@ -10,5 +10,9 @@ TRAIN_STATE = "train_state.pt"
 # What a sweep trial's checkpoint holds besides the best detector's own files (detector.json, state.pt):
 # what a restarted trial needs to continue.
 RUN_STATE_FILES = (TRAIN_STATE, "metrics.jsonl", "config.json")
+# A finished trial's outcome, written into its checkpoint by the sweep's driver (adgan.sweep.callback).
+FINISHED = "finished.json"
+# What a sweep trial's checkpoint holds besides the detector: what a reader of the detector skips.
+NOT_DETECTOR_FILES = (*RUN_STATE_FILES, FINISHED)
 # A run's own logs, which a sweep trial copies into its Tune trial directory.
 RUN_LOGS = ("config.json", "metrics.jsonl", "summary.json")

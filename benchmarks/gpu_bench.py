@@ -815,7 +815,7 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("env")
     p.add_argument("--json")
     p = sub.add_parser("deps")
-    p.add_argument("--site", default="/tmp/site")
+    p.add_argument("--site", default=os.path.join(tempfile.gettempdir(), "site"))  # = gpu_check.sh's SITE
     p.add_argument("--json")
     p = sub.add_parser("bench")
     p.add_argument("--n", type=int, default=4096, help="training samples per timed epoch on the GPU")

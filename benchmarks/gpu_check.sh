@@ -29,7 +29,7 @@ mkdir -p "$OUT"
 TOTAL=${GPU_CHECK_SECONDS:-480}
 START=$SECONDS
 WORK=$(mktemp -d /tmp/gpu-check-work.XXXXXX)
-SITE=/tmp/site
+SITE="${TMPDIR:-/tmp}/site"  # = gpu_bench.py deps --site default (tempfile.gettempdir())
 export PYTHONUNBUFFERED=1
 PY=${PYTHON:-}
 if [ -z "$PY" ]; then

@@ -18,11 +18,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import pyarrow.fs as pafs
-
 from adgan.atomic import write_atomic
 from adgan.errors import DataError
-from adgan.runfiles import RUN_STATE_FILES
+from adgan.runfiles import NOT_DETECTOR_FILES
 from adgan.sweep.recommend import Recommendation, beats_chance, finite, recommend, select_best
 from adgan.sweep.results import read_table
 from adgan.sweep.storage import local_copy, location
@@ -60,7 +58,7 @@ def evaluate_best(group_trials: list[Mapping[str, Any]], class_name: str) -> dic
     splits = splits_for(resolve_config(config))
     # A URI on an object store: the detector's files downloaded first (not the training state, which the
     # driver may be deleting meanwhile: adgan.sweep.callback).
-    with local_copy(best["checkpoint"], skip=(*RUN_STATE_FILES, "finished.json")) as path:
+    with local_copy(best["checkpoint"], skip=NOT_DETECTOR_FILES) as path:
         detector = Detector.load(path)
     test = metrics.evaluate(splits.test.y, detector.score(splits.test.x))
     row.update({
@@ -197,16 +195,10 @@ def _copy_detector(row: Mapping[str, Any], dest: Path) -> Path:
         raise DataError(f"{src.uri}: chosen checkpoint of {row['group_id']} is missing (moved results?)")
     if dest.exists():
         shutil.rmtree(dest)
-    dest.mkdir(parents=True)
     # The detector only: a trial's checkpoint also holds what a restarted trial needs to continue
     # (train_state.pt with the optimisers, the trial's logs) or its recorded outcome (finished.json),
     # which a deployed model does not.
-    skip = {*RUN_STATE_FILES, "finished.json"}
-    for name, _ in src.files():
-        if name.split("/", 1)[0] not in skip:
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            pafs.copy_files(src.child(name).path, str(dest / name), source_filesystem=src.fs,
-                            destination_filesystem=pafs.LocalFileSystem())
+    src.download(dest, skip=NOT_DETECTOR_FILES)
     result = {k: v for k, v in row.items() if k != "best_val_auprc"}
     for key in ("params", "config"):
         if isinstance(result.get(key), str):

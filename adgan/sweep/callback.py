@@ -32,9 +32,17 @@ from typing import Any
 
 from ray.tune import Callback
 
-from adgan.runfiles import RUN_LOGS, TRAIN_STATE
+from adgan.runfiles import FINISHED, RUN_LOGS, TRAIN_STATE
 from adgan.sweep.grouped import GROUP_KEY
-from adgan.sweep.results import STORE_ERRORS, ResultsStore, epoch_report, epoch_row, param_type, trial_row
+from adgan.sweep.results import (
+    EPOCH_REPORTS,
+    STORE_ERRORS,
+    ResultsStore,
+    epoch_report,
+    epoch_row,
+    param_type,
+    trial_row,
+)
 from adgan.sweep.spec import Group, SweepSpec
 from adgan.sweep.storage import Location, location
 
@@ -44,8 +52,6 @@ from adgan.sweep.storage import Location, location
 # short trials that would put an object store's round trip (~20 ms) into Tune's loop for every trial.
 FLUSH_EVERY_S = 2.0
 ENDED_FLUSH_S = 0.5
-FINISHED = "finished.json"  # a finished trial's outcome, in its checkpoint (see the module docstring)
-EPOCH_REPORTS = "epoch_reports"  # earlier epochs' reports carried by a report (see _unpack_replay)
 # What a trial's final report carries that its row needs (the rest is Tune's, or per epoch).
 FINISHED_KEYS = ("trial_id", "status", "message", "epochs_run", "fit_seconds", "score_seconds",
                  "wall_seconds", "best_val_auprc", "node_ip", "node_id", "code_version", "data_source",

@@ -9,8 +9,8 @@ What adgan adds, for a local Ray only (``--address`` clusters are not ours to st
 
 - a way to recognise that Ray's processes, two in fact, since neither alone is reliable:
   a marker in the environment every process of that Ray inherits (``ADGAN_LOCAL_RAY=<token>``, set just
-  around ``ray.init``), and files of the Ray session's directory (``/tmp/ray/session_...``) held open for
-  writing, as every Ray process holds its logs. The marker alone fails: a process that renames itself
+  around ``ray.init``), and files of the Ray session's directory (``session_...`` in Ray's temp dir) held open
+  for writing, as every Ray process holds its logs. The marker alone fails: a process that renames itself
   (``ray::DashboardAgent``) overwrites part of its environment as ``/proc`` shows it, and which variables
   survive varies from run to run (measured: the marker gone in about half the runs). Writers of the
   session's files never include a user reading the logs (``tail -f`` opens them read-only);

@@ -34,7 +34,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from adgan.errors import DataError
-from adgan.sweep.storage import Location, location
+from adgan.sweep.storage import IO_ERRORS, Location, location
 
 SCHEMA_VERSION = 2
 PARAM_PREFIX = "param_"
@@ -531,7 +531,7 @@ class ResultsStore:
 
 
 # What a store that cannot be written raises (pyarrow's S3/GCS errors are OSErrors or ArrowExceptions).
-STORE_ERRORS: tuple[type[BaseException], ...] = (OSError, pa.ArrowException, DataError)
+STORE_ERRORS: tuple[type[BaseException], ...] = (*IO_ERRORS, DataError)
 RETRY_MAX_S = 60.0  # the longest pause between two tries of a store that failed
 
 
@@ -740,6 +740,11 @@ def epoch_row(
 EPOCH_METRICS = ("val_auprc", "val_auroc", "val_auprc_trapz", "best_val_auprc", "is_best", "epoch_seconds",
                  "eval_seconds", "samples_per_s", "node_ip")
 EPOCH_REPORT_KEYS = ("trial_id", "epoch", "timestamp", *EPOCH_METRICS)
+
+
+# The key under which a report carries earlier epochs' reports: a finished trial's outcome reported again
+# (adgan.sweep.callback.finish_checkpoint), the first report of a restarted trial (adgan.sweep.trial).
+EPOCH_REPORTS = "epoch_reports"
 
 
 def epoch_report(result: Mapping[str, Any]) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from adgan.atomic import write_atomic
 from adgan.errors import ConfigError
 from adgan.models import DETECTORS
 from adgan.sweep import provenance
@@ -238,10 +239,7 @@ def _journal_for_resume(results: Location, journal: Path) -> None:
             f"that file to {journal} (or name it with --optuna-storage) and run this again"
         )
     if copy_size > local_size:
-        journal.parent.mkdir(parents=True, exist_ok=True)
-        tmp = journal.with_name(journal.name + ".download")
-        tmp.write_bytes(copy.read_bytes())
-        os.replace(tmp, journal)
+        write_atomic(journal, copy.read_bytes())
         print(f"adgan: Optuna journal of {results.uri} taken from the store ({copy_size} bytes)",
               file=sys.stderr)
 
@@ -311,8 +309,8 @@ def _ray_session(address: str | None, num_cpus: int | None, dashboard: bool) -> 
 
 
 def _session_dir() -> str | None:
-    """The session directory of the Ray this process started (``/tmp/ray/session_...``): private in Ray
-    2.60, so None (the reaper then recognises Ray's processes by their environment only) if it moves."""
+    """The session directory of the Ray this process started (``session_...`` in Ray's temp dir): private
+    in Ray 2.60, so None (the reaper then knows Ray's processes by their environment only) if it moves."""
     try:
         import ray._private.worker as ray_worker
 

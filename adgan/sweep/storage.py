@@ -32,6 +32,10 @@ import pyarrow.fs as pafs
 
 from adgan.errors import DataError
 
+# What pyarrow's filesystems raise when a store cannot be reached or read (S3/GCS errors are OSErrors or
+# ArrowExceptions).
+IO_ERRORS: tuple[type[BaseException], ...] = (OSError, pa.ArrowException)
+
 
 def is_uri(value: str | os.PathLike[str]) -> bool:
     return "://" in str(value)
@@ -102,7 +106,7 @@ class Location:
                 return f.read()
         except FileNotFoundError:
             raise
-        except (OSError, pa.ArrowException) as exc:
+        except IO_ERRORS as exc:
             if "not found" in str(exc).lower() or "no such file" in str(exc).lower():
                 raise FileNotFoundError(self.uri) from None
             raise DataError(f"{self.uri}: cannot read ({exc})") from None

@@ -30,13 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from adgan.data.types import Splits
-from adgan.runfiles import RUN_LOGS, RUN_STATE_FILES, TRAIN_STATE
+from adgan.runfiles import FINISHED, RUN_LOGS, RUN_STATE_FILES, TRAIN_STATE
+from adgan.sweep.results import EPOCH_REPORTS
+from adgan.sweep.storage import IO_ERRORS
 
 SUMMARY_KEYS = ("status", "message", "epochs_run", "fit_seconds", "score_seconds", "wall_seconds")
 HOLD_ENV = "ADGAN_TEST_HOLD"  # a test hook: see _hold_if_asked
-FINISHED = "finished.json"  # = adgan.sweep.callback.FINISHED (not imported: the callback imports Ray Tune)
-# = adgan.sweep.callback.EPOCH_REPORTS: earlier epochs' reports carried by a report (see _Reporter.history)
-EPOCH_REPORTS = "epoch_reports"
 
 
 class StorageError(RuntimeError):
@@ -326,7 +325,7 @@ def _restore(checkpoint: Any, out: Path) -> bool | dict[str, Any]:
                 if f.is_file():
                     dest = out / f.name if f.name in RUN_STATE_FILES else out / "checkpoint" / f.name
                     shutil.copy2(f, dest)
-    except (OSError, pa_errors()) as exc:
+    except IO_ERRORS as exc:
         raise StorageError(f"cannot fetch the trial's checkpoint {checkpoint.path}: {exc}") from exc
     return True
 
@@ -387,12 +386,5 @@ def _tune_report(metrics: dict[str, Any], checkpoint: str | None) -> None:
 
     try:
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(checkpoint) if checkpoint else None)
-    except (OSError, pa_errors()) as exc:
+    except IO_ERRORS as exc:
         raise StorageError(f"cannot write to the sweep's storage: {exc}") from exc
-
-
-def pa_errors() -> type[BaseException]:
-    """pyarrow's exception base (what its filesystems raise besides OSError)."""
-    import pyarrow as pa
-
-    return pa.ArrowException
