@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from adgan.models.base import DetectorConfig, register_detector
+from adgan.models.base import register_detector
 from adgan.models.gan import GANConfig, GANDetector, to_tensor
 from adgan.models.nets import FeatureScale, ImageDecoder, ImageEncoder, bce, dcgan_init, fit_scales, mlp
 
@@ -109,18 +109,12 @@ def build_nets(
 
 
 @register_detector
-class AnoGAN(GANDetector):
-    """AnoGAN anomaly detector; see the module docstring."""
+class AnoGAN(GANDetector[AnoGANConfig]):
+    """AnoGAN anomaly detector (28x28 networks, the default image size); see the module docstring."""
 
     name: ClassVar[str] = "anogan"
-    Config: ClassVar[type[DetectorConfig]] = AnoGANConfig
     loss_cases: ClassVar[tuple[str, ...]] = ("fm", "bce")
-    preferred_image_size: ClassVar[int] = 28
-    config: AnoGANConfig
-
-    def __init__(self, **hparams: Any) -> None:
-        super().__init__(**hparams)
-        self.z0: torch.Tensor | None = None
+    z0: torch.Tensor | None = None  # the search's start, drawn at fit (state)
 
     @classmethod
     def tiny_config(cls) -> dict[str, Any]:

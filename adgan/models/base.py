@@ -22,7 +22,7 @@ import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar, get_args
 
 import numpy as np
 import torch
@@ -33,6 +33,7 @@ from adgan.registry import Registry
 
 FORMAT_VERSION = 1
 D = TypeVar("D", bound="Detector")
+C = TypeVar("C", bound="DetectorConfig")
 
 DETECTORS: Registry[type[Detector]] = Registry("detector")
 
@@ -179,14 +180,17 @@ def check_ranges(model: str, config: DetectorConfig) -> None:
             )
 
 
-class Detector(ABC):
+class Detector(ABC, Generic[C]):
     """Base class of every detector. See the module docstring for the contract.
+
+    A detector names its hyperparameter dataclass once, as the type argument of its base
+    (``class KNN(_Baseline[KNNConfig])``): that gives ``self.config`` its static type and sets ``Config``.
 
     Class attributes set by subclasses:
         name: Registry name.
         family: ``"gan"`` or ``"baseline"``: how sweeps, ``adgan best`` and reports group detectors (result
             rows carry it, so readers need neither torch nor a list of names).
-        Config: The hyperparameter dataclass.
+        Config: The hyperparameter dataclass (from the base's type argument, or inherited).
         loss_cases: Valid values of ``config.loss_case``; the first is the default.
         input_kinds: Which data kinds the detector accepts, subset of ("image", "tabular").
         preferred_image_size: Image side the detector's networks are designed for (28 or 32).
@@ -203,9 +207,18 @@ class Detector(ABC):
     preferred_image_size: ClassVar[int] = 28
     is_iterative: ClassVar[bool] = True
     uses_accelerator: ClassVar[bool] = True
+    config: C
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # ``class X(Base[XConfig])``: the type argument is the runtime Config too (one declaration, not two).
+        for base in cls.__dict__.get("__orig_bases__", ()):
+            arg = next(iter(get_args(base)), None)
+            if isinstance(arg, type) and issubclass(arg, DetectorConfig):
+                cls.Config = arg
 
     def __init__(self, **hparams: Any) -> None:
-        self.config = make_config(self.Config, self.name, hparams)
+        self.config = make_config(self.Config, self.name, hparams)  # type: ignore[assignment]
         if "loss_case" not in hparams:
             self.config.loss_case = self.loss_cases[0]
         if self.config.loss_case not in self.loss_cases:

@@ -30,7 +30,7 @@ from sklearn.ensemble import IsolationForest
 from sklearn.svm import OneClassSVM
 
 from adgan.errors import DataError
-from adgan.models.base import Detector, DetectorConfig, Range, ranged, register_detector
+from adgan.models.base import C, Detector, DetectorConfig, Range, ranged, register_detector
 
 _CHUNK_ELEMENTS = 1 << 22  # temporary arrays of scorers hold at most ~4M float64 (32 MB)
 
@@ -46,7 +46,7 @@ def _rows_per_chunk(row_elements: int) -> int:
     return max(1, _CHUNK_ELEMENTS // max(1, row_elements))
 
 
-class _Baseline(Detector):
+class _Baseline(Detector[C]):
     """Shared plumbing: input checks, flattening, timing. Subclasses implement ``_fit`` and ``_score``."""
 
     family = "baseline"
@@ -117,7 +117,7 @@ class KNNConfig(DetectorConfig):
 
 
 @register_detector
-class KNN(_Baseline):
+class KNN(_Baseline[KNNConfig]):
     """Euclidean distance to the k-th nearest training sample (exact search).
 
     A float64 matrix product shortlists k + 16 candidates per row, whose distances are then recomputed
@@ -126,8 +126,6 @@ class KNN(_Baseline):
 
     name = "knn"
     uses_accelerator = True  # the candidate search runs on the fit's device
-    Config = KNNConfig
-    config: KNNConfig
     _EXTRA_CANDIDATES = 16  # shortlist margin against rounding in the matmul distances
 
     def _fit(self, x: np.ndarray, seed: int) -> None:
@@ -189,12 +187,10 @@ def _average_path_length(n: np.ndarray) -> np.ndarray:
 
 
 @register_detector
-class IForest(_Baseline):
+class IForest(_Baseline[IForestConfig]):
     """Isolation forest; score = 2^(-mean path length / c(max_samples)) = -``score_samples``."""
 
     name = "iforest"
-    Config = IForestConfig
-    config: IForestConfig
 
     def _fit(self, x: np.ndarray, seed: int) -> None:
         forest = IsolationForest(n_estimators=self.config.n_estimators,
@@ -284,12 +280,10 @@ class PCAConfig(DetectorConfig):
 
 
 @register_detector
-class PCA(_Baseline):
+class PCA(_Baseline[PCAConfig]):
     """Squared reconstruction error ||(x - mean) - P(x - mean)||^2 of a PCA with n components."""
 
     name = "pca"
-    Config = PCAConfig
-    config: PCAConfig
 
     def _fit(self, x: np.ndarray, seed: int) -> None:
         if self.config.n_components >= x.shape[1]:
@@ -340,12 +334,10 @@ class OCSVMConfig(DetectorConfig):
 
 
 @register_detector
-class OCSVM(_Baseline):
+class OCSVM(_Baseline[OCSVMConfig]):
     """One-class SVM; score = -decision_function = -(sum_i a_i exp(-gamma ||x - sv_i||^2) + b)."""
 
     name = "ocsvm"
-    Config = OCSVMConfig
-    config: OCSVMConfig
 
     def _fit(self, x: np.ndarray, seed: int) -> None:
         x64 = x[_subsample(len(x), self.config.fit_samples, seed)].astype(np.float64)

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from adgan.models.base import DetectorConfig, register_detector
+from adgan.models.base import register_detector
 from adgan.models.gan import GANConfig, GANDetector
 from adgan.models.nets import FeatureScale, ImageDecoder, ImageEncoder, bce, dcgan_init, fit_scales, mlp
 
@@ -159,17 +159,14 @@ def generator_encoder_losses(
 
 
 @register_detector
-class EGBAD(GANDetector):
-    """EGBAD / BiGAN anomaly detector; see the module docstring for the loss cases."""
+class EGBAD(GANDetector[EGBADConfig]):
+    """EGBAD / BiGAN anomaly detector (28x28 networks); see the module docstring for the loss cases."""
 
     name: ClassVar[str] = "egbad"
-    Config: ClassVar[type[DetectorConfig]] = EGBADConfig
     loss_cases: ClassVar[tuple[str, ...]] = tuple(
         f"{t}-{s}" for t in ("fm+res", "bce+res", "fm", "bce") for s in SCORE_CASES
     )
-    preferred_image_size: ClassVar[int] = 28
     auto_latent: ClassVar[dict[str, int]] = {"image": 200, "tabular": 32}
-    config: EGBADConfig
 
     @classmethod
     def tiny_config(cls) -> dict[str, Any]:

@@ -27,7 +27,7 @@ import math
 import random
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch
@@ -59,7 +59,10 @@ class GANConfig(DetectorConfig):
     base_filters: int = 64
 
 
-class GANDetector(Detector):
+G = TypeVar("G", bound=GANConfig)
+
+
+class GANDetector(Detector[G]):
     """Base of the GAN detectors: the training loop, state and scoring plumbing (module docstring).
 
     Class attributes:
@@ -70,7 +73,6 @@ class GANDetector(Detector):
     is_iterative: ClassVar[bool] = True
     Config: ClassVar[type[DetectorConfig]] = GANConfig
     auto_latent: ClassVar[Mapping[str, int]] = {"image": 100, "tabular": 32}
-    config: GANConfig
 
     def __init__(self, **hparams: Any) -> None:
         super().__init__(**hparams)

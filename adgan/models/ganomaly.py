@@ -37,7 +37,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from adgan.models.base import DetectorConfig, register_detector
+from adgan.models.base import register_detector
 from adgan.models.gan import GANConfig, GANDetector, recalibrate_batchnorm
 from adgan.models.nets import ImageDecoder, ImageEncoder, MLPDiscriminator, bce, dcgan_init, mlp
 
@@ -67,19 +67,14 @@ class GanomalyConfig(GANConfig):
 
 
 @register_detector
-class Ganomaly(GANDetector):
+class Ganomaly(GANDetector[GanomalyConfig]):
     """GANomaly detector; see the module docstring for losses, score and speed notes."""
 
     name: ClassVar[str] = "ganomaly"
-    Config: ClassVar[type[DetectorConfig]] = GanomalyConfig
-    loss_cases: ClassVar[tuple[str, ...]] = ("fm", "bce")
     preferred_image_size: ClassVar[int] = 32
     auto_latent: ClassVar[dict[str, int]] = {"image": 100, "tabular": 100}
-    config: GanomalyConfig
-
-    def __init__(self, **hparams: Any) -> None:
-        super().__init__(**hparams)
-        self.d_reinits = 0
+    loss_cases: ClassVar[tuple[str, ...]] = ("fm", "bce")
+    d_reinits: int = 0  # discriminator re-initialisations of the fit (state)
 
     @classmethod
     def tiny_config(cls) -> dict[str, Any]:
