@@ -12,6 +12,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+def _read_umask() -> int:
+    """The process's umask, read once at import (setting it to read it back is not thread-safe later)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp / mkdtemp create owner-only files and directories; what replaces ``path`` gets the mode a plain
+# open() / mkdir() would have given (0666 / 0777 less the umask), so a shared report stays readable.
+_UMASK = _read_umask()
+FILE_MODE = 0o666 & ~_UMASK
+DIR_MODE = 0o777 & ~_UMASK
+
+
 @contextlib.contextmanager
 def replacing(path: Path, tmp_dir: Path | None = None) -> Iterator[Path]:
     """Yield a temporary path to write the new ``path`` to; on success rename it over ``path``
@@ -23,6 +37,7 @@ def replacing(path: Path, tmp_dir: Path | None = None) -> Iterator[Path]:
     folder = tmp_dir if tmp_dir is not None else path.parent
     folder.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    os.fchmod(fd, FILE_MODE)
     os.close(fd)
     tmp = Path(name)
     try:
@@ -46,6 +61,7 @@ def replacing_dir(path: Path) -> Iterator[Path]:
     the new one (between the two renames, none)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    tmp.chmod(DIR_MODE)
     try:
         yield tmp
         if path.exists():

@@ -2,6 +2,28 @@
 
 from __future__ import annotations
 
+import reprlib
+from typing import Any
+
+SHORT_LIMIT = 120  # characters of a value shown in a message
+
+_repr = reprlib.Repr()
+_repr.maxstring, _repr.maxother, _repr.maxlist, _repr.maxdict, _repr.maxlevel = 60, 60, 6, 6, 3
+
+
+def short(value: Any, limit: int = SHORT_LIMIT) -> str:
+    """``repr(value)`` bounded in size whatever the value holds: reprlib shows a few items per level and a
+    few levels (so a huge or deeply nested value costs no more than a small one to format), then the text
+    is cut at ``limit`` characters."""
+    text = _repr.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def clip(message: str, limit: int) -> str:
+    """A message (an exception's text) kept whole up to ``limit`` characters, then cut: unlike ``short``,
+    not quoted and not shortened in the middle, so what it says (a line number, an expected value) stays."""
+    return message if len(message) <= limit else message[: limit - 3] + "..."
+
 
 class AdganError(Exception):
     """Base class: the message names the file, field or value and what was expected."""

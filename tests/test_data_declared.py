@@ -373,7 +373,7 @@ def test_declaration_files_and_registration(tmp_path: Path) -> None:
                        match=r"bad.yaml: unknown key 'label_colum' \(did you mean 'label_column'"):
         load_declaration_file(bad)
     bad.write_text("name: [x\n")
-    with pytest.raises(ConfigError, match=r"bad.yaml: not valid YAML"):
+    with pytest.raises(ConfigError, match=r"bad.yaml: line \d+, column \d+: not valid YAML"):
         load_declaration_file(bad)
     bad.write_text("- a list\n")
     with pytest.raises(ConfigError, match=r"bad.yaml: expected a mapping of keys"):

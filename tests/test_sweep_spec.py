@@ -354,7 +354,7 @@ def test_search_ranges_are_checked_at_both_ends(raw: dict, tmp_path: Path) -> No
     """A range whose low end is fine but whose high end the model refuses is refused before Ray starts."""
     bad = copy.deepcopy(raw)
     bad["models"]["ganomaly"]["search"]["lr"] = {"type": "uniform", "low": -1.0, "high": 0.1}
-    _refused(bad, tmp_path, "models.ganomaly", "'lr'", "expected > 0, got -1.0")
+    _refused(bad, tmp_path, "models.ganomaly.search.lr", "'lr'", "expected > 0, got -1.0")
     bad = copy.deepcopy(raw)
     bad["models"]["ganomaly"]["search"]["beta1"] = {"type": "uniform", "low": 0.0, "high": 1.0}
     _refused(bad, tmp_path, "models.ganomaly.search.beta1", "expected in [0, 1), got 1.0")
@@ -459,6 +459,25 @@ def test_values_in_messages_are_shortened(raw: dict, tmp_path: Path) -> None:
     from adgan.sweep.checks import short
 
     assert len(short("x" * 10**6)) <= 120 and len(short([[[[list(range(10**5))]]]])) <= 120
+
+
+def test_messages_of_errors_are_whole_and_say_where(raw: dict, tmp_path: Path) -> None:
+    """An error's own text is kept whole (not cut in the middle like a shown value), a searched value is
+    blamed on its search key, and a YAML error says its line and column in the file."""
+    raw["models"]["ganomaly"]["search"]["w_adv"] = {"type": "int", "low": -1, "high": 8}
+    msg = _refused(raw, tmp_path, "models.ganomaly.search.w_adv: hyperparameter 'w_adv' of model "
+                   "'ganomaly': expected >= 0, got -1.0")
+    assert "..." not in msg
+    del raw["models"]["ganomaly"]["search"]["w_adv"]
+    raw["plugins"] = ["no_such_plugin_module_of_mine"]
+    msg = _refused(raw, tmp_path, "plugins:", "no_such_plugin_module_of_mine")
+    assert "..." not in msg
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: broken\nclasses: [0\nseeds: [0]\n")
+    with pytest.raises(ConfigError) as info:
+        load_spec(path)
+    assert str(info.value).startswith(f"{path}: line 3, column 6: not valid YAML: expected ',' or ']'")
+    assert "started at line 2, column 10" in str(info.value) and "<unicode string>" not in str(info.value)
 
 
 def test_shipped_specs_are_found_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

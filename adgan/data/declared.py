@@ -255,21 +255,17 @@ def load_declaration_file(path: PathLike) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the dataset declaration ({exc.strerror or exc})") from None
     suffix = path.suffix.lower()
-    try:
-        if suffix == ".json":
-            data = json.loads(text)
-        elif suffix in (".yaml", ".yml"):
-            import yaml
+    if suffix in (".yaml", ".yml"):
+        from adgan.yamlload import load_yaml
 
-            data = yaml.safe_load(text)
-        else:
-            raise ConfigError(f"{path}: a dataset declaration file must end in .yaml, .yml or .json")
-    except (json.JSONDecodeError, ValueError) as exc:
-        raise ConfigError(f"{path}: not valid {suffix[1:].upper()} ({exc})") from None
-    except Exception as exc:  # yaml.YAMLError, without importing yaml for JSON files
-        if type(exc).__module__.startswith("yaml"):
-            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-        raise
+        data = load_yaml(text, str(path))  # strict: duplicate keys and alias bombs refused, as in specs
+    elif suffix == ".json":
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+    else:
+        raise ConfigError(f"{path}: a dataset declaration file must end in .yaml, .yml or .json")
     return normalize_declaration(data, base_dir=path.parent.absolute(), where=str(path))
 
 

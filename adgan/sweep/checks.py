@@ -10,30 +10,15 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import reprlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from adgan.errors import ConfigError
+from adgan.errors import ConfigError, clip, short
 
 DIST_TYPES = ("loguniform", "uniform", "int", "categorical")
 BUDGET_KEYS = ("trials_per_group", "max_epochs", "grace_period", "reduction_factor")
 DATASET_OPTIONS = {"data_dir", "image_size", "scale", "max_train", "bf16", "subsample_baselines"}
-SHORT_LIMIT = 120  # characters of a value shown in a message
-
-_repr = reprlib.Repr()
-_repr.maxstring, _repr.maxother, _repr.maxlist, _repr.maxdict, _repr.maxlevel = 60, 60, 6, 6, 3
-
-
-def short(value: Any, limit: int = SHORT_LIMIT) -> str:
-    """``repr(value)`` bounded in size whatever the value holds: reprlib shows a few items per level and a
-    few levels (so a huge or deeply nested value costs no more than a small one to format), then the text
-    is cut at ``limit`` characters."""
-    text = _repr.repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def key_text(key: Any) -> str:
     """A mapping key as it appears in a key path: a short string as is, anything else shortened."""
     return key if isinstance(key, str) and len(key) <= 40 else short(key, 40)
@@ -180,7 +165,7 @@ def dataset_of(
                 raise ConfigError(f"{value}: no such declaration file (.yaml, .yml or .json)")
             register_declared(declaration)
         except ConfigError as exc:
-            raise check.fail("dataset.declare", short(str(exc), 600)) from None
+            raise check.fail("dataset.declare", clip(str(exc), 600)) from None
         if section.get("name") not in (None, declaration["name"]):
             raise check.fail("dataset.name", f"{short(section['name'])} differs from the declared name "
                                              f"{declaration['name']!r}; give one name or none")

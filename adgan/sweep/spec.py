@@ -25,6 +25,7 @@ from adgan.sweep.checks import (
     budget_of,
     check_gpu,
     classes_of,
+    clip,
     dataset_of,
     model_spec,
     resources_of,
@@ -32,7 +33,7 @@ from adgan.sweep.checks import (
     short,
     with_budget_overrides,
 )
-from adgan.sweep.yamlload import load_yaml
+from adgan.yamlload import load_yaml
 
 __all__ = [
     "Budget", "Distribution", "Group", "ModelSpec", "SweepSpec", "find_spec", "load_spec", "packaged_specs",
@@ -224,28 +225,32 @@ def _plugins_of(check: Checker, raw: Mapping[str, Any], base_dir: Path | None) -
     try:
         plugins.load(resolved)
     except ConfigError as exc:
-        raise check.fail("plugins", short(str(exc), 600)) from None
+        raise check.fail("plugins", clip(str(exc), 600)) from None
     return tuple(resolved)
 
 
 def _check_configs(check: Checker, spec: SweepSpec) -> None:
-    """Build full configs per (model, loss case) and let ``resolve_config`` judge: every searched
-    hyperparameter at each edge of its range (the others at their low end or first choice)."""
+    """Build full configs per (model, loss case) and let ``resolve_config`` judge: the fixed values with
+    the model's defaults, then every searched hyperparameter at each edge of its range (the others at their
+    low end or first choice); a failure is reported at the key that caused it."""
     from adgan.train import resolve_config
 
     for model in spec.models:
         base = {p: d.example() for p, d in model.search.items()}
-        variants = [(None, base)] + [
-            (p, {**base, p: v}) for p, d in model.search.items() for v in d.extremes()[1:]
+        edges = [(p, v) for p, d in model.search.items() for v in d.extremes()]
+        # Each searched value alone first (so that a bad one is blamed on its own key), then with the
+        # others at their low end or first choice.
+        variants = [(f"models.{model.name}", {})] + [
+            (f"models.{model.name}.search.{p}", others | {p: v})
+            for others in ({}, base) for p, v in edges
         ]
         for case in model.loss_cases:
             group = Group(model.name, spec.dataset, spec.classes[0], "", case, spec.seeds[0])
-            for param, params in variants:
+            for where, params in variants:
                 try:
                     resolve_config(trial_config(spec, group, params))
                 except ConfigError as exc:
-                    where = f"models.{model.name}.search.{param}" if param else f"models.{model.name}"
-                    raise check.fail(where, short(str(exc), 400)) from None
+                    raise check.fail(where, clip(str(exc), 600)) from None
 
 
 def trial_config(spec: SweepSpec, group: Group, params: Mapping[str, Any]) -> dict[str, Any]:

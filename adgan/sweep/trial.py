@@ -341,11 +341,23 @@ def _copy_logs(out: Path, trial_dir: Path) -> None:
         if not src.is_file() or (dst.is_file() and filecmp.cmp(src, dst, shallow=False)):
             continue
         # Tune may be uploading the trial directory right now (a stopped trial's thread runs on while Tune
-        # syncs it): a file copied in place would be seen truncated. Copy beside the trial directory (same
-        # filesystem, not uploaded), then rename into place, which readers see whole or not at all.
-        tmp = trial_dir.parent / f".{trial_dir.name}.{name}.tmp"
+        # syncs it): a file copied in place would be seen truncated. Copy to a place of the same filesystem
+        # that Tune does not upload, then rename into place, which readers see whole or not at all.
+        tmp = _scratch_dir(trial_dir) / f".{trial_dir.name}.{name}.tmp"
         shutil.copy2(src, tmp)
         os.replace(tmp, dst)
+
+
+# Tune 2.60 stages trial directories in ``<experiment>/driver_artifacts/<trial>`` (uploaded whole with the
+# experiment's state) and runs trials in ``<experiment>/working_dirs/<trial>``: a temporary file beside the
+# trial directory would be listed by an upload and gone when copied (an error in the driver's log).
+_UPLOADED_PARENTS = ("driver_artifacts", "working_dirs")
+
+
+def _scratch_dir(trial_dir: Path) -> Path:
+    """A directory on ``trial_dir``'s filesystem that Tune does not upload."""
+    parent = trial_dir.parent
+    return parent.parent if parent.name in _UPLOADED_PARENTS else parent
 
 
 @functools.cache

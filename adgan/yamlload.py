@@ -15,8 +15,7 @@ from typing import Any
 
 import yaml
 
-from adgan.errors import ConfigError
-from adgan.sweep.checks import short
+from adgan.errors import ConfigError, clip, short
 
 MAX_EXPANDED_NODES = 10_000  # nodes of the document once every alias is expanded
 MERGE_TAG = "tag:yaml.org,2002:merge"  # ``<<: *base`` merges a mapping: not a duplicate key
@@ -37,9 +36,23 @@ def load_yaml(text: str, path: str) -> Any:
         _check_graph(root, path)
         return loader.construct_document(root)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({short(str(exc), 400)})") from None
+        raise ConfigError(f"{path}: {_yaml_error(exc)}") from None
     finally:
         loader.dispose()
+
+
+def _yaml_error(exc: yaml.YAMLError) -> str:
+    """PyYAML's error as one line that starts with where it is in the file (PyYAML names the parsed
+    string, "<unicode string>", not the file)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None)
+    if mark is None or not problem:
+        return f"not valid YAML ({clip(str(exc), 600)})"
+    text = f"line {mark.line + 1}, column {mark.column + 1}: not valid YAML: {problem}"
+    context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context and context_mark is not None:
+        text += f" ({context} started at line {context_mark.line + 1}, column {context_mark.column + 1})"
+    return clip(text, 600)
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:
