@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shutil
 import sys
 from collections.abc import Sequence
@@ -282,6 +283,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AdganError as exc:
         print(f"adgan: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `adgan best ... | head`: the reader is gone; nothing to say to it
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # (else Python reports the pipe again at exit)
+        return 141
     except OSError as exc:  # a path that cannot be read or written: the message names it
         print(f"adgan: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
         return 2

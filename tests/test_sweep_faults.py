@@ -117,3 +117,53 @@ def test_resume_takes_over_the_stale_lock_and_keeps_the_first_rows(run: dict) ->
     assert before and all(after[k] == v for k, v in before.items())  # the first driver's rows are intact
     assert [x["status"] for x in read_runs(out)] == ["running", "finished"]
     assert (out / LOCK_FILE).read_text() == ""  # released at the end
+
+
+@pytest.fixture(scope="module")
+def interrupted(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The two-trial sweep given Ctrl-C (SIGINT to the driver) while both trials hold after epoch 1, then
+    resumed with the trials released."""
+    tmp = tmp_path_factory.mktemp("ctrl-c")
+    spec = two_trial_spec(tmp / "ctrlc.yaml", "ctrlc", EPOCHS)
+    results, hold = tmp / "results", tmp / "hold"
+    out = results / "ctrlc"
+    env = _env(tmp) | {"ADGAN_HOME": str(tmp / "home")}
+    cmd = [c if c != str(ROOT / "sweeps" / "smoke.yaml") else str(spec) for c in _sweep_cmd(results)]
+    cmd.append("--no-wandb")
+    log = tmp / "first.log"
+    with open(log, "w") as sink:
+        first = subprocess.Popen(cmd, cwd=ROOT, env=env | hold_env(1, hold), stdout=sink,
+                                 stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for(first, held_and_recorded(hold, out / "tune", 1, 2), log, 600)
+        first.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal sends to the driver
+        rc = first.wait(timeout=600)
+        facts = {"rc": rc, "log": log.read_text(), "runs": read_runs(out)}
+        (hold / "release").touch()
+        facts["resumed"] = subprocess.run([*cmd, "--resume"], cwd=ROOT, env=env, capture_output=True,
+                                          text=True, timeout=600)
+    finally:
+        (hold / "release").touch()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(first.pid, signal.SIGKILL)
+        first.wait(timeout=60)
+    facts["out"] = out
+    return facts
+
+
+def test_ctrl_c_stops_the_sweep_as_interrupted_and_resume_finishes_it(interrupted: dict) -> None:
+    log = interrupted["log"]
+    assert interrupted["rc"] == 130, log[-3000:]
+    assert "Traceback" not in log, log[-3000:]
+    assert "interrupted; Tune saved its state: continue with the same command and --resume" in log
+    assert [r["status"] for r in interrupted["runs"]] == ["interrupted"]
+    r = interrupted["resumed"]
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
+    trials, epochs = read_table(interrupted["out"], "trials"), read_table(interrupted["out"], "epochs")
+    assert len(trials) == 2 and all(t["status"] == "completed" and t["epochs_run"] == EPOCHS for t in trials)
+    keys = [(e["trial_id"], e["epoch"]) for e in epochs]
+    assert len(keys) == len(set(keys)) == 2 * EPOCHS
+    assert [x["status"] for x in read_runs(interrupted["out"])] == ["interrupted", "finished"]
+    # The group's answer is from the finished trials, not from the ones the Ctrl-C stopped after epoch 1.
+    (best,) = read_table(interrupted["out"], "best")
+    assert best["val_auprc"] == max(t["best_val_auprc"] for t in trials) and best["n_trials"] == 2

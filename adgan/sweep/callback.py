@@ -537,7 +537,7 @@ def reconcile(spec: SweepSpec, results_dir: str | Path | Location, grid: Any) ->
         text = record.read_text() if record.is_file() else ""
         rows = [json.loads(line) for line in text.splitlines() if line.strip()]
         rows = [r for row in rows for r in _unpack_replay(row)]
-        config = dict(result.config)
+        config = dict(result.config or {})  # (None for a trial that never started)
         if GROUP_KEY not in config or not rows:
             continue
         g = callback.groups[config[GROUP_KEY]]

@@ -21,8 +21,10 @@ import json
 import math
 import os
 import secrets
+import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -417,7 +419,13 @@ def _run(
         callback = SweepCallback(spec, results.uri, progress_every=progress_every, background=True)
         tuner = _new_tuner(spec, results, trainable, groups, callback, max_concurrent, max_failures, journal)
     _only_the_json_logger(tuner)
-    grid = tuner.fit()
+    grid, interrupted = _fit(tuner)
+    if interrupted:
+        # Tune caught the Ctrl-C, saved its state and marked the trials in flight terminated: nothing is
+        # reconciled or summarised from a sweep that is not done (the resume continues those trials).
+        print(f"[{spec.name}] interrupted; Tune saved its state: continue with the same command and "
+              f"--resume (adgan sweep {spec.path} --resume ...)", file=sys.stderr)
+        raise KeyboardInterrupt
     reconcile(spec, results, grid)
     if context["wandb"]:  # the sweep's summary run: per-class tables, test metrics, exported checkpoints
         from adgan.sweep.wandb_log import log_sweep_summary
@@ -425,6 +433,29 @@ def _run(
         log_sweep_summary(
             results.uri, project=spec.wandb_project, mode=mode, sweep=spec.name, dataset=spec.dataset
         )
+
+
+def _fit(tuner: Any) -> tuple[Any, bool]:
+    """``tuner.fit()`` and whether it ended on a Ctrl-C (SIGINT).
+
+    Tune catches the first SIGINT itself: it stops the loop, snapshots its state, marks the trials in flight
+    terminated and returns as if the sweep were done. Its handler puts back the handler it found, so one of
+    ours installed before ``fit`` is in place again afterwards exactly when Tune saw the signal (and, with
+    ``TUNE_DISABLE_SIGINT_HANDLER`` set, ours is called and raises ``KeyboardInterrupt`` as Python's would).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return tuner.fit(), False  # (no signal handlers outside the main thread; Tune installs none either)
+
+    def ours(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    before = signal.signal(signal.SIGINT, ours)
+    try:
+        grid = tuner.fit()
+        tune_caught = not int(os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0") or 0)
+        return grid, tune_caught and signal.getsignal(signal.SIGINT) is ours
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def _only_the_json_logger(tuner: Any) -> None:
