@@ -494,3 +494,26 @@ def test_shipped_specs_are_found_by_name(tmp_path: Path, monkeypatch: pytest.Mon
         find_spec("mnsit")
     with pytest.raises(ConfigError, match="sweep spec not found"):
         find_spec("elsewhere/smoke.yaml")  # a path is a path: no fallback to the shipped spec
+
+
+def test_a_resume_refuses_a_spec_changed_since_the_start(raw: dict, tmp_path: Path) -> None:
+    """Tune restores the sweep as started whatever the spec says now: a changed class list, search space or
+    budget is refused naming the keys; where results go and what trials reserve may change."""
+    from adgan.sweep.runner import _check_same_spec, _write_spec_record
+    from adgan.sweep.spec import with_gpu
+    from adgan.sweep.storage import location
+
+    results = location(str(tmp_path / "results"))
+    started = parse_spec(copy.deepcopy(raw), "smoke.yaml")
+    _write_spec_record(started, results, 0.0)
+    _check_same_spec(parse_spec(copy.deepcopy(raw), "smoke.yaml"), results)  # the same spec: fine
+    moved = copy.deepcopy(raw) | {"results": "elsewhere", "resources": {"cpus": 2, "gpu": 0}}
+    _check_same_spec(with_gpu(parse_spec(moved, "smoke.yaml"), 0.5), results)
+    changed = copy.deepcopy(raw) | {"classes": [0, 1]}
+    changed["models"]["ganomaly"]["search"]["lr"]["high"] = 0.01
+    with pytest.raises(ConfigError, match=r"smoke.yaml: --resume: the spec differs from the one sweep 'smoke' "
+                       r"started with \(.*spec.json\) in: classes, models\. A resume continues"):
+        _check_same_spec(parse_spec(changed, "smoke.yaml"), results)
+    with pytest.raises(ConfigError, match=r"in: budget_name, effective_budget"):
+        named = copy.deepcopy(raw) | {"budgets": {"quick": {"max_epochs": 2}}}
+        _check_same_spec(parse_spec(named, "smoke.yaml", budget="quick"), results)

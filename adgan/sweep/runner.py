@@ -168,6 +168,7 @@ def run_sweep(
     with results_lock(results):
         _check_start(spec, results, resume)
         if resume:
+            _check_same_spec(spec, results)
             _journal_for_resume(results, journal)
         elif not results.is_local:
             _set_aside_stale_journal(journal)
@@ -279,6 +280,36 @@ def _check_start(spec: SweepSpec, results: Location, resume: bool) -> None:
         raise ConfigError(
             f"{results.uri} already holds sweep {spec.name!r}; continue it with --resume or "
             f"remove the directory"
+        )
+
+
+# Keys of a spec a resume may change: where results and W&B runs go, what each trial reserves (--gpu too)
+# and the named budgets (the one used is compared as effective_budget); the dataset a resume uses is the
+# one recorded in dataset.json.
+_RESUME_MAY_CHANGE = ("dataset", "resources", "results", "wandb", "budgets")
+
+
+def _check_same_spec(spec: SweepSpec, results: Location) -> None:
+    """A resume continues the sweep that was started: groups, search spaces, budget and seeds as recorded
+    in ``spec.json``. Tune and the searcher restore that sweep whatever the spec now says, so a spec edited
+    since would be silently ignored (or break the reconciliation): refused, naming the keys.
+
+    Raises:
+        ConfigError: The spec differs from the recorded one outside ``_RESUME_MAY_CHANGE``.
+    """
+    record = results.child("spec.json")
+    if not record.is_file():
+        return  # (a sweep killed before writing it: nothing to compare)
+    recorded = json.loads(record.read_text())
+    now = {**spec.raw, "budget_name": spec.budget_name, "effective_budget": dataclasses.asdict(spec.budget)}
+    keys = sorted((set(now) | set(recorded)) - {*_RESUME_MAY_CHANGE, "effective_resources"})
+    # (through JSON, as recorded: tuples become lists and keys strings)
+    differ = [k for k in keys if json.loads(json.dumps(now.get(k), default=str)) != recorded.get(k)]
+    if differ:
+        raise ConfigError(
+            f"{spec.path}: --resume: the spec differs from the one sweep {spec.name!r} started with "
+            f"({record.uri}) in: {', '.join(differ)}. A resume continues the sweep as it was started: "
+            "restore those keys, or run the changed spec as a new sweep (another name or --results)"
         )
 
 
