@@ -324,6 +324,39 @@ def test_table_errors(tmp_path: Path, decl: dict, message: str) -> None:
         load_dataset(name, 0, verbose=False)
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (",bytes,label\n0,1.0,ok\n1,2.0,scan\n",  # pandas' to_csv() with its index
+         r"column 1 has no name \(''\): often a row index that pandas wrote"),
+        ("bytes,bytes,label\n1,2,ok\n", r"column name\(s\) 'bytes' appear more than once"),
+        ("bytes,proto,label\n", r"t.csv: no data rows \(only a header\)"),
+        ("bytes,proto,label\n1.0,tcp,ok\n2.0,,scan\n", r"row 2: column 'proto' is empty"),
+        ("bytes,proto,label\n1.0,tcp,ok\n2.0,udp,\n", r"row 2: column 'label' is empty"),
+        ("bytes;proto;label\n1.0;tcp;ok\n",
+         r"bytes;proto;label \(one column named with ';': only comma-separated files are read\)"),
+    ],
+)
+def test_table_files_a_user_might_have(tmp_path: Path, text: str, message: str) -> None:
+    """Files as tools write them: an index column, a name twice, no rows, empty cells, another separator."""
+    (tmp_path / "t.csv").write_text(text)
+    name = register_declared({"name": "mine", "format": "table", "path": str(tmp_path / "t.csv"),
+                              "label_column": "label", "categorical": ["proto"] if "proto" in text else [],
+                              "min_per_class": 1})
+    with pytest.raises(DataError, match=message):
+        dataset_classes(name)
+        load_dataset(name, 0, verbose=False)
+
+
+def test_na_is_a_category_not_a_missing_value(tmp_path: Path) -> None:
+    rows = "".join(f"{i}.0,{'NA' if i % 2 else 'EU'},{'ok' if i % 5 else 'scan'}\n" for i in range(200))
+    (tmp_path / "t.csv").write_text("bytes,region,label\n" + rows)
+    name = register_declared({"name": "regions", "format": "table", "path": str(tmp_path / "t.csv"),
+                              "label_column": "label", "categorical": ["region"], "min_per_class": 1})
+    s = load_dataset(name, 0, verbose=False)
+    assert s.info.n_samples == 200
+
+
 # ----- declarations -----
 @pytest.mark.parametrize(
     ("decl", "message"),

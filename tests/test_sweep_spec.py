@@ -511,8 +511,8 @@ def test_a_resume_refuses_a_spec_changed_since_the_start(raw: dict, tmp_path: Pa
     _check_same_spec(with_gpu(parse_spec(moved, "smoke.yaml"), 0.5), results)
     changed = copy.deepcopy(raw) | {"classes": [0, 1]}
     changed["models"]["ganomaly"]["search"]["lr"]["high"] = 0.01
-    with pytest.raises(ConfigError, match=r"smoke.yaml: --resume: the spec differs from the one sweep 'smoke' "
-                       r"started with \(.*spec.json\) in: classes, models\. A resume continues"):
+    with pytest.raises(ConfigError, match=r"smoke.yaml: --resume: the spec differs from the one sweep "
+                       r"'smoke' started with \(.*spec.json\) in: classes, models\. A resume continues"):
         _check_same_spec(parse_spec(changed, "smoke.yaml"), results)
     with pytest.raises(ConfigError, match=r"in: budget_name, effective_budget"):
         named = copy.deepcopy(raw) | {"budgets": {"quick": {"max_epochs": 2}}}

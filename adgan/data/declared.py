@@ -701,7 +701,7 @@ def _check_label_column(path: Path, d: dict[str, Any]) -> None:
     columns = tables.table_columns(path)
     if d["label_column"] not in columns:
         raise DataError(f"{path}: no label column {d['label_column']!r} (declared in 'label_column'); the "
-                        f"columns are: {', '.join(columns)}")
+                        f"columns are: {', '.join(columns)}{tables.separator_hint(columns)}")
 
 
 @functools.lru_cache(maxsize=8)

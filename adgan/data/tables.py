@@ -31,6 +31,9 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 FORMAT = "table"
 
 
+CSV_NULLS = ["", "#N/A", "N/A", "NULL", "null", "NaN", "nan", "-NaN", "-nan"]  # pyarrow's, less "NA"
+
+
 def table_format(path: Path) -> str:
     """``"csv"`` or ``"parquet"`` from the file name (case-insensitive).
 
@@ -70,6 +73,12 @@ def table_columns(path: Path) -> list[str]:
     return header
 
 
+def separator_hint(names: Sequence[str]) -> str:
+    """For a "no such column" message: a hint when the header read as one column holding another separator."""
+    sep = next((c for c in ";\t|" if len(names) == 1 and c in names[0]), None)
+    return f" (one column named with {sep!r}: only comma-separated files are read)" if sep else ""
+
+
 def read_table(path: Path, text_columns: Sequence[str], columns: Sequence[str] | None = None) -> Any:
     """Read a CSV (header row; gzip'd or plain) or Parquet file as a ``pyarrow.Table``.
 
@@ -93,14 +102,25 @@ def read_table(path: Path, text_columns: Sequence[str], columns: Sequence[str] |
                 if name in table.column_names and not pa.types.is_string(table.schema.field(name).type):
                     i = table.column_names.index(name)
                     table = table.set_column(i, name, pc.cast(table.column(name), pa.string()))
-            return table
-        with pa.input_stream(str(path), compression="gzip" if _is_gzip(path) else None) as stream:
-            return pcsv.read_csv(stream, convert_options=pcsv.ConvertOptions(
-                column_types={c: pa.string() for c in text_columns},
-                include_columns=list(columns) if columns is not None else None,
-            ))
+        else:
+            with pa.input_stream(str(path), compression="gzip" if _is_gzip(path) else None) as stream:
+                table = pcsv.read_csv(stream, convert_options=pcsv.ConvertOptions(
+                    column_types={c: pa.string() for c in text_columns},
+                    include_columns=list(columns) if columns is not None else None,
+                    # An empty text cell is a missing value (refused naming its row), not the category "";
+                    # "NA" stays text (a category of its own, e.g. a country code).
+                    strings_can_be_null=True,
+                    null_values=CSV_NULLS,
+                ))
     except (pa.ArrowException, OSError) as exc:
         raise DataError(f"{path}: {exc}") from None
+    twice = sorted({n for n in table.column_names if table.column_names.count(n) > 1})
+    if twice:
+        raise DataError(f"{path}: column name(s) {', '.join(map(repr, twice))} appear more than once; "
+                        "expected one column per name")
+    if table.num_rows == 0:
+        raise DataError(f"{path}: no data rows (only {'a header' if table.num_columns else 'nothing'})")
+    return table
 
 
 def text_values(column: Any, name: str, where: str) -> np.ndarray:
@@ -197,12 +217,20 @@ def fit_schema(table: Any, label_column: str, categorical: Sequence[str], drop_c
             feature column is not numeric and not declared categorical (naming it and an example value).
     """
     names = list(table.column_names)
+    unnamed = [i + 1 for i, n in enumerate(names) if (not n.strip() or n.startswith("Unnamed: "))
+               and n not in drop_columns]
+    if unnamed:
+        raise DataError(
+            f"{where}: column {unnamed[0]} has no name ({names[unnamed[0] - 1]!r}): often a row index that "
+            "pandas wrote (DataFrame.to_csv without index=False), which would be a feature; name it, or list "
+            f"{names[unnamed[0] - 1]!r} in 'drop_columns'"
+        )
     for key, wanted in (("label_column", [label_column]), ("categorical", categorical),
                         ("drop_columns", drop_columns)):
         for name in wanted:
             if name not in names:
                 raise DataError(f"{where}: no column {name!r} (declared in {key!r}); the columns are: "
-                                f"{', '.join(names)}")
+                                f"{', '.join(names)}{separator_hint(names)}")
     skip = {label_column, *categorical, *drop_columns}
     numeric = tuple(n for n in names if n not in skip)
     for name in numeric:
