@@ -66,9 +66,9 @@ def _epochs_done(out: Path) -> int:
     return sum(1 for line in lines if line.strip() and json.loads(line).get("kind") == "epoch")
 
 
-def _class_arg(value: str) -> int | str:
-    """An anomaly class index, or a class name that ``resolve_config`` looks up in the dataset."""
-    return int(value) if value.lstrip("-").isdigit() else value
+def _class_arg(value: str) -> str:
+    """A class name or index as typed: ``resolve_config`` reads it (``adgan.data.class_index``)."""
+    return value
 
 
 def parse_sets(items: Sequence[str]) -> dict[str, Any]:

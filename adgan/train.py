@@ -25,6 +25,7 @@ import torch
 from adgan import metrics
 from adgan.atomic import write_atomic
 from adgan.data import (
+    class_index,
     dataset_classes,
     dataset_kind,
     list_datasets,
@@ -80,15 +81,11 @@ def resolve_config(config: Mapping[str, Any]) -> dict[str, Any]:
     detector = model_cls(**hparams)  # validates hyperparameter names, types and the loss case
     run = {k: cfg.get(k, default) for k, default in RUN_DEFAULTS.items()}
     classes = dataset_classes(run["dataset"])
-    if isinstance(run["anomaly_class"], str) and run["anomaly_class"] in classes:
-        run["anomaly_class"] = classes.index(run["anomaly_class"])  # a class name, as specs allow
-    try:
-        run["anomaly_class"] = int(run["anomaly_class"])
-    except (TypeError, ValueError):
-        raise ConfigError(
-            f"anomaly_class must be an index or a class name of {run['dataset']!r} ({', '.join(classes)}), "
-            f"got {run['anomaly_class']!r}"
-        ) from None
+    if isinstance(run["anomaly_class"], str):  # as a user wrote it: a name, or a number (class_index)
+        run["anomaly_class"] = class_index(classes, run["anomaly_class"], run["dataset"])
+    elif isinstance(run["anomaly_class"], bool) or not isinstance(run["anomaly_class"], int):
+        raise ConfigError(f"anomaly_class must be an index or a class name of {run['dataset']!r} "
+                          f"({', '.join(classes)}), got {run['anomaly_class']!r}")
     if not 0 <= run["anomaly_class"] < len(classes):
         raise ConfigError(
             f"anomaly_class {run['anomaly_class']} does not exist in {run['dataset']!r}; "

@@ -484,3 +484,38 @@ def test_normal_anomaly_split_arithmetic() -> None:
         normal_anomaly_split(labels, 1, train_part | one_anomaly)
     with pytest.raises(ConfigError, match="val_fraction must be a number strictly between 0 and 1"):
         SplitFractions(val_fraction=0.0)
+
+
+def test_classes_named_with_numbers_are_read_by_name(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Folders 1..12 sort as text (1, 10, 11, 12, 2, ...): a number given for such a dataset is a class name,
+    in the CLI and in a spec, never an index that would silently pick another folder."""
+    from adgan.cli import main
+    from adgan.sweep.spec import parse_spec
+
+    rng = np.random.default_rng(0)
+    names = [str(i) for i in range(1, 13)]
+    root = tmp_path / "numbered"
+    for c in names:
+        (root / c).mkdir(parents=True)
+        for j in range(12):
+            Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(root / c / f"{j}.png")
+    name = register_declared({"name": "numbered", "format": "image-folder", "root": str(root), "channels": 1,
+                              "min_per_class": 1})
+    classes = dataset_classes(name)
+    assert classes[:5] == ("1", "10", "11", "12", "2")
+    from adgan.data import class_index
+
+    assert class_index(classes, "2", name) == classes.index("2") == 4 and class_index(classes, 11, name) == 2
+    with pytest.raises(ConfigError, match=r"no class named '0'; its class names are numbers themselves"):
+        class_index(classes, "0", name)
+    budget = {"trials_per_group": 1, "max_epochs": 1, "grace_period": 1, "reduction_factor": 2}
+    spec = parse_spec({"name": "n", "dataset": {"name": name}, "classes": [2, "12"], "models": {"knn": {}},
+                       "budget": budget}, "spec.yaml")
+    assert [classes[c] for c in spec.classes] == ["2", "12"]
+    out = tmp_path / "run"
+    args = ["train", "--model", "knn", "--dataset", name, "--anomaly-class", "2", "--out", str(out)]
+    assert main(args) == 0
+    assert json.loads((out / "summary.json").read_text())["config"]["anomaly_class"] == 4
+    capsys.readouterr()
+    # Names that are their own indices ("0".."9", as MNIST's) leave numbers as indices.
+    assert class_index(tuple(str(i) for i in range(10)), 3, "digits") == 3

@@ -36,6 +36,7 @@ categories). The protocol, sources and encodings are described in docs/protocol.
 
 from adgan.data.datasets import (
     DATASETS,
+    class_index,
     dataset_available,
     dataset_classes,
     dataset_kind,
@@ -57,7 +58,7 @@ from adgan.data.unseen import UnseenCategoryWarning
 
 __all__ = [
     "DATASETS", "DatasetInfo", "Split", "SplitFractions", "SplitIndices", "Splits", "UnseenCategoryWarning",
-    "dataset_available", "dataset_classes", "dataset_kind", "list_datasets", "load_dataset",
+    "class_index", "dataset_available", "dataset_classes", "dataset_kind", "list_datasets", "load_dataset",
     "load_declaration_file", "normalize_declaration", "prepare_file", "prepare_image_folder", "prepare_input",
     "read_kdd_csv_rows", "register_declared", "resolve_declaration", "split_indices",
 ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numbers
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -172,6 +172,39 @@ def list_datasets() -> list[str]:
 def dataset_classes(name: str) -> tuple[str, ...]:
     """Class names of ``name`` (``anomaly_class`` indexes this tuple); loads no data."""
     return _spec(name).classes
+
+
+def class_index(classes: Sequence[str], value: int | str, dataset: str) -> int:
+    """The index in ``classes`` of a class given as a user writes it (a CLI argument, a spec's ``classes``).
+
+    A class name wins; a whole number is an index, unless some class names are whole numbers themselves
+    (folders ``1``..``12``, labels ``-1``/``1``): then a number must be one of those names, since the names
+    are sorted as text and "2" as an index would silently pick another class. ``bool`` is refused.
+
+    Raises:
+        ConfigError: No such class (the message lists the names, with their indices where numbers are).
+    """
+    from adgan.errors import ConfigError
+
+    text = str(value).strip()
+    if not isinstance(value, bool) and text in classes:
+        return list(classes).index(text)
+    # Names that are numbers other than their own index make a number ambiguous (names "0".."9" do not).
+    numeric_names = [c for i, c in enumerate(classes) if c.lstrip("-").isdigit() and c != str(i)]
+    listing = ", ".join(f"{i}={c}" for i, c in enumerate(classes)) if numeric_names else ", ".join(classes)
+    if isinstance(value, bool) or not text.lstrip("-").isdigit():
+        raise ConfigError(f"dataset {dataset!r} has no class {value!r}; expected a class name or index: "
+                          f"{listing}")
+    if numeric_names:
+        raise ConfigError(
+            f"dataset {dataset!r} has no class named {text!r}; its class names are numbers themselves, so a "
+            f"number is read as a name, not an index (index=name: {listing})"
+        )
+    index = int(text)
+    if not 0 <= index < len(classes):
+        raise ConfigError(f"dataset {dataset!r} has no class {index} (anomaly_class {index}); expected "
+                          f"0..{len(classes) - 1} or one of: {listing}")
+    return index
 
 
 def dataset_kind(name: str) -> str:

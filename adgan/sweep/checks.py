@@ -201,17 +201,16 @@ def classes_of(
         raise check.fail(
             "classes", f"expected 'all' or a non-empty list of class indices, got {short(value)}"
         )
+    from adgan.data import class_index
+
     out: list[int] = []
     for i, c in enumerate(value):
-        if isinstance(c, str) and c in names:
-            c = list(names).index(c)
-        if isinstance(c, bool) or not isinstance(c, int) or not 0 <= c < len(names):
-            raise check.fail(
-                f"classes[{i}]",
-                f"dataset {dataset!r} has no class {short(c)}; expected 0..{len(names) - 1} or one of: "
-                f"{', '.join(names)}",
-            )
-        out.append(c)
+        if not isinstance(c, int | str):
+            raise check.fail(f"classes[{i}]", f"expected a class name or index, got {short(c)}")
+        try:
+            out.append(class_index(names, c, dataset))
+        except ConfigError as exc:
+            raise check.fail(f"classes[{i}]", str(exc)) from None
     if len(set(out)) != len(out):
         raise check.fail("classes", f"a class is listed twice: {short(value)}")
     return tuple(out)
