@@ -47,7 +47,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--data-dir", default=None, help="directory holding the dataset files")
     p.add_argument("--image-size", type=int, choices=(28, 32), default=None, help="default: the model's")
-    p.add_argument("--scale", action="store_true", help="KDD99: min-max scale features (fitted on train)")
+    p.add_argument("--scale", action=argparse.BooleanOptionalAction, default=None,
+                   help="tables: min-max scale features, fitted on train (default: on for declared tables, "
+                        "off for kdd99 as in the published figures)")
     p.add_argument("--max-train", type=int, default=None, help="subsample the training normals")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CPU with AMX, or CUDA)")

@@ -28,6 +28,7 @@ from adgan.data import (
     class_index,
     dataset_classes,
     dataset_kind,
+    default_scale,
     list_datasets,
     load_dataset,
     normalize_declaration,
@@ -49,7 +50,7 @@ RUN_DEFAULTS: dict[str, Any] = {
     "seed": 0,  # seeds the split, the initialisation and the minibatch order
     "data_dir": None,  # explicit data directory (else ADGAN_DATA_DIR, cache, system copies)
     "image_size": None,  # 28 or 32; None = the model's preferred size
-    "scale": False,  # KDD99 min-max scaling fitted on train (off as in the published figures)
+    "scale": None,  # tabular min-max scaling fitted on train; None = adgan.data.default_scale
     "max_train": None,  # seeded subsample of the training normals, for quick runs
     "device": "auto",  # "auto" = CUDA when present, else CPU
     "bf16": False,  # bfloat16 autocast on CPU or CUDA
@@ -92,6 +93,8 @@ def resolve_config(config: Mapping[str, Any]) -> dict[str, Any]:
             f"expected 0..{len(classes) - 1} ({', '.join(classes)})"
         )
     kind = dataset_kind(run["dataset"])
+    if run["scale"] is None:  # resolved here, so that the saved config says what was done
+        run["scale"] = default_scale(run["dataset"])
     if kind not in model_cls.input_kinds:
         raise ConfigError(f"model {cfg['model']!r} does not accept {kind} data ({run['dataset']!r})")
     if run["image_size"] is None and kind == "image":

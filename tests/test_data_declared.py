@@ -279,7 +279,13 @@ def test_table_formats(tmp_path: Path, suffix: str) -> None:
     table = write_table(tmp_path / "again.csv")
     idx = split_indices(name, 0, seed=3)
     first = table.take(pa.array(idx.test[:3])).to_pylist()
-    for row, enc in zip(first, s.test.x[:3], strict=True):
+    # A declared table is min-max scaled with the training range by default (adgan.data.default_scale).
+    raw = load_dataset(name, 0, seed=s.info.seed, scale=False, verbose=False)
+    assert prep["scale"] is True and raw.info.preprocessing["scale"] is False
+    lo, hi = np.asarray(prep["scale_min"]), np.asarray(prep["scale_max"])
+    assert np.allclose(s.test.x, (raw.test.x - lo) / np.where(hi > lo, hi - lo, 1), atol=1e-6)
+    assert np.allclose(s.train.x.min(0), 0) and np.allclose(s.train.x.max(0)[hi > lo], 1)
+    for row, enc in zip(first, raw.test.x[:3], strict=True):
         assert enc[:3].tolist() == pytest.approx([row["bytes"], row["rate"], row["land"]])
         assert enc[3:6].tolist() == [float(row["service"] == v) for v in ("ftp", "http", "smtp")]
 

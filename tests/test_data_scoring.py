@@ -108,7 +108,7 @@ def test_table_unseen_and_columns(tmp_path: Path) -> None:
     register_declared({"name": "t", "format": "table", "path": str(tmp_path / "t.csv"),
                        "label_column": "label", "categorical": ["service", "proto"],
                        "drop_columns": ["land"]})
-    info = _checkpoint_info(load_dataset("t", 0, verbose=False).info)
+    info = _checkpoint_info(load_dataset("t", 0, scale=False, verbose=False).info)  # raw: values checkable
     new = pa.table({"proto": ["tcp", "sctp", "udp", "sctp"], "rate": [0.5, 0.1, 0.2, 0.3],
                     "bytes": [1, 2, 3, 4], "service": ["http", "http", "gopher", "ftp"]})  # any order
     pcsv.write_csv(new, tmp_path / "new.csv")
@@ -121,6 +121,12 @@ def test_table_unseen_and_columns(tmp_path: Path) -> None:
                                                 "service=smtp", "proto=icmp", "proto=tcp", "proto=udp"]
     assert x.tolist()[1] == [2.0, pytest.approx(0.1), 0, 1, 0, 0, 0, 0]
     assert x.tolist()[2] == [3.0, pytest.approx(0.2), 0, 0, 0, 0, 0, 1]
+    # By default a declared table is min-max scaled with the training range, and so is what is scored.
+    scaled = _checkpoint_info(load_dataset("t", 0, verbose=False).info)
+    lo, hi = (np.asarray(scaled["preprocessing"][k]) for k in ("scale_min", "scale_max"))
+    with pytest.warns(UnseenCategoryWarning):
+        prepared = prepare_file(tmp_path / "new.csv", scaled)
+    assert np.allclose(prepared, (x - lo) / np.where(hi > lo, hi - lo, 1))
     with pytest.raises(DataError, match=r"new.csv: row 3: column 'service' has value 'gopher', outside the "
                                         r"categories seen in training \(known: ftp, http, smtp\)"):
         prepare_file(tmp_path / "new.csv", info, strict=True)

@@ -40,6 +40,7 @@ from adgan.data.datasets import (
     dataset_available,
     dataset_classes,
     dataset_kind,
+    default_scale,
     list_datasets,
     load_dataset,
     split_indices,
@@ -58,7 +59,8 @@ from adgan.data.unseen import UnseenCategoryWarning
 
 __all__ = [
     "DATASETS", "DatasetInfo", "Split", "SplitFractions", "SplitIndices", "Splits", "UnseenCategoryWarning",
-    "class_index", "dataset_available", "dataset_classes", "dataset_kind", "list_datasets", "load_dataset",
+    "class_index", "dataset_available", "dataset_classes", "dataset_kind", "default_scale", "list_datasets",
+    "load_dataset",
     "load_declaration_file", "normalize_declaration", "prepare_file", "prepare_image_folder", "prepare_input",
     "read_kdd_csv_rows", "register_declared", "resolve_declaration", "split_indices",
 ]

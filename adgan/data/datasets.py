@@ -207,6 +207,15 @@ def class_index(classes: Sequence[str], value: int | str, dataset: str) -> int:
     return index
 
 
+def default_scale(name: str) -> bool:
+    """Whether tabular ``name`` is min-max scaled unless told otherwise: a declared table's columns come in
+    any units (an income beside a ratio), and the networks' input standardisation only centres features
+    whose spread is below 1 (KDD99's one-hot and rate columns), so they are scaled; the built-in tables
+    keep the published protocol's raw features."""
+    spec = _spec(name)
+    return spec.kind == "tabular" and spec.declaration is not None
+
+
 def dataset_kind(name: str) -> str:
     """``"image"`` or ``"tabular"``; loads no data."""
     return _spec(name).kind
@@ -312,7 +321,7 @@ def minmax_apply(x: np.ndarray, lo: list[float], hi: list[float]) -> np.ndarray:
 
 
 def load_dataset(name: str, anomaly_class: int, seed: int = 0, *, data_dir: PathLike | None = None,
-                 image_size: int | None = None, scale: bool = False, max_train: int | None = None,
+                 image_size: int | None = None, scale: bool | None = None, max_train: int | None = None,
                  verbose: bool = True) -> Splits:
     """Load dataset ``name`` split by its protocol (docs/protocol.md), labels 1 = anomaly.
 
@@ -322,8 +331,9 @@ def load_dataset(name: str, anomaly_class: int, seed: int = 0, *, data_dir: Path
         seed: Split seed (non-negative).
         data_dir: Folder searched first for the files (see ``adgan.data.sources``).
         image_size: Images only: None keeps the native size (28 or 32); 28 or 32 resizes bilinearly.
-        scale: Tabular only: min-max scaling fitted on the training split. Off by default because the
-            published KDD99 figures were made on unscaled features.
+        scale: Tabular only: min-max scaling fitted on the training split. None = the dataset's default
+            (:func:`default_scale`): on for declared tables, off for the built-in ones (the published KDD99
+            figures were made on unscaled features).
         max_train: Keep a seeded subsample of at most this many training normals (smoke runs).
         verbose: Print the one line naming the source used.
 
@@ -353,7 +363,8 @@ def load_dataset(name: str, anomaly_class: int, seed: int = 0, *, data_dir: Path
     else:
         xs = [raw.features(i) for i in (idx.train, idx.val, idx.test)]
         prep.update(raw.preprocessing)
-        prep["scale"] = bool(scale)
+        scale = default_scale(name) if scale is None else bool(scale)
+        prep["scale"] = scale
         if scale:
             lo, hi = minmax_fit(xs[0])
             xs = [minmax_apply(x, lo, hi) for x in xs]

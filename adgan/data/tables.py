@@ -1,8 +1,9 @@
 """User tables (CSV with a header row, or Parquet): reading, the column schema and its one-hot encoding.
 
-Encoding (``TableSchema``): the numeric columns in file order, raw (detectors standardise internally; the
-``scale`` option of ``load_dataset`` adds min-max scaling), then one one-hot block per declared categorical
-column, in declaration order, each block's values sorted as text; column names ``"<column>=<value>"``.
+Encoding (``TableSchema``): the numeric columns in file order, raw (``load_dataset`` then min-max scales a
+declared table's features by default, ``adgan.data.default_scale``), then one one-hot block per declared
+categorical column, in declaration order, each block's values sorted as text; column names
+``"<column>=<value>"``.
 The label column and ``drop_columns`` are not features. Categorical columns are read as text (CSV cells as
 written; Parquet values cast to text), so ``"1"`` is one category whatever the file's type inference.
 

@@ -49,7 +49,7 @@ def _load(
     seed: int,
     data_dir: str | None,
     image_size: int | None,
-    scale: bool,
+    scale: bool | None,
     max_train: int | None,
 ) -> Splits:
     from adgan.data import load_dataset
@@ -73,7 +73,7 @@ def splits_for(config: Mapping[str, Any]) -> Splits:
         int(config["seed"]),
         config.get("data_dir"),
         config.get("image_size"),
-        bool(config.get("scale", False)),
+        config.get("scale"),
         config.get("max_train"),
     )
 
