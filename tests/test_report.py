@@ -349,6 +349,17 @@ def test_cost_uses_the_resources_and_budget_the_runner_recorded(tmp_path: Path) 
     hours = sum(r["wall_seconds"] for r in rows["trials"]) / 3600
     assert total["CPU h"] == f"{2 * hours:.3f}" and total["GPU h"] == "0.000"
     assert total["epoch budget"] == str(sum(r["max_epochs"] for r in rows["trials"]))
+    # A model with nothing to search runs one trial per group: its plan says 1, not the budget's count.
+    meta = json.loads((tmp_path / "sweep" / "spec.json").read_text())
+    lr = {"type": "loguniform", "low": 1e-5, "high": 1e-3}
+    meta["models"] = {"egbad": {"search": {"lr": lr}}, "knn": {}}
+    (tmp_path / "sweep" / "spec.json").write_text(json.dumps(meta))
+    from adgan.report import analysis
+    from adgan.report.load import load_results
+
+    cost = analysis.sweep_cost(load_results(tmp_path / "sweep"), [])
+    assert cost is not None
+    assert dict(zip(cost["model"], cost["planned_trials"], strict=True)) == {"egbad": 3.0, "knn": 1.0}
 
 
 def test_partial_sweep_renders_what_is_there(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -139,6 +140,8 @@ def interrupted(tmp_path_factory: pytest.TempPathFactory) -> dict:
         first.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal sends to the driver
         rc = first.wait(timeout=600)
         facts = {"rc": rc, "log": log.read_text(), "runs": read_runs(out)}
+        facts["best"] = subprocess.run([sys.executable, "-m", "adgan.cli", "best", str(out)], cwd=ROOT,
+                                       env=env, capture_output=True, text=True, timeout=300)
         (hold / "release").touch()
         facts["resumed"] = subprocess.run([*cmd, "--resume"], cwd=ROOT, env=env, capture_output=True,
                                           text=True, timeout=600)
@@ -157,6 +160,9 @@ def test_ctrl_c_stops_the_sweep_as_interrupted_and_resume_finishes_it(interrupte
     assert "Traceback" not in log, log[-3000:]
     assert "interrupted; Tune saved its state: continue with the same command and --resume" in log
     assert [r["status"] for r in interrupted["runs"]] == ["interrupted"]
+    best = interrupted["best"]  # of the interrupted sweep: no answer yet, and why
+    assert best.returncode == 0 and "no group has finished yet" in best.stdout, best.stderr[-2000:]
+    assert "note: 1 of 1 groups of this sweep have no result yet" in best.stderr
     r = interrupted["resumed"]
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
     trials, epochs = read_table(interrupted["out"], "trials"), read_table(interrupted["out"], "epochs")

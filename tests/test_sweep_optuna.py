@@ -188,6 +188,46 @@ def test_resume_reattaches_to_the_studies(tmp_path: Path) -> None:
     assert not [t for t in trials.values() if t.state == TrialState.RUNNING]
 
 
+def test_a_trial_that_finished_after_the_snapshot_counts_against_the_budget(tmp_path: Path) -> None:
+    """A trial suggested and finished after Tune's last snapshot (its rows are in the tables) is unknown to
+    the restored Tune: it counts against its group's budget, and is not proposed again."""
+    journal = tmp_path / OPTUNA_JOURNAL
+    groups = _groups(1, budget=3)
+    s1 = _searcher(groups, journal)
+    tuner_pkl = pickle.dumps(s1)
+    cfg = {"t0": s1.suggest("t0")}
+    _epoch(s1, "t0", cfg["t0"], 1, 0.4)
+    _complete(s1, "t0", cfg["t0"], {"epoch": 1, METRIC: 0.4})
+    snapshot = pickle.loads(pickle.dumps(s1.get_state()))
+    # After the snapshot: t1 suggested and finished (rows written), t2 suggested and in flight; then a kill.
+    cfg["t1"] = s1.suggest("t1")
+    _epoch(s1, "t1", cfg["t1"], 1, 0.9)
+    _complete(s1, "t1", cfg["t1"], {"epoch": 1, METRIC: 0.9})
+    cfg["t2"] = s1.suggest("t2")
+    _epoch(s1, "t2", cfg["t2"], 1, 0.1)
+
+    s2: GroupedSearcher = pickle.loads(tuner_pkl)
+    lost = pickle.loads(tuner_pkl)
+    lost.recorded = {"t0"}  # t1's row was not written before the kill: lost to the results, it does not count
+    lost.set_state(pickle.loads(pickle.dumps(snapshot)))
+    assert lost.suggested["g0000"] == 1
+    s2.recorded = {"t0", "t1"}  # (as the runner sets it from the trials table before a resume)
+    s2.set_state(snapshot)
+    assert s2.suggested["g0000"] == 2  # t0 before the snapshot, t1 after it
+    last = s2.suggest("t3")  # the one trial the budget has left (t2 never ended: it is replaced)
+    assert last is not None and {k: last[k] for k in SPACE} != {k: cfg["t1"][k] for k in SPACE}
+    _epoch(s2, "t3", last, 1, 0.5)
+    _complete(s2, "t3", last, {"epoch": 1, METRIC: 0.5})
+    assert s2.suggest("t4") is Searcher.FINISHED
+    trials = {t.user_attrs[TRIAL_ID_ATTR]: t for t in open_studies(journal)["g0000"].trials}
+    assert {tid for tid, t in trials.items() if t.state == TrialState.COMPLETE} == {"t0", "t1", "t3"}
+    assert trials["t2"].state == TrialState.FAIL
+    # A second resume from a later snapshot counts nothing twice.
+    s3: GroupedSearcher = pickle.loads(tuner_pkl)
+    s3.set_state(pickle.loads(pickle.dumps(s2.get_state())))
+    assert s3.suggest("t5") is Searcher.FINISHED
+
+
 def test_a_state_of_the_old_format_is_refused_with_a_message(tmp_path: Path) -> None:
     s = _searcher(_groups(1), tmp_path / OPTUNA_JOURNAL)
     with pytest.raises(RuntimeError, match="earlier adgan"):

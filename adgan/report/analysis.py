@@ -174,7 +174,13 @@ def sweep_cost(res: SweepResults, notes: list[str]) -> pd.DataFrame | None:
     out["cpu_hours"] = hours * cpus if cpus is not None else np.nan
     out["gpu_hours"] = out["gpu_wall_seconds"] / 3600.0 * gpus if gpus is not None else np.nan
     planned = res.budget.get("trials_per_group")
-    out["planned_trials"] = float(planned) if planned is not None else np.nan
+    models = res.spec.get("models") or {}
+    # A model with nothing to search runs one trial per group (adgan.sweep.spec.SweepSpec.trials).
+    searched = {m for m, cfg in models.items() if isinstance(cfg, dict) and cfg.get("search")}
+    out["planned_trials"] = [
+        np.nan if planned is None else float(planned) if not models or m in searched else 1.0
+        for m in out["model"]
+    ]
     return out.sort_values(["dataset", "anomaly_class", "model", "loss_case", "seed"], ignore_index=True)
 
 

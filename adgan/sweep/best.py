@@ -128,9 +128,41 @@ def recommendation_lines(recs: Sequence[Recommendation]) -> list[str]:
     return lines
 
 
+def _best_rows(results_dir: str | Path) -> list[dict[str, Any]]:
+    """The best table's rows; none (not an error) for a sweep none of whose groups has ended yet."""
+    is_sweep = location(results_dir).child("spec.json").is_file()
+    return read_table(results_dir, "best", missing_ok=is_sweep)
+
+
+def unfinished_note(results_dir: str | Path) -> str | None:
+    """A line for a sweep some of whose planned groups (``spec.json``) have no result yet, else None: the
+    recommendation of a class whose groups have not all ended is from the groups that have."""
+    from adgan.sweep.spec import parse_spec
+
+    loc = location(results_dir)
+    try:
+        meta = json.loads(loc.child("spec.json").read_text())
+        added = ("budget_name", "effective_budget", "effective_resources")  # (by the runner, not the user)
+        raw = {k: v for k, v in meta.items() if k not in added}
+        spec = parse_spec(raw, loc.child("spec.json").uri, budget=meta.get("budget_name"))
+        record = loc.child("dataset.json")
+        used = json.loads(record.read_text())["dataset"] if record.is_file() else spec.dataset
+        if used != spec.dataset:
+            spec = spec.with_dataset(used)
+    except Exception:  # noqa: BLE001 (a note only: a spec that no longer parses here, e.g. moved data)
+        return None
+    done = {r["group_id"] for r in _best_rows(results_dir)}
+    missing = [g.id for g in spec.groups() if g.id not in done]
+    if not missing:
+        return None
+    return (f"note: {len(missing)} of {len(spec.groups())} groups of this sweep have no result yet (still "
+            f"running, or interrupted: continue with adgan sweep SPEC --resume), e.g. {missing[0]}; classes "
+            "are answered from the groups that ended")
+
+
 def best_table(results_dir: str | Path) -> str:
     """What ``adgan best`` prints: the recommendation per class, then every group's chosen trial."""
-    rows = sorted(read_table(results_dir, "best"),
+    rows = sorted(_best_rows(results_dir),
                   key=lambda r: (r["dataset"], r["anomaly_class"], r["model"], r["loss_case"], r["seed"]))
     if not rows:
         return f"{results_dir}: no group has finished yet"
@@ -167,7 +199,7 @@ def export(results_dir: str | Path, out: str | Path, *, per: str = "class") -> l
     """
     if per not in ("group", "class"):
         raise DataError(f"export: per must be 'group' or 'class', got {per!r}")
-    rows = [r for r in read_table(results_dir, "best") if r["checkpoint"]]
+    rows = [r for r in _best_rows(results_dir) if r["checkpoint"]]
     if not rows:
         raise DataError(f"{results_dir}: no group has a chosen checkpoint yet")
     out = Path(out)

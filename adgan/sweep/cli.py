@@ -148,9 +148,12 @@ def cmd_specs(args: argparse.Namespace) -> int:
 
 
 def cmd_best(args: argparse.Namespace) -> int:
-    from adgan.sweep.best import best_table
+    from adgan.sweep.best import best_table, unfinished_note
 
     print(best_table(args.results))
+    note = unfinished_note(args.results)
+    if note:
+        print(note, file=sys.stderr)
     return 0
 
 
@@ -164,8 +167,11 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from adgan.sweep.best import export
+    from adgan.sweep.best import export, unfinished_note
 
+    note = unfinished_note(args.results)
+    if note:
+        print(note, file=sys.stderr)
     for path in export(args.results, args.out, per=args.per):
         print(path)
     print(f"score with: adgan score --checkpoint {Path(args.out) / '<name>'} --input FILE", file=sys.stderr)

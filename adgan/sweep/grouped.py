@@ -19,9 +19,11 @@ every experiment snapshot, and restores the searcher from it on ``--resume``. Th
 best value so far and reported epochs), the suggestion counts of groups that still have trials to hand
 out, the samplers of the (at most few) groups part-way through their suggestions, and the ASHA of groups
 with trials in flight. A group whose last trial ended leaves the state. On restore the searcher reattaches
-to the stored studies; trials that the journal recorded after the snapshot Tune restored (suggested but
-unknown to the restored Tune, i.e. never run) are marked failed, so the studies hold exactly the trials
-the sweep ran.
+to the stored studies. Trials the journal recorded after the snapshot Tune restored are unknown to the
+restored Tune: those still running when the driver died are marked failed (they never ran to an end and
+will not continue), and those that finished (their rows are in the tables) count against their group's
+budget, so a group never runs more trials than its budget and does not run them again; its sampler then
+starts a new seeded stream (the saved one would propose those trials' values again).
 
 Tune saves a searcher's state with the experiment but never a scheduler's (``Tuner.restore`` rebuilds
 the scheduler from ``tuner.pkl`` as it was before the first trial), so the searcher carries the
@@ -212,6 +214,10 @@ class GroupedSearcher(Searcher):
                 "continue them: remove the file, or continue that sweep with --resume"
             )
         self.suggested: dict[str, int] = dict.fromkeys(groups, 0)
+        self.completed: dict[str, int] = dict.fromkeys(groups, 0)  # trials told to their study with a value
+        # Set by the runner before a resume: the trials with a row in the results (None: not known). A trial
+        # that ended after the snapshot counts against its budget only if its row was written.
+        self.recorded: set[str] | None = None
         self.live: dict[str, _Live] = {}
         self._order = list(groups)
         self._next = 0  # groups before this index have handed out their whole budget
@@ -235,6 +241,8 @@ class GroupedSearcher(Searcher):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         memory = state.pop("_memory", None)
+        state.setdefault("completed", dict.fromkeys(state["groups"], 0))  # (pickled by an earlier adgan)
+        state.setdefault("recorded", None)
         self.__dict__.update(state)
         self._init_runtime()
         self._storage = memory
@@ -333,6 +341,7 @@ class GroupedSearcher(Searcher):
             study = self._study(rec.group)
             if math.isfinite(rec.best):
                 study.tell(trial, rec.best, skip_if_finished=True)
+                self.completed[rec.group] = self.completed.get(rec.group, 0) + 1
             else:
                 study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
         self._trials.pop(trial_id, None)
@@ -360,6 +369,7 @@ class GroupedSearcher(Searcher):
                 for tid, r in self.live.items()
             },
             "suggested": open_groups,
+            "completed": {g: self.completed.get(g, 0) for g in open_groups},
             # A group part-way through its suggestions continues its sampler's random stream, so that a
             # resumed sweep proposes what the uninterrupted one would have.
             "samplers": {
@@ -386,6 +396,8 @@ class GroupedSearcher(Searcher):
             self._storage = pickle.loads(state["memory"])
         self.suggested = {g: self.groups[g][2] for g in self.groups}
         self.suggested.update({g: n for g, n in state["suggested"].items() if g in self.groups})
+        completed_at_snapshot = state.get("completed")  # (None in a state saved before adgan counted them)
+        self.completed = dict.fromkeys(self.groups, 0) | dict(completed_at_snapshot or {})
         self._next = 0
         self._samplers = {g: pickle.loads(blob) for g, blob in state["samplers"].items()}
         self.live = {
@@ -398,25 +410,50 @@ class GroupedSearcher(Searcher):
         stored = {s.study_name for s in self.storage.get_all_studies()}
         for gid in sorted({r.group for r in self.live.values()} | set(state["suggested"])):
             if gid in stored:
-                self._reattach(gid)
+                counted = gid in state["suggested"] and completed_at_snapshot is not None
+                self._reattach(gid, open_at_snapshot=counted)
 
-    def _reattach(self, gid: str) -> None:
+    def _reattach(self, gid: str, open_at_snapshot: bool) -> None:
+        """Reattach the group's live trials to their stored Optuna trials, and settle the trials stored
+        after the snapshot Tune restored (module docstring). ``open_at_snapshot``: the group was still
+        handing out trials then, and the state says how many of its trials had been told a value."""
         study = self._study(gid)
         by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
         mine = {r.number: tid for tid, r in self.live.items() if r.group == gid}
+        live_done = 0
         for number, tid in mine.items():
             rec, frozen = self.live[tid], by_number.get(number)
             if frozen is None:
                 raise RuntimeError(f"{self.storage_path}: study {gid!r} has no trial {number} (trial {tid})")
             if frozen.state.is_finished():
                 rec.told = True  # ended after the snapshot Tune restored: the study already has its value
+                live_done += frozen.state == optuna.trial.TrialState.COMPLETE
             else:
                 rec.reported |= set(frozen.intermediate_values)
                 self._trials[tid] = optuna.trial.Trial(study, rec.storage_id)
         for number, frozen in by_number.items():
             if frozen.state == optuna.trial.TrialState.RUNNING and number not in mine:
-                # Suggested after the snapshot Tune restored: Tune never ran it and will not.
+                # Suggested after the snapshot Tune restored: it did not run to its end and will not.
                 study.tell(number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+        if not open_at_snapshot:
+            return
+        complete = sum(t.state == optuna.trial.TrialState.COMPLETE for t in by_number.values())
+        after = complete - self.completed[gid] - live_done  # suggested and finished after the snapshot
+        self.completed[gid] = complete
+        if after > 0 and self.recorded is not None:
+            # Of those, the ones whose row the killed driver had not written yet are lost to the results:
+            # they do not count (the budget runs a trial in their place).
+            before = {t.number for t in by_number.values() if t.state == optuna.trial.TrialState.COMPLETE}
+            ordered = sorted(before - set(mine))[-after:]  # (the newest finished trials are the ones after)
+            after = sum(by_number[n].user_attrs.get(TRIAL_ID_ATTR) in self.recorded for n in ordered)
+        if after > 0:
+            self.suggested[gid] = min(self.groups[gid][2], self.suggested[gid] + after)
+            # The saved sampler would propose those trials' values again: a new stream, seeded from the
+            # group and how many trials its study holds (the same after the same interruption).
+            self.studies.pop(gid, None)
+            self._samplers[gid] = optuna.samplers.TPESampler(
+                seed=(self.seed * 1_000_003 + zlib.crc32(gid.encode()) + 7919 * len(by_number)) % 2**31
+            )
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as f:

@@ -39,6 +39,7 @@ from adgan.sweep.capacity import check_cluster, check_local
 from adgan.sweep.grouped import OPTUNA_JOURNAL, GroupedScheduler, GroupedSearcher
 from adgan.sweep.lock import results_lock
 from adgan.sweep.reaper import LocalRayGuard
+from adgan.sweep.results import read_table
 from adgan.sweep.spec import SweepSpec, trial_config
 from adgan.sweep.storage import Location, local_state_dir, location
 
@@ -444,7 +445,7 @@ def _run(
         file=sys.stderr,
     )
     if resume:
-        tuner = _restored_tuner(results.child(EXPERIMENT), trainable, journal)
+        tuner = _restored_tuner(results, trainable, journal)
     else:
         _write_spec_record(spec, results, gpu)
         callback = SweepCallback(spec, results.uri, progress_every=progress_every, background=True)
@@ -506,13 +507,14 @@ def _only_the_json_logger(tuner: Any) -> None:
         os.environ.pop("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", None)
 
 
-def _restored_tuner(exp: Location, trainable: Any, journal: Path) -> Any:
+def _restored_tuner(results: Location, trainable: Any, journal: Path) -> Any:
     """The Tuner of a killed sweep, with its searcher, scheduler and callback as saved in ``tuner.pkl``:
     unfinished trials continue from their last checkpoint, errored ones stay errored. The searcher opens
-    ``journal`` (this machine's), wherever the machine that started the sweep kept it."""
+    ``journal`` (this machine's), wherever the machine that started the sweep kept it, and learns which
+    trials have a row in the results (``GroupedSearcher.recorded``)."""
     from ray import tune
 
-    path, fs = exp.tune_storage
+    path, fs = results.child(EXPERIMENT).tune_storage
     tuner = tune.Tuner.restore(
         path,
         trainable=trainable,
@@ -523,8 +525,10 @@ def _restored_tuner(exp: Location, trainable: Any, journal: Path) -> Any:
     )
     tune_config = getattr(getattr(tuner, "_local_tuner", None), "_tune_config", None)  # (private in Ray 2.60)
     searcher = getattr(tune_config, "search_alg", None)
-    if isinstance(searcher, GroupedSearcher) and searcher.storage_path is not None:
-        searcher.storage_path = str(journal)
+    if isinstance(searcher, GroupedSearcher):
+        if searcher.storage_path is not None:
+            searcher.storage_path = str(journal)
+        searcher.recorded = {r["trial_id"] for r in read_table(results, "trials", missing_ok=True)}
     return tuner
 
 
