@@ -10,8 +10,9 @@ the chosen rows as the estimate for them; it never takes part in a choice.
 Tie-breaks (documented in docs/sweeps.md, deterministic across identical runs):
 - trials of a group: higher validation AUPRC, then the earlier best epoch (fewer epochs for the same
   result), then the searched hyperparameters in canonical JSON order, then the trial id;
-- detectors of a class: higher mean validation AUPRC, then higher mean validation AUROC, then lower mean
-  fit seconds, then model name and loss case;
+- detectors of a class: higher mean validation AUPRC, then higher mean validation AUROC, then a baseline
+  before a GAN (cheaper to fit and to run; not the measured fit seconds, which differ between identical
+  runs), then model name and loss case; the single model of a dataset is chosen by the same keys;
 - seeds of the recommended detector (whose checkpoint is exported): higher validation AUPRC, then the
   lower seed.
 
@@ -116,8 +117,8 @@ class Candidate:
     def rank(self) -> tuple[Any, ...]:
         """Sort key, best first (see the module docstring)."""
         auroc = self.val_auroc if finite(self.val_auroc) else -math.inf
-        fit = self.fit_seconds if finite(self.fit_seconds) else math.inf
-        return (-self.val_auprc, -auroc, fit, self.model, self.loss_case)
+        return (-self.val_auprc, -auroc, self.representative.get("family") != "baseline", self.model,
+                self.loss_case)
 
 
 def _mean(values: Sequence[Any]) -> float:
@@ -241,7 +242,10 @@ def _single_models(cands: Sequence[Candidate]) -> dict[str, str]:
             for c in sorted((c for c in mine if c.model == model), key=Candidate.rank):
                 per_class.setdefault(c.anomaly_class, c)
             if set(per_class) == classes:
-                scores.append((-_mean([c.val_auprc for c in per_class.values()]), model))
+                chosen = list(per_class.values())
+                auroc = _mean([c.val_auroc for c in chosen])
+                scores.append((-_mean([c.val_auprc for c in chosen]), -auroc if finite(auroc) else math.inf,
+                               chosen[0].representative.get("family") != "baseline", model))
         if scores:
-            out[dataset] = min(scores)[1]
+            out[dataset] = min(scores)[-1]
     return out
