@@ -188,6 +188,11 @@ def dataset_of(
             "dataset.options.device", "not a spec option: trials use CUDA exactly when resources.gpu > 0"
         )
     check.unknown(options, DATASET_OPTIONS, "dataset.options")
+    if options.get("max_train") is not None:
+        check.number(options["max_train"], "dataset.options.max_train", integer=True, positive=True)
+    for flag in ("scale", "bf16", "subsample_baselines"):
+        if options.get(flag) is not None and not isinstance(options[flag], bool):
+            raise check.fail(f"dataset.options.{flag}", f"expected true or false, got {short(options[flag])}")
     return dataset, section.get("fallback"), options, declaration
 
 
@@ -257,6 +262,9 @@ def model_spec(check: Checker, name: str, value: Any, kind: str, registry: Any) 
                 )
             if p == "loss_case":
                 raise check.fail(f"{key}.{section}.{p}", "set loss cases with models.<model>.loss_cases")
+            if p == "epochs":  # (every trial gets budget.max_epochs; a value here would be overwritten)
+                raise check.fail(f"{key}.{section}.{p}", "set a trial's epochs with budget.max_epochs (ASHA "
+                                 "stops trials earlier, from grace_period on)")
     both = sorted(set(fixed) & set(search_raw))
     if both:
         raise check.fail(f"{key}.search.{both[0]}", "is also in fixed; a hyperparameter is fixed or searched")

@@ -210,6 +210,10 @@ def parse_spec(raw: Any, path: str = "<spec>", *, budget: str = "default") -> Sw
         dataset_decl=declaration,
         plugins=plugins,
     )
+    for m in spec.models:
+        if m.grace_period is not None and m.grace_period > spec.budget.max_epochs:
+            raise check.fail(f"models.{m.name}.grace_period", f"{m.grace_period} > max_epochs "
+                             f"({spec.budget.max_epochs}); expected <= the budget's max_epochs")
     _check_configs(check, spec)
     return spec
 
