@@ -173,3 +173,38 @@ def test_ctrl_c_stops_the_sweep_as_interrupted_and_resume_finishes_it(interrupte
     # The group's answer is from the finished trials, not from the ones the Ctrl-C stopped after epoch 1.
     (best,) = read_table(interrupted["out"], "best")
     assert best["val_auprc"] == max(t["best_val_auprc"] for t in trials) and best["n_trials"] == 2
+
+
+class _TuneLikeTuner:
+    """``fit`` installs a SIGINT handler as Ray Tune 2.60 does (note the signal, put back the handler it
+    found) and, when told to, receives ``signum`` while it runs."""
+
+    def __init__(self, signum: int | None) -> None:
+        self.signum, self.stopped = signum, False
+
+    def fit(self) -> str:
+        original = signal.getsignal(signal.SIGINT)
+
+        def tune_handler(sig: int, frame: object) -> None:
+            self.stopped = True
+            signal.signal(signal.SIGINT, original)
+
+        signal.signal(signal.SIGINT, tune_handler)
+        if self.signum is not None:
+            os.kill(os.getpid(), self.signum)
+        return "grid"
+
+
+@pytest.mark.parametrize(("signum", "interrupted"), [(None, False), (signal.SIGINT, True),
+                                                     (signal.SIGTERM, True)])
+def test_fit_tells_an_interrupted_run_and_sigterm_stops_as_ctrl_c(signum: int | None,
+                                                                  interrupted: bool) -> None:
+    """SIGTERM (a scheduler, `kubectl delete`) is turned into the SIGINT Tune handles gracefully, and the
+    runner learns either way that the sweep did not end; handlers are as before afterwards."""
+    from adgan.sweep.runner import _fit
+
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    tuner = _TuneLikeTuner(signum)
+    assert _fit(tuner) == ("grid", interrupted)
+    assert tuner.stopped is interrupted
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before

@@ -481,13 +481,20 @@ def _fit(tuner: Any) -> tuple[Any, bool]:
     def ours(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
+    def terminate(signum: int, frame: Any) -> None:
+        # SIGTERM (a job scheduler, `kubectl delete`, `kill`) stops the sweep as Ctrl-C does, saving Tune's
+        # state, instead of ending the process in the middle of Ray's shutdown.
+        os.kill(os.getpid(), signal.SIGINT)
+
     before = signal.signal(signal.SIGINT, ours)
+    before_term = signal.signal(signal.SIGTERM, terminate)
     try:
         grid = tuner.fit()
         tune_caught = not int(os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0") or 0)
         return grid, tune_caught and signal.getsignal(signal.SIGINT) is ours
     finally:
         signal.signal(signal.SIGINT, before)
+        signal.signal(signal.SIGTERM, before_term)
 
 
 def _only_the_json_logger(tuner: Any) -> None:
