@@ -525,3 +525,18 @@ def test_classes_named_with_numbers_are_read_by_name(tmp_path: Path, capsys: pyt
     capsys.readouterr()
     # Names that are their own indices ("0".."9", as MNIST's) leave numbers as indices.
     assert class_index(tuple(str(i) for i in range(10)), 3, "digits") == 3
+
+
+def test_linked_folders_are_followed_once(tmp_path: Path) -> None:
+    """A class folder assembled from links to folders is read whole (Path.rglob skipped them); a link back
+    to a folder already read is not followed round."""
+    from adgan.data.folders import image_files
+
+    store = write_image_folders(tmp_path / "store")
+    root = tmp_path / "linked"
+    (root / "ring").mkdir(parents=True)
+    (root / "ring" / "batch1").symlink_to(store / "ring", target_is_directory=True)
+    (root / "ring" / "loop").symlink_to(root, target_is_directory=True)
+    files = image_files(root / "ring")
+    assert len(files) == len(image_files(store / "ring")) > 0
+    assert all(f.relative_to(root / "ring").parts[0] == "batch1" for f in files)

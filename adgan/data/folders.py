@@ -52,7 +52,22 @@ def image_files(folder: str | os.PathLike[str]) -> list[Path]:
     root = Path(folder)
     if not root.is_dir():
         raise DataError(f"{root}: not a folder")
-    found = [p for p in root.rglob("*") if p.is_file() and is_image_file(p) and _visible(p.relative_to(root))]
+    found = []
+    seen = {os.path.realpath(root)}
+    # os.walk follows links to folders (a class folder assembled from links is common; Path.rglob of
+    # Python 3.11 skips them silently); a link back to a folder already walked is not entered twice.
+    for here, dirs, files in os.walk(root, followlinks=True):
+        keep = []
+        for d in sorted(dirs):
+            real = os.path.realpath(os.path.join(here, d))
+            if not d.startswith(".") and real not in seen:
+                seen.add(real)
+                keep.append(d)
+        dirs[:] = keep
+        for name in files:
+            path = Path(here) / name
+            if is_image_file(path) and _visible(path.relative_to(root)) and path.is_file():
+                found.append(path)
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
