@@ -532,3 +532,15 @@ def test_values_a_sweep_would_silently_override_are_refused(raw: dict, tmp_path:
     bad = copy.deepcopy(raw)
     bad["dataset"]["options"]["scale"] = "yes"
     _refused(bad, tmp_path, "dataset.options.scale: expected true or false, got 'yes'")
+
+
+def test_resume_of_nothing_is_refused_and_creates_nothing(raw: dict, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    from adgan.cli import main
+
+    path = tmp_path / "smoke.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert main(["sweep", str(path), "--results", str(tmp_path / "none"), "--resume", "--no-wandb"]) == 2
+    expected = f"--resume: no sweep to resume in {tmp_path / 'none' / 'smoke' / 'tune'}"
+    assert expected in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()

@@ -166,6 +166,8 @@ def run_sweep(
         check_local(spec.cpus, num_cpus or os.cpu_count() or 1, where)
     results = location(results_root or spec.results).child(spec.name)
     journal = journal_path(results, optuna_storage)
+    if resume and not results.child(EXPERIMENT).exists():  # (before the lock creates the directory)
+        raise ConfigError(f"{spec.path}: --resume: no sweep to resume in {results.child(EXPERIMENT).uri}")
     with results_lock(results):
         _check_start(spec, results, resume)
         if resume:
