@@ -58,6 +58,7 @@ def test_colour_images_and_layouts(fake_data_dir: Path) -> None:
          r"with H == W in \[28, 32\] .* "
          r"got shape \(2, 3, 28, 28\)"),
         (np.zeros((2, 1, 30, 30), np.uint8), r"got shape \(2, 1, 30, 30\)"),
+        (np.zeros((2, 30, 30, 1), np.uint8), r"got shape \(2, 30, 30, 1\)"),  # as given, channels last
         (np.zeros((2, 784), np.uint8), r"got shape \(2, 784\)"),
         (np.full((1, 28, 28), 300), r"integer pixels must be in 0..255, got 300..300"),
         (np.full((1, 28, 28), 2.0), r"float images must already be in \[-1, 1\]"),

@@ -69,6 +69,7 @@ def _prepare_images(x: np.ndarray, info: dict[str, Any]) -> np.ndarray:
     sizes = {size, int(prep.get("native_size", size))}
     expected = f"(N, {c}, H, W) or (N, H, W, {c})" + (" or (N, H, W)" if c == 1 else "") + \
         f" with H == W in {sorted(sizes)}"
+    given = tuple(x.shape)  # (named in the message as the caller passed it, before any moving of axes)
     if x.ndim == 3 and c == 1:
         x = x[:, None]
     elif x.ndim == 4 and x.shape[1] != c and x.shape[3] == c:
@@ -76,7 +77,7 @@ def _prepare_images(x: np.ndarray, info: dict[str, Any]) -> np.ndarray:
     if x.ndim != 4 or x.shape[0] == 0 or x.shape[1] != c or x.shape[2] != x.shape[3] \
             or x.shape[2] not in sizes:
         raise DataError(f"input: expected {c}-channel images {expected} for this {info.get('name', '')} "
-                        f"model, got shape {tuple(x.shape)}")
+                        f"model, got shape {given}")
     if np.issubdtype(x.dtype, np.integer):
         if x.min() < 0 or x.max() > 255:
             raise DataError(f"input: integer pixels must be in 0..255, got {x.min()}..{x.max()}")
