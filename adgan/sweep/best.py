@@ -303,6 +303,9 @@ def model_card(rec: Recommendation, results_dir: str | Path, dest: Path) -> str:
         f"| test | {_with_spread(c.test_auprc, c.test_auprc_std, 4)} | {_fmt(rec.test_chance)} | "
         f"{_fmt(c.test_auroc)} | {_fmt(rep.get('test_f1'))} (q = {_fmt(rep.get('test_q'), 3)}) |",
         "",
+        *([f"AUPRC and AUROC are means over the {c.seeds} seeds (± spread); F1 is the exported checkpoint's "
+           f"(seed {rep.get('seed')}), whose own test AUPRC is {_fmt(rep.get('test_auprc'))}.", ""]
+          if c.seeds > 1 else []),
         f"Better than chance on validation: {chance[rec.beats_chance]} (threshold "
         f"{_fmt(rec.val_chance_threshold)}, the 95th percentile of random rankings of this validation "
         "split).",
