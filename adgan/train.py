@@ -189,7 +189,11 @@ class RunDir:
             raise ConfigError(f"{path}: no saved training state to resume from")
         saved = load_tensors(path, "training state", "cpu")
         if saved.get("config") != _identity(cfg):
-            raise ConfigError(f"{path}: saved by a run of another config; resume needs the same config")
+            now, then = json.loads(_identity(cfg)), json.loads(saved.get("config") or "{}")
+            differ = sorted(k for k in set(now) | set(then) if now.get(k) != then.get(k))
+            shown = ", ".join(f"{k} {then.get(k)!r} -> {now.get(k)!r}" for k in differ[:6])
+            raise ConfigError(f"{path}: saved by a run of another config ({shown}); resume needs the same "
+                              "config, or --overwrite to start over")
         if saved.get("data_sha256") != splits.info.sha256:
             raise ConfigError(f"{path}: saved by a run on other data (sha256 differs); resume needs the same")
         _keep_epochs(self.dir / "metrics.jsonl", int(saved["training"]["epoch"]))
