@@ -96,6 +96,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from adgan.train import resolve_config, train
 
     declaration = resolve_declaration(args.dataset)
+    if declaration is None and args.dataset.lower().endswith((".yaml", ".yml", ".json")):
+        raise ConfigError(f"--dataset {args.dataset}: no such declaration file")
     if declaration is None and args.dataset not in list_datasets():
         raise ConfigError(
             f"--dataset {args.dataset!r}: neither a dataset name ({', '.join(list_datasets())}) nor a "

@@ -90,6 +90,9 @@ def test_train_refuses_bad_values(tmp_path: Path, capsys: pytest.CaptureFixture)
     assert main(["train", "--model", "ganomaly", "--dataset", "synthetic-images", "--set", "w_conn=3",
                  "--out", str(tmp_path / "r")]) == 2
     assert "w_conn" in capsys.readouterr().err
+    missing = tmp_path / "parts.yaml"
+    assert main(["train", "--model", "knn", "--dataset", str(missing), "--out", str(tmp_path / "r")]) == 2
+    assert f"--dataset {missing}: no such declaration file" in capsys.readouterr().err
 
 
 def test_train_help_documents_every_option() -> None:
