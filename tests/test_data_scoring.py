@@ -250,3 +250,27 @@ def test_real_kdd_raw_rows_equal_data_layer(kdd_real_path: Path, tmp_path: Path)
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # every category of the file is known
             assert np.array_equal(prepare_file(tmp_path / name, info), s.test.x[:3000])
+
+
+def test_boolean_categories_match_across_file_types(tmp_path: Path) -> None:
+    """A boolean column declared categorical: Parquet's true/false and the True/False pandas writes to CSV
+    (or R's TRUE/FALSE) are the same two categories, in training and when scoring."""
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(0)
+    n = 200
+    table = pa.table({"x": rng.random(n), "ok": rng.random(n) > 0.5,
+                      "label": np.where(np.arange(n) % 5 == 0, "bad", "good")})
+    pq.write_table(table, tmp_path / "t.parquet")
+    register_declared({"name": "bools", "format": "table", "path": str(tmp_path / "t.parquet"),
+                       "label_column": "label", "categorical": ["ok"], "labels": "anomaly",
+                       "anomaly_values": ["bad"]})
+    info = _checkpoint_info(load_dataset("bools", 0, scale=False, verbose=False).info)
+    assert info["preprocessing"]["categories"] == [["ok", ["false", "true"]]]
+    spelled = ["True" if v else "FALSE" for v in table.column("ok").to_pylist()]
+    pcsv.write_csv(table.set_column(1, "ok", pa.array(spelled)), tmp_path / "t.csv")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no value is unseen
+        x = prepare_file(tmp_path / "t.csv", info)
+    assert np.array_equal(x[:, 1:], np.stack([~table.column("ok").to_numpy(zero_copy_only=False),
+                                              table.column("ok").to_numpy(zero_copy_only=False)], 1))

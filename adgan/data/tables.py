@@ -124,6 +124,21 @@ def read_table(path: Path, text_columns: Sequence[str], columns: Sequence[str] |
     return table
 
 
+def _fold_boolean(value: str) -> str:
+    return value.lower() if value.lower() in ("true", "false") else value
+
+
+def _fold_booleans(column: Any) -> Any:
+    """A categorical text column with boolean spellings made one: Parquet's booleans read as text are
+    "true"/"false", pandas writes "True"/"False" to CSV, R "TRUE"/"FALSE"; all become "true"/"false", so
+    one table's categories match another file's."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    lower = pc.utf8_lower(column)
+    return pc.if_else(pc.is_in(lower, value_set=pa.array(["true", "false"])), lower, column)
+
+
 def text_values(column: Any, name: str, where: str) -> np.ndarray:
     """A text column as an object array of str (N,); a missing (null) cell is an error naming its row."""
     if column.null_count:
@@ -238,7 +253,7 @@ def fit_schema(table: Any, label_column: str, categorical: Sequence[str], drop_c
         _check_numeric_type(table.column(name), name, where)
     cats = []
     for name in categorical:
-        values = text_values(table.column(name), name, where)
+        values = text_values(_fold_booleans(table.column(name)), name, where)
         cats.append((name, tuple(sorted(set(values.tolist())))))
     return TableSchema(label_column, numeric, tuple(cats), tuple(drop_columns))
 
@@ -286,8 +301,10 @@ def encode_table(table: Any, schema: TableSchema, where: str, *, strict: bool = 
         col = table.column(name)
         if not pa.types.is_string(col.type):
             col = pc.cast(col, pa.string())
+        col = _fold_booleans(col)
         text_values(col, name, where)  # empty cells are errors, not categories
-        found = pc.index_in(col, value_set=pa.array(list(values), type=pa.string()))
+        known_values = [_fold_boolean(v) for v in values]  # (also for checkpoints that kept "True")
+        found = pc.index_in(col, value_set=pa.array(known_values, type=pa.string()))
         codes = found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
         bad = np.flatnonzero(codes < 0)
         if bad.size:
