@@ -540,3 +540,17 @@ def test_linked_folders_are_followed_once(tmp_path: Path) -> None:
     files = image_files(root / "ring")
     assert len(files) == len(image_files(store / "ring")) > 0
     assert all(f.relative_to(root / "ring").parts[0] == "batch1" for f in files)
+
+
+def test_exif_orientation_is_applied(tmp_path: Path) -> None:
+    """A photo stored as taken with an EXIF orientation is read as viewers show it."""
+    from adgan.data.folders import read_image
+
+    pixels = np.zeros((6, 10), np.uint8)
+    pixels[:, :3] = 255  # a bright band on the left of the stored image
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    Image.fromarray(pixels).save(tmp_path / "photo.jpg", exif=exif, quality=100)
+    shown = read_image(tmp_path / "photo.jpg", 1)[0]
+    assert shown.shape == (10, 6)  # turned: the band is now at the top
+    assert shown[:3].mean() > 200 and shown[5:].mean() < 50

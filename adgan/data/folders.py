@@ -123,10 +123,12 @@ def read_image(path: Path, channels: int) -> np.ndarray:
     Raises:
         DataError: Pillow cannot read the file.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
+        with Image.open(path) as opened:
+            # Cameras store a photo as taken and its orientation in EXIF: viewers (and users) see it turned.
+            im = ImageOps.exif_transpose(opened) or opened
             if im.mode.startswith("I;16"):
                 # Pillow's convert("L") clips 16-bit values at 255; map 0..65535 to 0..255 instead.
                 grey = np.rint(np.asarray(im, dtype=np.float64) / 257.0).astype(np.uint8)
