@@ -38,22 +38,40 @@ def _title(pid: int) -> str:
         return ""
 
 
+class HeldSweep:
+    """The two-trial sweep ``name`` started in ``tmp`` with its trials holding after epoch 1 (driver output
+    in ``log``); :meth:`resume_released` releases them and resumes, :meth:`stop` ends whatever is left."""
+
+    def __init__(self, tmp: Path, name: str) -> None:
+        spec = two_trial_spec(tmp / f"{name}.yaml", name, EPOCHS)
+        results, self.hold, self.home = tmp / "results", tmp / "hold", tmp / "home"
+        self.out, self.log = results / name, tmp / "first.log"
+        self.env = _env(tmp) | {"ADGAN_HOME": str(self.home)}
+        self.cmd = [c if c != str(ROOT / "sweeps" / "smoke.yaml") else str(spec) for c in _sweep_cmd(results)]
+        self.cmd.append("--no-wandb")
+        with open(self.log, "w") as sink:
+            self.first = subprocess.Popen(self.cmd, cwd=ROOT, env=self.env | hold_env(1, self.hold),
+                                          stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def resume_released(self) -> subprocess.CompletedProcess:
+        (self.hold / "release").touch()
+        return subprocess.run([*self.cmd, "--resume"], cwd=ROOT, env=self.env, capture_output=True, text=True,
+                              timeout=600)
+
+    def stop(self) -> None:
+        (self.hold / "release").touch()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.first.pid, signal.SIGKILL)
+        self.first.wait(timeout=60)
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    tmp = tmp_path_factory.mktemp("faults")
-    spec = two_trial_spec(tmp / "faults.yaml", "faults", EPOCHS)
-    results, hold, home = tmp / "results", tmp / "hold", tmp / "home"
-    out = results / "faults"
-    env = _env(tmp) | {"ADGAN_HOME": str(home)}
-    cmd = [c if c != str(ROOT / "sweeps" / "smoke.yaml") else str(spec) for c in _sweep_cmd(results)]
-    cmd.append("--no-wandb")
-    log = tmp / "first.log"
-    facts: dict = {"out": out, "log": log}
+    sweep = HeldSweep(tmp_path_factory.mktemp("faults"), "faults")
+    first, hold, home, out, log, env, cmd = (sweep.first, sweep.hold, sweep.home, sweep.out, sweep.log,
+                                             sweep.env, sweep.cmd)
+    facts: dict = {"out": out, "log": log, "pid": first.pid}
     token = session = None
-    with open(log, "w") as sink:
-        first = subprocess.Popen(cmd, cwd=ROOT, env=env | hold_env(1, hold), stdout=sink,
-                                 stderr=subprocess.STDOUT, start_new_session=True)
-    facts["pid"] = first.pid
     try:
         held = held_and_recorded(hold, out / "tune", 1, 2)
         wait_for(first, lambda: held() and len(read_table(out, "epochs", missing_ok=True)) == 2, log, 600)
@@ -73,14 +91,9 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
         facts["watchdog_said"] = until(lambda: said in log.read_text(), 60)
         facts["record_left"] = record.exists()
 
-        (hold / "release").touch()
-        facts["resumed"] = subprocess.run([*cmd, "--resume"], cwd=ROOT, env=env, capture_output=True,
-                                          text=True, timeout=600)
+        facts["resumed"] = sweep.resume_released()
     finally:
-        (hold / "release").touch()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(first.pid, signal.SIGKILL)
-        first.wait(timeout=60)
+        sweep.stop()
         if token is not None:
             kill_ray(token, session)  # whatever a failure above left
     return facts
@@ -124,32 +137,18 @@ def test_resume_takes_over_the_stale_lock_and_keeps_the_first_rows(run: dict) ->
 def interrupted(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The two-trial sweep given Ctrl-C (SIGINT to the driver) while both trials hold after epoch 1, then
     resumed with the trials released."""
-    tmp = tmp_path_factory.mktemp("ctrl-c")
-    spec = two_trial_spec(tmp / "ctrlc.yaml", "ctrlc", EPOCHS)
-    results, hold = tmp / "results", tmp / "hold"
-    out = results / "ctrlc"
-    env = _env(tmp) | {"ADGAN_HOME": str(tmp / "home")}
-    cmd = [c if c != str(ROOT / "sweeps" / "smoke.yaml") else str(spec) for c in _sweep_cmd(results)]
-    cmd.append("--no-wandb")
-    log = tmp / "first.log"
-    with open(log, "w") as sink:
-        first = subprocess.Popen(cmd, cwd=ROOT, env=env | hold_env(1, hold), stdout=sink,
-                                 stderr=subprocess.STDOUT, start_new_session=True)
+    sweep = HeldSweep(tmp_path_factory.mktemp("ctrl-c"), "ctrlc")
     try:
-        wait_for(first, held_and_recorded(hold, out / "tune", 1, 2), log, 600)
-        first.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal sends to the driver
-        rc = first.wait(timeout=600)
-        facts = {"rc": rc, "log": log.read_text(), "runs": read_runs(out)}
-        facts["best"] = subprocess.run([sys.executable, "-m", "adgan.cli", "best", str(out)], cwd=ROOT,
-                                       env=env, capture_output=True, text=True, timeout=300)
-        (hold / "release").touch()
-        facts["resumed"] = subprocess.run([*cmd, "--resume"], cwd=ROOT, env=env, capture_output=True,
-                                          text=True, timeout=600)
+        wait_for(sweep.first, held_and_recorded(sweep.hold, sweep.out / "tune", 1, 2), sweep.log, 600)
+        sweep.first.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal sends to the driver
+        rc = sweep.first.wait(timeout=600)
+        facts = {"rc": rc, "log": sweep.log.read_text(), "runs": read_runs(sweep.out)}
+        facts["best"] = subprocess.run([sys.executable, "-m", "adgan.cli", "best", str(sweep.out)], cwd=ROOT,
+                                       env=sweep.env, capture_output=True, text=True, timeout=300)
+        facts["resumed"] = sweep.resume_released()
     finally:
-        (hold / "release").touch()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(first.pid, signal.SIGKILL)
-        first.wait(timeout=60)
+        sweep.stop()
+    out = sweep.out
     facts["out"] = out
     return facts
 
