@@ -253,7 +253,7 @@ def test_npz_images_and_rows(tmp_path: Path) -> None:
     assert s.info.preprocessing["format"] == "plain"
     np.savez(tmp_path / "bad.npz", x=rows, z=flag)
     register_declared({"name": "bad", "format": "npz", "path": str(tmp_path / "bad.npz")})
-    with pytest.raises(DataError, match=r"bad.npz: an .npz dataset needs arrays 'x' and 'y'; it holds x, z"):
+    with pytest.raises(DataError, match=r"bad.npz: an .npz dataset needs arrays 'x' and 'y'; it holds x, z$"):
         dataset_kind("bad")
 
 

@@ -574,6 +574,8 @@ def _npz_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
                 read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
                     np.lib.format.read_array_header_2_0
                 shape, _, dtype = read(fh)
+    except DataError:
+        raise  # (a ValueError too: said as it is, not as an unreadable file)
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
         raise DataError(f"{path}: not an .npz file written by numpy.savez ({exc})") from None
     return tuple(shape), dtype
