@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,7 +38,11 @@ def replacing(path: Path, tmp_dir: Path | None = None) -> Iterator[Path]:
     folder = tmp_dir if tmp_dir is not None else path.parent
     folder.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    os.fchmod(fd, FILE_MODE)
+    try:  # a file replaced keeps its mode (one its owner narrowed stays so)
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        mode = FILE_MODE
+    os.fchmod(fd, mode)
     os.close(fd)
     tmp = Path(name)
     try:

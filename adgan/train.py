@@ -13,6 +13,7 @@ import dataclasses
 import io
 import json
 import math
+import numbers
 import os
 import time
 from collections.abc import Iterator, Mapping
@@ -84,9 +85,10 @@ def resolve_config(config: Mapping[str, Any]) -> dict[str, Any]:
     classes = dataset_classes(run["dataset"])
     if isinstance(run["anomaly_class"], str):  # as a user wrote it: a name, or a number (class_index)
         run["anomaly_class"] = class_index(classes, run["anomaly_class"], run["dataset"])
-    elif isinstance(run["anomaly_class"], bool) or not isinstance(run["anomaly_class"], int):
+    elif isinstance(run["anomaly_class"], bool) or not isinstance(run["anomaly_class"], numbers.Integral):
         raise ConfigError(f"anomaly_class must be an index or a class name of {run['dataset']!r} "
                           f"({', '.join(classes)}), got {run['anomaly_class']!r}")
+    run["anomaly_class"] = int(run["anomaly_class"])  # (numpy integers too)
     if not 0 <= run["anomaly_class"] < len(classes):
         raise ConfigError(
             f"anomaly_class {run['anomaly_class']} does not exist in {run['dataset']!r}; "

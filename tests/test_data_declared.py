@@ -355,12 +355,25 @@ def test_table_files_a_user_might_have(tmp_path: Path, text: str, message: str) 
 
 
 def test_na_is_a_category_not_a_missing_value(tmp_path: Path) -> None:
-    rows = "".join(f"{i}.0,{'NA' if i % 2 else 'EU'},{'ok' if i % 5 else 'scan'}\n" for i in range(200))
+    regions = ("NA", "N/A", "null", "EU")
+    rows = "".join(f"{i}.0,{regions[i % 4]},{'ok' if i % 5 else 'scan'}\n" for i in range(200))
     (tmp_path / "t.csv").write_text("bytes,region,label\n" + rows)
     name = register_declared({"name": "regions", "format": "table", "path": str(tmp_path / "t.csv"),
                               "label_column": "label", "categorical": ["region"], "min_per_class": 1})
     s = load_dataset(name, 0, verbose=False)
     assert s.info.n_samples == 200
+    assert s.info.preprocessing["categories"] == [["region", sorted(regions)]]
+
+
+def test_a_parquet_index_column_is_refused(tmp_path: Path) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame({"bytes": np.arange(40.0), "label": ["ok", "scan"] * 20}, index=np.arange(40) * 3)
+    frame.to_parquet(tmp_path / "t.parquet")  # a non-range index is stored as __index_level_0__
+    name = register_declared({"name": "indexed", "format": "table", "path": str(tmp_path / "t.parquet"),
+                              "label_column": "label", "min_per_class": 1})
+    with pytest.raises(DataError, match=r"column 3 has no name \('__index_level_0__'\): often a row index"):
+        load_dataset(name, 0, verbose=False)
 
 
 # ----- declarations -----

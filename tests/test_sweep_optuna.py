@@ -189,43 +189,49 @@ def test_resume_reattaches_to_the_studies(tmp_path: Path) -> None:
 
 
 def test_a_trial_that_finished_after_the_snapshot_counts_against_the_budget(tmp_path: Path) -> None:
-    """A trial suggested and finished after Tune's last snapshot (its rows are in the tables) is unknown to
-    the restored Tune: it counts against its group's budget, and is not proposed again."""
+    """Trials suggested and ended after Tune's last snapshot (their rows are in the tables: completed or
+    errored) are unknown to the restored Tune: they count against their group's budget, and their values
+    are not proposed again; a trial in flight at the kill is replaced."""
     journal = tmp_path / OPTUNA_JOURNAL
-    groups = _groups(1, budget=3)
+    groups = _groups(1, budget=4)
     s1 = _searcher(groups, journal)
     tuner_pkl = pickle.dumps(s1)
     cfg = {"t0": s1.suggest("t0")}
     _epoch(s1, "t0", cfg["t0"], 1, 0.4)
     _complete(s1, "t0", cfg["t0"], {"epoch": 1, METRIC: 0.4})
     snapshot = pickle.loads(pickle.dumps(s1.get_state()))
-    # After the snapshot: t1 suggested and finished (rows written), t2 suggested and in flight; then a kill.
+    # After the snapshot: t1 finished, t2 errored before scoring an epoch (both have rows), t3 in flight.
     cfg["t1"] = s1.suggest("t1")
     _epoch(s1, "t1", cfg["t1"], 1, 0.9)
     _complete(s1, "t1", cfg["t1"], {"epoch": 1, METRIC: 0.9})
     cfg["t2"] = s1.suggest("t2")
-    _epoch(s1, "t2", cfg["t2"], 1, 0.1)
+    _complete(s1, "t2", cfg["t2"], None)
+    cfg["t3"] = s1.suggest("t3")
+    _epoch(s1, "t3", cfg["t3"], 1, 0.1)
 
-    s2: GroupedSearcher = pickle.loads(tuner_pkl)
     lost = pickle.loads(tuner_pkl)
-    lost.recorded = {"t0"}  # t1's row was not written before the kill: lost to the results, it does not count
+    lost.recorded = {"t0"}  # rows of t1 and t2 not written before the kill: lost, they do not count
     lost.set_state(pickle.loads(pickle.dumps(snapshot)))
     assert lost.suggested["g0000"] == 1
-    s2.recorded = {"t0", "t1"}  # (as the runner sets it from the trials table before a resume)
+    s2: GroupedSearcher = pickle.loads(tuner_pkl)
+    s2.recorded = {"t0", "t1", "t2"}  # (as the runner sets it from the trials table before a resume)
     s2.set_state(snapshot)
-    assert s2.suggested["g0000"] == 2  # t0 before the snapshot, t1 after it
-    last = s2.suggest("t3")  # the one trial the budget has left (t2 never ended: it is replaced)
+    assert s2.suggested["g0000"] == 3
+    last = s2.suggest("t4")  # the one trial the budget has left, in t3's place
     assert last is not None and {k: last[k] for k in SPACE} != {k: cfg["t1"][k] for k in SPACE}
-    _epoch(s2, "t3", last, 1, 0.5)
-    _complete(s2, "t3", last, {"epoch": 1, METRIC: 0.5})
-    assert s2.suggest("t4") is Searcher.FINISHED
+    _epoch(s2, "t4", last, 1, 0.5)
+    state_while_t4_runs = pickle.loads(pickle.dumps(s2.get_state()))
+    _complete(s2, "t4", last, {"epoch": 1, METRIC: 0.5})
+    assert s2.suggest("t5") is Searcher.FINISHED
     trials = {t.user_attrs[TRIAL_ID_ATTR]: t for t in open_studies(journal)["g0000"].trials}
-    assert {tid for tid, t in trials.items() if t.state == TrialState.COMPLETE} == {"t0", "t1", "t3"}
-    assert trials["t2"].state == TrialState.FAIL
-    # A second resume from a later snapshot counts nothing twice.
+    assert {tid for tid, t in trials.items() if t.state == TrialState.COMPLETE} == {"t0", "t1", "t4"}
+    assert trials["t2"].state == trials["t3"].state == TrialState.FAIL
+    # Killed again while t4 ran (it finished after that snapshot): t4 is continued, nothing is counted twice.
     s3: GroupedSearcher = pickle.loads(tuner_pkl)
-    s3.set_state(pickle.loads(pickle.dumps(s2.get_state())))
-    assert s3.suggest("t5") is Searcher.FINISHED
+    s3.recorded = {"t0", "t1", "t2", "t4"}
+    s3.set_state(state_while_t4_runs)
+    assert s3.suggested["g0000"] == 4 and s3.live["t4"].told
+    assert s3.suggest("t6") is Searcher.FINISHED
 
 
 def test_a_state_of_the_old_format_is_refused_with_a_message(tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """The data layer: every dataset through one function, split by a documented, leak-free protocol.
 
 Public API:
-    ``load_dataset(name, anomaly_class, seed=0, *, data_dir=None, image_size=None, scale=False,
+    ``load_dataset(name, anomaly_class, seed=0, *, data_dir=None, image_size=None, scale=None,
     max_train=None, verbose=True) -> Splits``: train (normals only), validation and test splits, labels
     int64 with 1 = anomaly, images float32 (N, C, H, W) in [-1, 1], tabular float32 (N, D).
     ``list_datasets()``: ``cifar10``, ``fashion-mnist``, ``kdd99``, ``mnist``, ``mnist-5k``,

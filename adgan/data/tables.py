@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,7 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 FORMAT = "table"
 
 
-CSV_NULLS = ["", "#N/A", "N/A", "NULL", "null", "NaN", "nan", "-NaN", "-nan"]  # pyarrow's, less "NA"
+CSV_NULLS = [""]  # only an empty cell is missing: "NA", "N/A", "null" ... are text (a category's value)
 
 
 def table_format(path: Path) -> str:
@@ -109,7 +110,7 @@ def read_table(path: Path, text_columns: Sequence[str], columns: Sequence[str] |
                     column_types={c: pa.string() for c in text_columns},
                     include_columns=list(columns) if columns is not None else None,
                     # An empty text cell is a missing value (refused naming its row), not the category "";
-                    # "NA" stays text (a category of its own, e.g. a country code).
+                    # any other spelling stays text (a category of its own, e.g. the country code "NA").
                     strings_can_be_null=True,
                     null_values=CSV_NULLS,
                 ))
@@ -233,13 +234,14 @@ def fit_schema(table: Any, label_column: str, categorical: Sequence[str], drop_c
             feature column is not numeric and not declared categorical (naming it and an example value).
     """
     names = list(table.column_names)
-    unnamed = [i + 1 for i, n in enumerate(names) if (not n.strip() or n.startswith("Unnamed: "))
+    unnamed = [i + 1 for i, n in enumerate(names) if (not n.strip() or n.startswith("Unnamed: ")
+                                                      or re.fullmatch(r"__index_level_\d+__", n))
                and n not in drop_columns]
     if unnamed:
         raise DataError(
             f"{where}: column {unnamed[0]} has no name ({names[unnamed[0] - 1]!r}): often a row index that "
-            "pandas wrote (DataFrame.to_csv without index=False), which would be a feature; name it, or list "
-            f"{names[unnamed[0] - 1]!r} in 'drop_columns'"
+            "pandas wrote (to_csv / to_parquet without index=False), which would be a feature; name it, or "
+            f"list {names[unnamed[0] - 1]!r} in 'drop_columns'"
         )
     for key, wanted in (("label_column", [label_column]), ("categorical", categorical),
                         ("drop_columns", drop_columns)):

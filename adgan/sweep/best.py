@@ -32,7 +32,7 @@ def evaluate_best(group_trials: list[Mapping[str, Any]], class_name: str) -> dic
     """The ``best.parquet`` row of one finished group: its chosen trial scored once on test."""
     from adgan import metrics
     from adgan.models import DETECTORS, Detector
-    from adgan.sweep.trial import splits_for
+    from adgan.sweep.trial import as_started, splits_for
     from adgan.train import resolve_config
 
     first = group_trials[0]
@@ -55,7 +55,7 @@ def evaluate_best(group_trials: list[Mapping[str, Any]], class_name: str) -> dic
     if best is None:
         return row
     config = json.loads(best["config"]) if isinstance(best["config"], str) else dict(best["config"])
-    splits = splits_for(resolve_config(config))
+    splits = splits_for(resolve_config(as_started(config)))
     # A URI on an object store: the detector's files downloaded first (not the training state, which the
     # driver may be deleting meanwhile: adgan.sweep.callback).
     with local_copy(best["checkpoint"], skip=NOT_DETECTOR_FILES) as path:
@@ -135,27 +135,17 @@ def _best_rows(results_dir: str | Path) -> list[dict[str, Any]]:
 
 
 def unfinished_note(results_dir: str | Path) -> str | None:
-    """A line for a sweep some of whose planned groups (``spec.json``) have no result yet, else None: the
-    recommendation of a class whose groups have not all ended is from the groups that have."""
-    from adgan.sweep.spec import parse_spec
-
-    loc = location(results_dir)
+    """A line for a sweep some of whose planned groups (``spec.json``'s ``groups``) have no result yet,
+    else None: the recommendation of a class whose groups have not all ended is from those that have."""
     try:
-        meta = json.loads(loc.child("spec.json").read_text())
-        added = ("budget_name", "effective_budget", "effective_resources")  # (by the runner, not the user)
-        raw = {k: v for k, v in meta.items() if k not in added}
-        spec = parse_spec(raw, loc.child("spec.json").uri, budget=meta.get("budget_name"))
-        record = loc.child("dataset.json")
-        used = json.loads(record.read_text())["dataset"] if record.is_file() else spec.dataset
-        if used != spec.dataset:
-            spec = spec.with_dataset(used)
-    except Exception:  # noqa: BLE001 (a note only: a spec that no longer parses here, e.g. moved data)
-        return None
+        planned = json.loads(location(results_dir).child("spec.json").read_text()).get("groups") or []
+    except (OSError, ValueError, DataError):
+        return None  # (not a sweep's directory, or one written before adgan recorded its groups)
     done = {r["group_id"] for r in _best_rows(results_dir)}
-    missing = [g.id for g in spec.groups() if g.id not in done]
+    missing = [g for g in planned if g not in done]
     if not missing:
         return None
-    return (f"note: {len(missing)} of {len(spec.groups())} groups of this sweep have no result yet (still "
+    return (f"note: {len(missing)} of {len(planned)} groups of this sweep have no result yet (still "
             f"running, or interrupted: continue with adgan sweep SPEC --resume), e.g. {missing[0]}; classes "
             "are answered from the groups that ended")
 

@@ -554,7 +554,9 @@ def reconcile(spec: SweepSpec, results_dir: str | Path | Location, grid: Any) ->
             callback.record_trial(trial_id, config, rows, error, ckpt)
     _drop_orphans(callback.store, known, loc)
     for gid in callback.groups:
-        callback.finish_group(gid)
+        # Tune ended the sweep (reconcile runs after a run that was not interrupted): every group is done,
+        # also one whose trial rows a killed driver lost, which would never reach its budget of rows.
+        callback.finish_group(gid, force=True)
     callback.store.close()
 
 

@@ -214,9 +214,9 @@ class GroupedSearcher(Searcher):
                 "continue them: remove the file, or continue that sweep with --resume"
             )
         self.suggested: dict[str, int] = dict.fromkeys(groups, 0)
-        self.completed: dict[str, int] = dict.fromkeys(groups, 0)  # trials told to their study with a value
-        # Set by the runner before a resume: the trials with a row in the results (None: not known). A trial
-        # that ended after the snapshot counts against its budget only if its row was written.
+        # Set by the runner before a resume: the trials with a row in the results. A trial that ended after
+        # the snapshot counts against its budget only if its row was written; None (not known): the
+        # snapshot's counts are kept, and such trials are run again.
         self.recorded: set[str] | None = None
         self.live: dict[str, _Live] = {}
         self._order = list(groups)
@@ -241,7 +241,6 @@ class GroupedSearcher(Searcher):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         memory = state.pop("_memory", None)
-        state.setdefault("completed", dict.fromkeys(state["groups"], 0))  # (pickled by an earlier adgan)
         state.setdefault("recorded", None)
         self.__dict__.update(state)
         self._init_runtime()
@@ -341,7 +340,6 @@ class GroupedSearcher(Searcher):
             study = self._study(rec.group)
             if math.isfinite(rec.best):
                 study.tell(trial, rec.best, skip_if_finished=True)
-                self.completed[rec.group] = self.completed.get(rec.group, 0) + 1
             else:
                 study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
         self._trials.pop(trial_id, None)
@@ -369,7 +367,6 @@ class GroupedSearcher(Searcher):
                 for tid, r in self.live.items()
             },
             "suggested": open_groups,
-            "completed": {g: self.completed.get(g, 0) for g in open_groups},
             # A group part-way through its suggestions continues its sampler's random stream, so that a
             # resumed sweep proposes what the uninterrupted one would have.
             "samplers": {
@@ -396,8 +393,6 @@ class GroupedSearcher(Searcher):
             self._storage = pickle.loads(state["memory"])
         self.suggested = {g: self.groups[g][2] for g in self.groups}
         self.suggested.update({g: n for g, n in state["suggested"].items() if g in self.groups})
-        completed_at_snapshot = state.get("completed")  # (None in a state saved before adgan counted them)
-        self.completed = dict.fromkeys(self.groups, 0) | dict(completed_at_snapshot or {})
         self._next = 0
         self._samplers = {g: pickle.loads(blob) for g, blob in state["samplers"].items()}
         self.live = {
@@ -410,24 +405,21 @@ class GroupedSearcher(Searcher):
         stored = {s.study_name for s in self.storage.get_all_studies()}
         for gid in sorted({r.group for r in self.live.values()} | set(state["suggested"])):
             if gid in stored:
-                counted = gid in state["suggested"] and completed_at_snapshot is not None
-                self._reattach(gid, open_at_snapshot=counted)
+                self._reattach(gid, open_at_snapshot=gid in state["suggested"])
 
     def _reattach(self, gid: str, open_at_snapshot: bool) -> None:
         """Reattach the group's live trials to their stored Optuna trials, and settle the trials stored
         after the snapshot Tune restored (module docstring). ``open_at_snapshot``: the group was still
-        handing out trials then, and the state says how many of its trials had been told a value."""
+        handing out trials then."""
         study = self._study(gid)
         by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
         mine = {r.number: tid for tid, r in self.live.items() if r.group == gid}
-        live_done = 0
         for number, tid in mine.items():
             rec, frozen = self.live[tid], by_number.get(number)
             if frozen is None:
                 raise RuntimeError(f"{self.storage_path}: study {gid!r} has no trial {number} (trial {tid})")
             if frozen.state.is_finished():
                 rec.told = True  # ended after the snapshot Tune restored: the study already has its value
-                live_done += frozen.state == optuna.trial.TrialState.COMPLETE
             else:
                 rec.reported |= set(frozen.intermediate_values)
                 self._trials[tid] = optuna.trial.Trial(study, rec.storage_id)
@@ -435,19 +427,15 @@ class GroupedSearcher(Searcher):
             if frozen.state == optuna.trial.TrialState.RUNNING and number not in mine:
                 # Suggested after the snapshot Tune restored: it did not run to its end and will not.
                 study.tell(number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
-        if not open_at_snapshot:
+        if not open_at_snapshot or self.recorded is None:
             return
-        complete = sum(t.state == optuna.trial.TrialState.COMPLETE for t in by_number.values())
-        after = complete - self.completed[gid] - live_done  # suggested and finished after the snapshot
-        self.completed[gid] = complete
-        if after > 0 and self.recorded is not None:
-            # Of those, the ones whose row the killed driver had not written yet are lost to the results:
-            # they do not count (the budget runs a trial in their place).
-            before = {t.number for t in by_number.values() if t.state == optuna.trial.TrialState.COMPLETE}
-            ordered = sorted(before - set(mine))[-after:]  # (the newest finished trials are the ones after)
-            after = sum(by_number[n].user_attrs.get(TRIAL_ID_ATTR) in self.recorded for n in ordered)
-        if after > 0:
-            self.suggested[gid] = min(self.groups[gid][2], self.suggested[gid] + after)
+        # What the group has spent: its trials with a row in the results (finished, before or after the
+        # snapshot, errored ones included) and those in flight. More than the snapshot's count means trials
+        # ended after it, unknown to the restored Tune: they count, and are not proposed again.
+        ids = {t.user_attrs.get(TRIAL_ID_ATTR) for t in by_number.values()}
+        spent = len((ids & self.recorded) | set(mine.values()))
+        if spent > self.suggested[gid]:
+            self.suggested[gid] = min(self.groups[gid][2], spent)
             # The saved sampler would propose those trials' values again: a new stream, seeded from the
             # group and how many trials its study holds (the same after the same interruption).
             self.studies.pop(gid, None)

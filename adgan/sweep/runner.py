@@ -26,7 +26,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -287,9 +287,18 @@ def _check_start(spec: SweepSpec, results: Location, resume: bool) -> None:
 
 
 # Keys of a spec a resume may change: where results and W&B runs go, what each trial reserves (--gpu too)
-# and the named budgets (the one used is compared as effective_budget); the dataset a resume uses is the
-# one recorded in dataset.json.
-_RESUME_MAY_CHANGE = ("dataset", "resources", "results", "wandb", "budgets")
+# and the named budgets (the one used is compared as effective_budget); of the dataset section, its name
+# and fallback (the dataset a resume uses is the one recorded in dataset.json), not its options.
+_RESUME_MAY_CHANGE = ("resources", "results", "wandb", "budgets")
+
+
+def _defining(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The parts of a (recorded or current) spec that define the sweep, as JSON values."""
+    out = {k: v for k, v in raw.items() if k not in (*_RESUME_MAY_CHANGE, "effective_resources", "groups")}
+    section = out.get("dataset")
+    section = {"name": section} if isinstance(section, str) else dict(section or {})
+    out["dataset"] = {k: v for k, v in section.items() if k not in ("name", "fallback")}
+    return json.loads(json.dumps(out, default=str))
 
 
 def _check_same_spec(spec: SweepSpec, results: Location) -> None:
@@ -303,11 +312,10 @@ def _check_same_spec(spec: SweepSpec, results: Location) -> None:
     record = results.child("spec.json")
     if not record.is_file():
         return  # (a sweep killed before writing it: nothing to compare)
-    recorded = json.loads(record.read_text())
-    now = {**spec.raw, "budget_name": spec.budget_name, "effective_budget": dataclasses.asdict(spec.budget)}
-    keys = sorted((set(now) | set(recorded)) - {*_RESUME_MAY_CHANGE, "effective_resources"})
-    # (through JSON, as recorded: tuples become lists and keys strings)
-    differ = [k for k in keys if json.loads(json.dumps(now.get(k), default=str)) != recorded.get(k)]
+    recorded = _defining(json.loads(record.read_text()))
+    now = _defining({**spec.raw, "budget_name": spec.budget_name,
+                       "effective_budget": dataclasses.asdict(spec.budget)})
+    differ = sorted(k for k in set(now) | set(recorded) if now.get(k) != recorded.get(k))
     if differ:
         raise ConfigError(
             f"{spec.path}: --resume: the spec differs from the one sweep {spec.name!r} started with "
@@ -447,7 +455,7 @@ def _run(
         file=sys.stderr,
     )
     if resume:
-        tuner = _restored_tuner(results, trainable, journal)
+        tuner = _restored_tuner(spec, results, trainable, journal)
     else:
         _write_spec_record(spec, results, gpu)
         callback = SweepCallback(spec, results.uri, progress_every=progress_every, background=True)
@@ -516,11 +524,16 @@ def _only_the_json_logger(tuner: Any) -> None:
         os.environ.pop("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", None)
 
 
-def _restored_tuner(results: Location, trainable: Any, journal: Path) -> Any:
+def _restored_tuner(spec: SweepSpec, results: Location, trainable: Any, journal: Path) -> Any:
     """The Tuner of a killed sweep, with its searcher, scheduler and callback as saved in ``tuner.pkl``:
     unfinished trials continue from their last checkpoint, errored ones stay errored. The searcher opens
     ``journal`` (this machine's), wherever the machine that started the sweep kept it, and learns which
-    trials have a row in the results (``GroupedSearcher.recorded``)."""
+    trials have a row in the results (``GroupedSearcher.recorded``).
+
+    Raises:
+        ConfigError: ``spec`` makes other groups than the sweep started with (a spec that reads the same
+            but means other classes, e.g. after an upgrade of adgan).
+    """
     from ray import tune
 
     path, fs = results.child(EXPERIMENT).tune_storage
@@ -535,6 +548,14 @@ def _restored_tuner(results: Location, trainable: Any, journal: Path) -> Any:
     tune_config = getattr(getattr(tuner, "_local_tuner", None), "_tune_config", None)  # (private in Ray 2.60)
     searcher = getattr(tune_config, "search_alg", None)
     if isinstance(searcher, GroupedSearcher):
+        planned, started = {g.id for g in spec.groups()}, set(searcher.groups)
+        if planned != started:
+            differ = sorted(planned ^ started)
+            raise ConfigError(
+                f"{spec.path}: --resume: the spec makes other groups than sweep {spec.name!r} started with "
+                f"({len(planned - started)} new, {len(started - planned)} gone; e.g. {differ[0]}); resume it "
+                "with the spec it started with, or run this one as a new sweep"
+            )
         if searcher.storage_path is not None:
             searcher.storage_path = str(journal)
         searcher.recorded = {r["trial_id"] for r in read_table(results, "trials", missing_ok=True)}
@@ -547,6 +568,7 @@ def _write_spec_record(spec: SweepSpec, results: Location, gpu: float) -> None:
     meta = {
         **spec.raw, "budget_name": spec.budget_name, "effective_budget": dataclasses.asdict(spec.budget),
         "effective_resources": {"cpus": spec.cpus, "gpu": gpu},  # after --gpu and the no-GPU fallback
+        "groups": [g.id for g in spec.groups()],  # planned (adgan best says which have no result yet)
     }
     results.child("spec.json").write_text(json.dumps(meta, indent=2, default=str))
 

@@ -210,10 +210,6 @@ def parse_spec(raw: Any, path: str = "<spec>", *, budget: str = "default") -> Sw
         dataset_decl=declaration,
         plugins=plugins,
     )
-    for m in spec.models:
-        if m.grace_period is not None and m.grace_period > spec.budget.max_epochs:
-            raise check.fail(f"models.{m.name}.grace_period", f"{m.grace_period} > max_epochs "
-                             f"({spec.budget.max_epochs}); expected <= the budget's max_epochs")
     _check_configs(check, spec)
     return spec
 
@@ -234,31 +230,39 @@ def _plugins_of(check: Checker, raw: Mapping[str, Any], base_dir: Path | None) -
 
 
 def _check_configs(check: Checker, spec: SweepSpec) -> None:
-    """Build full configs per (model, loss case) and let ``resolve_config`` judge: the fixed values with
-    the model's defaults, then every searched hyperparameter at each edge of its range (the others at their
-    low end or first choice); a failure is reported at the key that caused it."""
+    """Build full configs per (model, loss case) and let ``resolve_config`` judge: every searched
+    hyperparameter at each edge of its range, the others at their low end or first choice. A failure is
+    reported at the search key that causes it (found by trying each searched value alone with the model's
+    other settings), else at the model."""
     from adgan.train import resolve_config
 
     for model in spec.models:
         base = {p: d.example() for p, d in model.search.items()}
         edges = [(p, v) for p, d in model.search.items() for v in d.extremes()]
-        # Each searched value alone first (so that a bad one is blamed on its own key), then with the
-        # others at their low end or first choice.
-        variants = [(f"models.{model.name}", {})] + [
-            (f"models.{model.name}.search.{p}", others | {p: v})
-            for others in ({}, base) for p, v in edges
-        ]
         for case in model.loss_cases:
             group = Group(model.name, spec.dataset, spec.classes[0], "", case, spec.seeds[0])
-            for where, params in variants:
+            for _, params in [(None, base)] + [(p, {**base, p: v}) for p, v in edges]:
                 try:
                     resolve_config(trial_config(spec, group, params))
                 except ConfigError as exc:
-                    raise check.fail(where, clip(str(exc), 600)) from None
+                    raise check.fail(_blamed(spec, group, model.name, edges), clip(str(exc), 600)) from None
+
+
+def _blamed(spec: SweepSpec, group: Group, model: str, edges: list[tuple[str, Any]]) -> str:
+    """The key to name for a config ``resolve_config`` refused: the first searched value refused alone."""
+    from adgan.train import resolve_config
+
+    for p, v in edges:
+        try:
+            resolve_config(trial_config(spec, group, {p: v}))
+        except ConfigError:
+            return f"models.{model}.search.{p}"
+    return f"models.{model}"
 
 
 def trial_config(spec: SweepSpec, group: Group, params: Mapping[str, Any]) -> dict[str, Any]:
     """The flat ``adgan.train`` config of one trial: run keys, fixed and searched hyperparameters."""
+    from adgan.data import default_scale
     from adgan.models import DETECTORS
 
     model = spec.model(group.model)
@@ -279,6 +283,9 @@ def trial_config(spec: SweepSpec, group: Group, params: Mapping[str, Any]) -> di
     }
     if spec.dataset_decl is not None:
         config["dataset_decl"] = spec.dataset_decl
+    # Recorded in every trial config (a config without it is of a sweep from before the default changed:
+    # adgan.sweep.trial.as_started).
+    config.setdefault("scale", default_scale(group.dataset))
     if model.is_iterative:
         config["epochs"] = spec.budget.max_epochs
     return config

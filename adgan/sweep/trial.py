@@ -65,6 +65,13 @@ def _load(
     )
 
 
+def as_started(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A trial config of a sweep as its sweep meant it: one started before declared tables were scaled by
+    default carries no ``scale`` key and trained on raw features (its resumed trials and the scoring of its
+    checkpoints must too); sweeps since record ``scale`` in every trial config (``trial_config``)."""
+    return {"scale": False, **config}
+
+
 def splits_for(config: Mapping[str, Any]) -> Splits:
     """The splits a (resolved) trial config trains on, loaded once per process."""
     return _load(
@@ -99,7 +106,7 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
     # Tune logs every persisted checkpoint at INFO level from each worker; the sweep's progress lines
     # say what matters.
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
-    train_config = {k: v for k, v in config.items() if k != GROUP_KEY}
+    train_config = as_started({k: v for k, v in config.items() if k != GROUP_KEY})
     tune_context = tune.get_context()
     trial_id = tune_context.get_trial_id()
     # adgan.train writes its run directory to a private temporary place; its logs are copied into the
