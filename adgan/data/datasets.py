@@ -184,8 +184,6 @@ def class_index(classes: Sequence[str], value: int | str, dataset: str) -> int:
     Raises:
         ConfigError: No such class (the message lists the names, with their indices where numbers are).
     """
-    from adgan.errors import ConfigError
-
     text = str(value).strip()
     if not isinstance(value, bool) and text in classes:
         return list(classes).index(text)

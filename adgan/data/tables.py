@@ -125,10 +125,6 @@ def read_table(path: Path, text_columns: Sequence[str], columns: Sequence[str] |
     return table
 
 
-def _fold_boolean(value: str) -> str:
-    return value.lower() if value.lower() in ("true", "false") else value
-
-
 def _fold_booleans(column: Any) -> Any:
     """A categorical text column with boolean spellings made one: Parquet's booleans read as text are
     "true"/"false", pandas writes "True"/"False" to CSV, R "TRUE"/"FALSE"; all become "true"/"false", so
@@ -305,8 +301,9 @@ def encode_table(table: Any, schema: TableSchema, where: str, *, strict: bool = 
             col = pc.cast(col, pa.string())
         col = _fold_booleans(col)
         text_values(col, name, where)  # empty cells are errors, not categories
-        known_values = [_fold_boolean(v) for v in values]  # (also for checkpoints that kept "True")
-        found = pc.index_in(col, value_set=pa.array(known_values, type=pa.string()))
+        # (the stored categories folded too: a checkpoint written before folding kept "True")
+        known_values = _fold_booleans(pa.array(list(values), type=pa.string()))
+        found = pc.index_in(col, value_set=known_values)
         codes = found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
         bad = np.flatnonzero(codes < 0)
         if bad.size:

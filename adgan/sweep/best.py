@@ -128,6 +128,14 @@ def recommendation_lines(recs: Sequence[Recommendation]) -> list[str]:
     return lines
 
 
+def _spec_json(results_dir: str | Path) -> dict[str, Any]:
+    """The sweep's ``spec.json`` as the runner wrote it; empty when it is missing or unreadable."""
+    try:
+        return json.loads(location(results_dir).child("spec.json").read_text())
+    except (OSError, ValueError, DataError):
+        return {}
+
+
 def _best_rows(results_dir: str | Path) -> list[dict[str, Any]]:
     """The best table's rows; none (not an error) for a sweep none of whose groups has ended yet."""
     is_sweep = location(results_dir).child("spec.json").is_file()
@@ -137,10 +145,7 @@ def _best_rows(results_dir: str | Path) -> list[dict[str, Any]]:
 def unfinished_note(results_dir: str | Path) -> str | None:
     """A line for a sweep some of whose planned groups (``spec.json``'s ``groups``) have no result yet,
     else None: the recommendation of a class whose groups have not all ended is from those that have."""
-    try:
-        planned = json.loads(location(results_dir).child("spec.json").read_text()).get("groups") or []
-    except (OSError, ValueError, DataError):
-        return None  # (not a sweep's directory, or one written before adgan recorded its groups)
+    planned = _spec_json(results_dir).get("groups") or []  # (none before adgan recorded its groups)
     done = {r["group_id"] for r in _best_rows(results_dir)}
     missing = [g for g in planned if g not in done]
     if not missing:
@@ -245,11 +250,7 @@ def class_cost(results_dir: str | Path, dataset: str, anomaly_class: int) -> dic
 def effective_resources(results_dir: str | Path) -> tuple[float, float]:
     """(CPUs, GPU share) each trial held, as the runner recorded them in ``spec.json``
     (``effective_resources``: after ``--gpu`` and the no-GPU fallback)."""
-    try:
-        meta = json.loads(location(results_dir).child("spec.json").read_text())
-    except (OSError, json.JSONDecodeError, DataError):
-        return 1.0, 0.0
-    res = meta.get("effective_resources") or {}
+    res = _spec_json(results_dir).get("effective_resources") or {}
     return float(res.get("cpus", 1.0)), float(res.get("gpu", 0.0))
 
 

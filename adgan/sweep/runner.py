@@ -294,6 +294,7 @@ _RESUME_MAY_CHANGE = ("resources", "results", "wandb", "budgets")
 
 def _defining(raw: Mapping[str, Any]) -> dict[str, Any]:
     """The parts of a (recorded or current) spec that define the sweep, as JSON values."""
+    # (the groups: compared with tuner.pkl's in _restored_tuner, after the dataset fallback is applied)
     out = {k: v for k, v in raw.items() if k not in (*_RESUME_MAY_CHANGE, "effective_resources", "groups")}
     section = out.get("dataset")
     section = {"name": section} if isinstance(section, str) else dict(section or {})
@@ -313,8 +314,7 @@ def _check_same_spec(spec: SweepSpec, results: Location) -> None:
     if not record.is_file():
         return  # (a sweep killed before writing it: nothing to compare)
     recorded = _defining(json.loads(record.read_text()))
-    now = _defining({**spec.raw, "budget_name": spec.budget_name,
-                       "effective_budget": dataclasses.asdict(spec.budget)})
+    now = _defining(_spec_record(spec, spec.gpu))
     differ = sorted(k for k in set(now) | set(recorded) if now.get(k) != recorded.get(k))
     if differ:
         raise ConfigError(
@@ -562,15 +562,19 @@ def _restored_tuner(spec: SweepSpec, results: Location, trainable: Any, journal:
     return tuner
 
 
-def _write_spec_record(spec: SweepSpec, results: Location, gpu: float) -> None:
-    """``spec.json``: the spec as parsed, plus the budget actually used (a named budget overrides the
-    spec's own) and the resources each trial got."""
-    meta = {
+def _spec_record(spec: SweepSpec, gpu: float) -> dict[str, Any]:
+    """What ``spec.json`` holds: the spec as parsed, plus the budget actually used (a named budget
+    overrides the spec's own), the resources each trial got and the planned groups."""
+    return {
         **spec.raw, "budget_name": spec.budget_name, "effective_budget": dataclasses.asdict(spec.budget),
         "effective_resources": {"cpus": spec.cpus, "gpu": gpu},  # after --gpu and the no-GPU fallback
         "groups": [g.id for g in spec.groups()],  # planned (adgan best says which have no result yet)
     }
-    results.child("spec.json").write_text(json.dumps(meta, indent=2, default=str))
+
+
+def _write_spec_record(spec: SweepSpec, results: Location, gpu: float) -> None:
+    """``spec.json`` (:func:`_spec_record`)."""
+    results.child("spec.json").write_text(json.dumps(_spec_record(spec, gpu), indent=2, default=str))
 
 
 def _new_tuner(

@@ -239,9 +239,11 @@ def _check_configs(check: Checker, spec: SweepSpec) -> None:
     for model in spec.models:
         base = {p: d.example() for p, d in model.search.items()}
         edges = [(p, v) for p, d in model.search.items() for v in d.extremes()]
+        # (each edge but the first is tried with the others at base: the first one is base itself)
+        variants = [base] + [{**base, p: v} for p, d in model.search.items() for v in d.extremes()[1:]]
         for case in model.loss_cases:
             group = Group(model.name, spec.dataset, spec.classes[0], "", case, spec.seeds[0])
-            for _, params in [(None, base)] + [(p, {**base, p: v}) for p, v in edges]:
+            for params in variants:
                 try:
                     resolve_config(trial_config(spec, group, params))
                 except ConfigError as exc:
