@@ -289,17 +289,17 @@ class SweepCallback(Callback):
         self.results[tid] = [r for r in earlier if r.get("epoch") is not None and int(r["epoch"]) < first]
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        results = self.results.get(trial.trial_id, [])
-        ckpt = _final_checkpoint(results) or self.checkpoint_uri(trial.checkpoint)
-        self._mark_finished(ckpt, results, trial)
-        self.record_trial(trial.trial_id, trial.config, results, None, ckpt)
+        self._trial_ended(trial, None)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        message = f"trial failed in Ray (see {trial.error_file})"
+        self._trial_ended(trial, f"trial failed in Ray (see {trial.error_file})")
+
+    def _trial_ended(self, trial: Any, error: str | None) -> None:
+        """Its checkpoint settled (``_mark_finished``) and its row recorded; ``error``: why it failed."""
         results = self.results.get(trial.trial_id, [])
         ckpt = _final_checkpoint(results) or self.checkpoint_uri(trial.checkpoint)
-        self._mark_finished(ckpt, results, trial, error=message)
-        self.record_trial(trial.trial_id, trial.config, results, message, ckpt)
+        self._mark_finished(ckpt, results, trial, error=error)
+        self.record_trial(trial.trial_id, trial.config, results, error, ckpt)
 
     def _mark_finished(
         self, ckpt: str | None, results: list[dict[str, Any]], trial: Any, error: str | None = None
