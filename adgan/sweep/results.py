@@ -625,14 +625,23 @@ def _read_state_once(loc: Location, name: str) -> tuple[pa.Table, list[Part], in
     # A part merged into another one still listed (a reader between the merge and the deletion) is left out.
     live = sorted((p for p in found if not any(q != p and q.first <= p.first and p.last <= q.last
                                                     for q in found)), key=lambda p: p.first)
-    if base is None and not live:
-        return None
     tables = [] if base is None else [
         base.append_column("_deleted", pa.array([False] * base.num_rows, pa.bool_()))]
     tables += [_read_part(parts_dir, p) for p in live]
-    table = _apply(name, tables)
     seq = max([merged_through, *(p.last for p in live)])
-    return table, live, (0 if base is None else base.num_rows), seq
+    # A listing taken while the writer merges may hold neither the merged part (created after the listing
+    # passed its place) nor the parts it replaced (deleted before the listing reached them): the rows of
+    # those flushes would be missing, not only the newest ones. Listed again now, a part within the flushes
+    # read that was neither listed nor inside a part read tells it: read again.
+    for part in (p for p in map(Part.parse, parts_dir.list_files()) if p is not None):
+        if merged_through < part.last <= seq and part not in listed and not any(
+                q.first <= part.first and part.last <= q.last for q in live):
+            raise FileNotFoundError(part.file)
+    if base is None and not live:
+        if base_loc.is_file() or any(Part.parse(n) for n in parts_dir.list_files()):
+            raise FileNotFoundError(base_loc.uri)  # written while this read found nothing: read again
+        return None
+    return _apply(name, tables), live, (0 if base is None else base.num_rows), seq
 
 
 def _apply(name: str, tables: list[pa.Table]) -> pa.Table:
