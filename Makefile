@@ -23,15 +23,20 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 
+# The suite runs on TEST_WORKERS pytest-xdist workers, a test file to a worker (its module-scoped fixtures,
+# real sweeps and clusters, run once). More workers than cores: a real sweep's test spends much of its time
+# waiting on processes starting and stopping. TEST_WORKERS=0 runs the suite in this one process.
+TEST_WORKERS ?= 4
+
 test: $(STAMP)
 	$(VENV)/bin/ruff check adgan tests benchmarks
-	$(VENV)/bin/pytest -q --timeout=900 --durations=25
+	$(VENV)/bin/pytest -q --timeout=900 --durations=25 -n $(TEST_WORKERS) --dist loadfile
 
 # The suite without the tests marked slow (real Ray sweeps, loopback clusters, wheel builds, full datasets):
 # a quick check while editing; `make test` (and CI) run everything.
 test-fast: $(STAMP)
 	$(VENV)/bin/ruff check adgan tests benchmarks
-	$(VENV)/bin/pytest -q --timeout=900 -m "not slow"
+	$(VENV)/bin/pytest -q --timeout=900 -m "not slow" -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check adgan tests benchmarks

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
+from s3server import S3Server, aws_env
 
 from adgan.data.fakes import make_fake_data_dir
 
 # ../shared/data beside the repository root (holds the real KDD99 10% file where available).
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 KDD_REAL = SHARED_DATA / "kddcup.data_10_percent.gz"
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Several workers share the cores: each trains with one thread, since a multi-thread OpenMP team on a
+    # shared core waits at every barrier for its descheduled half (see one_torch_thread).
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
@@ -38,6 +45,13 @@ def kdd_real_path() -> Path:
 
 
 @pytest.fixture(scope="module")
+def s3() -> Iterator[S3Server]:
+    """An S3-compatible store on 127.0.0.1 (tests/s3server.py), one per test module; this process reads it."""
+    with S3Server() as server, aws_env(server.env):
+        yield server
+
+
+@pytest.fixture(scope="module")
 def one_torch_thread() -> Iterator[None]:
     """Tiny networks gain nothing from two threads, and on a loaded machine a two-thread OpenMP team
     waits at every barrier for its descheduled half (measured: over 10x slower wall time)."""
@@ -45,3 +59,9 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The files of slow tests first (each keeps its order): pytest-xdist hands out test files in this
+    order, and a long file handed out last would run on alone while the other workers idle."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

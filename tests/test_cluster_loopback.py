@@ -106,12 +106,12 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
             busy = [p for p in worker.pids() if _title(p).startswith("ray::") and ".train" in _title(p)]
             return bool(done) and bool(busy)
 
-        _wait(proc, worker_busy_again, log_a, 200)
+        _wait(proc, worker_busy_again, log_a, 600)
         out["done_before_kill"] = len(_rows(trials_a))
         out["worker_titles"] = [_title(p) for p in worker.pids()]
         cluster.kill_node(worker)
         out["worker_left"] = worker.pids()
-        assert proc.wait(timeout=300) == 0, log_a.read_text()[-5000:]
+        assert proc.wait(timeout=600) == 0, log_a.read_text()[-5000:]
         out["a_log"] = log_a.read_text()
 
         # Sweep B, on the same cluster with a new worker: the driver is killed mid-sweep, then resumed.
@@ -121,13 +121,13 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
         log_b = tmp / "b.log"
         drivers.append(proc := _sweep(cluster, spec_b, results, log_b))
         trials_b = results / "resumed" / "trials.parquet"
-        _wait(proc, lambda: len(_rows(trials_b)) >= 3, log_b, 200)
+        _wait(proc, lambda: len(_rows(trials_b)) >= 3, log_b, 600)
         out["b_killed_after"] = len(_rows(trials_b))
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
         time.sleep(2)
         drivers.append(proc := _sweep(cluster, spec_b, results, log_b, "--resume"))
-        assert proc.wait(timeout=300) == 0, log_b.read_text()[-5000:]
+        assert proc.wait(timeout=600) == 0, log_b.read_text()[-5000:]
         out["nodes_end"] = cluster.describe()
     finally:
         for p in drivers:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 import pytest
-from s3server import S3Server, aws_env
+from s3server import S3Server
 
 from adgan.errors import ConfigError, DataError
 from adgan.sweep import results as results_module
@@ -30,12 +30,6 @@ GROUP = {"sweep": "s", "group_id": "g", "model": "knn", "dataset": "d", "anomaly
 
 def epoch(trial: str, n: int) -> dict:
     return {**GROUP, "trial_id": trial, "epoch": n, "val_auprc": 0.5, "losses": {"d": 1.0}}
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[S3Server]:
-    with S3Server() as server, aws_env(server.env):
-        yield server
 
 
 def fail_fast(uri: str) -> Location:

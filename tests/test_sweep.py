@@ -94,11 +94,11 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> dict:
         rows = len(read_table(results / "smoke", "trials", missing_ok=True))  # table file and parts
         return rows if rows >= 3 else None
 
-    killed_after = kill_driver_when(_sweep_cmd(results), env, tmp / "run1.log", finished_trials, 150)
+    killed_after = kill_driver_when(_sweep_cmd(results), env, tmp / "run1.log", finished_trials, 600)
     assert killed_after is not None, (tmp / "run1.log").read_text()[-3000:]
     time.sleep(2)
     run2 = subprocess.run(
-        _sweep_cmd(results, "--resume"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=240
+        _sweep_cmd(results, "--resume"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
     )
     assert run2.returncode == 0, run2.stdout[-3000:] + run2.stderr[-5000:]
     out = results / "smoke"
@@ -241,7 +241,7 @@ def test_export_scores_without_ray_or_wandb(sweep: dict) -> None:
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
     )
     assert r.returncode == 0, r.stderr
     (exported,) = [p for p in out.iterdir() if p.is_dir()]
@@ -265,7 +265,7 @@ def test_export_scores_without_ray_or_wandb(sweep: dict) -> None:
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
     )
     assert r.returncode == 0, r.stderr
     values = np.loadtxt(scores, skiprows=1)

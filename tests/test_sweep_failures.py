@@ -47,7 +47,7 @@ def test_errored_trials_do_not_stop_the_sweep(tmp_path: Path) -> None:
     results = tmp_path / "results"
     cmd = [sys.executable, "-m", "adgan.cli", "sweep", str(spec), "--results", str(results), "--cpus", "2",
            "--no-wandb"]
-    run = subprocess.run(cmd, cwd=ROOT, env=_env(tmp_path), capture_output=True, text=True, timeout=300)
+    run = subprocess.run(cmd, cwd=ROOT, env=_env(tmp_path), capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-5000:]
     trials = read_table(results / "failing", "trials")
     assert len(trials) == 6

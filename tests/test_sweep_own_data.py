@@ -66,7 +66,7 @@ def test_a_declared_dataset_is_swept_on_ray_workers(
     cmd = [sys.executable, "-m", "adgan.cli", "sweep", str(path), "--address", cluster.address,
            "--results", str(tmp_path / "results"), "--no-wandb"]
     env = cluster.env | {"PYTHONPATH": str(ROOT), "ADGAN_HOME": str(tmp_path / "home")}
-    run = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
+    run = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
     out = tmp_path / "results" / f"own-{fmt}"
     trials = read_table(out, "trials")
