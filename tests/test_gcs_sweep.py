@@ -2,7 +2,7 @@
 
 pyarrow's ``GcsFileSystem`` does not read Google's ``STORAGE_EMULATOR_HOST``; adgan does
 (``adgan.sweep.storage``), so the sweep, its Ray trials and the readers reach the emulator through the same
-variable as Google's own clients, with no URI options. The S3 tests (tests/test_s3_sweep.py) cover resume,
+variable as Google's own clients, with no URI options. The S3 tests (tests/test_s3_*.py) cover resume,
 outages and a lost node; here the smoke sweep writes every table to ``gs://`` and ``adgan best``,
 ``export`` and ``score`` read them back.
 """
