@@ -22,15 +22,16 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from sklearn.ensemble import IsolationForest
-from sklearn.svm import OneClassSVM
 
 from adgan.errors import DataError
 from adgan.models.base import C, Detector, DetectorConfig, Range, ranged, register_detector
+
+if TYPE_CHECKING:
+    from sklearn.ensemble import IsolationForest
 
 _CHUNK_ELEMENTS = 1 << 22  # temporary arrays of scorers hold at most ~4M float64 (32 MB)
 
@@ -193,6 +194,11 @@ class IForest(_Baseline[IForestConfig]):
     name = "iforest"
 
     def _fit(self, x: np.ndarray, seed: int) -> None:
+        # Imported here, as in OCSVM: scikit-learn (with SciPy and pandas) is about a second of start-up for
+        # every process that imports the registry (each trial actor, sweep driver and CLI command), and
+        # only these two fits use it; scoring runs on the exported arrays.
+        from sklearn.ensemble import IsolationForest
+
         forest = IsolationForest(n_estimators=self.config.n_estimators,
                                  max_samples=min(self.config.max_samples, len(x)),
                                  max_features=self.config.max_features, random_state=seed).fit(x)
@@ -345,6 +351,8 @@ class OCSVM(_Baseline[OCSVMConfig]):
         if gamma == 0:
             var = float(x64.var())
             gamma = 1.0 / (x64.shape[1] * var) if var > 0 else 1.0
+        from sklearn.svm import OneClassSVM
+
         svm = OneClassSVM(kernel="rbf", nu=self.config.nu, gamma=gamma).fit(x64)
         self.load_state({"support_vectors": svm.support_vectors_.astype(np.float64),
                          "dual_coef": svm.dual_coef_.ravel().astype(np.float64),
