@@ -108,9 +108,10 @@ class Relay:
 
     def _pump(self, a: socket.socket, b: socket.socket) -> None:
         sel = selectors.DefaultSelector()
-        sel.register(a, selectors.EVENT_READ, b)
-        sel.register(b, selectors.EVENT_READ, a)
         try:
+            # (inside the try: an outage may close the sockets before this thread registers them)
+            sel.register(a, selectors.EVENT_READ, b)
+            sel.register(b, selectors.EVENT_READ, a)
             while True:
                 for key, _ in sel.select(timeout=1.0):
                     data = key.fileobj.recv(1 << 16)  # type: ignore[union-attr]
