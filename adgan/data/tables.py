@@ -99,7 +99,13 @@ def read_table(path: Path, text_columns: Sequence[str], columns: Sequence[str] |
 
     try:
         if table_format(path) == "parquet":
-            table = pq.read_table(path, columns=list(columns) if columns is not None else None)
+            # ParquetFile, not pq.read_table (a dataset scan): see adgan.sweep.results._parquet_from_bytes.
+            with pq.ParquetFile(path) as parquet:
+                missing = [c for c in columns or () if c not in parquet.schema_arrow.names]
+                if missing:  # (ParquetFile.read leaves out a column it does not have, without a word)
+                    raise DataError(f"{path}: no column {', '.join(map(repr, missing))}; its columns: "
+                                    f"{', '.join(parquet.schema_arrow.names)}")
+                table = parquet.read(columns=list(columns) if columns is not None else None)
             for name in text_columns:
                 if name in table.column_names and not pa.types.is_string(table.schema.field(name).type):
                     i = table.column_names.index(name)

@@ -571,7 +571,14 @@ def _parquet_bytes(table: pa.Table, name: str, meta: Mapping[str, str] | None = 
 
 
 def _read_part(parts_dir: Location, part: Part) -> pa.Table:
-    return pq.read_table(pa.BufferReader(parts_dir.child(part.file).read_bytes()))
+    return _parquet_from_bytes(parts_dir.child(part.file).read_bytes())
+
+
+def _parquet_from_bytes(data: bytes) -> pa.Table:
+    # pq.ParquetFile, not pq.read_table: read_table scans through Arrow's dataset layer, whose read-ahead
+    # callbacks may still run on Arrow's threads when a short-lived process exits, aborting it (Arrow issue
+    # 39862; seen once: a sweep driver SIGABRTed after printing its summary).
+    return pq.ParquetFile(pa.BufferReader(data)).read()
 
 
 def _sort_key(key: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -583,7 +590,7 @@ def read_parquet(path: str | os.PathLike[str] | Location) -> pa.Table:
     reading the footer, so a file replaced in between (a sweep writing as results arrive) mixes two
     versions ("Couldn't deserialize thrift"); one read of the bytes sees one version."""
     loc = path if isinstance(path, Location) else location(path)
-    return pq.read_table(pa.BufferReader(loc.read_bytes()))
+    return _parquet_from_bytes(loc.read_bytes())
 
 
 def _read_state(loc: Location, name: str) -> tuple[pa.Table, list[Part], int, int] | None:
