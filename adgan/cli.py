@@ -33,7 +33,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", required=True, metavar="NAME|FILE",
                    help=f"a dataset name ({', '.join(list_datasets())}) or a declaration file of your own "
                    "data (.yaml/.json: image folders, .npz, CSV/Parquet tables; see docs/protocol.md)")
-    p.add_argument("--anomaly-class", type=_class_arg, default=0,
+    p.add_argument("--anomaly-class", default=0,
                    help="the class treated as anomalous: its index or its name (e.g. 3 or Dress)")
     p.add_argument("--loss-case", default=None, help=f"loss case (default: the model's first). {cases}")
     p.add_argument("--seed", type=int, default=0, help="seed of the split, initialisation and batches")
@@ -66,11 +66,6 @@ def _epochs_done(out: Path) -> int:
     log = out / "metrics.jsonl"
     lines = log.read_text().splitlines() if log.is_file() else []
     return sum(1 for line in lines if line.strip() and json.loads(line).get("kind") == "epoch")
-
-
-def _class_arg(value: str) -> str:
-    """A class name or index as typed: ``resolve_config`` reads it (``adgan.data.class_index``)."""
-    return value
 
 
 def parse_sets(items: Sequence[str]) -> dict[str, Any]:

@@ -221,6 +221,10 @@ class Part:
     def file(self) -> str:
         return f"{self.first:010d}-{self.last:010d}-L{self.level}.parquet"
 
+    def within(self, other: Part) -> bool:
+        """Whether ``other`` covers every flush of this part."""
+        return other.first <= self.first and self.last <= other.last
+
     @classmethod
     def parse(cls, name: str) -> Part | None:
         stem = name.removesuffix(".parquet")
@@ -570,6 +574,10 @@ def _parquet_bytes(table: pa.Table, name: str, meta: Mapping[str, str] | None = 
     return sink.getvalue().to_pybytes()
 
 
+def _listed_parts(parts_dir: Location) -> list[Part]:
+    return [p for p in map(Part.parse, parts_dir.list_files()) if p is not None]
+
+
 def _read_part(parts_dir: Location, part: Part) -> pa.Table:
     return _parquet_from_bytes(parts_dir.child(part.file).read_bytes())
 
@@ -609,7 +617,7 @@ def _read_state_once(loc: Location, name: str) -> tuple[pa.Table, list[Part], in
     # newer table file covering the listed parts (skipped below), whereas a table file read first and parts
     # listed after a compaction would miss the rows the compaction moved from the parts into the file.
     parts_dir = loc.child(PARTS.format(name=name))
-    listed = [p for p in map(Part.parse, parts_dir.list_files()) if p is not None]
+    listed = _listed_parts(parts_dir)
     base_loc = loc.child(f"{name}.parquet")
     base: pa.Table | None = None
     merged_through = 0
@@ -630,8 +638,7 @@ def _read_state_once(loc: Location, name: str) -> tuple[pa.Table, list[Part], in
         merged_through = int(meta.get(b"adgan.merged_through", b"0"))
     found = [p for p in listed if p.last > merged_through]
     # A part merged into another one still listed (a reader between the merge and the deletion) is left out.
-    live = sorted((p for p in found if not any(q != p and q.first <= p.first and p.last <= q.last
-                                                    for q in found)), key=lambda p: p.first)
+    live = sorted((p for p in found if not any(q != p and p.within(q) for q in found)), key=lambda p: p.first)
     tables = [] if base is None else [
         base.append_column("_deleted", pa.array([False] * base.num_rows, pa.bool_()))]
     tables += [_read_part(parts_dir, p) for p in live]
@@ -640,12 +647,12 @@ def _read_state_once(loc: Location, name: str) -> tuple[pa.Table, list[Part], in
     # passed its place) nor the parts it replaced (deleted before the listing reached them): the rows of
     # those flushes would be missing, not only the newest ones. Listed again now, a part within the flushes
     # read that was neither listed nor inside a part read tells it: read again.
-    for part in (p for p in map(Part.parse, parts_dir.list_files()) if p is not None):
-        if merged_through < part.last <= seq and part not in listed and not any(
-                q.first <= part.first and part.last <= q.last for q in live):
+    again = _listed_parts(parts_dir)
+    for part in again:
+        if merged_through < part.last <= seq and part not in listed and not any(part.within(q) for q in live):
             raise FileNotFoundError(part.file)
     if base is None and not live:
-        if base_loc.is_file() or any(Part.parse(n) for n in parts_dir.list_files()):
+        if again or base_loc.is_file():
             raise FileNotFoundError(base_loc.uri)  # written while this read found nothing: read again
         return None
     return _apply(name, tables), live, (0 if base is None else base.num_rows), seq
