@@ -158,11 +158,14 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "score",
         help="score new data with a saved detector",
-        description="Write one anomaly score per input row (higher = more anomalous). Input: .npy images "
-        "(N,H,W), (N,C,H,W) or (N,H,W,C), uint8 0..255 or float in [-1,1]; an image file, or a folder of "
-        "images (any depth; the output then has a path column, rows in sorted path order); .npy tabular "
-        "(N,D) already in the model's feature space; .csv raw KDD Cup 99 rows (41 features, optional label "
-        "column); or, for a model trained on a declared table, its CSV (header row) or Parquet file. "
+        description="Write one anomaly score per input row (higher = more anomalous). Input: .npy/.npz "
+        "images (N,H,W), (N,C,H,W) or (N,H,W,C), integers 0..255 or floats (in the training .npz's declared "
+        "pixel_range, else in [-1,1]; --pixel-range says otherwise); an image file, or a folder of "
+        "images (any depth; the output then has a path column, rows in sorted path order); .npy/.npz "
+        "tabular (N,D) already in the model's feature space; for a KDD Cup 99 model, .csv raw rows (41 "
+        "features, optional label column); for a model trained on a declared table, its CSV (header row) "
+        "or Parquet file; for a model trained on plain rows (.npz), a numeric CSV without header or a "
+        "Parquet file of numeric columns. "
         "Category values unseen in training are encoded as none of the known ones, with a warning that "
         "counts them; --strict refuses them.",
     )
@@ -171,6 +174,9 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
                    "of a sweep's results)")
     p.add_argument("--input", required=True, help=".npy/.npz/.csv/.parquet file, image file or image folder")
     p.add_argument("--output", default=None, help="output .csv (default: <input>.scores.csv; '-' = stdout)")
+    p.add_argument("--pixel-range", nargs=2, type=float, metavar=("BLACK", "WHITE"), default=None,
+                   help="the values of black and white in float images (.npy/.npz), e.g. 0 1 or 0 255 "
+                   "(default: the pixel_range declared for the training .npz, else -1 1, model space)")
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--strict", action="store_true",
                    help="refuse rows whose category values were not seen in training (default: encode them "
@@ -195,6 +201,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     import io
     import warnings
 
+    from adgan.atomic import write_atomic
     from adgan.data import UnseenCategoryWarning, prepare_file, prepare_image_folder
     from adgan.models import Detector
     from adgan.train import pick_device
@@ -210,6 +217,11 @@ def cmd_score(args: argparse.Namespace) -> int:
     src = Path(args.input)
     if not (src.is_file() or src.is_dir()):
         raise DataError(f"{src}: input file or folder not found")
+    dest = args.output or str(src) + ".scores.csv"
+    if dest != "-" and src.is_file() and Path(dest).resolve() == src.resolve():
+        raise ConfigError(f"--output {dest}: that is the input file; the scores would replace the data")
+    if dest != "-" and not Path(dest).parent.is_dir():
+        raise ConfigError(f"--output {dest}: no folder {Path(dest).parent} to write it in")
     info = detector.meta.get("data")
     if not info:
         raise DataError(f"{args.checkpoint}: the checkpoint records no data preprocessing facts")
@@ -219,14 +231,13 @@ def cmd_score(args: argparse.Namespace) -> int:
         if src.is_dir():  # rows in sorted relative-path order, written beside the scores
             x, paths = prepare_image_folder(src, info)
         else:
-            x = prepare_file(src, info, strict=args.strict)
+            x = prepare_file(src, info, strict=args.strict, pixel_range=args.pixel_range)
     for w in caught:
         if issubclass(w.category, UnseenCategoryWarning):
             print(f"adgan: warning: {w.message}", file=sys.stderr)
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     scores = detector.score(x)
-    dest = args.output or str(src) + ".scores.csv"
     if paths is None:
         text = "score\n" + "\n".join(f"{s:.9g}" for s in scores) + "\n"
     else:
@@ -238,7 +249,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     if dest == "-":
         sys.stdout.write(text)
     else:
-        Path(dest).write_text(text)
+        write_atomic(Path(dest), text)  # an interrupted run leaves the previous file, not half of one
         print(f"wrote {len(scores)} scores to {dest}", file=sys.stderr)
     return 0
 

@@ -16,3 +16,5 @@ FINISHED = "finished.json"
 NOT_DETECTOR_FILES = (*RUN_STATE_FILES, FINISHED)
 # A run's own logs, which a sweep trial copies into its Tune trial directory.
 RUN_LOGS = ("config.json", "metrics.jsonl", "summary.json")
+# Ray Tune's experiment directory inside a sweep's results (results/<sweep>/tune/<trial>/checkpoint_*).
+TUNE_EXPERIMENT = "tune"

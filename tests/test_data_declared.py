@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -313,7 +314,7 @@ def test_table_one_class_and_subset(tmp_path: Path) -> None:
          r"t.csv: no label column 'kind' \(declared in 'label_column'\); the columns are: bytes, proto, "
          r"rate, service, label, land"),
         ({"categorical": ["proto"]},
-         r"column 'service' is not numeric \(e.g. '(http|ftp|smtp)'\); declare it in 'categorical'"),
+         r"column 'service' is not numeric \(row 1: '(http|ftp|smtp)'\); declare it in 'categorical'"),
         ({"categorical": ["proto", "svc"]},
          r"no column 'svc' \(declared in 'categorical'\); the columns are"),
         ({"labels": "anomaly"}, r"labels: anomaly expects 0/1 flags, row 1 has '(ok|scan|flood)'"),
@@ -550,9 +551,13 @@ def test_linked_folders_are_followed_once(tmp_path: Path) -> None:
     (root / "ring").mkdir(parents=True)
     (root / "ring" / "batch1").symlink_to(store / "ring", target_is_directory=True)
     (root / "ring" / "loop").symlink_to(root, target_is_directory=True)
+    shutil.copytree(store / "disk", root / "disk")  # another class beside it: not read through the loop
     files = image_files(root / "ring")
     assert len(files) == len(image_files(store / "ring")) > 0
     assert all(f.relative_to(root / "ring").parts[0] == "batch1" for f in files)
+    register_declared({"name": "linked", "format": "image-folder", "root": str(root), "channels": 1})
+    raw = DATASETS.get("linked").load(None)
+    assert len(raw.labels) == len(image_files(store / "ring")) + len(image_files(store / "disk"))
 
 
 def test_exif_orientation_is_applied(tmp_path: Path) -> None:

@@ -6,17 +6,23 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
+from PIL import Image
 
 from adgan.data import (
     DATASETS,
     UnseenCategoryWarning,
     load_dataset,
     prepare_file,
+    prepare_image_folder,
     prepare_input,
     read_kdd_csv_rows,
     split_indices,
 )
+from adgan.data.folders import resize_pixels
+from adgan.data.images import to_model_space
 from adgan.errors import DataError
 
 
@@ -54,22 +60,44 @@ def test_colour_images_and_layouts(fake_data_dir: Path) -> None:
     ("x", "message"),
     [
         (np.zeros((2, 3, 28, 28), np.uint8),
-         r"expected 1-channel images \(N, 1, H, W\) or \(N, H, W, 1\) or \(N, H, W\) "
-         r"with H == W in \[28, 32\] .* "
+         r"expected 1-channel images \(N, 1, H, W\) or \(N, H, W, 1\) or \(N, H, W\) with H == W "
+         r"for this .* "
          r"got shape \(2, 3, 28, 28\)"),
-        (np.zeros((2, 1, 30, 30), np.uint8), r"got shape \(2, 1, 30, 30\)"),
-        (np.zeros((2, 30, 30, 1), np.uint8), r"got shape \(2, 30, 30, 1\)"),  # as given, channels last
+        (np.zeros((2, 1, 30, 28), np.uint8), r"got shape \(2, 1, 30, 28\)"),  # not square
+        (np.zeros((2, 30, 28, 1), np.uint8), r"got shape \(2, 30, 28, 1\)"),  # as given, channels last
         (np.zeros((2, 784), np.uint8), r"got shape \(2, 784\)"),
         (np.full((1, 28, 28), 300), r"integer pixels must be in 0..255, got 300..300"),
-        (np.full((1, 28, 28), 2.0), r"float images must already be in \[-1, 1\]"),
-        (np.full((1, 28, 28), np.nan), "NaN or infinite"),
-        (np.full((1, 28, 28), "a"), "expected uint8 pixels or floats"),
+        (np.full((1, 28, 28), 2.0), r"float pixels must lie in \[-1, 1\] \(model space\), got 2..2; .*"
+                                    r"--pixel-range BLACK WHITE"),
+        (np.full((1, 28, 28), np.nan), r"image 0 \(counting from 0\) holds nan; expected finite"),
+        (np.full((1, 28, 28), "a"), r"expected integer pixels 0..255 or float pixels in \[-1, 1\], got"),
     ],
 )
 def test_bad_image_input(x: np.ndarray, message: str) -> None:
     info = _saved_info(load_dataset("synthetic-images", 0, image_size=32, verbose=False))
     with pytest.raises(DataError, match=message):
         prepare_input(x, info)
+
+
+def test_float_pixels_in_a_given_range_and_other_sizes(tmp_path: Path) -> None:
+    s = load_dataset("synthetic-images", 2, seed=1, image_size=32, verbose=False)
+    info = _saved_info(s)
+    raw = DATASETS.get("synthetic-images").load(None).images[split_indices("synthetic-images", 2, 1).test]
+    for lo, hi in ((0.0, 1.0), (0.0, 255.0), (-1.0, 1.0)):
+        floats = (raw.astype(np.float64) * ((hi - lo) / 255.0) + lo).astype(np.float32)
+        got = prepare_input(floats, info, pixel_range=(lo, hi))
+        np.testing.assert_allclose(got, s.test.x, atol=2e-6)
+    with pytest.raises(DataError, match=r"float pixels must lie in \[0, 1\], got 0..255"):
+        prepare_input(raw.astype(np.float32), info, pixel_range=(0, 1))
+    with pytest.raises(DataError, match=r"pixel range: expected black < white"):
+        prepare_input(raw.astype(np.float32), info, pixel_range=(1, 0))
+    # Another size: to the native 28 first (as image files are read), then as the training data.
+    big = np.repeat(np.repeat(raw, 2, axis=2), 2, axis=3)  # (N, 1, 56, 56)
+    expected = to_model_space(resize_pixels(big, 28), 32)
+    assert np.array_equal(prepare_input(big, info), expected)
+    for k, image in enumerate(big[:5]):  # as image files of that size: the same input
+        Image.fromarray(image[0]).save(tmp_path / f"{k}.png")
+    assert np.array_equal(prepare_image_folder(tmp_path, info)[0], expected[:5])
 
 
 @pytest.mark.parametrize("scale", [False, True])
@@ -120,9 +148,15 @@ def test_plain_tabular(tmp_path: Path) -> None:
     np.testing.assert_allclose(prepare_input(raw, info), s.test.x, rtol=1e-6, atol=1e-6)
     np.savetxt(tmp_path / "rows.csv", raw, delimiter=",")
     np.testing.assert_allclose(prepare_file(tmp_path / "rows.csv", info), s.test.x, rtol=1e-5, atol=1e-5)
+    # The same rows as a Parquet file of numeric columns (any names), read as Parquet, not as CSV text.
+    pq.write_table(pa.table({f"f{j}": raw[:, j] for j in range(raw.shape[1])}), tmp_path / "rows.parquet")
+    np.testing.assert_allclose(prepare_file(tmp_path / "rows.parquet", info), s.test.x, rtol=1e-6, atol=1e-6)
+    pq.write_table(pa.table({"f0": ["a"] * 3}), tmp_path / "text.parquet")
+    with pytest.raises(DataError, match=r"text.parquet: column 'f0' is string; this model takes numeric"):
+        prepare_file(tmp_path / "text.parquet", info)
     with pytest.raises(DataError, match=r"expected rows of shape \(N, 8\), got \(3, 7\)"):
         prepare_input(np.zeros((3, 7)), info)
-    with pytest.raises(DataError, match="row 2, column 0: value nan is not finite"):
+    with pytest.raises(DataError, match=r"x\[1, 0\] \(row 2, column 1\) is not finite \(nan\)"):
         prepare_input(np.array([[0.0] * 8, [np.nan] + [0.0] * 7]), info)
     with pytest.raises(DataError, match="image input must be a .npy array"):
         prepare_file(tmp_path / "rows.csv", _saved_info(load_dataset("synthetic-images", 0, verbose=False)))

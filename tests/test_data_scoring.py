@@ -29,7 +29,7 @@ from adgan.data import (
     split_indices,
 )
 from adgan.data.fakes import fake_kdd_rows, write_image_folders, write_kdd_csv, write_table
-from adgan.data.images import to_model_space
+from adgan.data.images import resize, to_model_space
 from adgan.errors import DataError
 
 
@@ -138,6 +138,35 @@ def test_table_unseen_and_columns(tmp_path: Path) -> None:
         prepare_file(tmp_path / "extra.csv", info)
     with pytest.warns(UnseenCategoryWarning):
         assert np.array_equal(prepare_input(new.to_pandas(), info), x)  # a DataFrame of raw rows
+    # A spreadsheet's semicolon export, and a Latin-1 file: said as such, as when training.
+    (tmp_path / "semi.csv").write_text("proto;rate;bytes;service\ntcp;0.5;1;http\n")
+    with pytest.raises(DataError, match=r"semi.csv: missing columns .*\(one column named with ';': only "
+                                        r"comma-separated files are read\)"):
+        prepare_file(tmp_path / "semi.csv", info)
+    (tmp_path / "latin1.csv").write_bytes("proto,rate,bytes,service\ntcp,0.5,1,caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"latin1.csv: not UTF-8 text .*expected a UTF-8 CSV file"):
+        prepare_file(tmp_path / "latin1.csv", info)
+
+
+def test_integer_categories_written_as_floats(tmp_path: Path) -> None:
+    """An integer category column that pandas wrote as floats ("75001.0", as it does for a column with a
+    missing cell) encodes as the integers seen in training; other values stay unseen."""
+    import pyarrow.parquet as pq
+
+    n = 60
+    pq.write_table(pa.table({"zip": pa.array([75001 + i % 3 for i in range(n)], pa.int64()),
+                             "rate": [float(i % 7) for i in range(n)],
+                             "label": ["ok"] * (n - 12) + ["bad"] * 12}), tmp_path / "t.parquet")
+    register_declared({"name": "zips", "format": "table", "path": str(tmp_path / "t.parquet"),
+                       "label_column": "label", "categorical": ["zip"], "min_per_class": 5})
+    info = _checkpoint_info(load_dataset("zips", 0, scale=False, verbose=False).info)
+    (tmp_path / "ints.csv").write_text("zip,rate\n75002,1\n75003,2\n")
+    (tmp_path / "floats.csv").write_text("zip,rate\n75002.0,1\n75003.0,2\n")
+    ints = prepare_file(tmp_path / "ints.csv", info)
+    assert np.array_equal(prepare_file(tmp_path / "floats.csv", info), ints)
+    (tmp_path / "other.csv").write_text("zip,rate\n75002.5,1\n75009.0,2\n")
+    with pytest.warns(UnseenCategoryWarning, match=r"'75002.5' \(1 row\).*'75009.0' \(1 row\)"):
+        prepare_file(tmp_path / "other.csv", info)
 
 
 # ----- raw files equal the data layer -----
@@ -175,6 +204,33 @@ def test_image_npy_and_folder_equal_data_layer(tmp_path: Path) -> None:
     assert np.array_equal(prepare_file(root / "ring" / "003.png", info), x[[paths.index("ring/003.png")]])
     with pytest.raises(DataError, match=r"image input must be a .npy array, an image file or a folder"):
         prepare_file(tmp_path / "test.csv", info)
+
+
+@pytest.mark.parametrize("pixel_range", [(0, 1), (0, 255)])
+def test_float_npz_images_score_in_their_declared_range(tmp_path: Path, pixel_range: tuple[int, int]) -> None:
+    """New data in the training .npz's own form (floats in its declared pixel_range) gives the training input;
+    before, [0, 1] floats were silently taken as model space and [0, 255] ones refused."""
+    raw = DATASETS.get("synthetic-images").load(None)
+    lo, hi = pixel_range
+    x = (raw.images[:, 0].astype(np.float64) * ((hi - lo) / 255.0) + lo).astype(np.float32)  # (N, H, W)
+    np.savez(tmp_path / "f.npz", x=x, y=raw.labels)
+    register_declared({"name": "f", "format": "npz", "path": str(tmp_path / "f.npz"),
+                       "pixel_range": [lo, hi]})
+    s = load_dataset("f", 3, seed=0, image_size=32, verbose=False)
+    info = _checkpoint_info(s.info)
+    test = split_indices("f", 3, 0).test
+    np.save(tmp_path / "new.npy", x[test])
+    np.testing.assert_allclose(prepare_file(tmp_path / "new.npy", info), s.test.x, atol=2e-6)
+    np.savez(tmp_path / "new.npz", x=x[test])
+    np.testing.assert_allclose(prepare_file(tmp_path / "new.npz", info), s.test.x, atol=2e-6)
+    if hi == 1:  # told the floats are model space, it takes them as such (resized only)
+        got = prepare_file(tmp_path / "new.npy", info, pixel_range=(-1, 1))
+        assert np.array_equal(got, resize(x[test][:, None], 32))
+    else:
+        with pytest.raises(DataError, match=r"new.npy: float pixels must lie in \[-1, 1\] \(model space\)"):
+            prepare_file(tmp_path / "new.npy", info, pixel_range=(-1, 1))
+    np.save(tmp_path / "u8.npy", raw.images[test])  # integer pixels are 0..255 whatever the declaration
+    np.testing.assert_allclose(prepare_file(tmp_path / "u8.npy", info), s.test.x, atol=2e-6)
 
 
 def test_folder_for_builtin_dataset(tmp_path: Path) -> None:
@@ -230,6 +286,28 @@ def test_cli_score_folder_and_strict(tmp_path: Path, fake_data_dir: Path,
     assert "adgan: warning: " in err and "column 'service': 1 row holds" in err
     code = main(["score", "--checkpoint", str(tmp_path / "kdd"), "--input", str(path), "--strict"])
     assert code == 2 and "row 5: column 'service' has value 'quic'" in capsys.readouterr().err
+    before = path.read_bytes()
+    code = main(["score", "--checkpoint", str(tmp_path / "kdd"), "--input", str(path), "--output", str(path)])
+    assert code == 2 and "that is the input file" in capsys.readouterr().err and path.read_bytes() == before
+
+
+def test_cli_score_pixel_range(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from adgan.cli import main
+
+    s = load_dataset("synthetic-images", 0, seed=0, image_size=32, verbose=False)
+    det = _knn_checkpoint(s, tmp_path / "ckpt")
+    raw = DATASETS.get("synthetic-images").load(None).images[split_indices("synthetic-images", 0, 0).test]
+    np.save(tmp_path / "f.npy", raw.astype(np.float32) / 255.0)
+    ckpt, npy = str(tmp_path / "ckpt"), str(tmp_path / "f.npy")
+    args = ["score", "--checkpoint", ckpt, "--input", npy, "--output", "-"]
+    assert main([*args, "--pixel-range", "0", "1"]) == 0
+    got = np.array([float(v) for v in capsys.readouterr().out.splitlines()[1:]])
+    np.testing.assert_allclose(got, det.score(s.test.x), rtol=1e-5, atol=1e-6)  # type: ignore[attr-defined]
+    # Without it, floats of a model trained on integer pixels are model space: [0, 1] is accepted as such
+    # (it lies inside [-1, 1]), so only the range message of out-of-range floats can be checked here.
+    np.save(tmp_path / "g.npy", raw.astype(np.float32))
+    assert main(["score", "--checkpoint", ckpt, "--input", str(tmp_path / "g.npy")]) == 2
+    assert "--pixel-range BLACK WHITE" in capsys.readouterr().err
 
 
 # ----- the real KDD file -----

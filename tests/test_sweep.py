@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -270,6 +271,30 @@ def test_export_scores_without_ray_or_wandb(sweep: dict) -> None:
     assert r.returncode == 0, r.stderr
     values = np.loadtxt(scores, skiprows=1)
     assert values.shape == (80,) and np.isfinite(values).all()
+
+
+def test_results_moved_elsewhere_still_export(sweep: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    """Results copied to another place (a cluster's results synced to a laptop) and the original gone:
+    ``adgan export`` takes each chosen checkpoint from the copy (the table records absolute paths)."""
+    from adgan.cli import main
+
+    copy = sweep["tmp"] / "elsewhere" / "smoke-copy"
+    shutil.copytree(sweep["dir"], copy)
+    hidden = sweep["dir"].with_name("smoke-hidden")
+    sweep["dir"].rename(hidden)  # (this file's tests run one after another, in one process)
+    try:
+        out = sweep["tmp"] / "exported-from-copy"
+        assert main(["export", str(copy), "--out", str(out), "--per", "group"]) == 0, capsys.readouterr().err
+        for best in sweep["best"]:
+            (exported,) = [p for p in out.iterdir() if best["group_id"]
+                           == json.loads((p / "sweep_result.json").read_text())["group_id"]]
+            src = copy / Path(best["checkpoint"]).relative_to(sweep["dir"])
+            assert (exported / "detector.json").read_bytes() == (src / "detector.json").read_bytes()
+        shutil.rmtree(copy / "tune")  # without the checkpoints: the message says what is missing
+        assert main(["export", str(copy), "--out", str(out)]) == 2
+        assert "holds no copy of it under tune/" in capsys.readouterr().err
+    finally:
+        hidden.rename(sweep["dir"])
 
 
 def test_wandb_offline_runs_exist(sweep: dict) -> None:

@@ -631,9 +631,13 @@ def _npz_images(x: np.ndarray, d: dict[str, Any], where: str) -> np.ndarray:
             raise DataError(f"{where}: float images need 'pixel_range' in the declaration ([0, 1], [0, 255] "
                             "or [-1, 1]): which values are black and white")
         lo, hi = d["pixel_range"]
-        if not np.isfinite(x).all() or x.min() < lo or x.max() > hi:
+        bad = np.argwhere(~np.isfinite(x))
+        if bad.size:
+            raise DataError(f"{where}: x[{int(bad[0][0])}] (image {int(bad[0][0])}, counting from 0) holds "
+                            f"{x[tuple(bad[0])]}; expected finite pixel values in [{lo:g}, {hi:g}]")
+        if x.min() < lo or x.max() > hi:
             raise DataError(f"{where}: pixel values must lie in the declared pixel_range [{lo:g}, {hi:g}], "
-                            f"got {np.nanmin(x):.4g}..{np.nanmax(x):.4g}")
+                            f"got {x.min():.4g}..{x.max():.4g}")
         # float32 pixel units 0..255, so to_model_space maps them to [-1, 1] without rounding to 8 bits
         pixels = ((x.astype(np.float64) - lo) * (255.0 / (hi - lo))).astype(np.float32)
     else:

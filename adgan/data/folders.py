@@ -53,14 +53,18 @@ def image_files(folder: str | os.PathLike[str]) -> list[Path]:
     if not root.is_dir():
         raise DataError(f"{root}: not a folder")
     found = []
-    seen = {os.path.realpath(root)}
+    real_root = os.path.realpath(root)
+    seen = {real_root}
     # os.walk follows links to folders (a class folder assembled from links is common; Path.rglob of
-    # Python 3.11 skips them silently); a link back to a folder already walked is not entered twice.
+    # Python 3.11 skips them silently); a link back to a folder already walked is not entered twice, nor
+    # one to a folder above ``folder`` (it holds ``folder``: a class folder's link to the dataset's root
+    # would add every other class's images to this class).
     for here, dirs, files in os.walk(root, followlinks=True):
         keep = []
         for d in sorted(dirs):
             real = os.path.realpath(os.path.join(here, d))
-            if not d.startswith(".") and real not in seen:
+            above = os.path.commonpath([real, real_root]) == real
+            if not d.startswith(".") and real not in seen and not above:
                 seen.add(real)
                 keep.append(d)
         dirs[:] = keep

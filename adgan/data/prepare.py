@@ -24,13 +24,19 @@ from adgan.data.images import resize, to_model_space
 from adgan.errors import DataError
 
 
-def prepare_input(x: Any, info: dict[str, Any], strict: bool = False) -> np.ndarray:
+def prepare_input(
+    x: Any, info: dict[str, Any], strict: bool = False, pixel_range: tuple[float, float] | None = None
+) -> np.ndarray:
     """Prepare raw input ``x`` for a model trained on the dataset described by ``info``.
 
     Images (``info["kind"] == "image"``), model shape (C, S, S):
         - integer pixels 0..255 (uint8 or any integer dtype), (N, H, W) when C == 1, (N, C, H, W) or
-          (N, H, W, C), with H == W == S or the dataset's native size -> scaled to [-1, 1] and resized to S;
-        - floats already in [-1, 1], same layouts -> resized to S when needed, otherwise passed through.
+          (N, H, W, C), square -> scaled to [-1, 1] and resized to S (an H that is neither S nor the
+          dataset's native size is first resized to the native size, as image files are read);
+        - float pixels in ``pixel_range``, same layouts -> scaled to [-1, 1] and resized to S like integer
+          pixels. The range is, unless given: the declared ``pixel_range`` of a model trained on float
+          ``.npz`` images, so new data in the training file's form gives the training file's input;
+          otherwise [-1, 1] (model space: passed through, resized to S when needed).
     Tabular, KDD99 schema: raw rows (N, 41) (or (N, 42), the label last and ignored) of strings or
         objects, as from ``read_kdd_csv_rows`` -> the one-hot columns (+ the stored min-max scaling);
         numeric (N, 121) is taken as already in model space and passed through.
@@ -44,17 +50,19 @@ def prepare_input(x: Any, info: dict[str, Any], strict: bool = False) -> np.ndar
         info: ``DatasetInfo.to_dict()`` of the training data (from the checkpoint).
         strict: Refuse category values absent from training instead of encoding them as none of the
             known values with an ``UnseenCategoryWarning``.
+        pixel_range: ``(black, white)`` of float image pixels, e.g. ``(0, 1)`` or ``(0, 255)``; None: as
+            above. Integer pixels are always 0..255.
 
     Returns:
         float32 (N, C, S, S) or (N, D).
 
     Raises:
         DataError: Wrong shape or channels (saying expected vs got), non-numeric or non-finite values,
-            pixel values outside 0..255 or floats outside [-1, 1], missing or unknown table columns, and
-            with ``strict`` unseen categories.
+            pixel values outside 0..255 or floats outside their pixel range, missing or unknown table
+            columns, and with ``strict`` unseen categories.
     """
     if info.get("kind") == "image":
-        return _prepare_images(np.asarray(x), info)
+        return _prepare_images(np.asarray(x), info, pixel_range)
     if info.get("kind") == "tabular":
         named = hasattr(x, "column_names") or hasattr(x, "columns")  # a pyarrow Table or pandas DataFrame
         if named and info["preprocessing"].get("format") == tables.FORMAT:
@@ -63,33 +71,85 @@ def prepare_input(x: Any, info: dict[str, Any], strict: bool = False) -> np.ndar
     raise DataError(f"dataset info: unknown kind {info.get('kind')!r}, expected 'image' or 'tabular'")
 
 
-def _prepare_images(x: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+def float_pixel_range(info: dict[str, Any], given: tuple[float, float] | None = None) -> tuple[float, float]:
+    """``(black, white)`` of float image input for the model of ``info``: ``given``, else the declared
+    ``pixel_range`` of its training ``.npz`` (float images), else model space (-1, 1)."""
+    if given is not None:
+        lo, hi = (float(v) for v in given)
+        if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+            raise DataError(f"pixel range: expected black < white (e.g. 0 1 or 0 255), got {lo:g} {hi:g}")
+        return lo, hi
+    declared = (info["preprocessing"].get("declaration") or {}).get("pixel_range")
+    return (float(declared[0]), float(declared[1])) if declared else (-1.0, 1.0)
+
+
+def _prepare_images(
+    x: np.ndarray, info: dict[str, Any], pixel_range: tuple[float, float] | None
+) -> np.ndarray:
     prep = info["preprocessing"]
     c, size = int(prep["channels"]), int(prep["image_size"])
-    sizes = {size, int(prep.get("native_size", size))}
-    expected = f"(N, {c}, H, W) or (N, H, W, {c})" + (" or (N, H, W)" if c == 1 else "") + \
-        f" with H == W in {sorted(sizes)}"
+    native = int(prep.get("native_size", size))
+    expected = f"(N, {c}, H, W) or (N, H, W, {c})" + (" or (N, H, W)" if c == 1 else "") + " with H == W"
     given = tuple(x.shape)  # (named in the message as the caller passed it, before any moving of axes)
     if x.ndim == 3 and c == 1:
         x = x[:, None]
     elif x.ndim == 4 and x.shape[1] != c and x.shape[3] == c:
         x = np.moveaxis(x, 3, 1)
-    if x.ndim != 4 or x.shape[0] == 0 or x.shape[1] != c or x.shape[2] != x.shape[3] \
-            or x.shape[2] not in sizes:
+    if x.ndim != 4 or x.shape[0] == 0 or x.shape[1] != c or x.shape[2] != x.shape[3]:
         raise DataError(f"input: expected {c}-channel images {expected} for this {info.get('name', '')} "
                         f"model, got shape {given}")
     if np.issubdtype(x.dtype, np.integer):
         if x.min() < 0 or x.max() > 255:
             raise DataError(f"input: integer pixels must be in 0..255, got {x.min()}..{x.max()}")
-        return to_model_space(x.astype(np.uint8), size)
-    if not np.issubdtype(x.dtype, np.floating):
-        raise DataError(f"input: expected uint8 pixels or floats in [-1, 1], got dtype {x.dtype}")
-    if not np.isfinite(x).all():
-        raise DataError("input: images contain NaN or infinite values")
-    if x.min() < -1.0 or x.max() > 1.0:
-        raise DataError(f"input: float images must already be in [-1, 1] (model space), got "
-                        f"{x.min():.4g}..{x.max():.4g}; pass uint8 0..255 for raw pixels")
-    return resize(np.ascontiguousarray(x, dtype=np.float32), size)
+        pixels: np.ndarray = x.astype(np.uint8)
+    else:
+        lo, hi = float_pixel_range(info, pixel_range)
+        if not np.issubdtype(x.dtype, np.floating):
+            raise DataError(f"input: expected integer pixels 0..255 or float pixels in [{lo:g}, {hi:g}], "
+                            f"got dtype {x.dtype}")
+        bad = np.argwhere(~np.isfinite(x))
+        if bad.size:
+            raise DataError(f"input: image {int(bad[0][0])} (counting from 0) holds {x[tuple(bad[0])]}; "
+                            "expected finite pixel values")
+        if x.min() < lo or x.max() > hi:
+            space = " (model space)" if (lo, hi) == (-1.0, 1.0) else ""
+            raise DataError(
+                f"input: float pixels must lie in [{lo:g}, {hi:g}]{space}, got {x.min():.4g}..{x.max():.4g}; "
+                "pass integer pixels 0..255, or give the floats' black and white (adgan score --pixel-range "
+                "BLACK WHITE; prepare_input(..., pixel_range=(black, white)))"
+            )
+        if (lo, hi) == (-1.0, 1.0):
+            return resize(np.ascontiguousarray(x, dtype=np.float32), size)
+        # float32 pixel units 0..255, as a declared .npz of float images is read for training
+        pixels = ((x.astype(np.float64) - lo) * (255.0 / (hi - lo))).astype(np.float32)
+    if pixels.shape[2] not in (size, native):
+        # Another size: to the native size first, as the files of an image folder are read.
+        pixels = folders.resize_pixels(pixels, native)
+    return to_model_space(pixels, size)
+
+
+def _numeric_rows(path: Path) -> np.ndarray:
+    """A plain tabular model's rows from a Parquet file (every column numeric, in order) or a numeric CSV
+    without header: float64 (N, D)."""
+    if path.suffix.lower() in tables.PARQUET_SUFFIXES:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.ParquetFile(path).read()
+        except (OSError, pa.ArrowException) as exc:
+            raise DataError(f"{path}: cannot read as Parquet ({exc})") from None
+        for field in table.schema:
+            if not (pa.types.is_integer(field.type) or pa.types.is_floating(field.type)
+                    or pa.types.is_boolean(field.type)):
+                raise DataError(f"{path}: column {field.name!r} is {field.type}; this model takes numeric "
+                                "feature columns only")
+        cols = [np.asarray(c.to_numpy(zero_copy_only=False), dtype=np.float64) for c in table.columns]
+        return np.stack(cols, axis=1) if cols else np.empty((table.num_rows, 0))
+    try:
+        return np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: expected a numeric CSV without header, or a Parquet file ({exc})") from None
 
 
 def _scaled(x: np.ndarray, prep: dict[str, Any]) -> np.ndarray:
@@ -130,7 +190,7 @@ def _prepare_tabular(x: np.ndarray, info: dict[str, Any], strict: bool) -> np.nd
 def _finite(x: np.ndarray, where: str) -> np.ndarray:
     if not np.isfinite(x).all():
         i, j = (int(v) for v in np.argwhere(~np.isfinite(x))[0])
-        raise DataError(f"{where}: row {i + 1}, column {j}: value {x[i, j]} is not finite")
+        raise DataError(f"{where}: x[{i}, {j}] (row {i + 1}, column {j + 1}) is not finite ({x[i, j]})")
     return x
 
 
@@ -166,7 +226,12 @@ def _prepare_image_files(files: list[Path], info: dict[str, Any], where: str) ->
     return to_model_space(raw, size)
 
 
-def prepare_file(path: str | os.PathLike[str], info: dict[str, Any], strict: bool = False) -> np.ndarray:
+def prepare_file(
+    path: str | os.PathLike[str],
+    info: dict[str, Any],
+    strict: bool = False,
+    pixel_range: tuple[float, float] | None = None,
+) -> np.ndarray:
     """Read ``path`` and prepare it like ``prepare_input``.
 
     - ``.npy`` (numpy arrays, no pickles) or ``.npz`` (its ``x``) for any dataset;
@@ -182,6 +247,7 @@ def prepare_file(path: str | os.PathLike[str], info: dict[str, Any], strict: boo
         info: ``DatasetInfo.to_dict()`` of the training data (from the checkpoint).
         strict: Refuse category values absent from training (KDD99, tables) instead of encoding them as
             none of the known values with an ``UnseenCategoryWarning`` naming column, values and row count.
+        pixel_range: ``(black, white)`` of float images in a ``.npy``/``.npz`` (see ``prepare_input``).
 
     Returns:
         float32 (N, C, S, S) or (N, D).
@@ -226,11 +292,8 @@ def prepare_file(path: str | os.PathLike[str], info: dict[str, Any], strict: boo
             schema = tables.TableSchema.from_dict(prep)
             table = tables.read_table(path, [*schema.categorical, schema.label_column])
             return _prepare_table(table, info, str(path), strict)
-        try:
-            arr = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2)
-        except (OSError, ValueError) as exc:
-            raise DataError(f"{path}: expected a numeric CSV without header ({exc})") from None
+        arr = _numeric_rows(path)
     try:
-        return prepare_input(arr, info, strict)
+        return prepare_input(arr, info, strict, pixel_range)
     except DataError as exc:  # name the file instead of "input"
         raise DataError(f"{path}: {str(exc).removeprefix('input: ')}") from None

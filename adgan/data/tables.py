@@ -121,6 +121,9 @@ def read_table(path: Path, text_columns: Sequence[str], columns: Sequence[str] |
                     null_values=CSV_NULLS,
                 ))
     except (pa.ArrowException, OSError) as exc:
+        if "invalid UTF8" in str(exc):
+            raise DataError(f"{path}: not UTF-8 text ({exc}); expected a UTF-8 CSV file (save it as UTF-8, "
+                            "e.g. `iconv -f latin1 -t utf-8`)") from None
         raise DataError(f"{path}: {exc}") from None
     twice = sorted({n for n in table.column_names if table.column_names.count(n) > 1})
     if twice:
@@ -150,9 +153,23 @@ def text_values(column: Any, name: str, where: str) -> np.ndarray:
     return np.asarray(column.to_numpy(zero_copy_only=False), dtype=object)
 
 
-def _example(column: Any) -> Any:
-    valid = column.drop_null()
-    return valid[0].as_py() if len(valid) else None
+# A cell a CSV reader takes for a number (the others make the column text).
+_NUMBER = r"(?i)^\s*[+-]?((\d+(\.\d*)?|\.\d+)(e[+-]?\d+)?|nan|inf|infinity)\s*$"
+
+
+def _first_non_number(column: Any) -> str:
+    """``row N: 'value'`` of the first cell of a text column that is not a number (rows from 1)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        valid = column.drop_null()
+        return f"e.g. {valid[0].as_py()!r}" if len(valid) else "no values"
+    is_number = pc.fill_null(pc.match_substring_regex(column, _NUMBER), True)
+    bad = np.flatnonzero(~is_number.to_numpy(zero_copy_only=False))
+    if not bad.size:
+        return "no values"
+    return f"row {int(bad[0]) + 1}: {column[int(bad[0])].as_py()!r}"
 
 
 def _check_numeric_type(col: Any, name: str, where: str) -> None:
@@ -161,7 +178,7 @@ def _check_numeric_type(col: Any, name: str, where: str) -> None:
     typ = col.type
     if not (pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_boolean(typ)
             or pa.types.is_decimal(typ)):
-        raise DataError(f"{where}: column {name!r} is not numeric (e.g. {_example(col)!r}); declare it in "
+        raise DataError(f"{where}: column {name!r} is not numeric ({_first_non_number(col)}); declare it in "
                         "'categorical' to one-hot encode it, or in 'drop_columns' to leave it out")
 
 
@@ -288,7 +305,7 @@ def encode_table(table: Any, schema: TableSchema, where: str, *, strict: bool = 
     if missing:
         raise DataError(f"{where}: missing column{'s' if len(missing) > 1 else ''} "
                         f"{', '.join(map(repr, missing))} of the training table; expected the columns "
-                        f"{', '.join(needed)}")
+                        f"{', '.join(needed)}{separator_hint(names)}")
     ignored = {schema.label_column, *schema.drop_columns}
     extra = [n for n in names if n not in needed and n not in ignored]
     if extra and not training:
@@ -312,6 +329,13 @@ def encode_table(table: Any, schema: TableSchema, where: str, *, strict: bool = 
         found = pc.index_in(col, value_set=known_values)
         codes = found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
         bad = np.flatnonzero(codes < 0)
+        if bad.size:
+            # An integer written as a float ("75001.0": pandas writes an integer column holding a missing
+            # cell so) is the integer's category when that one is known and the float's text is not.
+            as_int = pc.replace_substring_regex(col.take(pa.array(bad)), r"^([+-]?\d+)\.0*$", r"\1")
+            codes[bad] = pc.index_in(as_int, value_set=known_values).fill_null(-1).to_numpy(
+                zero_copy_only=False)
+            bad = np.flatnonzero(codes < 0)
         if bad.size:
             unseen.append(count_unseen(name, col.take(pa.array(bad)).to_pylist(), bad, values))
         known = np.flatnonzero(codes >= 0)

@@ -20,10 +20,10 @@ from typing import Any
 
 from adgan.atomic import write_atomic
 from adgan.errors import DataError
-from adgan.runfiles import NOT_DETECTOR_FILES
+from adgan.runfiles import NOT_DETECTOR_FILES, TUNE_EXPERIMENT
 from adgan.sweep.recommend import Recommendation, beats_chance, finite, recommend, select_best
 from adgan.sweep.results import read_table
-from adgan.sweep.storage import local_copy, location
+from adgan.sweep.storage import Location, local_copy, location
 
 TEST_METRICS = ("auprc", "auroc", "auprc_trapz", "f1", "precision", "recall", "threshold", "q")
 
@@ -202,13 +202,13 @@ def export(results_dir: str | Path, out: str | Path, *, per: str = "class") -> l
     if per == "class":
         for rec in recommend(rows):
             rep = rec.chosen.representative
-            dest = _copy_detector(rep, out / _safe(f"{rep['dataset']}_c{rep['anomaly_class']}"))
+            dest = _copy_detector(rep, out / _safe(f"{rep['dataset']}_c{rep['anomaly_class']}"), results_dir)
             write_atomic(dest / "MODEL_CARD.md", model_card(rec, results_dir, dest))
             written.append(dest)
     else:
         for r in rows:
             name = f"{r['dataset']}_c{r['anomaly_class']}_{r['model']}_{r['loss_case']}_s{r['seed']}"
-            written.append(_copy_detector(r, out / _safe(name)))
+            written.append(_copy_detector(r, out / _safe(name), results_dir))
     return written
 
 
@@ -216,10 +216,25 @@ def _safe(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_.+" else "_" for ch in name)
 
 
-def _copy_detector(row: Mapping[str, Any], dest: Path) -> Path:
-    src = location(row["checkpoint"])  # a local directory, or one on an object store
+def checkpoint_in(results_dir: str | Path, recorded: str) -> Location:
+    """Where a checkpoint recorded in the results is now: inside ``results_dir`` when the results were moved
+    or copied there (a cluster's results synced to a laptop, a renamed folder; recorded paths are
+    absolute), else where it was recorded (a local directory, or one on an object store)."""
+    parts = recorded.rstrip("/").split("/")
+    if TUNE_EXPERIMENT in parts:  # <sweep dir>/tune/<trial>/checkpoint_*: its last "tune" is the sweep's
+        i = len(parts) - 1 - parts[::-1].index(TUNE_EXPERIMENT)
+        here = location(results_dir).child(*parts[i:])
+        if here.child("detector.json").is_file():
+            return here
+    return location(recorded)
+
+
+def _copy_detector(row: Mapping[str, Any], dest: Path, results_dir: str | Path) -> Path:
+    src = checkpoint_in(results_dir, row["checkpoint"])
     if not src.child("detector.json").is_file():
-        raise DataError(f"{src.uri}: chosen checkpoint of {row['group_id']} is missing (moved results?)")
+        raise DataError(f"{row['checkpoint']}: chosen checkpoint of {row['group_id']} is missing, and "
+                        f"{location(results_dir).uri} holds no copy of it under {TUNE_EXPERIMENT}/ (results "
+                        "moved without their tune/ folder?)")
     if dest.exists():
         shutil.rmtree(dest)
     # The detector only: a trial's checkpoint also holds what a restarted trial needs to continue

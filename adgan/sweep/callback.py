@@ -32,7 +32,7 @@ from typing import Any
 
 from ray.tune import Callback
 
-from adgan.runfiles import FINISHED, RUN_LOGS, TRAIN_STATE
+from adgan.runfiles import FINISHED, RUN_LOGS, TRAIN_STATE, TUNE_EXPERIMENT
 from adgan.sweep.grouped import GROUP_KEY
 from adgan.sweep.results import (
     EPOCH_REPORTS,
@@ -571,7 +571,7 @@ def _drop_orphans(store: ResultsStore, known: set[str], results: Location) -> No
         print(f"adgan: trial {tid} was started by a driver that was killed before Ray Tune recorded it; "
               "its epochs are dropped (the resumed sweep ran its place in the budget as a new trial)",
               file=sys.stderr)
-        _quietly(Location.delete_dir, results.child("tune", tid))  # (Tune's directory: runner.EXPERIMENT)
+        _quietly(Location.delete_dir, results.child(TUNE_EXPERIMENT, tid))
 
 
 def _merge_attempts(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

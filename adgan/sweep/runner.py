@@ -33,6 +33,7 @@ from typing import Any
 from adgan.atomic import write_atomic
 from adgan.errors import ConfigError
 from adgan.models import DETECTORS
+from adgan.runfiles import TUNE_EXPERIMENT
 from adgan.sweep import provenance
 from adgan.sweep.callback import SweepCallback, reconcile
 from adgan.sweep.capacity import check_cluster, check_local
@@ -45,7 +46,7 @@ from adgan.sweep.storage import Location, local_state_dir, location
 
 METRIC, MODE = "best_val_auprc", "max"
 KEPT_CHECKPOINTS = 2  # per trial, by Tune (see _new_tuner)
-EXPERIMENT = "tune"  # Tune's experiment directory inside results/<sweep>/
+EXPERIMENT = TUNE_EXPERIMENT  # Tune's experiment directory inside results/<sweep>/
 
 
 def init_ray(address: str | None, num_cpus: int | None = None, dashboard: bool = False) -> None:
