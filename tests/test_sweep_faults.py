@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,8 @@ class HeldSweep:
     """The two-trial sweep ``name`` started in ``tmp`` with its trials holding after epoch 1 (driver output
     in ``log``); :meth:`resume_released` releases them and resumes, :meth:`stop` ends whatever is left."""
 
-    def __init__(self, tmp: Path, name: str) -> None:
+    def __init__(self, tmp: Path, name: str, first_only: Sequence[str] = ()) -> None:
+        """``first_only``: arguments of the first run only (not of the resume)."""
         spec = two_trial_spec(tmp / f"{name}.yaml", name, EPOCHS)
         results, self.hold, self.home = tmp / "results", tmp / "hold", tmp / "home"
         self.out, self.log = results / name, tmp / "first.log"
@@ -49,8 +51,9 @@ class HeldSweep:
         self.cmd = [c if c != str(ROOT / "sweeps" / "smoke.yaml") else str(spec) for c in _sweep_cmd(results)]
         self.cmd.append("--no-wandb")
         with open(self.log, "w") as sink:
-            self.first = subprocess.Popen(self.cmd, cwd=ROOT, env=self.env | hold_env(1, self.hold),
-                                          stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+            self.first = subprocess.Popen([*self.cmd, *first_only], cwd=ROOT,
+                                          env=self.env | hold_env(1, self.hold), stdout=sink,
+                                          stderr=subprocess.STDOUT, start_new_session=True)
 
     def resume_released(self) -> subprocess.CompletedProcess:
         (self.hold / "release").touch()

@@ -14,6 +14,7 @@ from sweep_hold import held_and_recorded, wait_for
 from test_sweep import ROOT
 from test_sweep_faults import EPOCHS, HeldSweep
 
+from adgan.sweep.grouped import open_studies
 from adgan.sweep.provenance import read_runs
 from adgan.sweep.results import read_table
 
@@ -23,8 +24,10 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def interrupted(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The two-trial sweep given Ctrl-C (SIGINT to the driver) while both trials hold after epoch 1, then
-    resumed with the trials released."""
-    sweep = HeldSweep(tmp_path_factory.mktemp("ctrl-c"), "ctrlc")
+    resumed with the trials released. The first run keeps its Optuna journal elsewhere (--optuna-storage);
+    the resume, as a user types it, does not repeat that."""
+    tmp = tmp_path_factory.mktemp("ctrl-c")
+    sweep = HeldSweep(tmp, "ctrlc", first_only=["--optuna-storage", str(tmp / "my.journal")])
     try:
         wait_for(sweep.first, held_and_recorded(sweep.hold, sweep.out / "tune", 1, 2), sweep.log, 600)
         sweep.first.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal sends to the driver
@@ -32,11 +35,15 @@ def interrupted(tmp_path_factory: pytest.TempPathFactory) -> dict:
         facts = {"rc": rc, "log": sweep.log.read_text(), "runs": read_runs(sweep.out)}
         facts["best"] = subprocess.run([sys.executable, "-m", "adgan.cli", "best", str(sweep.out)], cwd=ROOT,
                                        env=sweep.env, capture_output=True, text=True, timeout=600)
+        # Another journal named for the resume: refused before Ray starts, not a crash mid-sweep.
+        facts["wrong_journal"] = subprocess.run(
+            [*sweep.cmd, "--resume", "--optuna-storage", str(tmp / "other.journal")], cwd=ROOT, env=sweep.env,
+            capture_output=True, text=True, timeout=600)
         facts["resumed"] = sweep.resume_released()
     finally:
         sweep.stop()
     out = sweep.out
-    facts["out"] = out
+    facts["out"], facts["journal"] = out, tmp / "my.journal"
     return facts
 
 
@@ -44,13 +51,23 @@ def test_ctrl_c_stops_the_sweep_as_interrupted_and_resume_finishes_it(interrupte
     log = interrupted["log"]
     assert interrupted["rc"] == 130, log[-3000:]
     assert "Traceback" not in log, log[-3000:]
-    assert "interrupted; Tune saved its state: continue with the same command and --resume" in log
+    assert "interrupted; Tune saved its state: continue with the same command and --resume: adgan " in log
+    hint = log.split("--resume: ", 1)[1].splitlines()[0]  # the whole command, its --results included
+    assert f"--results {interrupted['out'].parent}" in hint and hint.endswith(" --resume"), hint
     assert [r["status"] for r in interrupted["runs"]] == ["interrupted"]
     best = interrupted["best"]  # of the interrupted sweep: no answer yet, and why
     assert best.returncode == 0 and "no group has finished yet" in best.stdout, best.stderr[-2000:]
     assert "note: 1 of 1 groups of this sweep have no result yet" in best.stderr
+    wrong = interrupted["wrong_journal"]
+    assert wrong.returncode == 2
+    assert "other.journal holds no study of 1 group(s) that ran trials" in wrong.stderr
     r = interrupted["resumed"]
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
+    # The resume continued the journal the sweep ran with (recorded in runs.json), not a new one.
+    assert f"continuing the sweep's Optuna journal {interrupted['journal']}" in r.stderr
+    assert not (interrupted["out"] / "optuna.journal").exists()
+    (study,) = open_studies(interrupted["journal"]).values()
+    assert sorted(t.state.name for t in study.trials) == ["COMPLETE", "COMPLETE"]
     trials, epochs = read_table(interrupted["out"], "trials"), read_table(interrupted["out"], "epochs")
     assert len(trials) == 2 and all(t["status"] == "completed" and t["epochs_run"] == EPOCHS for t in trials)
     keys = [(e["trial_id"], e["epoch"]) for e in epochs]

@@ -21,6 +21,7 @@ import json
 import math
 import os
 import secrets
+import shlex
 import signal
 import socket
 import sys
@@ -173,7 +174,10 @@ def run_sweep(
         _check_start(spec, results, resume)
         if resume:
             _check_same_spec(spec, results)
+            if optuna_storage is None:
+                journal = _recorded_journal(results, journal)
             _journal_for_resume(results, journal)
+            _check_journal_is_the_sweeps(results, journal)
         elif not results.is_local:
             _set_aside_stale_journal(journal)
         spec = _with_available_dataset(spec, results, resume)
@@ -215,6 +219,60 @@ def journal_path(results: Location, optuna_storage: str | None = None) -> Path:
     if results.is_local:
         return Path(results.path) / OPTUNA_JOURNAL
     return local_state_dir(results.uri) / OPTUNA_JOURNAL
+
+
+def _recorded_journal(results: Location, default: Path) -> Path:
+    """The journal a resume without ``--optuna-storage`` continues: the one the sweep's last run on this
+    machine used (``runs.json``), when it was started with ``--optuna-storage``; else ``default``. A fresh
+    journal would hold none of the sweep's studies: its trials in flight could not report to them.
+
+    Raises:
+        ConfigError: That journal is gone.
+    """
+    mine = [r for r in provenance.read_runs(results) if r.get("host") in (None, socket.gethostname())]
+    recorded = mine[-1].get("journal") if mine else None
+    if not recorded or Path(recorded) == default:
+        return default
+    path = Path(recorded)
+    if not path.is_file():
+        raise ConfigError(
+            f"{results.uri}: --resume: the sweep's Optuna journal was {path} (--optuna-storage), which is "
+            "gone; name where it is now with --optuna-storage"
+        )
+    print(f"adgan: continuing the sweep's Optuna journal {path} (as its last run, --optuna-storage)",
+          file=sys.stderr)
+    return path
+
+
+def _resume_command(spec: SweepSpec, results: Location) -> str:
+    """The command that resumes this sweep: this one with ``--resume`` when it was ``adgan sweep``, else
+    the spec and the results root (which a bare ``adgan sweep SPEC --resume`` might not find)."""
+    args = sys.argv[1:]
+    if args[:1] == ["sweep"]:
+        return shlex.join(["adgan", *args, *([] if "--resume" in args else ["--resume"])])
+    root = results.uri.rstrip("/").rsplit("/", 1)[0]
+    return shlex.join(["adgan", "sweep", str(spec.path), "--results", root, "--resume"])
+
+
+def _check_journal_is_the_sweeps(results: Location, journal: Path) -> None:
+    """Refuse a resume whose journal holds no study of a group that ran trials (another sweep's journal,
+    or a new one): the resumed trials in flight would report to studies that do not exist."""
+    started = {r["group_id"] for r in read_table(results, "epochs", missing_ok=True)}
+    if not started:
+        return
+    stored: set[str] = set()
+    if journal.is_file():
+        import optuna
+
+        storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
+        stored = {s.study_name for s in storage.get_all_studies()}
+    missing = sorted(started - stored)
+    if missing:
+        raise ConfigError(
+            f"{results.uri}: --resume: the Optuna journal {journal} holds no study of {len(missing)} "
+            f"group(s) that ran trials (e.g. {missing[0]}): it is not this sweep's journal; name the one "
+            "the sweep ran with (--optuna-storage FILE)"
+        )
 
 
 def _journal_for_resume(results: Location, journal: Path) -> None:
@@ -467,7 +525,7 @@ def _run(
         # Tune caught the Ctrl-C, saved its state and marked the trials in flight terminated: nothing is
         # reconciled or summarised from a sweep that is not done (the resume continues those trials).
         print(f"[{spec.name}] interrupted; Tune saved its state: continue with the same command and "
-              f"--resume (adgan sweep {spec.path} --resume ...)", file=sys.stderr)
+              f"--resume: {_resume_command(spec, results)}", file=sys.stderr)
         raise KeyboardInterrupt
     reconcile(spec, results, grid)
     if context["wandb"]:  # the sweep's summary run: per-class tables, test metrics, exported checkpoints
