@@ -122,3 +122,20 @@ def test_chance_threshold_and_flag(tmp_path: Path, capsys: pytest.CaptureFixture
         "beats chance (val)"] == "NO"
     (dest,) = export(root, tmp_path / "exported")
     assert "no better than chance on validation" in (dest / "MODEL_CARD.md").read_text()
+
+
+def test_a_card_exported_from_an_unfinished_sweep_says_so(tmp_path: Path) -> None:
+    root = tmp_path / "partial"
+    rows = planted_sweep(root)
+    spec = json.loads((root / "spec.json").read_text())
+    groups = [r["group_id"] for r in rows["best"]]
+    spec["groups"] = [*groups, "mnist-5k/c0/anogan/fm/s0", "mnist-5k/c1/knn/default/s0"]  # never ended
+    (root / "spec.json").write_text(json.dumps(spec))
+    (dest,) = export(root, tmp_path / "exported")
+    card = (dest / "MODEL_CARD.md").read_text()
+    assert (f"**Partial: 1 of the {len(groups) + 1} groups of this class had no result when this was exported"
+            "** (still running or interrupted; e.g. `mnist-5k/c0/anogan/fm/s0`)") in card
+    spec["groups"] = groups  # all ended: no such line
+    (root / "spec.json").write_text(json.dumps(spec))
+    (dest,) = export(root, tmp_path / "exported")
+    assert "Partial" not in (dest / "MODEL_CARD.md").read_text()

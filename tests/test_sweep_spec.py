@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -507,18 +508,21 @@ def test_a_resume_refuses_a_spec_changed_since_the_start(raw: dict, tmp_path: Pa
     started = parse_spec(copy.deepcopy(raw), "smoke.yaml")
     _write_spec_record(started, results, 0.0)
     _check_same_spec(parse_spec(copy.deepcopy(raw), "smoke.yaml"), results)  # the same spec: fine
-    moved = copy.deepcopy(raw) | {"results": "elsewhere", "resources": {"cpus": 2, "gpu": 0}}
+    moved = copy.deepcopy(raw) | {"results": "elsewhere", "resources": {"cpus": 2, "gpu": 0},
+                                  "description": "a note written since"}
     _check_same_spec(with_gpu(parse_spec(moved, "smoke.yaml"), 0.5), results)
     changed = copy.deepcopy(raw) | {"classes": [0, 1]}
     changed["models"]["ganomaly"]["search"]["lr"]["high"] = 0.01
     with pytest.raises(ConfigError, match=r"smoke.yaml: --resume: the spec differs from the one sweep "
-                       r"'smoke' started with \(.*spec.json\) in: classes, models\. A resume continues"):
+                       r"'smoke' started with \(.*spec.json\) in: classes, "
+                       r"models\.ganomaly\.search\.lr\.high\. "
+                       r"A resume continues"):
         _check_same_spec(parse_spec(changed, "smoke.yaml"), results)
     options = copy.deepcopy(raw)
     options["dataset"]["options"]["max_train"] = 999  # what the trials train on: refused too
-    with pytest.raises(ConfigError, match=r"in: dataset\. A resume"):
+    with pytest.raises(ConfigError, match=r"in: dataset\.options\.max_train\. A resume"):
         _check_same_spec(parse_spec(options, "smoke.yaml"), results)
-    with pytest.raises(ConfigError, match=r"in: budget_name, effective_budget"):
+    with pytest.raises(ConfigError, match=r"in: budget_name, effective_budget\.max_epochs\. A resume"):
         named = copy.deepcopy(raw) | {"budgets": {"quick": {"max_epochs": 2}}}
         _check_same_spec(parse_spec(named, "smoke.yaml", budget="quick"), results)
 
@@ -545,3 +549,36 @@ def test_resume_of_nothing_is_refused_and_creates_nothing(raw: dict, tmp_path: P
     expected = f"--resume: no sweep to resume in {tmp_path / 'none' / 'smoke' / 'tune'}"
     assert expected in capsys.readouterr().err
     assert not (tmp_path / "none").exists()
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [  # a value refused by the model or the loader is named where it is written, not at a searched key
+        (lambda r: r["models"]["ganomaly"]["fixed"].update(base_filters="eight"),
+         "models.ganomaly.fixed.base_filters: hyperparameter 'base_filters' of model 'ganomaly': "
+         "expected int"),
+        (lambda r: r["models"]["ganomaly"]["fixed"].update(batch_size=0),
+         "models.ganomaly.fixed.batch_size: hyperparameter 'batch_size'"),
+        (lambda r: r["dataset"]["options"].update(image_size=17),
+         "dataset.options.image_size: image_size must"),
+        (lambda r: r["models"].update(knn={"fixed": {"k": 0}}), "models.knn.fixed.k: hyperparameter 'k'"),
+        (lambda r: r["models"]["ganomaly"]["search"]["lr"].update(low=-1.0),
+         "models.ganomaly.search.lr.low: a loguniform distribution needs low > 0"),
+        (lambda r: r.update(seeds=[0, 1, 0]), "seeds: a seed is listed twice: [0, 1, 0]"),
+        (lambda r: r["models"]["ganomaly"].update(grace_period=4),
+         "models.ganomaly.grace_period: 4 > max_epochs (3); expected <= max_epochs"),
+        (lambda r: r["models"]["knn"]["search"]["k"].update(log="maybe"),
+         "models.knn.search.k.log: expected true or false, got 'maybe'"),
+        # a named budget is checked also when another one is chosen
+        (lambda r: r.update(budgets={"full": {"trials_per_grup": 3}}),
+         "budgets.full.trials_per_grup: unknown key; expected one of: fixed, grace_period, max_epochs, "
+         "options, reduction_factor, seeds, trials_per_group (with --budget full)"),
+        (lambda r: r.update(budgets={"full": {"fixed": {"ganomaly": {"batch_size": -2}}}}),
+         "models.ganomaly.fixed.batch_size: hyperparameter 'batch_size' of model 'ganomaly': expected >= 1, "
+         "got -2 (with --budget full)"),
+    ],
+)
+def test_mistakes_are_named_where_they_are_written(raw: dict, tmp_path: Path, edit: Any,
+                                                    expected: str) -> None:
+    edit(raw)
+    _refused(raw, tmp_path, expected)

@@ -142,12 +142,19 @@ def _best_rows(results_dir: str | Path) -> list[dict[str, Any]]:
     return read_table(results_dir, "best", missing_ok=is_sweep)
 
 
+def _groups_without_result(results_dir: str | Path, prefix: str = "") -> tuple[list[str], list[str]]:
+    """(planned group ids, those without a row in ``best``), of the groups whose id starts with ``prefix``
+    (``<dataset>/c<class>/``: one class's)."""
+    planned = [g for g in _spec_json(results_dir).get("groups") or []  # (none before adgan recorded them)
+               if g.startswith(prefix)]
+    done = {r["group_id"] for r in _best_rows(results_dir)}
+    return planned, [g for g in planned if g not in done]
+
+
 def unfinished_note(results_dir: str | Path) -> str | None:
     """A line for a sweep some of whose planned groups (``spec.json``'s ``groups``) have no result yet,
     else None: the recommendation of a class whose groups have not all ended is from those that have."""
-    planned = _spec_json(results_dir).get("groups") or []  # (none before adgan recorded its groups)
-    done = {r["group_id"] for r in _best_rows(results_dir)}
-    missing = [g for g in planned if g not in done]
+    planned, missing = _groups_without_result(results_dir)
     if not missing:
         return None
     return (f"note: {len(missing)} of {len(planned)} groups of this sweep have no result yet (still "
@@ -269,6 +276,16 @@ def effective_resources(results_dir: str | Path) -> tuple[float, float]:
     return float(res.get("cpus", 1.0)), float(res.get("gpu", 0.0))
 
 
+def _partial_lines(results_dir: str | Path, prefix: str) -> list[str]:
+    """The model card's warning when some of the class's groups had no result at export."""
+    planned, missing = _groups_without_result(results_dir, prefix)
+    if not missing:
+        return []
+    return [f"**Partial: {len(missing)} of the {len(planned)} groups of this class had no result when this "
+            f"was exported** (still running or interrupted; e.g. `{missing[0]}`): the choice is among the "
+            "groups that ended. Export again once the sweep has finished.", ""]
+
+
 def model_card(rec: Recommendation, results_dir: str | Path, dest: Path) -> str:
     """``MODEL_CARD.md`` of an exported per-class recommendation."""
     c, rep = rec.chosen, rec.chosen.representative
@@ -287,6 +304,7 @@ def model_card(rec: Recommendation, results_dir: str | Path, dest: Path) -> str:
         "the best validation AUPRC" + (f" (mean over {c.seeds} seeds)" if c.seeds > 1 else "") + ". Test "
         "figures are the estimate for this choice; they took no part in it.",
         "",
+        *_partial_lines(results_dir, f"{c.dataset}/c{c.anomaly_class}/"),
         "## Data and protocol",
         f"- dataset: `{c.dataset}` from `{data.get('source', rep.get('data_source'))}`",
         f"- sha256: `{data.get('sha256', '?')}`, {data.get('n_samples', '?')} samples",

@@ -225,7 +225,10 @@ def seeds_of(check: Checker, value: Any) -> tuple[int, ...]:
     """The seeds: a non-empty list of integers."""
     if not isinstance(value, list) or not value:
         raise check.fail("seeds", f"expected a non-empty list of integers, got {short(value)}")
-    return tuple(check.number(s, f"seeds[{i}]", integer=True) for i, s in enumerate(value))
+    seeds = tuple(check.number(s, f"seeds[{i}]", integer=True) for i, s in enumerate(value))
+    if len(set(seeds)) != len(seeds):
+        raise check.fail("seeds", f"a seed is listed twice: {short(value)}")
+    return seeds
 
 
 def model_spec(check: Checker, name: str, value: Any, kind: str, registry: Any) -> ModelSpec:
@@ -298,7 +301,9 @@ def distribution(check: Checker, value: Any, key: str) -> Distribution:
     if kind == "loguniform" and low <= 0:
         raise check.fail(f"{key}.low", f"a loguniform distribution needs low > 0, got {low}")
     step = check.number(entry.get("step", 1), f"{key}.step", integer=True, positive=True) if integer else 1
-    log = bool(entry.get("log", False))
+    log = entry.get("log", False)
+    if not isinstance(log, bool):
+        raise check.fail(f"{key}.log", f"expected true or false, got {short(log)}")
     if integer and log and (low <= 0 or step != 1):
         raise check.fail(key, "a log-scaled int distribution needs low >= 1 and step 1")
     return Distribution(kind, low=low, high=high, log=log, step=step)

@@ -348,7 +348,7 @@ def _check_start(spec: SweepSpec, results: Location, resume: bool) -> None:
 # Keys of a spec a resume may change: where results and W&B runs go, what each trial reserves (--gpu too)
 # and the named budgets (the one used is compared as effective_budget); of the dataset section, its name
 # and fallback (the dataset a resume uses is the one recorded in dataset.json), not its options.
-_RESUME_MAY_CHANGE = ("resources", "results", "wandb", "budgets")
+_RESUME_MAY_CHANGE = ("resources", "results", "wandb", "budgets", "description")
 
 
 def _defining(raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -374,13 +374,21 @@ def _check_same_spec(spec: SweepSpec, results: Location) -> None:
         return  # (a sweep killed before writing it: nothing to compare)
     recorded = _defining(json.loads(record.read_text()))
     now = _defining(_spec_record(spec, spec.gpu))
-    differ = sorted(k for k in set(now) | set(recorded) if now.get(k) != recorded.get(k))
+    differ = _differing_keys(recorded, now)
     if differ:
         raise ConfigError(
             f"{spec.path}: --resume: the spec differs from the one sweep {spec.name!r} started with "
             f"({record.uri}) in: {', '.join(differ)}. A resume continues the sweep as it was started: "
             "restore those keys, or run the changed spec as a new sweep (another name or --results)"
         )
+
+
+def _differing_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """The key paths (``models.ganomaly.search.lr.high``) where two JSON values differ, sorted."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [path for k in sorted(set(old) | set(new), key=str)
+                for path in _differing_keys(old.get(k), new.get(k), f"{prefix}{k}.")]
+    return [] if old == new else [prefix.rstrip(".")]
 
 
 @contextlib.contextmanager

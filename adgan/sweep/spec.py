@@ -165,7 +165,17 @@ def load_spec(path: str | Path, *, budget: str = "default") -> SweepSpec:
             beyond a small size), or wrong (the message names the file, the key and what was expected).
     """
     path = find_spec(path)
-    return parse_spec(load_yaml(path.read_text(), str(path)), str(path), budget=budget)
+    raw = load_yaml(path.read_text(), str(path))
+    spec = parse_spec(raw, str(path), budget=budget)
+    # Every named budget too: a mistake in one not chosen today would otherwise wait for the day it is.
+    named = raw.get("budgets") if isinstance(raw, dict) else None
+    for other in named if isinstance(named, dict) else ():
+        if other != budget:
+            try:
+                parse_spec(raw, str(path), budget=str(other))
+            except ConfigError as exc:
+                raise ConfigError(f"{exc} (with --budget {other})") from None
+    return spec
 
 
 def parse_spec(raw: Any, path: str = "<spec>", *, budget: str = "default") -> SweepSpec:
@@ -210,6 +220,11 @@ def parse_spec(raw: Any, path: str = "<spec>", *, budget: str = "default") -> Sw
         dataset_decl=declaration,
         plugins=plugins,
     )
+    for m in spec.models:
+        if m.grace_period is not None and m.grace_period > spec.budget.max_epochs:
+            raise check.fail(f"models.{m.name}.grace_period", f"{m.grace_period} > max_epochs "
+                             f"({spec.budget.max_epochs}); expected <= max_epochs (ASHA would stop none of "
+                             "its trials)")
     _check_configs(check, spec)
     return spec
 
@@ -251,13 +266,28 @@ def _check_configs(check: Checker, spec: SweepSpec) -> None:
 
 
 def _blamed(spec: SweepSpec, group: Group, model: str, edges: list[tuple[str, Any]]) -> str:
-    """The key to name for a config ``resolve_config`` refused: the first searched value refused alone."""
+    """The key to name for a config ``resolve_config`` refused. Refused with nothing searched: the fixed
+    hyperparameter or data option without which (the model's or loader's default in its place) it passes;
+    else the first searched value refused alone."""
     from adgan.train import resolve_config
 
-    for p, v in edges:
+    def refused(config: dict[str, Any]) -> bool:
         try:
-            resolve_config(trial_config(spec, group, {p: v}))
+            resolve_config(config)
         except ConfigError:
+            return True
+        return False
+
+    plain = trial_config(spec, group, {})
+    if refused(plain):
+        owners = [(k, f"models.{model}.fixed.{k}") for k in spec.model(model).fixed]
+        owners += [(k, f"dataset.options.{k}") for k in spec.data_options]
+        for key, path in owners:
+            if key in plain and not refused({k: v for k, v in plain.items() if k != key}):
+                return path
+        return f"models.{model}"
+    for p, v in edges:
+        if refused(trial_config(spec, group, {p: v})):
             return f"models.{model}.search.{p}"
     return f"models.{model}"
 
