@@ -177,3 +177,14 @@ def test_train_resume_continues_an_interrupted_run(tmp_path: Path) -> None:
     assert json.loads((out / "summary.json").read_text())["status"] == "completed"
     assert main(["train", "--model", "ganomaly", "--dataset", "synthetic-images", "--out", str(out),
                  "--resume", "--overwrite"]) == 2
+
+
+def test_specs_lists_each_shipped_spec_with_its_first_sentence(capsys: pytest.CaptureFixture[str]) -> None:
+    from adgan.cli import main
+
+    assert main(["specs"]) == 0
+    lines = dict(line.split(None, 1) for line in capsys.readouterr().out.splitlines() if line.strip())
+    assert {"mnist", "smoke", "own_arrays", "kdd99"} <= set(lines)
+    assert all(text.endswith(".") for text in lines.values()), lines  # a sentence, not a cut first line
+    assert lines["own_arrays"].endswith("or 0/1 anomaly flags with labels: anomaly).")
+    assert "the `normal.` rows are the anomaly" in lines["kdd99"]

@@ -139,3 +139,15 @@ def test_a_card_exported_from_an_unfinished_sweep_says_so(tmp_path: Path) -> Non
     (root / "spec.json").write_text(json.dumps(spec))
     (dest,) = export(root, tmp_path / "exported")
     assert "Partial" not in (dest / "MODEL_CARD.md").read_text()
+
+
+def test_a_class_without_any_checkpoint_is_said_to_have_no_answer(tmp_path: Path) -> None:
+    root = tmp_path / "failed"
+    rows = planted_sweep(root)
+    for r in rows["best"]:
+        r.update(checkpoint=None, val_auprc=None, test_auprc=None)  # every trial errored
+    write_tables(root, rows, ("best",))
+    assert recommend(rows["best"]) == []
+    table = best_table(root).splitlines()
+    assert table[2].startswith("0")
+    assert "no answer: no trial of this class ended with a checkpoint" in table[2]

@@ -262,6 +262,14 @@ def test_dry_run_prints_the_plan_without_ray(tmp_path: Path, capsys: pytest.Capt
         assert line in out, out
     ray = sys.modules.get("ray")
     assert (ray is None or not ray.is_initialized()) and not (tmp_path / "r").exists()
+    # Trials larger than the machine: no estimate of a sweep that would be refused.
+    spec = yaml.safe_load((ROOT / "sweeps" / "smoke.yaml").read_text())
+    spec["resources"] = {"cpus": 64, "gpu": 0}
+    (tmp_path / "big.yaml").write_text(yaml.safe_dump(spec))
+    assert main(["sweep", str(tmp_path / "big.yaml"), "--dry-run", "--cpus", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "at once      0 trials" in out and "estimate     none: no trial fits here" in out, out
+    assert "estimate     wall" not in out
 
 
 def test_dry_run_estimates_from_an_earlier_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

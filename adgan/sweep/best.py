@@ -102,8 +102,9 @@ CHANCE_NOTE = ("! = no better than chance on validation: the AUPRC is below the 
                "rankings of that validation split (docs/sweeps.md)")
 
 
-def recommendation_lines(recs: Sequence[Recommendation]) -> list[str]:
-    """The per-class recommendation table of ``adgan best`` (and the end of ``adgan sweep``)."""
+def recommendation_lines(recs: Sequence[Recommendation], rows: Sequence[Mapping[str, Any]] = ()) -> list[str]:
+    """The per-class recommendation table of ``adgan best`` (and the end of ``adgan sweep``); a class of
+    ``rows`` (``best`` rows) without a recommendation (no trial of it ended with a checkpoint) says so."""
     lines = [
         "recommended detector per class: best validation AUPRC over every model (mean over seeds); test "
         "AUPRC is the estimate for it, never used to choose",
@@ -123,6 +124,13 @@ def recommendation_lines(recs: Sequence[Recommendation]) -> list[str]:
             f"{(_fmt(single.test_auprc, 3) + ' ' + single.model) if single else '-':>13} "
             f"{_fmt(rec.knn.test_auprc, 3) if rec.knn else '-':>6}  {_params(r['params'])}"
         )
+    answered = {(rec.chosen.dataset, rec.chosen.anomaly_class) for rec in recs}
+    unanswered = sorted({(r["dataset"], r["anomaly_class"], r.get("class_name") or "") for r in rows
+                         if (r["dataset"], r["anomaly_class"]) not in answered})
+    for _, cls, name in unanswered:
+        label = (str(cls) if name in ("", str(cls)) else f"{cls} {name}")[:16]
+        lines.append(f"{label:<16} no answer: no trial of this class ended with a checkpoint (every group "
+                     "below errored, or diverged before its first scored epoch)")
     if any(rec.beats_chance is False for rec in recs):
         lines.append(CHANCE_NOTE)
     return lines
@@ -168,7 +176,7 @@ def best_table(results_dir: str | Path) -> str:
                   key=lambda r: (r["dataset"], r["anomaly_class"], r["model"], r["loss_case"], r["seed"]))
     if not rows:
         return f"{results_dir}: no group has finished yet"
-    lines = recommendation_lines(recommend(rows)) + [
+    lines = recommendation_lines(recommend(rows), rows) + [
         "",
         "every group's chosen trial (validation AUPRC decides; test AUPRC shown)",
         f"{'class':<14} {'model':<9} {'loss case':<12} {'seed':>4} {'val AUPRC':>10} {'test AUPRC':>10} "

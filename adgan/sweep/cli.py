@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -133,15 +134,25 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _first_sentence(text: str) -> str:
+    """The first sentence of a spec's leading comment block (which may run over several lines)."""
+    words = []
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        words.append(line.lstrip("#").strip())
+    block = " ".join(w for w in words if w)
+    end = re.search(r"(?<!e\.g)(?<!i\.e)\.(\s|$)", block)  # (not at "e.g. ")
+    return block[: end.start() + 1] if end else block
+
+
 def cmd_specs(args: argparse.Namespace) -> int:
     """List the shipped specs: name, first comment line, path."""
     from adgan.sweep.spec import packaged_specs
 
     specs = packaged_specs()
     for name, path in specs.items():
-        first = next((line.lstrip("# ").strip() for line in path.read_text().splitlines()
-                      if line.startswith("#")), "")
-        print(f"{name:<15} {first}")
+        print(f"{name:<15} {_first_sentence(path.read_text())}")
     print(f"\nrun one with: adgan sweep <name> [--dry-run]   (files in {next(iter(specs.values())).parent})"
           if specs else "no shipped specs found", file=sys.stderr)
     return 0

@@ -234,12 +234,16 @@ def plan_text(
         f"  per trial    {_n(spec.cpus, 'CPU')}, {_n(gpu, 'GPU')}",
         f"  at once      {slots} trials ({where}{limit})",
         f"  cost/model   {per_model} ({source})",
-        f"  estimate     wall {duration(est['wall_s'])} with ASHA, at most {duration(est['wall_s_max'])}; "
-        f"{est['cpu_hours']:.2f} CPU-hours (at most {est['cpu_hours_max']:.2f}), {est['gpu_hours']:.2f} "
-        f"GPU-hours",
     ]
-    if slots == 0:
-        lines.append("  no trial fits here: the sweep would be refused (see resources)")
+    if slots == 0:  # (an estimate of a sweep that cannot run here would only mislead)
+        lines.append("  estimate     none: no trial fits here, the sweep would be refused (see resources)")
+    else:
+        lines.append(
+            f"  estimate     wall {duration(est['wall_s'])} with ASHA, at most "
+            f"{duration(est['wall_s_max'])}; "
+            f"{est['cpu_hours']:.2f} CPU-hours (at most {est['cpu_hours_max']:.2f}), {est['gpu_hours']:.2f} "
+            "GPU-hours"
+        )
     return "\n".join(lines)
 
 

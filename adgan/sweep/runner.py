@@ -434,8 +434,8 @@ def _effective_gpu(spec: SweepSpec) -> float:
     """The GPU share per trial: the spec's (or ``--gpu``), or 0 with a message on a cluster without GPUs."""
     if spec.gpu > 0 and _cluster_gpus() == 0:
         print(
-            f"[{spec.name}] the spec asks for {spec.gpu} GPU per trial but the cluster has none: "
-            "running on CPU",
+            f"[{spec.name}] trials ask for {spec.gpu} GPU each (resources.gpu or --gpu) but the cluster "
+            "has none: running on CPU",
             file=sys.stderr,
         )
         return 0.0
