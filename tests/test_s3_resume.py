@@ -107,7 +107,7 @@ def _by_params(rows: list[dict[str, Any]], *extra: str) -> dict[tuple, dict[str,
 
 def test_resumed_run_has_the_rows_of_an_uninterrupted_one(interrupted: dict[str, Any]) -> None:
     full, resumed = interrupted["uninterrupted"], interrupted["resumed"]
-    assert [r["status"] for r in interrupted["runs"]] == ["running", "finished"]  # killed, then resumed
+    assert [r["status"] for r in interrupted["runs"]] == ["killed", "finished"]  # killed, then resumed
     assert 0 < interrupted["killed_rows"] <= 2 * HOLD
     for name, key, values in (
         ("trials", (), ("status", "epochs_run", "best_epoch", "best_val_auprc", "best_val_auroc")),

@@ -321,8 +321,9 @@ def test_runs_json_records_each_invocation(sweep: dict) -> None:
     from adgan.sweep.provenance import read_runs
 
     runs = read_runs(sweep["dir"])
-    # The first driver was SIGKILLed (its record stays "running"); the resumed one finished.
-    assert [r["status"] for r in runs] == ["running", "finished"]
+    # The first driver was SIGKILLed (its record, left "running", marked "killed" by the resumed one,
+    # which finished).
+    assert [r["status"] for r in runs] == ["killed", "finished"]
     assert [r["resume"] for r in runs] == [False, True]
     last = runs[-1]
     assert "sweep" in last["command"] and "--resume" in last["command"]

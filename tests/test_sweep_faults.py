@@ -131,5 +131,5 @@ def test_resume_takes_over_the_stale_lock_and_keeps_the_first_rows(run: dict) ->
     before = {(e["trial_id"], e["epoch"]): e["val_auprc"] for e in run["epochs_while_held"]}
     after = {(e["trial_id"], e["epoch"]): e["val_auprc"] for e in epochs}
     assert before and all(after[k] == v for k, v in before.items())  # the first driver's rows are intact
-    assert [x["status"] for x in read_runs(out)] == ["running", "finished"]
+    assert [x["status"] for x in read_runs(out)] == ["killed", "finished"]
     assert (out / LOCK_FILE).read_text() == ""  # released at the end

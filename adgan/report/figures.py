@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
 from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 DPI = 90
 # Colour-blind-safe qualitative palette (Okabe-Ito), cycled.
@@ -102,13 +103,19 @@ def learning_curves(
     classes = sorted(epochs["anomaly_class"].unique())
     ncols = min(len(classes), 5)
     nrows = math.ceil(len(classes) / ncols)
-    height = 2.5 * nrows + 0.9
     width = 3.0 * ncols + 0.6
+    seeds = sorted(epochs["seed"].unique())
+    legend = "bold: best trial of each group" + (" (one colour per seed)" if len(seeds) > 1 else "")
+    # The heading wrapped to the figure's width (about 15 characters an inch at 9 points): a figure of one
+    # class is narrow.
+    heading = "\n".join(textwrap.fill(part, width=max(30, int(width * 15))) for part in (
+        title, f"{legend}; faint: other trials, dotted: stopped early by ASHA, x: diverged/errored"))
+    head_in = 0.2 + 0.17 * (heading.count("\n") + 1)
+    height = 2.5 * nrows + 0.5 + head_in
     fig = Figure(figsize=(width, height))
-    fig.subplots_adjust(left=0.6 / width, right=0.98, top=1 - 0.75 / height, bottom=0.5 / height,
+    fig.subplots_adjust(left=0.6 / width, right=0.98, top=1 - (head_in + 0.1) / height, bottom=0.5 / height,
                         hspace=0.45, wspace=0.08)
     axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True)
-    seeds = sorted(epochs["seed"].unique())
     for i, cls in enumerate(classes):
         ax = axes[i // ncols][i % ncols]
         rows = epochs[epochs["anomaly_class"] == cls]
@@ -126,6 +133,7 @@ def learning_curves(
             if st in ("diverged", "errored") and len(x):
                 ax.plot(x[-1:], y[-1:], "x", color="#D55E00", alpha=0.7, zorder=2)
         ax.set_title(labels.get(cls, str(cls)), fontsize=9)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
         ax.grid(alpha=0.3)
         if i % ncols == 0:
             ax.set_ylabel("val AUPRC")
@@ -133,9 +141,7 @@ def learning_curves(
             ax.set_xlabel("epoch")
     for j in range(len(classes), nrows * ncols):
         axes[j // ncols][j % ncols].set_visible(False)
-    legend = "bold: best trial of each group" + (" (one colour per seed)" if len(seeds) > 1 else "")
-    fig.suptitle(f"{title}\n{legend}; faint: other trials, dotted: stopped early by ASHA, "
-                 "x: diverged/errored", fontsize=9)
+    fig.suptitle(heading, fontsize=9)
     return _png(fig)
 
 

@@ -81,8 +81,13 @@ def _now() -> str:
 
 
 def start_run(results_dir: str | os.PathLike[str] | Location, **fields: Any) -> int:
-    """Append a ``running`` record (command, machine, ``fields``); returns its index."""
+    """Append a ``running`` record (command, machine, ``fields``); returns its index. Called with the
+    results' lock held, so an earlier record still ``running`` is of a driver that was killed: it becomes
+    ``killed``."""
     runs = read_runs(results_dir)
+    for rec in runs:
+        if rec.get("status") == "running":
+            rec["status"] = "killed"
     runs.append(
         {
             "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),

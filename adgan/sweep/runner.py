@@ -295,7 +295,7 @@ def _journal_for_resume(results: Location, journal: Path) -> None:
     copy_size = copy.fs.get_file_info(copy.path).size if copy.is_file() else -1
     runs = provenance.read_runs(results)
     last = runs[-1] if runs else {}
-    killed = last.get("status") == "running"
+    killed = last.get("status") in ("running", "killed")
     if killed and (local_size < 0 or last.get("host") not in (None, socket.gethostname())):
         raise ConfigError(
             f"{results.uri}: --resume: the sweep's last driver (PID {last.get('pid')} on "
