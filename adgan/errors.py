@@ -39,3 +39,10 @@ class ConfigError(AdganError, ValueError):
 
 class DivergedError(AdganError, RuntimeError):
     """Training produced a NaN or infinite loss."""
+
+
+class UnknownNameError(ConfigError, KeyError):
+    """A name that no registry holds (a detector, a dataset); a ``KeyError`` too, as a registry lookup."""
+
+    def __str__(self) -> str:  # (KeyError's own would quote the message)
+        return str(self.args[0]) if self.args else ""

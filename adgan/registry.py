@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from typing import Generic, TypeVar
+
+from adgan.errors import UnknownNameError
 
 T = TypeVar("T")
 
@@ -35,7 +38,9 @@ class Registry(Generic[T]):
             return self._items[name]
         except KeyError:
             known = ", ".join(sorted(self._items))
-            raise KeyError(f"unknown {self.kind} {name!r}; expected one of: {known}") from None
+            close = difflib.get_close_matches(str(name), list(self._items), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UnknownNameError(f"unknown {self.kind} {name!r}{hint}; expected one of: {known}") from None
 
     def unregister(self, name: str) -> None:
         """Remove ``name`` (tests that register something for their own duration)."""

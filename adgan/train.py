@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import io
 import json
 import math
@@ -80,7 +81,16 @@ def resolve_config(config: Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"unknown dataset {cfg['dataset']!r}; expected one of: {known}")
     model_cls = DETECTORS.get(cfg["model"])
     hparams = {k: v for k, v in cfg.items() if k not in RUN_DEFAULTS}
-    detector = model_cls(**hparams)  # validates hyperparameter names, types and the loss case
+    fields = {f.name for f in dataclasses.fields(model_cls.Config)}
+    for key in sorted(set(hparams) - fields):  # a misspelt run key, or a hyperparameter of another model
+        close = difflib.get_close_matches(key, [*RUN_DEFAULTS, *fields], n=1)
+        raise ConfigError(f"config key {key!r} is neither a run key nor a hyperparameter of {cfg['model']!r}"
+                          + (f" (did you mean {close[0]!r}?)" if close else "")
+                          + f"; run keys: {', '.join(RUN_DEFAULTS)}; its hyperparameters: "
+                          f"{', '.join(sorted(fields))}")
+    detector = model_cls(**hparams)  # validates hyperparameter types, ranges and the loss case
+    if model_cls.is_iterative and int(getattr(detector.config, "epochs", 1)) < 1:
+        raise ConfigError(f"epochs: a training run needs at least 1 epoch, got {detector.config.epochs}")
     run = {k: cfg.get(k, default) for k, default in RUN_DEFAULTS.items()}
     classes = dataset_classes(run["dataset"])
     if isinstance(run["anomaly_class"], str):  # as a user wrote it: a name, or a number (class_index)
@@ -276,9 +286,23 @@ def train(
     data (else loaded from ``config``); ``out``: the run directory (``RunDir``; None writes nothing);
     ``save_state``: write ``train_state.pt`` after every epoch (iterative detectors), from which
     ``resume`` continues the run in ``out`` exactly as the uninterrupted run would have gone on.
+
+    The config is checked here, at the call (``ConfigError``); the run happens as the records are consumed:
+    ``for record in train(config): ...``, or ``summary = list(train(config))[-1]``.
     """
+    return _run(resolve_config(config), splits, out, evaluate_test, save_state, resume)
+
+
+def _run(
+    cfg: dict[str, Any],
+    splits: Splits | None,
+    out: str | os.PathLike[str] | None,
+    evaluate_test: bool,
+    save_state: bool,
+    resume: bool,
+) -> Iterator[dict[str, Any]]:
+    """The run of ``train`` (a resolved config), top to bottom."""
     started = time.perf_counter()
-    cfg = resolve_config(config)
     device = pick_device(cfg["device"])
     # Also on CUDA: data handling and some models' scoring run on the CPU, and Ray's cluster launcher
     # exports OMP_NUM_THREADS=1, which would otherwise leave one thread whatever the trial reserved.

@@ -93,6 +93,26 @@ def test_train_refuses_bad_values(tmp_path: Path, capsys: pytest.CaptureFixture)
     missing = tmp_path / "parts.yaml"
     assert main(["train", "--model", "knn", "--dataset", str(missing), "--out", str(tmp_path / "r")]) == 2
     assert f"--dataset {missing}: no such declaration file" in capsys.readouterr().err
+    # YAML's null for a hyperparameter: refused by name, no traceback (failed deep in the fit before).
+    assert main(["train", "--model", "knn", "--dataset", "synthetic-tabular", "--set", "k=null",
+                 "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "hyperparameter 'k' of model 'knn': expected int, got None" in err and "Traceback" not in err
+
+
+def test_train_checks_its_config_at_the_call() -> None:
+    """``train(config)`` refuses a wrong config when called, not at its first record; a misspelt run key
+    gets a suggestion; a training run of 0 epochs is refused."""
+    from adgan.errors import ConfigError
+    from adgan.train import train
+
+    with pytest.raises(ConfigError, match=r"config key 'anomaly_clas' is neither a run key nor a "
+                                          r"hyperparameter of 'knn' \(did you mean 'anomaly_class'\?\)"):
+        train({"model": "knn", "dataset": "synthetic-tabular", "anomaly_clas": 0})
+    with pytest.raises(ConfigError, match=r"epochs: a training run needs at least 1 epoch, got 0"):
+        train({"model": "ganomaly", "dataset": "synthetic-tabular", "epochs": 0})
+    records = train({"model": "knn", "dataset": "synthetic-tabular", "max_train": 64}, evaluate_test=False)
+    assert [r["kind"] for r in records] == ["epoch", "summary"]
 
 
 def test_train_help_documents_every_option() -> None:

@@ -184,7 +184,7 @@ def test_resize_max_train_and_scale(fake_data_dir: Path) -> None:
         ({"name": "kdd99", "anomaly_class": 1}, DataError, r"'kdd99' has no class 1; .*0='normal\.'"),
         ({"name": "cifar10", "anomaly_class": -1}, DataError, r"no class -1; .*9='truck'"),
         ({"name": "synthetic-images", "anomaly_class": True}, DataError, "no class True"),
-        ({"name": "mnist-9k", "anomaly_class": 0}, ConfigError, r"unknown dataset 'mnist-9k'; expected"),
+        ({"name": "mnist-9k", "anomaly_class": 0}, ConfigError, r"unknown dataset 'mnist-9k' \(did you mean 'mnist-5k'\?\); expected"),
         ({"name": "synthetic-images", "anomaly_class": 0, "image_size": 64}, ConfigError, "image_size must"),
         ({"name": "synthetic-images", "anomaly_class": 0, "seed": -1}, ConfigError, "seed must be"),
         ({"name": "synthetic-images", "anomaly_class": 0, "max_train": 0}, ConfigError, "max_train must be"),

@@ -173,9 +173,66 @@ def test_unfitted_detector_refuses_to_score_or_save(name: str, tmp_path: Path) -
 @pytest.mark.parametrize("name", MODELS)
 def test_fit_refuses_input_that_is_neither_images_nor_a_table(name: str) -> None:
     det = create_detector(name, **tiny(name))
-    for bad in (np.zeros((4, 3, 8), np.float32), np.zeros((0, TAB_DIM), np.float32)):
+    for bad in (np.zeros((4, 3, 8), np.float32), np.zeros((0, TAB_DIM), np.float32),
+                np.zeros((4, 0), np.float32)):
         with pytest.raises(DataError, match="expected a non-empty array"):
             det.fit(bad)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("name", MODELS)
+def test_nan_and_infinite_input_are_refused_naming_the_sample(name: str, kind: str) -> None:
+    """Every detector alike: a GAN would otherwise train to a NaN loss (reported as diverged) or score NaN."""
+    f = fitted(name, kind)
+    x_train, _, _ = easy_split(kind, side=DETECTORS.get(name).preferred_image_size, n_train=16)
+    for value in (np.nan, np.inf):
+        bad = x_train.copy()
+        bad[3].flat[1] = value
+        with pytest.raises(DataError, match=r"training data contains 1 NaN or infinite value\(s\) "
+                                            r"\(the first in sample 3"):
+            create_detector(name, **tiny(name)).fit(bad)
+        bad = f.x_test[:5].copy()
+        bad[4].flat[0] = value
+        with pytest.raises(DataError, match=r"input contains 1 NaN or infinite value\(s\) \(the first in "
+                                            r"sample 4"):
+            f.det.score(bad)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_none_and_booleans_are_no_numbers(name: str) -> None:
+    """YAML's ``lr: ~`` and ``True`` (which Python takes for 1) are refused at construction, for every
+    numeric hyperparameter, not deep inside a fit."""
+    numeric = [f for f in dataclasses.fields(DETECTORS.get(name).Config)
+               if isinstance(f.default, int | float) and not isinstance(f.default, bool)]
+    for field in numeric:
+        for value in (None, True):
+            with pytest.raises(ConfigError, match=f"'{field.name}' of model '{name}': expected "
+                                                  f"{type(field.default).__name__}, got {value}"):
+                create_detector(name, **{field.name: value})
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_get_and_set_params_are_checked_like_the_constructor(name: str) -> None:
+    det = create_detector(name, **tiny(name))
+    params = det.get_params()
+    assert params == det.config.to_dict() and create_detector(name, **params).get_params() == params
+    field = next(f for f in dataclasses.fields(det.Config)
+                 if isinstance(f.default, int | float) and not isinstance(f.default, bool)
+                 and valid_range(f) is not None and valid_range(f).outside())
+    assert det.set_params(**{field.name: field.default}) is det
+    assert det.get_params()[field.name] == field.default
+    bad = valid_range(field).outside()[0]
+    bad = int(bad) if isinstance(field.default, int) and math.isfinite(bad) else bad
+    with pytest.raises(ConfigError, match=f"'{field.name}' of model '{name}'"):
+        det.set_params(**{field.name: bad})
+    with pytest.raises(ConfigError, match="unknown hyperparameter"):
+        det.set_params(not_a_hyperparameter=1)
+    # The config changed by hand (a plain dataclass) is checked again when fitting starts.
+    setattr(det.config, field.name, bad)
+    x_train, _, _ = easy_split("tabular" if "tabular" in det.input_kinds else "image",
+                               side=det.preferred_image_size, n_train=16)
+    with pytest.raises(ConfigError, match=f"'{field.name}' of model '{name}'"):
+        det.fit(x_train)
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -188,3 +245,49 @@ def test_fit_epochs_yields_finite_losses_once_per_epoch(name: str) -> None:
     assert len(records) == det.n_epochs
     for rec in records:
         assert rec and all(isinstance(v, float) and math.isfinite(v) for v in rec.values()), rec
+
+
+def test_an_unknown_name_is_a_config_error_with_a_suggestion() -> None:
+    with pytest.raises(ConfigError, match=r"unknown detector 'ganomali' \(did you mean 'ganomaly'\?\); "
+                                          r"expected one of: .*knn") as info:
+        create_detector("ganomali")
+    assert isinstance(info.value, KeyError)  # a registry lookup's error, as before
+
+
+def test_a_detector_missing_an_abstract_method_is_refused_at_registration() -> None:
+    from adgan.models import register_detector
+    from adgan.models.baselines import _Baseline
+
+    class Broken(_Baseline):  # no state / load_state
+        name = "broken-for-test"
+
+        def _fit(self, x: np.ndarray, seed: int) -> None:
+            self.mu = x.mean(0)
+
+        def _score(self, x: np.ndarray) -> np.ndarray:
+            return ((x - self.mu) ** 2).sum(1)
+
+    with pytest.raises(ValueError, match=r"Broken \('broken-for-test'\) does not define load_state, state"):
+        register_detector(Broken)
+    assert "broken-for-test" not in list_detectors()
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda h: [h], r"expected a JSON object, got list"),
+        (lambda h: {**h, "config": None}, r"config: expected an object of hyperparameters, got None"),
+        (lambda h: {**h, "input_shape": "8"},
+         r"input_shape: expected \[D\] or \[C, H, W\] of positive integers"),
+        (lambda h: {**h, "input_shape": [8, 0, 2]}, r"input_shape: expected"),
+    ],
+)
+def test_a_hand_damaged_header_is_a_data_error(tmp_path: Path, edit: Any, message: str) -> None:
+    import json
+
+    f = fitted("knn", "tabular")
+    path = f.det.save(tmp_path / "ckpt")
+    header = json.loads((path / "detector.json").read_text())
+    (path / "detector.json").write_text(json.dumps(edit(header)))
+    with pytest.raises(DataError, match=f"detector.json: {message}"):
+        Detector.load(path)

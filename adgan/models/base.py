@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from adgan.atomic import replacing_dir
-from adgan.errors import ConfigError, DataError
+from adgan.errors import ConfigError, DataError, short
 from adgan.registry import Registry
 
 FORMAT_VERSION = 1
@@ -69,10 +69,12 @@ def make_config(cls: type[DetectorConfig], model: str, hparams: dict[str, Any]) 
 
 def _coerce(model: str, key: str, value: Any, default: Any) -> Any:
     """Coerce plain values (from YAML, CLI or Optuna) to the type of the field's default."""
-    if default is dataclasses.MISSING or default is None or value is None:
-        return value
+    if default is dataclasses.MISSING or default is None:
+        return value  # (a field without a default, or an optional one)
     kind = type(default)
     try:
+        if value is None or (isinstance(value, bool) and kind in (int, float)):
+            raise ValueError  # (YAML's `lr: ~`; True is no learning rate, though Python calls it 1)
         if kind is bool:
             if isinstance(value, str):
                 if value.lower() in ("1", "true", "yes", "on"):
@@ -218,19 +220,34 @@ class Detector(ABC, Generic[C]):
                 cls.Config = arg
 
     def __init__(self, **hparams: Any) -> None:
-        self.config = make_config(self.Config, self.name, hparams)  # type: ignore[assignment]
-        if "loss_case" not in hparams:
-            self.config.loss_case = self.loss_cases[0]
-        if self.config.loss_case not in self.loss_cases:
-            raise ConfigError(
-                f"loss_case {self.config.loss_case!r} is not valid for model {self.name!r}; "
-                f"expected one of: {', '.join(self.loss_cases)}"
-            )
-        check_ranges(self.name, self.config)
+        self.config = self._checked(hparams)
         self.input_shape: tuple[int, ...] | None = None
         self.meta: dict[str, Any] = {}
         self.device = torch.device("cpu")
         self.bf16 = False
+
+    def _checked(self, hparams: Mapping[str, Any]) -> C:
+        """The config of ``hparams``: names, types, ranges and the loss case checked."""
+        config = make_config(self.Config, self.name, dict(hparams))
+        if "loss_case" not in hparams:
+            config.loss_case = self.loss_cases[0]
+        if config.loss_case not in self.loss_cases:
+            raise ConfigError(
+                f"loss_case {config.loss_case!r} is not valid for model {self.name!r}; "
+                f"expected one of: {', '.join(self.loss_cases)}"
+            )
+        check_ranges(self.name, config)
+        return config  # type: ignore[return-value]
+
+    def get_params(self) -> dict[str, Any]:
+        """The hyperparameters, by the names the constructor takes (scikit-learn's and PyOD's spelling)."""
+        return self.config.to_dict()
+
+    def set_params(self: D, **hparams: Any) -> D:
+        """Change hyperparameters, checked as the constructor checks them; returns ``self``. A fitted
+        detector keeps its fit until it is fitted again."""
+        self.config = self._checked({**self.get_params(), **hparams})
+        return self
 
     # ----- training -----
     @property
@@ -258,8 +275,17 @@ class Detector(ABC, Generic[C]):
             DataError: Input of the wrong kind or shape, or integer image pixels.
             DivergedError: A loss became NaN or infinite (from the iterator).
         """
+        # Checked again: ``config`` is a plain dataclass, which a caller may have changed since (set_params
+        # is the checked way).
+        self.config = self._checked(self.config.to_dict())
+        before = self.input_shape
         self._set_input(x, device, bf16)
-        return self._train(self.check_input(x), int(seed), resume)
+        try:
+            checked = self.check_input(x, "training data")
+        except DataError:
+            self.input_shape = before  # refused data leaves the detector as it was
+            raise
+        return self._train(checked, int(seed), resume)
 
     @abstractmethod
     def _train(
@@ -326,9 +352,10 @@ class Detector(ABC, Generic[C]):
         """Record the input shape on the first fit and the runtime options; refuse or warn about input
         that would train silently on the wrong thing (see ``check_images``, ``_looks_flattened``)."""
         x = np.asarray(x)
-        if x.ndim not in (2, 4) or x.shape[0] == 0:
+        if x.ndim not in (2, 4) or 0 in x.shape:
             raise DataError(
-                f"{self.name}: expected a non-empty array of shape (N, C, H, W) or (N, D), got {x.shape}"
+                f"{self.name}: expected a non-empty array of shape (N, C, H, W) or (N, D) (every size >= 1), "
+                f"got {x.shape}"
             )
         kind = "image" if x.ndim == 4 else "tabular"
         if kind not in self.input_kinds:
@@ -347,8 +374,10 @@ class Detector(ABC, Generic[C]):
         self.bf16 = bool(bf16)
         exact_float32(self.device)
 
-    def check_input(self, x: np.ndarray) -> np.ndarray:
-        """Validate ``x`` against the fitted input shape; returns it as float32."""
+    def check_input(self, x: np.ndarray, what: str = "input") -> np.ndarray:
+        """Validate ``x`` against the fitted input shape; returns it as float32 (N, ...). NaN and infinite
+        values are refused for every detector (a GAN would otherwise train to a NaN loss, reported as a
+        diverged model, or score NaN)."""
         if self.input_shape is None:
             raise DataError(f"{self.name}: the detector is not fitted; call fit() or load() first")
         x = np.asarray(x)
@@ -360,8 +389,14 @@ class Detector(ABC, Generic[C]):
         if not np.issubdtype(x.dtype, np.number):
             raise DataError(f"{self.name}: expected numeric input, got dtype {x.dtype}")
         if x.ndim == 4:
-            check_images(self.name, x)
-        return x.astype(np.float32, copy=False)
+            check_images(self.name, x)  # (on the dtype given: integer pixels are refused)
+        x = x.astype(np.float32, copy=False)
+        bad = int(x.size - np.count_nonzero(np.isfinite(x)))
+        if bad:
+            first = int(np.argwhere(~np.isfinite(x))[0][0])
+            raise DataError(f"{self.name}: {what} contains {bad} NaN or infinite value(s) (the first in "
+                            f"sample {first}, counting from 0)")
+        return x
 
     # ----- persistence -----
     @abstractmethod
@@ -400,12 +435,22 @@ class Detector(ABC, Generic[C]):
             header = json.loads(header_file.read_text())
         except json.JSONDecodeError as exc:
             raise DataError(f"{header_file}: not valid JSON ({exc})") from None
+        if not isinstance(header, dict):
+            raise DataError(f"{header_file}: expected a JSON object, got {type(header).__name__}")
         version = header.get("format_version")
         if version != FORMAT_VERSION:
             raise DataError(f"{header_file}: format_version {version!r}, this adgan reads {FORMAT_VERSION}")
         missing = [k for k in ("model", "config", "input_shape") if k not in header]
         if missing:
             raise DataError(f"{header_file}: missing field(s) {', '.join(missing)}")
+        shape = header["input_shape"]
+        if not isinstance(header["config"], dict):
+            raise DataError(f"{header_file}: config: expected an object of hyperparameters, got "
+                            f"{short(header['config'])}")
+        if not (isinstance(shape, list) and len(shape) in (1, 3)
+                and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape)):
+            raise DataError(f"{header_file}: input_shape: expected [D] or [C, H, W] of positive integers, "
+                            f"got {short(shape)}")
         if header["model"] not in DETECTORS:
             raise DataError(
                 f"{header_file}: model {header['model']!r} is not registered in this adgan "
@@ -461,7 +506,8 @@ def check_images(model: str, x: np.ndarray) -> None:
         )
     if x.size and np.issubdtype(x.dtype, np.floating):
         lo, hi = float(np.nanmin(x)), float(np.nanmax(x))
-        if lo < -1.0 - 1e-3 or hi > 1.0 + 1e-3:
+        # (infinite pixels are refused by check_input, naming the sample: no warning about them first)
+        if math.isfinite(lo) and math.isfinite(hi) and (lo < -1.0 - 1e-3 or hi > 1.0 + 1e-3):
             warnings.warn(
                 f"{model}: image pixels span {lo:.4g}..{hi:.4g}; detectors expect model space [-1, 1] "
                 "(adgan.data.prepare_input converts raw pixels)",
@@ -527,5 +573,9 @@ def register_detector(cls: type[D]) -> type[D]:
         raise ValueError(f"{cls.__qualname__} has no name")
     if cls.family not in FAMILIES:
         raise ValueError(f"{cls.__qualname__}: family must be one of {FAMILIES}, got {cls.family!r}")
+    missing = sorted(getattr(cls, "__abstractmethods__", ()))
+    if missing:  # (else the first create_detector would fail with Python's own TypeError)
+        raise ValueError(f"{cls.__qualname__} ({cls.name!r}) does not define {', '.join(missing)}, which "
+                         "every detector must")
     DETECTORS.register(cls.name)(cls)
     return cls

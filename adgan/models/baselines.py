@@ -63,10 +63,7 @@ class _Baseline(Detector[C]):
 
     def _flat(self, x: np.ndarray, what: str) -> np.ndarray:
         """Checked input as float32 (N, D); non-finite values are refused."""
-        x = self.check_input(x)
-        bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
-        if bad:
-            raise DataError(f"{self.name}: {what} contains {bad} NaN or infinite value(s)")
+        x = self.check_input(x, what)
         return x.reshape(x.shape[0], int(np.prod(x.shape[1:])))
 
     def _train(
