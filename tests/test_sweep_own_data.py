@@ -63,7 +63,14 @@ def test_a_declared_dataset_is_swept_on_ray_workers(
             "budget": {"trials_per_group": 1, "max_epochs": 2, "grace_period": 2, "reduction_factor": 2}}
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(spec))
-    cmd = [sys.executable, "-m", "adgan.cli", "sweep", str(path), "--address", cluster.address,
+    # An `adgan` package in the working directory (a checkout the sweep is started from) is not what the
+    # trials import: Ray puts the driver's directory first on the workers' path, adgan's runner keeps it
+    # out of the way. The driver runs as the installed command (`python -m` would import the shadow too).
+    (tmp_path / "adgan").mkdir()
+    (tmp_path / "adgan" / "__init__.py").write_text("raise ImportError('the adgan of the working directory')\n")
+    adgan = Path(sys.executable).with_name("adgan")
+    assert adgan.is_file(), f"{adgan}: the adgan command of this environment (pip install -e .)"
+    cmd = [str(adgan), "sweep", str(path), "--address", cluster.address,
            "--results", str(tmp_path / "results"), "--no-wandb"]
     env = cluster.env | {"PYTHONPATH": str(ROOT), "ADGAN_HOME": str(tmp_path / "home")}
     run = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)

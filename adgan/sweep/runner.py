@@ -25,6 +25,7 @@ import shlex
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -87,16 +88,36 @@ def init_ray(address: str | None, num_cpus: int | None = None, dashboard: bool =
                 "importing ray): its node address will be this machine's outward address, not 127.0.0.1",
                 file=sys.stderr,
             )
-        ray.init(
-            num_cpus=num_cpus or os.cpu_count(),
-            include_dashboard=dashboard,
-            _node_ip_address="127.0.0.1",
-            configure_logging=True,
-            logging_level="WARNING",
-            log_to_driver=True,
-        )
+        with _neutral_cwd():
+            ray.init(
+                num_cpus=num_cpus or os.cpu_count(),
+                include_dashboard=dashboard,
+                _node_ip_address="127.0.0.1",
+                configure_logging=True,
+                logging_level="WARNING",
+                log_to_driver=True,
+            )
     else:
-        ray.init(address=address, logging_level="WARNING")  # run_sweep checked it answers
+        with _neutral_cwd():
+            ray.init(address=address, logging_level="WARNING")  # run_sweep checked it answers
+
+
+@contextlib.contextmanager
+def _neutral_cwd() -> Iterator[None]:
+    """``ray.init`` in an empty directory: Ray puts the driver's working directory first on every worker's
+    ``sys.path``, so trials started from a checkout would import its ``adgan`` instead of the installed one
+    the driver runs (code versions differing within one sweep). The trials add the driver's directory at
+    the end of their path instead, for plugins named as modules (``adgan.sweep.trial``)."""
+    here = os.getcwd()
+    # Kept, not removed: the local Ray's processes and workers start in it (a deleted working directory
+    # breaks os.getcwd there).
+    empty = Path(tempfile.gettempdir()) / f"adgan-ray-cwd-{os.getuid()}"
+    empty.mkdir(mode=0o700, exist_ok=True)
+    os.chdir(empty)
+    try:
+        yield
+    finally:
+        os.chdir(here)
 
 
 def _check_reachable(address: str) -> None:
@@ -501,6 +522,7 @@ def _run(
     context = {
         "sweep": spec.name,
         "plugins": list(spec.plugins),  # imported by every trial before its config is resolved
+        "driver_cwd": os.getcwd(),  # where module-name plugins may live (see _neutral_cwd)
         "results_dir": results.uri,  # (a local path, or the URI: trials then keep W&B runs on their node)
         "wandb": {"project": spec.wandb_project, "mode": mode} if use_wandb and mode != "disabled" else None,
     }

@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import time
 import traceback
@@ -102,6 +103,9 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
     from adgan.train import resolve_config, train
     from adgan.version import code_version
 
+    cwd = context.get("driver_cwd")
+    if cwd and cwd not in sys.path:  # after the installed packages: adgan itself comes from there
+        sys.path.append(cwd)
     plugins.load(context.get("plugins") or [])  # a worker is another process: register what the spec names
     # Tune logs every persisted checkpoint at INFO level from each worker; the sweep's progress lines
     # say what matters.
