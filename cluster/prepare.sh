@@ -33,7 +33,8 @@ fi
 # Build from a copy so that the build leaves nothing (build/, *.egg-info) in the working tree.
 src="$(mktemp -d)"
 trap 'rm -rf "$src"' EXIT
-tar --exclude='__pycache__' -cf - pyproject.toml README.md adgan | tar -xf - -C "$src"
+# (setup.py ships sweeps/ in the wheel as adgan.specs: `adgan sweep mnist` and `adgan specs` on the nodes)
+tar --exclude='__pycache__' -cf - pyproject.toml setup.py README.md adgan sweeps | tar -xf - -C "$src"
 rm -rf "$wheel_dir"
 mkdir -p "$wheel_dir"
 "$PYTHON" -m pip wheel --quiet --no-deps --no-build-isolation --wheel-dir "$wheel_dir" "$src"

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import stat
 import subprocess
 import sys
@@ -342,6 +343,28 @@ def test_dockerfile_copies_only_existing_unignored_paths() -> None:
             assert f"!{src}" in ignore or f"!{src}/" in ignore, f"{src} is excluded from the build context"
 
 
+@pytest.mark.slow  # a wheel build, about 7 s
+def test_the_image_installs_adgan_from_what_it_copies(tmp_path: Path) -> None:
+    """The Dockerfile's `pip install .` of its build context (its COPY lines, nothing else): the wheel
+    builds (setup.py included: without it setuptools refuses the flat layout) and holds the specs."""
+    dockerfile = (CLUSTER / "Dockerfile").read_text()
+    context = tmp_path / "image"
+    for line in re.findall(r"^COPY\s+(.+)$", dockerfile, re.M):
+        *sources, dest = line.split()
+        for src in sources:
+            target = context / (dest.rstrip("/") + "/" + Path(src).name if dest.endswith("/") else dest)
+            if (REPO / src).is_dir():
+                shutil.copytree(REPO / src, target, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(REPO / src, target)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--wheel-dir", str(tmp_path / "wheel"), str(context)], check=True, capture_output=True)
+    (wheel,) = (tmp_path / "wheel").glob("adgan-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        assert {"adgan/cli.py", "adgan/specs/mnist.yaml"} <= set(zf.namelist())
+
+
 # ----- the scripts, run for real -----
 def _source_node_env(home: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {"HOME": str(home), "PATH": os.environ["PATH"], **(extra or {})}
@@ -391,7 +414,8 @@ def test_prepare_makes_private_secrets_and_a_wheel_of_the_tree(tmp_path: Path) -
     with zipfile.ZipFile(wheel) as zf:
         names = set(zf.namelist())
         entry_points = next(zf.read(n).decode() for n in names if n.endswith("entry_points.txt"))
-    assert {"adgan/cli.py", "adgan/sweep/runner.py"} <= names
+    assert {"adgan/cli.py", "adgan/sweep/runner.py", "adgan/specs/mnist.yaml",
+            "adgan/specs/smoke.yaml"} <= names  # the specs too: `adgan sweep mnist` on the nodes
     assert re.search(r"^adgan\s*=\s*adgan\.cli:main", entry_points, re.M)
     assert had_build or not (REPO / "build").exists(), "prepare.sh left build/ in the working tree"
     # Run again: the token is kept (the cluster's nodes hold it), the wheel rebuilt.

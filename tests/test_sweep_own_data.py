@@ -67,7 +67,7 @@ def test_a_declared_dataset_is_swept_on_ray_workers(
     # trials import: Ray puts the driver's directory first on the workers' path, adgan's runner keeps it
     # out of the way. The driver runs as the installed command (`python -m` would import the shadow too).
     (tmp_path / "adgan").mkdir()
-    (tmp_path / "adgan" / "__init__.py").write_text("raise ImportError('the adgan of the working directory')\n")
+    (tmp_path / "adgan" / "__init__.py").write_text("raise ImportError('the adgan of the working dir')\n")
     adgan = Path(sys.executable).with_name("adgan")
     assert adgan.is_file(), f"{adgan}: the adgan command of this environment (pip install -e .)"
     cmd = [str(adgan), "sweep", str(path), "--address", cluster.address,
