@@ -17,6 +17,16 @@ from adgan.errors import AdganError, ConfigError, DataError
 TRAIN_HELP = "train one detector on one dataset and anomaly class"
 
 
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default unless it is None or the help already says what the default is."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default is None or "default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
     from adgan.data import list_datasets
     from adgan.models import DETECTORS, list_detectors
@@ -27,7 +37,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         help=TRAIN_HELP,
         description="Train one detector, scoring the validation split after every epoch, keeping the "
         "checkpoint with the best validation AUPRC and reporting test metrics for it at the end.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_DefaultsFormatter,
     )
     p.add_argument("--model", required=True, choices=list_detectors(), help="detector name")
     p.add_argument("--dataset", required=True, metavar="NAME|FILE",
@@ -46,7 +56,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         help="any other hyperparameter of the model, e.g. --set w_con=40 (repeatable)",
     )
     p.add_argument("--data-dir", default=None, help="directory holding the dataset files")
-    p.add_argument("--image-size", type=int, choices=(28, 32), default=None, help="default: the model's")
+    p.add_argument("--image-size", type=int, choices=(28, 32), default=None,
+                   help="image side (default: the model's)")
     p.add_argument("--scale", action=argparse.BooleanOptionalAction, default=None,
                    help="tables: min-max scale features, fitted on train (default: on for declared tables, "
                         "off for kdd99 as in the published figures)")

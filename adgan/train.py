@@ -198,7 +198,8 @@ class RunDir:
             raise ConfigError("resume needs the run directory (out)")
         path = self.dir / TRAIN_STATE
         if not path.is_file():
-            raise ConfigError(f"{path}: no saved training state to resume from")
+            raise ConfigError(f"{path}: no saved training state to resume from (the run ended before its "
+                              "first epoch, or kept no state); start it again (adgan train --overwrite)")
         saved = load_tensors(path, "training state", "cpu")
         if saved.get("config") != _identity(cfg):
             now, then = json.loads(_identity(cfg)), json.loads(saved.get("config") or "{}")

@@ -208,3 +208,14 @@ def test_specs_lists_each_shipped_spec_with_its_first_sentence(capsys: pytest.Ca
     assert all(text.endswith(".") for text in lines.values()), lines  # a sentence, not a cut first line
     assert lines["own_arrays"].endswith("or 0/1 anomaly flags with labels: anomaly).")
     assert "the `normal.` rows are the anomaly" in lines["kdd99"]
+
+
+def test_resume_without_a_saved_state_says_how_to_start_again(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["train", "--model", "knn", "--dataset", "synthetic-tabular", "--max-train", "64",
+            "--out", str(tmp_path / "r")]
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main([*args, "--resume"]) == 2  # a one-shot fit keeps no training state
+    err = capsys.readouterr().err
+    assert "train_state.pt: no saved training state to resume from" in err and "--overwrite" in err

@@ -405,6 +405,10 @@ def test_version_1_results_are_upgraded_and_rendered(tmp_path: Path) -> None:
         assert b"adgan.upgraded_from" not in meta
     assert read_table(root, "trials") == trials
     assert cli_main(["upgrade", str(root)]) == 0  # nothing left to do
+    # Not a sweep's directory: an error, not "nothing to do".
+    assert cli_main(["upgrade", str(tmp_path / "no-such-dir")]) == 2
+    (tmp_path / "empty").mkdir()
+    assert cli_main(["upgrade", str(tmp_path / "empty")]) == 2
 
 
 def test_unreadable_result_file_is_an_error_naming_it(tmp_path: Path) -> None:

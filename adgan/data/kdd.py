@@ -265,8 +265,9 @@ def read_kdd_file(path: str | os.PathLike[str], schema: KddSchema = SCHEMA,
     path = Path(path)
     n_cols = _count_columns(path)
     if n_cols not in ((42,) if require_label else (41, 42)):
-        raise DataError(f"{path}, line 1: expected 42 comma-separated values (41 features + label), "
-                        f"got {n_cols}")
+        expected = "42 comma-separated values (41 features + label)" if require_label else \
+            "41 comma-separated features, or 42 with the label last"
+        raise DataError(f"{path}, line 1: expected {expected}, got {n_cols}")
     types: dict[str, Any] = {c: pa.float64() for c in schema.numeric}
     for c, v in schema.categories.items():
         types[c] = pa.float64() if isinstance(v[0], int) else pa.string()

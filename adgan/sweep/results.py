@@ -847,7 +847,13 @@ def upgrade_directory(directory: str | os.PathLike[str], *, fill_sizes: bool = T
     ``n_val_anomalies``, ``n_test_anomalies``: what the chance flag needs) are recomputed by loading each
     group's split with the trial's own config, which needs the dataset's files at hand.
     """
+    if not location(directory).exists():
+        raise DataError(f"{directory}: results directory not found (expected results/<sweep>/ of adgan "
+                        "sweep)")
     tables = {name: read_arrow(directory, name, missing_ok=True) for name in TABLES}
+    if all(t is None for t in tables.values()):
+        raise DataError(f"{directory}: no sweep results here (expected at least one of "
+                        f"{', '.join(n + '.parquet' for n in TABLES)} written by `adgan sweep`)")
     old = [n for n, t in tables.items()
            if t is not None and (t.schema.metadata or {}).get(b"adgan.upgraded_from")]
     if not old:
