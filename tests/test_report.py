@@ -22,7 +22,7 @@ from adgan.cli import main as cli_main
 from adgan.errors import ConfigError, DataError
 from adgan.report import build_report, load_published
 from adgan.report.figures import png_size
-from adgan.report.published import verdict
+from adgan.report.published import match_dataset, verdict
 
 SECTIONS = ("recommendation", "overview", "per-class", "gan-vs-baseline", "loss-cases", "quality-cost",
             "kdd99", "published", "learning-curves", "sweep-cost", "progress")
@@ -224,6 +224,7 @@ def full_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[st
 
 
 GVB = "mnist-5k: best GAN vs best baseline (test AUPRC; both chosen on validation)"
+MNIST_TITLE = "MNIST, one digit anomalous: EGBAD AUPRC per digit (trapezoid AUPRC, as the paper computes it)"
 
 
 def test_report_has_every_section_table_and_figure(full_report: Any) -> None:
@@ -238,7 +239,7 @@ def test_report_has_every_section_table_and_figure(full_report: Any) -> None:
                     "mnist-5k: test AUPRC", "mnist-5k: test AUROC", "mnist-5k / egbad: test (validation) "
                     "AUPRC per loss case", GVB,
                     "mnist-5k: quality vs cost (means over classes)", "KDD99 test metrics per model",
-                    "Cost per group", "MNIST, one digit anomalous: EGBAD AUPRC per digit",
+                    "Cost per group", MNIST_TITLE,
                     "KDD99 (`normal.` is the anomaly): precision / recall / F1"):
         assert caption in parsed.tables, caption
     # Figures: bar charts (per model, per loss case), quality-vs-cost, one learning-curve chart per
@@ -297,11 +298,15 @@ def test_report_numbers_follow_the_rows(full_report: Any) -> None:
 def test_published_side_by_side_marks_differences(full_report: Any) -> None:
     _, _, files = full_report
     t = html_tables(files.html.read_text()).tables
-    mnist = t["MNIST, one digit anomalous: EGBAD AUPRC per digit"]
+    mnist = t[MNIST_TITLE]
     digit1 = row_of(mnist, "1")
     assert digit1["published"] == "0.2870 ± 0.023" and digit1["verified"] == "no"
-    assert digit1["verdict"] == ("comparison only, not a reproduction: data: mnist-5k instead of the full "
-                                 "mnist; paper's training budget not recorded here")
+    assert digit1["verdict"].startswith("comparison only, not a reproduction: data: mnist-5k instead of the "
+                                        "full mnist; test anomaly share ")
+    assert digit1["verdict"].endswith(", lower than the paper's: a part of the anomalies validates here "
+                                      "(paper: all in test); AUPRC moves with it; paper's training budget "
+                                      "not recorded here")
+    assert "ours (test AUPRC, trapezoid)" in mnist[0]
     assert row_of(mnist, "5")["verdict"] == "no result of ours"
     kdd = row_of(t["KDD99 (`normal.` is the anomaly): precision / recall / F1"], "BiGAN/EGBAD")
     assert kdd["published P / R / F1"] == "0.9412 / 0.9562 / 0.9486" and kdd["verified"] == "yes"
@@ -319,12 +324,20 @@ def test_protocol_differences_and_budget_decide_the_verdict(tmp_path: Path) -> N
         r["config"] = {**r["config"], "scale": True, "max_train": 1000}
     for r in rows["best"]:
         r["test_q"] = 0.1
+    # A baseline beside it trains on the whole split (no max_train): the GAN's subsample is still named.
+    rows["trials"] += [{**r, "model": "knn", "trial_id": r["trial_id"] + "k",
+                        "config": {k: v for k, v in r["config"].items() if k != "max_train"}}
+                       for r in rows["trials"]]
     write_tables(root, rows, ("trials", "best"))
     t = html_tables(build_report(root, tmp_path / "out").html.read_text()).tables
     kdd = row_of(t["KDD99 (`normal.` is the anomaly): precision / recall / F1"], "BiGAN/EGBAD")
     assert kdd["verdict"] == (
         "comparison only, not a reproduction: training normals subsampled to at most 1000; flagged share 10% "
         "(paper: 20%); features min-max scaled (paper: unscaled); paper's training budget not recorded here")
+    # A dataset of one's own is never matched to a paper's by its name; a built-in variant is.
+    assert match_dataset("kdd99", ["kdd99-sample"]) is None
+    assert match_dataset("cifar10", ["cifar10-x"]) is None
+    assert match_dataset("mnist", ["mnist-5k"]) == "mnist-5k"
     # Only the same protocol with at least the paper's epochs is a reproduction.
     fig = load_published().select("kdd99", "f1")[0]
     assert verdict(dataclasses.replace(fig, paper_epochs=50), [], 50.0).startswith("reproduction")

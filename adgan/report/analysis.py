@@ -54,6 +54,9 @@ def per_class(best: pd.DataFrame) -> pd.DataFrame:
     out["n_seeds"] = grouped.size()
     out["class_name"] = grouped["class_name"].first()
     out["family"] = grouped["family"].first()
+    for col in ("n_test", "n_test_anomalies", "n_val_anomalies"):  # split sizes: the same for every seed
+        if col in best.columns:
+            out[col] = grouped[col].first()
     return out.reset_index()
 
 

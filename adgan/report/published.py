@@ -94,10 +94,15 @@ def load_published(path: str | Path | None = None) -> Published:
 
 
 def match_dataset(published: str, ours: list[str]) -> str | None:
-    """Our dataset for a published one: the same name, else a variant of it (``mnist`` -> ``mnist-5k``)."""
+    """Our dataset for a published one: the same name, else a built-in variant of it (``mnist`` ->
+    ``mnist-5k``). A dataset of one's own is never one of them, whatever its name (``kdd99-sample``, an
+    image folder ``cifar10-x`` whose classes are not CIFAR-10's): a declared name cannot be a built-in's."""
+    from adgan.data import list_datasets
+
     if published in ours:
         return published
-    variants = sorted(d for d in ours if d.startswith(published + "-"))
+    builtin = set(list_datasets())
+    variants = sorted(d for d in ours if d.startswith(published + "-") and d in builtin)
     return variants[0] if variants else None
 
 
@@ -124,11 +129,20 @@ def differences(
     q = ours.get("test_q")
     if share is not None and q is not None and not pd.isna(q) and abs(float(q) - share) > 1e-6:
         diffs.append(f"flagged share {float(q):.0%} (paper: {share:.0%})")
+    n_test, n_anom, n_val_anom = (ours.get(k) for k in ("n_test", "n_test_anomalies", "n_val_anomalies"))
+    if protocol.get("all_anomalies_in_test") and _known(n_val_anom) and float(n_val_anom) > 0 \
+            and _known(n_test) and _known(n_anom) and float(n_test) > 0:
+        diffs.append(f"test anomaly share {float(n_anom) / float(n_test):.1%}, lower than the paper's: a "
+                     "part of the anomalies validates here (paper: all in test); AUPRC moves with it")
     want_scaled = protocol.get("scaled")
     if want_scaled is not None and scaled is not None and scaled != want_scaled:
         diffs.append("features min-max scaled (paper: unscaled)" if scaled else "features unscaled "
                      "(paper: scaled)")
     return diffs
+
+
+def _known(value: Any) -> bool:
+    return value is not None and not pd.isna(value)
 
 
 def verdict(fig: PublishedFigure, diffs: list[str], our_epochs: float) -> str:
@@ -152,7 +166,7 @@ def compare(
     metric: str,
     budget: dict[tuple[str, str], tuple[float, float]],
     scaled: dict[str, bool | None],
-    max_train: dict[str, int | None] | None = None,
+    max_train: dict[tuple[str, str], int | None] | None = None,
 ) -> pd.DataFrame:
     """Rows of published figures for ``dataset``/``metric`` beside our chosen rows.
 
@@ -160,8 +174,8 @@ def compare(
         chosen: Per (dataset, model, class) rows chosen on validation (``analysis.chosen_per_model``).
         budget: (dataset, model) -> (max epochs, trials per group) of our sweep.
         scaled: our dataset -> whether its features were min-max scaled (None: unknown).
-        max_train: our dataset -> the largest ``max_train`` subsample of the training normals used
-            (None: the full training split).
+        max_train: (our dataset, model) -> the largest ``max_train`` subsample of the training normals
+            that model's trials used (None: the full training split).
 
     Returns:
         Columns: anomaly_class, paper_model, published, std, verified, source, notes, dataset, model,
@@ -191,7 +205,8 @@ def compare(
                 col = "test_auprc"
             value = float(ours[col]) if col in ours.index and not pd.isna(ours[col]) else math.nan
             epochs = budget.get((ds, fig.model), (math.nan, math.nan))[0]
-            diffs = differences(fig, protocol, ours, ds, col, scaled.get(ds), (max_train or {}).get(ds))
+            diffs = differences(fig, protocol, ours, ds, col, scaled.get(ds),
+                                (max_train or {}).get((ds, fig.model)))
             row.update({
                 "loss_case": ours["loss_case"], "ours": value, "n_seeds": ours.get("n_seeds", math.nan),
                 "diff": value - fig.value, "budget": budget_text(budget, ds, fig.model),
