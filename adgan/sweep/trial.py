@@ -86,6 +86,16 @@ def splits_for(config: Mapping[str, Any]) -> Splits:
     )
 
 
+def _load_plugins(plugins: Any, context: Mapping[str, Any]) -> None:
+    """Import the spec's plugins in this worker (another process: register what the spec names). Module
+    names may live in the driver's working directory: it goes at the end of the path, after the installed
+    packages, which ``adgan`` itself comes from (``adgan.sweep.runner._neutral_cwd``)."""
+    cwd = context.get("driver_cwd")
+    if cwd and cwd not in sys.path:
+        sys.path.append(cwd)
+    plugins.load(context.get("plugins") or [])
+
+
 def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
     """Ray Tune function trainable: train ``config`` and report each epoch.
 
@@ -103,10 +113,7 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
     from adgan.train import resolve_config, train
     from adgan.version import code_version
 
-    cwd = context.get("driver_cwd")
-    if cwd and cwd not in sys.path:  # after the installed packages: adgan itself comes from there
-        sys.path.append(cwd)
-    plugins.load(context.get("plugins") or [])  # a worker is another process: register what the spec names
+    _load_plugins(plugins, context)
     # Tune logs every persisted checkpoint at INFO level from each worker; the sweep's progress lines
     # say what matters.
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
