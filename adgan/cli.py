@@ -260,7 +260,12 @@ def cmd_score(args: argparse.Namespace) -> int:
     if dest == "-":
         sys.stdout.write(text)
     else:
-        write_atomic(Path(dest), text)  # an interrupted run leaves the previous file, not half of one
+        target = Path(dest).resolve()  # (a link: its target is written, the link kept)
+        if not target.exists() or target.is_file():
+            write_atomic(target, text)  # an interrupted run leaves the previous file, not half of one
+        else:  # a named pipe or a device (/dev/stdout, >(gzip ...)): written through, not replaced
+            with open(target, "w") as out:
+                out.write(text)
         print(f"wrote {len(scores)} scores to {dest}", file=sys.stderr)
     return 0
 

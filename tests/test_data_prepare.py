@@ -98,6 +98,9 @@ def test_float_pixels_in_a_given_range_and_other_sizes(tmp_path: Path) -> None:
     for k, image in enumerate(big[:5]):  # as image files of that size: the same input
         Image.fromarray(image[0]).save(tmp_path / f"{k}.png")
     assert np.array_equal(prepare_image_folder(tmp_path, info)[0], expected[:5])
+    # The same images as model-space floats take the same way (only the uint8 rounding differs).
+    floats = big.astype(np.float32) / np.float32(127.5) - np.float32(1.0)
+    np.testing.assert_allclose(prepare_input(floats, info), expected, atol=1.01 / 127.5)
 
 
 @pytest.mark.parametrize("scale", [False, True])

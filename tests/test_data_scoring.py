@@ -7,6 +7,8 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import os
+import threading
 import warnings
 from pathlib import Path
 
@@ -289,6 +291,20 @@ def test_cli_score_folder_and_strict(tmp_path: Path, fake_data_dir: Path,
     before = path.read_bytes()
     code = main(["score", "--checkpoint", str(tmp_path / "kdd"), "--input", str(path), "--output", str(path)])
     assert code == 2 and "that is the input file" in capsys.readouterr().err and path.read_bytes() == before
+    # A link is written through (its target gets the scores, the link stays), a named pipe too.
+    (tmp_path / "target.csv").write_text("old")
+    (tmp_path / "link.csv").symlink_to(tmp_path / "target.csv")
+    kdd_args = ["score", "--checkpoint", str(tmp_path / "kdd"), "--input", str(path), "--output"]
+    assert main([*kdd_args, str(tmp_path / "link.csv")]) == 0
+    assert (tmp_path / "link.csv").is_symlink()
+    assert (tmp_path / "target.csv").read_text().startswith("score\n")
+    os.mkfifo(tmp_path / "pipe")
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.append((tmp_path / "pipe").read_text()))
+    reader.start()
+    assert main([*kdd_args, str(tmp_path / "pipe")]) == 0
+    reader.join(timeout=600)
+    assert got and got[0].splitlines()[0] == "score" and len(got[0].splitlines()) == 7
 
 
 def test_cli_score_pixel_range(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

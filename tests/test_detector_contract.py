@@ -193,6 +193,11 @@ def test_nan_and_infinite_input_are_refused_naming_the_sample(name: str, kind: s
             create_detector(name, **tiny(name)).fit(bad)
         bad = f.x_test[:5].copy()
         bad[4].flat[0] = value
+        if kind == "tabular" and value == np.inf:  # finite in float64, beyond float32: said so
+            huge = bad.astype(np.float64)
+            huge[4].flat[0] = 1e39
+            with pytest.raises(DataError, match=r"input holds values beyond float32's range .* sample 4"):
+                f.det.score(huge)
         with pytest.raises(DataError, match=r"input contains 1 NaN or infinite value\(s\) \(the first in "
                                             r"sample 4"):
             f.det.score(bad)

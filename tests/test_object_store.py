@@ -192,7 +192,7 @@ def test_the_journal_a_resume_continues(
     (adgan.sweep.runner): a resume continues the longer of the two, and refuses when the last driver was
     killed on another machine (its journal is there)."""
     from adgan.sweep import provenance
-    from adgan.sweep.runner import _journal_for_resume, _upload_journal, journal_path
+    from adgan.sweep.runner import _journal_for_resume, _recorded_journal, _upload_journal, journal_path
 
     monkeypatch.setenv("ADGAN_HOME", str(tmp_path / "home"))
     results = location(s3.bucket_uri("results/sweep"))
@@ -222,6 +222,20 @@ def test_the_journal_a_resume_continues(
     last_run("running", "another-machine")
     with pytest.raises(ConfigError, match="another-machine.*--optuna-storage"):
         _journal_for_resume(results, journal)
+    # The journal this machine's last run named (--optuna-storage) is continued; when that file is gone,
+    # the store's copy is there (the default path, which _journal_for_resume fills): no refusal.
+    custom = tmp_path / "custom.journal"
+    provenance._write(results, [{"status": "interrupted", "host": socket.gethostname(),
+                                 "journal": str(custom)}])
+    assert _recorded_journal(results, journal) == journal  # (gone)
+    custom.write_bytes(b"x")
+    assert _recorded_journal(results, journal) == custom
+    # Local results keep no copy elsewhere: a journal named once and gone since is refused, naming it.
+    local = location(tmp_path / "local")
+    provenance._write(local, [{"status": "interrupted", "host": socket.gethostname(),
+                               "journal": str(tmp_path / "gone.journal")}])
+    with pytest.raises(ConfigError, match=r"gone.journal \(--optuna-storage\), which is gone"):
+        _recorded_journal(local, journal_path(local))
 
 
 def test_a_uri_with_options_is_refused_with_what_to_do_instead() -> None:

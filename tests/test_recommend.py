@@ -151,3 +151,7 @@ def test_a_class_without_any_checkpoint_is_said_to_have_no_answer(tmp_path: Path
     table = best_table(root).splitlines()
     assert table[2].startswith("0")
     assert "no answer: no trial of this class ended with a checkpoint" in table[2]
+    # The report says the same (the class was left out of its table).
+    html = build_report(root, tmp_path / "report").html.read_text()
+    row = row_of(html_tables(html).tables["mnist-5k: recommended detector per class"], "0")
+    assert row["recommended"] == "no answer" and row["settings"].startswith("no trial of this class ended")

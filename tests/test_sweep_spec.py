@@ -551,6 +551,19 @@ def test_resume_of_nothing_is_refused_and_creates_nothing(raw: dict, tmp_path: P
     assert not (tmp_path / "none").exists()
 
 
+def test_a_model_grace_period_above_a_budget_not_run_is_no_mistake(raw: dict, tmp_path: Path) -> None:
+    """A model's grace_period applies to every budget: above the max_epochs of a quick budget it only
+    matters when that budget runs (refused then), not when another one does."""
+    raw["budget"]["max_epochs"] = 5
+    raw["models"]["ganomaly"]["grace_period"] = 4
+    raw["budgets"] = {"quick": {"max_epochs": 2}}
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert load_spec(path).model("ganomaly").grace_period == 4
+    with pytest.raises(ConfigError, match=r"models.ganomaly.grace_period: 4 > max_epochs \(2\)"):
+        load_spec(path, budget="quick")
+
+
 @pytest.mark.parametrize(
     ("edit", "expected"),
     [  # a value refused by the model or the loader is named where it is written, not at a searched key
@@ -574,8 +587,10 @@ def test_resume_of_nothing_is_refused_and_creates_nothing(raw: dict, tmp_path: P
          "budgets.full.trials_per_grup: unknown key; expected one of: fixed, grace_period, max_epochs, "
          "options, reduction_factor, seeds, trials_per_group (with --budget full)"),
         (lambda r: r.update(budgets={"full": {"fixed": {"ganomaly": {"batch_size": -2}}}}),
-         "models.ganomaly.fixed.batch_size: hyperparameter 'batch_size' of model 'ganomaly': expected >= 1, "
-         "got -2 (with --budget full)"),
+         "budgets.full.fixed.ganomaly.batch_size: hyperparameter 'batch_size' of model 'ganomaly': expected "
+         ">= 1, got -2 (with --budget full)"),
+        (lambda r: r.update(budgets={"full": {"options": {"image_size": 17}}}),
+         "budgets.full.options.image_size: image_size must be 28 or 32, got 17 (with --budget full)"),
     ],
 )
 def test_mistakes_are_named_where_they_are_written(raw: dict, tmp_path: Path, edit: Any,

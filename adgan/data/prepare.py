@@ -118,7 +118,7 @@ def _prepare_images(
                 "pass integer pixels 0..255, or give the floats' black and white (adgan score --pixel-range "
                 "BLACK WHITE; prepare_input(..., pixel_range=(black, white)))"
             )
-        if (lo, hi) == (-1.0, 1.0):
+        if (lo, hi) == (-1.0, 1.0) and x.shape[2] in (size, native):
             return resize(np.ascontiguousarray(x, dtype=np.float32), size)
         # float32 pixel units 0..255, as a declared .npz of float images is read for training
         pixels = ((x.astype(np.float64) - lo) * (255.0 / (hi - lo))).astype(np.float32)

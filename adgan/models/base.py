@@ -390,13 +390,18 @@ class Detector(ABC, Generic[C]):
             raise DataError(f"{self.name}: expected numeric input, got dtype {x.dtype}")
         if x.ndim == 4:
             check_images(self.name, x)  # (on the dtype given: integer pixels are refused)
-        x = x.astype(np.float32, copy=False)
         bad = int(x.size - np.count_nonzero(np.isfinite(x)))
         if bad:
             first = int(np.argwhere(~np.isfinite(x))[0][0])
             raise DataError(f"{self.name}: {what} contains {bad} NaN or infinite value(s) (the first in "
                             f"sample {first}, counting from 0)")
-        return x
+        with np.errstate(over="ignore"):
+            x32 = x.astype(np.float32, copy=False)
+        if x32 is not x and not np.isfinite(x32).all():
+            first = int(np.argwhere(~np.isfinite(x32))[0][0])
+            raise DataError(f"{self.name}: {what} holds values beyond float32's range (about 3.4e38; the "
+                            f"first in sample {first}, counting from 0)")
+        return x32
 
     # ----- persistence -----
     @abstractmethod

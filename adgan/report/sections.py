@@ -113,10 +113,11 @@ def recommendation(ctx: Context) -> Section:
         "is the single detector with the best mean validation AUPRC over the classes (what shipping one "
         "model everywhere would give); kNN is the simplest strong baseline. `adgan export` ships exactly "
         "these detectors and `adgan best` prints the same table."])
-    if not ctx.recs:
+    unanswered = _unanswered(ctx)
+    if not ctx.recs and not unanswered:
         return missing_note(s, ctx)
     flagged = False
-    for ds in sorted({r.chosen.dataset for r in ctx.recs}):
+    for ds in sorted({r.chosen.dataset for r in ctx.recs} | set(unanswered)):
         rows = []
         for rec in (r for r in ctx.recs if r.chosen.dataset == ds):
             c, row = rec.chosen, rec.row()
@@ -132,10 +133,15 @@ def recommendation(ctx: Context) -> Section:
                 "-" if rec.knn is None else metric4(rec.knn.test_auprc),
                 "-" if row["n_train"] is None or pd.isna(row["n_train"]) else str(int(row["n_train"])),
             ])
+        rows += [[ctx.label(ds, cls), "no answer", "-", "no trial of this class ended with a checkpoint "
+                  "(every group errored, or diverged before its first scored epoch)", *["-"] * 7]
+                 for cls in unanswered.get(ds, [])]
         s.blocks.append(Table(f"{ds}: recommended detector per class", [
             "class", "recommended", "family", "settings", "val AUPRC", "beats chance (val)", "test AUPRC",
             "test chance", "one model for every class (test)", "kNN (test)", "training normals"], rows))
         mine = [r for r in ctx.recs if r.chosen.dataset == ds]
+        if not mine:
+            continue
         rec_mean = float(np.nanmean([r.chosen.test_auprc for r in mine]))
         singles = [r.single_model.test_auprc for r in mine if r.single_model is not None]
         versus = ""
@@ -150,6 +156,21 @@ def recommendation(ctx: Context) -> Section:
                        "95th percentile of random rankings of that validation split; treat that class's "
                        "answer as no better than guessing.")
     return s
+
+
+def _unanswered(ctx: Context) -> dict[str, list[int]]:
+    """dataset -> the classes with finished groups (rows in best.parquet) but no recommendation: no trial
+    of theirs ended with a checkpoint (``adgan best`` says "no answer" for them too)."""
+    best = ctx.res.best
+    if not has_columns(best, ["dataset", "anomaly_class"]):
+        return {}
+    answered = {(r.chosen.dataset, r.chosen.anomaly_class) for r in ctx.recs}
+    out: dict[str, list[int]] = {}
+    for ds, cls in sorted({(str(d), int(c)) for d, c in zip(best["dataset"], best["anomaly_class"],
+                                                            strict=True)}):
+        if (ds, cls) not in answered:
+            out.setdefault(ds, []).append(cls)
+    return out
 
 
 def overview(ctx: Context) -> Section:

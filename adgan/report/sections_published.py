@@ -98,7 +98,7 @@ def published_section(ctx: Context) -> Section:
 
 
 def _kdd_table(ctx: Context, budget: dict[tuple[str, str], tuple[float, float]],
-               scaled: dict[str, bool | None], caps: dict[str, int | None]) -> Table:
+               scaled: dict[str, bool | None], caps: dict[tuple[str, str], int | None]) -> Table:
     parts = {m: compare(ctx.published, ctx.chosen, dataset="kdd99", metric=m, budget=budget, scaled=scaled,
                         max_train=caps) for m in ("precision", "recall", "f1")}
     f1 = parts["f1"]

@@ -15,6 +15,7 @@ driver's disk (:func:`journal_path`) and a copy goes to the store whenever a run
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import json
@@ -22,6 +23,7 @@ import math
 import os
 import secrets
 import shlex
+import shutil
 import signal
 import socket
 import sys
@@ -102,18 +104,24 @@ def init_ray(address: str | None, num_cpus: int | None = None, dashboard: bool =
             ray.init(address=address, logging_level="WARNING")  # run_sweep checked it answers
 
 
+_EMPTY_DIR: str | None = None  # the working directory of this process's ray.init (_neutral_cwd)
+
+
 @contextlib.contextmanager
 def _neutral_cwd() -> Iterator[None]:
     """``ray.init`` in an empty directory: Ray puts the driver's working directory first on every worker's
     ``sys.path``, so trials started from a checkout would import its ``adgan`` instead of the installed one
     the driver runs (code versions differing within one sweep). The trials add the driver's directory at
     the end of their path instead, for plugins named as modules (``adgan.sweep.trial``)."""
+    global _EMPTY_DIR
     here = os.getcwd()
-    # Kept, not removed: the local Ray's processes and workers start in it (a deleted working directory
-    # breaks os.getcwd there).
-    empty = Path(tempfile.gettempdir()) / f"adgan-ray-cwd-{os.getuid()}"
-    empty.mkdir(mode=0o700, exist_ok=True)
-    os.chdir(empty)
+    if _EMPTY_DIR is None or not os.path.isdir(_EMPTY_DIR):
+        # This process's own (mkdtemp: new, private, empty; a fixed name in /tmp could be planted by
+        # another user), kept while it runs: the local Ray's processes and workers start in it, and a
+        # deleted working directory breaks os.getcwd there.
+        _EMPTY_DIR = tempfile.mkdtemp(prefix="adgan-ray-cwd-")
+        atexit.register(shutil.rmtree, _EMPTY_DIR, ignore_errors=True)
+    os.chdir(_EMPTY_DIR)
     try:
         yield
     finally:
@@ -255,6 +263,8 @@ def _recorded_journal(results: Location, default: Path) -> Path:
     if not recorded or Path(recorded) == default:
         return default
     path = Path(recorded)
+    if not path.is_file() and not results.is_local:
+        return default  # the store keeps a copy of the journal (_journal_for_resume takes it)
     if not path.is_file():
         raise ConfigError(
             f"{results.uri}: --resume: the sweep's Optuna journal was {path} (--optuna-storage), which is "

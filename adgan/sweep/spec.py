@@ -172,14 +172,17 @@ def load_spec(path: str | Path, *, budget: str = "default") -> SweepSpec:
     for other in named if isinstance(named, dict) else ():
         if other != budget:
             try:
-                parse_spec(raw, str(path), budget=str(other))
+                parse_spec(raw, str(path), budget=str(other), other_budget=True)
             except ConfigError as exc:
                 raise ConfigError(f"{exc} (with --budget {other})") from None
     return spec
 
 
-def parse_spec(raw: Any, path: str = "<spec>", *, budget: str = "default") -> SweepSpec:
-    """Validate a parsed spec (a mapping, as from YAML); see :func:`load_spec`."""
+def parse_spec(
+    raw: Any, path: str = "<spec>", *, budget: str = "default", other_budget: bool = False
+) -> SweepSpec:
+    """Validate a parsed spec (a mapping, as from YAML); see :func:`load_spec`. ``other_budget``: checked
+    as a budget not run now (a model's grace_period above its max_epochs only matters to the one run)."""
     from adgan.data import dataset_classes, dataset_kind, list_datasets
     from adgan.models import DETECTORS
 
@@ -220,7 +223,7 @@ def parse_spec(raw: Any, path: str = "<spec>", *, budget: str = "default") -> Sw
         dataset_decl=declaration,
         plugins=plugins,
     )
-    for m in spec.models:
+    for m in () if other_budget else spec.models:
         if m.grace_period is not None and m.grace_period > spec.budget.max_epochs:
             raise check.fail(f"models.{m.name}.grace_period", f"{m.grace_period} > max_epochs "
                              f"({spec.budget.max_epochs}); expected <= max_epochs (ASHA would stop none of "
@@ -280,8 +283,14 @@ def _blamed(spec: SweepSpec, group: Group, model: str, edges: list[tuple[str, An
 
     plain = trial_config(spec, group, {})
     if refused(plain):
-        owners = [(k, f"models.{model}.fixed.{k}") for k in spec.model(model).fixed]
-        owners += [(k, f"dataset.options.{k}") for k in spec.data_options]
+        # (a named budget's overrides are merged into the model's fixed values and the data options: named
+        # where they are written)
+        named = (spec.raw.get("budgets") or {}).get(spec.budget_name) or {}
+        from_budget = f"budgets.{spec.budget_name}"
+        owners = [(k, f"{from_budget}.fixed.{model}.{k}" if k in ((named.get("fixed") or {}).get(model) or {})
+                   else f"models.{model}.fixed.{k}") for k in spec.model(model).fixed]
+        owners += [(k, f"{from_budget}.options.{k}" if k in (named.get("options") or {})
+                    else f"dataset.options.{k}") for k in spec.data_options]
         for key, path in owners:
             if key in plain and not refused({k: v for k, v in plain.items() if k != key}):
                 return path
