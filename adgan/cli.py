@@ -195,6 +195,9 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_score)
 
 
+ADGAN_DIR = str(Path(__file__).resolve().parent)  # (warnings raised by adgan's own code start with it)
+
+
 def resolve_checkpoint(path: str | Path) -> Path:
     """Accept a run directory (holding ``checkpoint/``) or a checkpoint directory itself."""
     path = Path(path)
@@ -243,8 +246,8 @@ def cmd_score(args: argparse.Namespace) -> int:
             x, paths = prepare_image_folder(src, info)
         else:
             x = prepare_file(src, info, strict=args.strict, pixel_range=args.pixel_range)
-    for w in caught:
-        if issubclass(w.category, UnseenCategoryWarning):
+    for w in caught:  # adgan's own (unseen categories, the float-pixel range) as one plain line each
+        if issubclass(w.category, UnseenCategoryWarning) or w.filename.startswith(ADGAN_DIR):
             print(f"adgan: warning: {w.message}", file=sys.stderr)
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)

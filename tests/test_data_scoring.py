@@ -319,8 +319,15 @@ def test_cli_score_pixel_range(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert main([*args, "--pixel-range", "0", "1"]) == 0
     got = np.array([float(v) for v in capsys.readouterr().out.splitlines()[1:]])
     np.testing.assert_allclose(got, det.score(s.test.x), rtol=1e-5, atol=1e-6)  # type: ignore[attr-defined]
-    # Without it, floats of a model trained on integer pixels are model space: [0, 1] is accepted as such
-    # (it lies inside [-1, 1]), so only the range message of out-of-range floats can be checked here.
+    # Without it, floats of a model trained on integer pixels are model space: [0, 1] lies inside [-1, 1]
+    # and is taken as such, with a warning naming the flag (model-space images reach below 0).
+    assert main(args) == 0
+    assert "float pixels all in [0, " in capsys.readouterr().err
+    with pytest.warns(UserWarning, match=r"--pixel-range 0 1"):
+        prepare_input(raw.astype(np.float32) / 255.0, _checkpoint_info(s.info))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # model-space floats: no warning
+        prepare_input(raw.astype(np.float32) / np.float32(127.5) - 1, _checkpoint_info(s.info))
     np.save(tmp_path / "g.npy", raw.astype(np.float32))
     assert main(["score", "--checkpoint", ckpt, "--input", str(tmp_path / "g.npy")]) == 2
     assert "--pixel-range BLACK WHITE" in capsys.readouterr().err

@@ -13,6 +13,7 @@ reported with an ``UnseenCategoryWarning``; ``strict=True`` refuses them (``adga
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +119,13 @@ def _prepare_images(
                 "pass integer pixels 0..255, or give the floats' black and white (adgan score --pixel-range "
                 "BLACK WHITE; prepare_input(..., pixel_range=(black, white)))"
             )
+        if pixel_range is None and (lo, hi) == (-1.0, 1.0) and x.size and float(x.min()) >= 0.0:
+            # Model space puts black at -1: real images taken as such almost always reach below 0. All of
+            # them in [0, 1] is the mark of [0, 1]-scaled pixels, which would score silently wrong.
+            warnings.warn(
+                f"float pixels all in [0, {float(x.max()):.4g}], taken as model space [-1, 1] (black = -1); "
+                "if they are pixels scaled to [0, 1], give their range: adgan score --pixel-range 0 1, "
+                "prepare_input(..., pixel_range=(0, 1))", UserWarning, stacklevel=3)
         if (lo, hi) == (-1.0, 1.0) and x.shape[2] in (size, native):
             return resize(np.ascontiguousarray(x, dtype=np.float32), size)
         # float32 pixel units 0..255, as a declared .npz of float images is read for training
