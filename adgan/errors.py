@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import reprlib
+from collections.abc import Iterable
 from typing import Any
 
 SHORT_LIMIT = 120  # characters of a value shown in a message
@@ -17,6 +19,13 @@ def short(value: Any, limit: int = SHORT_LIMIT) -> str:
     is cut at ``limit`` characters."""
     text = _repr.repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def did_you_mean(name: Any, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` naming the choice closest to a misspelt ``name``, or ``""`` when none is
+    close (difflib's ratio): the hint of every "unknown name" message."""
+    close = difflib.get_close_matches(str(name), list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def clip(message: str, limit: int) -> str:

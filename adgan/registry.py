@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from adgan.errors import UnknownNameError
+from adgan.errors import UnknownNameError, did_you_mean
 
 T = TypeVar("T")
 
@@ -38,9 +37,8 @@ class Registry(Generic[T]):
             return self._items[name]
         except KeyError:
             known = ", ".join(sorted(self._items))
-            close = difflib.get_close_matches(str(name), list(self._items), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise UnknownNameError(f"unknown {self.kind} {name!r}{hint}; expected one of: {known}") from None
+            raise UnknownNameError(f"unknown {self.kind} {name!r}{did_you_mean(name, self._items)}; expected "
+                                   f"one of: {known}") from None
 
     def unregister(self, name: str) -> None:
         """Remove ``name`` (tests that register something for their own duration)."""

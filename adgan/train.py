@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import io
 import json
 import math
@@ -37,7 +36,7 @@ from adgan.data import (
     register_declared,
 )
 from adgan.data.types import Split, Splits
-from adgan.errors import ConfigError, DivergedError
+from adgan.errors import ConfigError, DivergedError, did_you_mean
 from adgan.models import DETECTORS, Detector, create_detector
 from adgan.models.base import exact_float32, load_tensors
 from adgan.runfiles import TRAIN_STATE
@@ -83,9 +82,8 @@ def resolve_config(config: Mapping[str, Any]) -> dict[str, Any]:
     hparams = {k: v for k, v in cfg.items() if k not in RUN_DEFAULTS}
     fields = {f.name for f in dataclasses.fields(model_cls.Config)}
     for key in sorted(set(hparams) - fields):  # a misspelt run key, or a hyperparameter of another model
-        close = difflib.get_close_matches(key, [*RUN_DEFAULTS, *fields], n=1)
         raise ConfigError(f"config key {key!r} is neither a run key nor a hyperparameter of {cfg['model']!r}"
-                          + (f" (did you mean {close[0]!r}?)" if close else "")
+                          + did_you_mean(key, [*RUN_DEFAULTS, *fields])
                           + f"; run keys: {', '.join(RUN_DEFAULTS)}; its hyperparameters: "
                           f"{', '.join(sorted(fields))}")
     detector = model_cls(**hparams)  # validates hyperparameter types, ranges and the loss case

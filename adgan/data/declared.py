@@ -25,7 +25,6 @@ class, anomalies of one or more types; ``normal-anomaly-v1``) for ``normal-anoma
 
 from __future__ import annotations
 
-import difflib
 import functools
 import json
 import os
@@ -49,7 +48,7 @@ from adgan.data.datasets import (
 from adgan.data.formats import sha256_file
 from adgan.data.images import RawImages
 from adgan.data.protocol import SplitFractions
-from adgan.errors import ConfigError, DataError
+from adgan.errors import ConfigError, DataError, did_you_mean
 
 PathLike = str | os.PathLike[str]
 FORMATS = ("image-folder", "normal-anomaly-folder", "npz", "table")
@@ -140,10 +139,8 @@ def normalize_declaration(decl: Mapping[str, Any], base_dir: PathLike | None = N
     allowed = [k.lstrip("!") for k in _COMMON + _FORMAT_KEYS[fmt]]
     for key in decl:
         if key not in allowed:
-            close = difflib.get_close_matches(str(key), allowed, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(f"{where}: unknown key {key!r}{hint}; a {fmt!r} declaration accepts: "
-                              f"{', '.join(allowed)}")
+            raise ConfigError(f"{where}: unknown key {key!r}{did_you_mean(key, allowed)}; a {fmt!r} "
+                              f"declaration accepts: {', '.join(allowed)}")
     # An optional key set to None (null) means "not given": a normalised declaration normalises to itself.
     decl = {k: v for k, v in decl.items() if v is not None}
     for key in _COMMON + _FORMAT_KEYS[fmt]:
