@@ -390,17 +390,16 @@ class Detector(ABC, Generic[C]):
             raise DataError(f"{self.name}: expected numeric input, got dtype {x.dtype}")
         if x.ndim == 4:
             check_images(self.name, x)  # (on the dtype given: integer pixels are refused)
-        bad = int(x.size - np.count_nonzero(np.isfinite(x)))
-        if bad:
-            first = int(np.argwhere(~np.isfinite(x))[0][0])
-            raise DataError(f"{self.name}: {what} contains {bad} NaN or infinite value(s) (the first in "
-                            f"sample {first}, counting from 0)")
         with np.errstate(over="ignore"):
             x32 = x.astype(np.float32, copy=False)
-        if x32 is not x and not np.isfinite(x32).all():
-            first = int(np.argwhere(~np.isfinite(x32))[0][0])
+        finite = np.isfinite(x32)  # (one pass over the input when all is well: scoring calls this)
+        if not finite.all():
+            given = ~np.isfinite(x)  # non-finite as given, or only after the cast to float32
+            if given.any():
+                raise DataError(f"{self.name}: {what} contains {int(given.sum())} NaN or infinite value(s) "
+                                f"(the first in sample {int(np.argwhere(given)[0][0])}, counting from 0)")
             raise DataError(f"{self.name}: {what} holds values beyond float32's range (about 3.4e38; the "
-                            f"first in sample {first}, counting from 0)")
+                            f"first in sample {int(np.argwhere(~finite)[0][0])}, counting from 0)")
         return x32
 
     # ----- persistence -----
