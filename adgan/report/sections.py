@@ -16,7 +16,7 @@ from adgan.report import analysis, figures
 from adgan.report.doc import Figure, Section, Table
 from adgan.report.load import SweepResults, class_label, has_columns
 from adgan.report.published import Published
-from adgan.sweep.recommend import Recommendation, recommend
+from adgan.sweep.recommend import Recommendation, recommend, unanswered
 
 SELECTION = ("Selection rule: within a group the configuration and epoch are chosen on validation AUPRC; "
              "a class's recommended detector, a model's loss case per class, the best GAN and the best "
@@ -164,12 +164,9 @@ def _unanswered(ctx: Context) -> dict[str, list[int]]:
     best = ctx.res.best
     if not has_columns(best, ["dataset", "anomaly_class"]):
         return {}
-    answered = {(r.chosen.dataset, r.chosen.anomaly_class) for r in ctx.recs}
     out: dict[str, list[int]] = {}
-    for ds, cls in sorted({(str(d), int(c)) for d, c in zip(best["dataset"], best["anomaly_class"],
-                                                            strict=True)}):
-        if (ds, cls) not in answered:
-            out.setdefault(ds, []).append(cls)
+    for ds, cls, _ in unanswered(ctx.recs, best[["dataset", "anomaly_class"]].to_dict("records")):
+        out.setdefault(ds, []).append(cls)
     return out
 
 

@@ -21,7 +21,7 @@ from typing import Any
 from adgan.atomic import write_atomic
 from adgan.errors import DataError
 from adgan.runfiles import NOT_DETECTOR_FILES, TUNE_EXPERIMENT
-from adgan.sweep.recommend import Recommendation, beats_chance, finite, recommend, select_best
+from adgan.sweep.recommend import Recommendation, beats_chance, finite, recommend, select_best, unanswered
 from adgan.sweep.results import read_table
 from adgan.sweep.storage import Location, local_copy, location
 
@@ -102,6 +102,11 @@ CHANCE_NOTE = ("! = no better than chance on validation: the AUPRC is below the 
                "rankings of that validation split (docs/sweeps.md)")
 
 
+def _class_label(index: int, name: str | None) -> str:
+    """``3 Dress``, or ``3`` alone where the class has no name of its own."""
+    return str(index) if (name or "") in ("", str(index)) else f"{index} {name}"
+
+
 def recommendation_lines(recs: Sequence[Recommendation], rows: Sequence[Mapping[str, Any]] = ()) -> list[str]:
     """The per-class recommendation table of ``adgan best`` (and the end of ``adgan sweep``); a class of
     ``rows`` (``best`` rows) without a recommendation (no trial of it ended with a checkpoint) says so."""
@@ -115,8 +120,7 @@ def recommendation_lines(recs: Sequence[Recommendation], rows: Sequence[Mapping[
         c, r = rec.chosen, rec.row()
         flag = "!" if rec.beats_chance is False else " "
         single = rec.single_model
-        label = (str(c.anomaly_class) if c.class_name in ("", str(c.anomaly_class))
-                 else f"{c.anomaly_class} {c.class_name}")[:16]
+        label = _class_label(c.anomaly_class, c.class_name)[:16]
         lines.append(
             f"{label:<16} {_detector(c.model, c.loss_case)[:20]:<20} "
             f"{_fmt(c.val_auprc, 3) + flag:>10} {_with_spread(c.test_auprc, c.test_auprc_std):>13} "
@@ -124,11 +128,8 @@ def recommendation_lines(recs: Sequence[Recommendation], rows: Sequence[Mapping[
             f"{(_fmt(single.test_auprc, 3) + ' ' + single.model) if single else '-':>13} "
             f"{_fmt(rec.knn.test_auprc, 3) if rec.knn else '-':>6}  {_params(r['params'])}"
         )
-    answered = {(rec.chosen.dataset, rec.chosen.anomaly_class) for rec in recs}
-    unanswered = sorted({(r["dataset"], r["anomaly_class"], r.get("class_name") or "") for r in rows
-                         if (r["dataset"], r["anomaly_class"]) not in answered})
-    for _, cls, name in unanswered:
-        label = (str(cls) if name in ("", str(cls)) else f"{cls} {name}")[:16]
+    for _, cls, name in unanswered(recs, rows):
+        label = _class_label(cls, name)[:16]
         lines.append(f"{label:<16} no answer: no trial of this class ended with a checkpoint (every group "
                      "below errored, or diverged before its first scored epoch)")
     if any(rec.beats_chance is False for rec in recs):
@@ -184,9 +185,7 @@ def best_table(results_dir: str | Path) -> str:
     ]
     flagged = False
     for r in rows:
-        name = r["class_name"] or ""
-        cls = (str(r["anomaly_class"]) if name in ("", str(r["anomaly_class"]))
-               else f"{r['anomaly_class']} {name}")[:14]
+        cls = _class_label(r["anomaly_class"], r["class_name"])[:14]
         flag = "!" if r["checkpoint"] and group_beats_chance(r) is False else " "
         flagged |= flag == "!"
         lines.append(

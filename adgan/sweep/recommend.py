@@ -229,6 +229,16 @@ def recommend(best_rows: Iterable[Mapping[str, Any]]) -> list[Recommendation]:
     return out
 
 
+def unanswered(
+    recs: Sequence[Recommendation], best_rows: Iterable[Mapping[str, Any]]
+) -> list[tuple[str, int, str]]:
+    """``(dataset, class, class name)`` of the classes with rows in ``best`` but no recommendation: no
+    trial of theirs ended with a checkpoint. ``adgan best`` and the report say "no answer" for them."""
+    answered = {(r.chosen.dataset, r.chosen.anomaly_class) for r in recs}
+    return sorted({(str(r["dataset"]), int(r["anomaly_class"]), r.get("class_name") or "") for r in best_rows
+                   if (str(r["dataset"]), int(r["anomaly_class"])) not in answered})
+
+
 def _single_models(cands: Sequence[Candidate]) -> dict[str, str]:
     """Per dataset, the model whose per-class choices (loss case on validation) have the best mean
     validation AUPRC over the dataset's classes; only models that finished every class compete."""
