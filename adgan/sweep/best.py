@@ -151,12 +151,12 @@ def _best_rows(results_dir: str | Path) -> list[dict[str, Any]]:
     return read_table(results_dir, "best", missing_ok=is_sweep)
 
 
-def _groups_without_result(results_dir: str | Path, prefix: str = "") -> tuple[list[str], list[str]]:
-    """(planned group ids, those without a row in ``best``), of the groups whose id starts with ``prefix``
-    (``<dataset>/c<class>/``: one class's)."""
-    planned = [g for g in _spec_json(results_dir).get("groups") or []  # (none before adgan recorded them)
-               if g.startswith(prefix)]
-    done = {r["group_id"] for r in _best_rows(results_dir)}
+def _groups_without_result(
+    results_dir: str | Path, best_rows: Sequence[Mapping[str, Any]] | None = None
+) -> tuple[list[str], list[str]]:
+    """(planned group ids, those without a row in ``best``); ``best_rows``: that table, when already read."""
+    planned = _spec_json(results_dir).get("groups") or []  # (none before adgan recorded its groups)
+    done = {r["group_id"] for r in (_best_rows(results_dir) if best_rows is None else best_rows)}
     return planned, [g for g in planned if g not in done]
 
 
@@ -208,16 +208,18 @@ def export(results_dir: str | Path, out: str | Path, *, per: str = "class") -> l
     """
     if per not in ("group", "class"):
         raise DataError(f"export: per must be 'group' or 'class', got {per!r}")
-    rows = [r for r in _best_rows(results_dir) if r["checkpoint"]]
+    best = _best_rows(results_dir)
+    rows = [r for r in best if r["checkpoint"]]
     if not rows:
         raise DataError(f"{results_dir}: no group has a chosen checkpoint yet")
     out = Path(out)
     written = []
     if per == "class":
+        groups = _groups_without_result(results_dir, best)
         for rec in recommend(rows):
             rep = rec.chosen.representative
             dest = _copy_detector(rep, out / _safe(f"{rep['dataset']}_c{rep['anomaly_class']}"), results_dir)
-            write_atomic(dest / "MODEL_CARD.md", model_card(rec, results_dir, dest))
+            write_atomic(dest / "MODEL_CARD.md", model_card(rec, results_dir, dest, groups))
             written.append(dest)
     else:
         for r in rows:
@@ -283,9 +285,10 @@ def effective_resources(results_dir: str | Path) -> tuple[float, float]:
     return float(res.get("cpus", 1.0)), float(res.get("gpu", 0.0))
 
 
-def _partial_lines(results_dir: str | Path, prefix: str) -> list[str]:
-    """The model card's warning when some of the class's groups had no result at export."""
-    planned, missing = _groups_without_result(results_dir, prefix)
+def _partial_lines(groups: tuple[list[str], list[str]], prefix: str) -> list[str]:
+    """The model card's warning when some of the class's groups (ids starting with ``prefix``,
+    ``<dataset>/c<class>/``) had no result at export; ``groups``: ``_groups_without_result``."""
+    planned, missing = ([g for g in ids if g.startswith(prefix)] for ids in groups)
     if not missing:
         return []
     return [f"**Partial: {len(missing)} of the {len(planned)} groups of this class had no result when this "
@@ -293,8 +296,11 @@ def _partial_lines(results_dir: str | Path, prefix: str) -> list[str]:
             "groups that ended. Export again once the sweep has finished.", ""]
 
 
-def model_card(rec: Recommendation, results_dir: str | Path, dest: Path) -> str:
-    """``MODEL_CARD.md`` of an exported per-class recommendation."""
+def model_card(
+    rec: Recommendation, results_dir: str | Path, dest: Path, groups: tuple[list[str], list[str]]
+) -> str:
+    """``MODEL_CARD.md`` of an exported per-class recommendation; ``groups``: the sweep's
+    ``_groups_without_result`` (read once by ``export`` for every card)."""
     c, rep = rec.chosen, rec.chosen.representative
     config = rep.get("config") or {}
     config = json.loads(config) if isinstance(config, str) else dict(config)
@@ -311,7 +317,7 @@ def model_card(rec: Recommendation, results_dir: str | Path, dest: Path) -> str:
         "the best validation AUPRC" + (f" (mean over {c.seeds} seeds)" if c.seeds > 1 else "") + ". Test "
         "figures are the estimate for this choice; they took no part in it.",
         "",
-        *_partial_lines(results_dir, f"{c.dataset}/c{c.anomaly_class}/"),
+        *_partial_lines(groups, f"{c.dataset}/c{c.anomaly_class}/"),
         "## Data and protocol",
         f"- dataset: `{c.dataset}` from `{data.get('source', rep.get('data_source'))}`",
         f"- sha256: `{data.get('sha256', '?')}`, {data.get('n_samples', '?')} samples",
