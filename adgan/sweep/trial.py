@@ -86,10 +86,12 @@ def splits_for(config: Mapping[str, Any]) -> Splits:
     )
 
 
-def _load_plugins(plugins: Any, context: Mapping[str, Any]) -> None:
+def _load_plugins(context: Mapping[str, Any]) -> None:
     """Import the spec's plugins in this worker (another process: register what the spec names). Module
     names may live in the driver's working directory: it goes at the end of the path, after the installed
     packages, which ``adgan`` itself comes from (``adgan.sweep.runner._neutral_cwd``)."""
+    from adgan import plugins
+
     cwd = context.get("driver_cwd")
     if cwd and cwd not in sys.path:
         sys.path.append(cwd)
@@ -107,13 +109,12 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
     import ray
     from ray import tune
 
-    from adgan import plugins
     from adgan.models import DETECTORS
     from adgan.sweep.grouped import GROUP_KEY
     from adgan.train import resolve_config, train
     from adgan.version import code_version
 
-    _load_plugins(plugins, context)
+    _load_plugins(context)
     # Tune logs every persisted checkpoint at INFO level from each worker; the sweep's progress lines
     # say what matters.
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
