@@ -67,6 +67,12 @@ def _one_thread_and_clear_cache(one_torch_thread: None) -> Any:
 KINDS = ("image", "tabular")
 
 
+def numeric_fields(name: str) -> list[dataclasses.Field[Any]]:
+    """The detector's numeric hyperparameters (int or float defaults, booleans not)."""
+    return [f for f in dataclasses.fields(DETECTORS.get(name).Config)
+            if isinstance(f.default, int | float) and not isinstance(f.default, bool)]
+
+
 def test_registry_holds_every_shipped_detector_with_its_family() -> None:
     assert set(list_detectors("gan")) >= {"anogan", "egbad", "ganomaly"}
     assert set(list_detectors("baseline")) >= {"iforest", "knn", "ocsvm", "pca"}
@@ -146,8 +152,7 @@ def test_unknown_hyperparameter_and_bad_loss_case_are_refused(name: str) -> None
 @pytest.mark.parametrize("name", MODELS)
 def test_out_of_range_hyperparameters_are_refused(name: str) -> None:
     """Every numeric hyperparameter: NaN and +-inf, and values just outside its declared range."""
-    numeric = [f for f in dataclasses.fields(DETECTORS.get(name).Config)
-               if isinstance(f.default, int | float) and not isinstance(f.default, bool)]
+    numeric = numeric_fields(name)
     assert numeric, f"{name} has no numeric hyperparameter to check"
     for field in numeric:
         valid = valid_range(field)
@@ -207,8 +212,7 @@ def test_nan_and_infinite_input_are_refused_naming_the_sample(name: str, kind: s
 def test_none_and_booleans_are_no_numbers(name: str) -> None:
     """YAML's ``lr: ~`` and ``True`` (which Python takes for 1) are refused at construction, for every
     numeric hyperparameter, not deep inside a fit."""
-    numeric = [f for f in dataclasses.fields(DETECTORS.get(name).Config)
-               if isinstance(f.default, int | float) and not isinstance(f.default, bool)]
+    numeric = numeric_fields(name)
     for field in numeric:
         for value in (None, True):
             with pytest.raises(ConfigError, match=f"'{field.name}' of model '{name}': expected "
@@ -221,9 +225,7 @@ def test_get_and_set_params_are_checked_like_the_constructor(name: str) -> None:
     det = create_detector(name, **tiny(name))
     params = det.get_params()
     assert params == det.config.to_dict() and create_detector(name, **params).get_params() == params
-    field = next(f for f in dataclasses.fields(det.Config)
-                 if isinstance(f.default, int | float) and not isinstance(f.default, bool)
-                 and valid_range(f) is not None and valid_range(f).outside())
+    field = next(f for f in numeric_fields(name) if valid_range(f) is not None and valid_range(f).outside())
     assert det.set_params(**{field.name: field.default}) is det
     assert det.get_params()[field.name] == field.default
     bad = valid_range(field).outside()[0]
