@@ -50,7 +50,6 @@ from adgan.sweep.storage import Location, local_state_dir, location
 
 METRIC, MODE = "best_val_auprc", "max"
 KEPT_CHECKPOINTS = 2  # per trial, by Tune (see _new_tuner)
-EXPERIMENT = TUNE_EXPERIMENT  # Tune's experiment directory inside results/<sweep>/
 
 
 def init_ray(address: str | None, num_cpus: int | None = None, dashboard: bool = False) -> None:
@@ -197,8 +196,9 @@ def run_sweep(
         check_local(spec.cpus, num_cpus or os.cpu_count() or 1, where)
     results = location(results_root or spec.results).child(spec.name)
     journal = journal_path(results, optuna_storage)
-    if resume and not results.child(EXPERIMENT).exists():  # (before the lock creates the directory)
-        raise ConfigError(f"{spec.path}: --resume: no sweep to resume in {results.child(EXPERIMENT).uri}")
+    experiment = results.child(TUNE_EXPERIMENT)
+    if resume and not experiment.exists():  # (before the lock creates the directory)
+        raise ConfigError(f"{spec.path}: --resume: no sweep to resume in {experiment.uri}")
     with results_lock(results):
         _check_start(spec, results, resume)
         if resume:
@@ -365,7 +365,7 @@ def _check_start(spec: SweepSpec, results: Location, resume: bool) -> None:
     """``--resume`` needs a sweep to resume; a new sweep needs a directory without one."""
     from ray import tune
 
-    exp = results.child(EXPERIMENT)
+    exp = results.child(TUNE_EXPERIMENT)
     path, fs = exp.tune_storage
     if resume and not tune.Tuner.can_restore(path, storage_filesystem=fs):
         raise ConfigError(f"{spec.path}: --resume: no sweep to resume in {exp.uri}")
@@ -635,7 +635,7 @@ def _restored_tuner(spec: SweepSpec, results: Location, trainable: Any, journal:
     """
     from ray import tune
 
-    path, fs = results.child(EXPERIMENT).tune_storage
+    path, fs = results.child(TUNE_EXPERIMENT).tune_storage
     tuner = tune.Tuner.restore(
         path,
         trainable=trainable,
@@ -717,7 +717,7 @@ def _new_tuner(
             trial_dirname_creator=lambda t: t.trial_id,
         ),
         run_config=tune.RunConfig(
-            name=EXPERIMENT,
+            name=TUNE_EXPERIMENT,
             storage_path=storage_path,
             storage_filesystem=storage_fs,
             callbacks=[callback, JsonLoggerCallback()],
