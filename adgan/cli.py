@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from adgan.errors import AdganError, ConfigError, DataError
+from adgan.errors import AdganError, ConfigError, DataError, InputWarning
 
 TRAIN_HELP = "train one detector on one dataset and anomaly class"
 
@@ -195,9 +195,6 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_score)
 
 
-ADGAN_DIR = str(Path(__file__).resolve().parent)  # (warnings raised by adgan's own code start with it)
-
-
 def resolve_checkpoint(path: str | Path) -> Path:
     """Accept a run directory (holding ``checkpoint/``) or a checkpoint directory itself."""
     path = Path(path)
@@ -216,7 +213,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     import warnings
 
     from adgan.atomic import write_atomic
-    from adgan.data import UnseenCategoryWarning, prepare_file, prepare_image_folder
+    from adgan.data import prepare_file, prepare_image_folder
     from adgan.models import Detector
     from adgan.train import pick_device
 
@@ -241,13 +238,13 @@ def cmd_score(args: argparse.Namespace) -> int:
         raise DataError(f"{args.checkpoint}: the checkpoint records no data preprocessing facts")
     paths: list[str] | None = None
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", UnseenCategoryWarning)
+        warnings.simplefilter("always", InputWarning)
         if src.is_dir():  # rows in sorted relative-path order, written beside the scores
             x, paths = prepare_image_folder(src, info)
         else:
             x = prepare_file(src, info, strict=args.strict, pixel_range=args.pixel_range)
-    for w in caught:  # adgan's own (unseen categories, the float-pixel range) as one plain line each
-        if issubclass(w.category, UnseenCategoryWarning) or w.filename.startswith(ADGAN_DIR):
+    for w in caught:  # adgan's own about the input (unseen categories, the float-pixel range): one line each
+        if issubclass(w.category, InputWarning):
             print(f"adgan: warning: {w.message}", file=sys.stderr)
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)

@@ -50,6 +50,11 @@ class DivergedError(AdganError, RuntimeError):
     """Training produced a NaN or infinite loss."""
 
 
+class InputWarning(UserWarning):
+    """Input taken as asked but likely not what was meant (unseen categories, [0, 1] floats taken as model
+    space); ``adgan score`` prints each as one ``adgan: warning:`` line."""
+
+
 class UnknownNameError(ConfigError, KeyError):
     """A name that no registry holds (a detector, a dataset); a ``KeyError`` too, as a registry lookup."""
 

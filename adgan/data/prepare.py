@@ -22,7 +22,7 @@ import numpy as np
 from adgan.data import folders, kdd, tables
 from adgan.data.datasets import minmax_apply
 from adgan.data.images import resize, to_model_space
-from adgan.errors import DataError
+from adgan.errors import DataError, InputWarning
 
 
 def prepare_input(
@@ -125,7 +125,7 @@ def _prepare_images(
             warnings.warn(
                 f"float pixels all in [0, {float(x.max()):.4g}], taken as model space [-1, 1] (black = -1); "
                 "if they are pixels scaled to [0, 1], give their range: adgan score --pixel-range 0 1, "
-                "prepare_input(..., pixel_range=(0, 1))", UserWarning, stacklevel=3)
+                "prepare_input(..., pixel_range=(0, 1))", InputWarning, stacklevel=3)
         if (lo, hi) == (-1.0, 1.0) and x.shape[2] in (size, native):
             return resize(np.ascontiguousarray(x, dtype=np.float32), size)
         # float32 pixel units 0..255, as a declared .npz of float images is read for training

@@ -14,12 +14,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from adgan.errors import DataError
+from adgan.errors import DataError, InputWarning
 
 SHOWN_VALUES = 5  # values listed per column in a warning; the rest are counted
 
 
-class UnseenCategoryWarning(UserWarning):
+class UnseenCategoryWarning(InputWarning):
     """Rows held category values absent from training; they were encoded as none of the known values."""
 
 
