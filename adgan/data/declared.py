@@ -46,7 +46,7 @@ from adgan.data.datasets import (
     RawTabular,
 )
 from adgan.data.formats import sha256_file
-from adgan.data.images import RawImages
+from adgan.data.images import RawImages, pixel_units
 from adgan.data.protocol import SplitFractions
 from adgan.errors import ConfigError, DataError, did_you_mean
 
@@ -636,7 +636,7 @@ def _npz_images(x: np.ndarray, d: dict[str, Any], where: str) -> np.ndarray:
             raise DataError(f"{where}: pixel values must lie in the declared pixel_range [{lo:g}, {hi:g}], "
                             f"got {x.min():.4g}..{x.max():.4g}")
         # float32 pixel units 0..255, so to_model_space maps them to [-1, 1] without rounding to 8 bits
-        pixels = ((x.astype(np.float64) - lo) * (255.0 / (hi - lo))).astype(np.float32)
+        pixels = pixel_units(x, lo, hi)
     else:
         raise DataError(f"{where}: images must be integers 0..255 or floats, got dtype {x.dtype}")
     h, w = pixels.shape[2:]

@@ -167,6 +167,12 @@ def resize(x: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
+def pixel_units(x: np.ndarray, black: float, white: float) -> np.ndarray:
+    """Float pixels in [black, white] -> float32 pixel units 0..255 (not rounded to 8 bits): how a declared
+    ``.npz`` of float images is read for training and how new float input is read for scoring alike."""
+    return ((x.astype(np.float64) - black) * (255.0 / (white - black))).astype(np.float32)
+
+
 def to_model_space(images: np.ndarray, size: int | None = None) -> np.ndarray:
     """uint8 (N, C, H, W) pixels -> float32 (N, C, S, S) in [-1, 1], S = ``size`` or the native H."""
     x = images.astype(np.float32) / np.float32(127.5) - np.float32(1.0)

@@ -21,7 +21,7 @@ import numpy as np
 
 from adgan.data import folders, kdd, tables
 from adgan.data.datasets import minmax_apply
-from adgan.data.images import resize, to_model_space
+from adgan.data.images import pixel_units, resize, to_model_space
 from adgan.errors import DataError, InputWarning
 
 
@@ -128,8 +128,8 @@ def _prepare_images(
                 "prepare_input(..., pixel_range=(0, 1))", InputWarning, stacklevel=3)
         if (lo, hi) == (-1.0, 1.0) and x.shape[2] in (size, native):
             return resize(np.ascontiguousarray(x, dtype=np.float32), size)
-        # float32 pixel units 0..255, as a declared .npz of float images is read for training
-        pixels = ((x.astype(np.float64) - lo) * (255.0 / (hi - lo))).astype(np.float32)
+        # (as a declared .npz of float images is read for training)
+        pixels = pixel_units(x, lo, hi)
     if pixels.shape[2] not in (size, native):
         # Another size: to the native size first, as the files of an image folder are read.
         pixels = folders.resize_pixels(pixels, native)
