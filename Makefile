@@ -28,14 +28,18 @@ $(STAMP): pyproject.toml
 # waiting on processes starting and stopping. TEST_WORKERS=0 runs the suite in this one process.
 TEST_WORKERS ?= 4
 
+# Byte-compiled once before the run: where PYTHONDONTWRITEBYTECODE is set (CI machines), every sweep driver,
+# Ray trial worker and CLI subprocess of the suite would otherwise compile adgan's sources again.
 test: $(STAMP)
 	$(VENV)/bin/ruff check adgan tests benchmarks
+	$(PY) -m compileall -q adgan tests
 	$(VENV)/bin/pytest -q --timeout=900 --durations=25 -n $(TEST_WORKERS) --dist loadfile
 
 # The suite without the tests marked slow (real Ray sweeps, loopback clusters, wheel builds, full datasets):
 # a quick check while editing; `make test` (and CI) run everything.
 test-fast: $(STAMP)
 	$(VENV)/bin/ruff check adgan tests benchmarks
+	$(PY) -m compileall -q adgan tests
 	$(VENV)/bin/pytest -q --timeout=900 -m "not slow" -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
