@@ -286,10 +286,14 @@ def train(
     ``save_state``: write ``train_state.pt`` after every epoch (iterative detectors), from which
     ``resume`` continues the run in ``out`` exactly as the uninterrupted run would have gone on.
 
-    The config is checked here, at the call (``ConfigError``); the run happens as the records are consumed:
-    ``for record in train(config): ...``, or ``summary = list(train(config))[-1]``.
+    The config, and preloaded splits against it, are checked here, at the call (``ConfigError``); the run
+    happens as the records are consumed: ``for record in train(config): ...``, or
+    ``summary = list(train(config))[-1]``.
     """
-    return _run(resolve_config(config), splits, out, evaluate_test, save_state, resume)
+    cfg = resolve_config(config)
+    if splits is not None:
+        _check_splits_match(cfg, splits)
+    return _run(cfg, splits, out, evaluate_test, save_state, resume)
 
 
 def _run(
@@ -362,6 +366,18 @@ def _run(
     }
     run_dir.finish(summary)
     yield summary
+
+
+def _check_splits_match(cfg: Mapping[str, Any], splits: Splits) -> None:
+    """Preloaded splits are those the config names: the run records the config beside the data's facts,
+    and metrics of one dataset, class or seed filed under another would be silently wrong."""
+    info = splits.info
+    differ = [f"{key} {cfg[key]!r} (splits: {theirs!r})" for key, theirs in
+              (("dataset", info.name), ("anomaly_class", info.anomaly_class), ("seed", info.seed))
+              if cfg[key] != theirs]
+    if differ:
+        raise ConfigError(f"train(config, splits=...): the splits are not the config's: {'; '.join(differ)}. "
+                          "Give the config the splits' dataset, anomaly_class and seed, or omit splits")
 
 
 def load_splits(cfg: Mapping[str, Any]) -> Splits:

@@ -113,6 +113,19 @@ def test_train_checks_its_config_at_the_call() -> None:
         train({"model": "ganomaly", "dataset": "synthetic-tabular", "epochs": 0})
     records = train({"model": "knn", "dataset": "synthetic-tabular", "max_train": 64}, evaluate_test=False)
     assert [r["kind"] for r in records] == ["epoch", "summary"]
+    # Preloaded splits of another class, seed or dataset than the config's: the run would file one's
+    # metrics under the other's name.
+    from adgan.data import load_dataset
+
+    splits = load_dataset("synthetic-images", 1, seed=5, verbose=False, max_train=64)
+    with pytest.raises(ConfigError, match=r"the splits are not the config's: anomaly_class 0 \(splits: 1\); "
+                                          r"seed 0 \(splits: 5\)"):
+        train({"model": "knn", "dataset": "synthetic-images"}, splits=splits)
+    with pytest.raises(ConfigError, match=r"dataset 'synthetic-tabular' \(splits: 'synthetic-images'\)"):
+        train({"model": "knn", "dataset": "synthetic-tabular", "anomaly_class": 0, "seed": 5}, splits=splits)
+    summary = list(train({"model": "knn", "dataset": "synthetic-images", "anomaly_class": 1, "seed": 5},
+                         splits=splits))[-1]
+    assert summary["data"]["anomaly_class"] == summary["config"]["anomaly_class"] == 1
 
 
 def test_train_help_documents_every_option() -> None:
@@ -219,3 +232,20 @@ def test_resume_without_a_saved_state_says_how_to_start_again(tmp_path: Path,
     assert main([*args, "--resume"]) == 2  # a one-shot fit keeps no training state
     err = capsys.readouterr().err
     assert "train_state.pt: no saved training state to resume from" in err and "--overwrite" in err
+
+
+def test_train_refuses_a_data_dir_without_the_files_though_the_cache_has_them(
+        fake_data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """--data-dir pointing at the folder that holds the IDX files itself (a common slip), while the cache
+    holds another MNIST: refused with the fix, not trained on the cache's copy under the asked one's name."""
+    cache = tmp_path / "xdg"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    (cache / "adgan").mkdir(parents=True)
+    (cache / "adgan" / "mnist").symlink_to(fake_data_dir / "mnist")
+    assert main(["train", "--model", "knn", "--dataset", "mnist", "--data-dir", str(fake_data_dir / "mnist"),
+                 "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert f"data_dir (--data-dir) {fake_data_dir / 'mnist'}: no complete copy of dataset 'mnist'" in err
+    assert f"the files are directly in {fake_data_dir / 'mnist'}" in err and "Traceback" not in err
+    assert not (tmp_path / "r").exists()

@@ -64,8 +64,14 @@ def test_idx_unknown_type_and_size_mismatch(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="t.idx: unknown IDX type code 0x07"):
         read_idx(tmp_path / "t.idx")
     (tmp_path / "s.idx").write_bytes(b"\x00\x00\x08\x02" + struct.pack(">II", 3, 4) + bytes(10))
-    with pytest.raises(DataError, match=r"s.idx: IDX dims \(3, 4\) need 12 data bytes, file has 10"):
+    with pytest.raises(DataError, match=r"s.idx: IDX dims \(3, 4\) need 12 data bytes, file has 10$"):
         read_idx(tmp_path / "s.idx")
+    # uint8 pixels under a float32 type byte: the size fits another type, and the message says so.
+    (tmp_path / "f.idx").write_bytes(b"\x00\x00\x0d\x02" + struct.pack(">II", 3, 4) + bytes(12))
+    with pytest.raises(DataError, match=r"f.idx: IDX dims \(3, 4\) need 48 data bytes, file has 12; the "
+                                        r"data fits 1-byte values \(type 0x08, uint8\) but the header's type "
+                                        r"0x0d is float32: is the type byte wrong\?"):
+        read_idx(tmp_path / "f.idx")
 
 
 def test_truncated_gzip(tmp_path: Path) -> None:
@@ -139,7 +145,11 @@ def test_cifar_bad_contents() -> None:
     with pytest.raises(DataError, match=r"'data' must be a uint8 array \(N, 3072\)"):
         parse_cifar_batch(pickle.dumps(bad, protocol=2), "x")
     bad = {b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 12]}
-    with pytest.raises(DataError, match="'labels' must be 2 integers in 0..9"):
+    with pytest.raises(DataError, match=r"x: 'labels' must be integers in 0..9; labels\[1\] is 12 "
+                                        r"\(1 out of range\)"):
+        parse_cifar_batch(pickle.dumps(bad, protocol=2), "x")
+    bad = {b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 1, 2]}
+    with pytest.raises(DataError, match=r"'labels' must be 2 integers \(one per image\), got shape \(3,\)"):
         parse_cifar_batch(pickle.dumps(bad, protocol=2), "x")
     with pytest.raises(DataError, match="damaged pickle"):
         parse_cifar_batch(b"\x80\x02}q\x00(", "x")

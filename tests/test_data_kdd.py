@@ -63,6 +63,27 @@ def test_unlisted_attack_labels_are_normal_traffic(tmp_path: Path) -> None:
     assert parsed.is_anomaly is not None and parsed.is_anomaly.tolist() == [False, False, True, False]
 
 
+def test_labels_without_the_trailing_dot(tmp_path: Path) -> None:
+    """Copies of the file that spell the labels without the original's dot ("normal", "smurf"): the same
+    classes; a training file without any normal row says what its labels are instead of "0 anomalies"."""
+    rows = fake_kdd_rows(300, seed=4)
+    for row in rows:
+        row[-1] = row[-1].rstrip(".")
+    parsed = kdd.read_kdd_file(write_kdd_csv(tmp_path / "nodot.gz", rows))
+    assert parsed.is_anomaly is not None
+    assert np.array_equal(parsed.is_anomaly, [r[-1] == "normal" for r in rows])
+    assert 0 < parsed.is_anomaly.sum() < 300
+    for row in rows:
+        row[-1] = "smurf." if row[-1] == "normal" else "neptune."
+    path = write_kdd_csv(tmp_path / "kdd99" / "kddcup.data_10_percent.gz", rows)
+    with pytest.raises(DataError, match=r"nodot2?.*no row labelled 'normal\.' .*most common labels: "
+                                        r"'(smurf|neptune)\.' \(\d+\), '(smurf|neptune)\.' \(\d+\)$"):
+        kdd.read_kdd_file(write_kdd_csv(tmp_path / "nodot2.gz", rows))
+    with pytest.raises(DataError, match=f"{path}: no row labelled 'normal.'"):
+        load_dataset("kdd99", 0, data_dir=tmp_path, verbose=False)
+    assert kdd.read_kdd_file(path, require_label=False).is_anomaly is not None  # rows to score: any labels
+
+
 @pytest.mark.parametrize(
     ("row", "col", "value", "message"),
     [

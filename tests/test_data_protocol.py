@@ -184,6 +184,11 @@ def test_resize_max_train_and_scale(fake_data_dir: Path) -> None:
         ({"name": "kdd99", "anomaly_class": 1}, DataError, r"'kdd99' has no class 1; .*0='normal\.'"),
         ({"name": "cifar10", "anomaly_class": -1}, DataError, r"no class -1; .*9='truck'"),
         ({"name": "synthetic-images", "anomaly_class": True}, DataError, "no class True"),
+        # A class by its name, as on the command line; a misspelt one gets a suggestion.
+        ({"name": "fashion-mnist", "anomaly_class": "Dres"}, ConfigError,
+         r"dataset 'fashion-mnist' has no class 'Dres' \(did you mean 'Dress'\?\); expected a class name"),
+        ({"name": "cifar10", "anomaly_class": "12"}, ConfigError,
+         r"'cifar10' has no class 12 \(anomaly_class 12\); expected 0..9 or one of: airplane"),
         ({"name": "mnist-9k", "anomaly_class": 0}, ConfigError,
          r"unknown dataset 'mnist-9k' \(did you mean 'mnist-5k'\?\); expected"),
         ({"name": "synthetic-images", "anomaly_class": 0, "image_size": 64}, ConfigError, "image_size must"),
@@ -194,3 +199,10 @@ def test_resize_max_train_and_scale(fake_data_dir: Path) -> None:
 def test_bad_arguments(kwargs: dict, error: type[Exception], message: str) -> None:
     with pytest.raises(error, match=message):
         load_dataset(verbose=False, **kwargs)
+
+
+def test_a_class_by_its_name_is_the_class_at_its_index() -> None:
+    by_name = load_dataset("synthetic-images", "hstripes", seed=3, max_train=40, verbose=False)
+    by_index = load_dataset("synthetic-images", 0, seed=3, max_train=40, verbose=False)
+    assert by_name.info == by_index.info and np.array_equal(by_name.test.y, by_index.test.y)
+    assert np.array_equal(by_name.train.x, by_index.train.x)

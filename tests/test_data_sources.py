@@ -44,8 +44,13 @@ def test_search_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ADGAN_DATA_DIR")
     res = sources.resolve(sources.SPECS["kdd99"], None)
     assert res.origin == "cache" and res.files[0].is_relative_to(sources.cache_root())
-    # Explicit folders without the files fall through to the next place.
-    assert origin(tmp_path / "nothing-here") == "cache"
+    # A data root in the environment without the files falls through to the next place; a folder named
+    # explicitly is used or refused, never passed over for another copy (here the cache's).
+    monkeypatch.setenv("ADGAN_DATA_DIR", str(tmp_path / "nothing-here"))
+    assert origin(None) == "cache"
+    with pytest.raises(DataError, match=r"data_dir \(--data-dir\) .*nothing-here: no complete copy of "
+                                        r"dataset 'kdd99'.*\n  .*nothing-here is not a folder"):
+        origin(tmp_path / "nothing-here")
 
 
 def test_system_copy_of_fashion_mnist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -72,7 +77,8 @@ def test_layouts_flat_and_ungzipped(tmp_path: Path) -> None:
         f.unlink()
     s = load_dataset("mnist", 0, data_dir=fake, verbose=False)
     assert s.info.sha256.count(";") == 3 and len(s.train) > 0
-    with pytest.raises(DataError, match="data files not found"):
+    with pytest.raises(DataError, match=f"the files are directly in {fake / 'mnist'}: data_dir names the "
+                                        f"folder holding mnist/ \\(here {fake}\\)"):
         sources.resolve(sources.SPECS["mnist"], fake / "mnist")
 
 
@@ -83,11 +89,20 @@ def test_dataset_available(fake_data_dir: Path) -> None:
         dataset_available("nope")
 
 
-def test_missing_files_message(tmp_path: Path) -> None:
+def test_missing_files_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     partial = tmp_path / "d" / "mnist"
     write_idx(partial / "train-images-idx3-ubyte.gz", np.zeros((2, 28, 28), np.uint8))
-    with pytest.raises(DataError) as err:
+    with pytest.raises(DataError) as err:  # named explicitly: refused at once, with what it lacks
         load_dataset("mnist", 0, data_dir=tmp_path / "d", verbose=False)
+    assert str(err.value) == (
+        f"data_dir (--data-dir) {tmp_path / 'd'}: no complete copy of dataset 'mnist': expected "
+        "{train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
+        "t10k-labels-idx1-ubyte.gz} "
+        f"(gzipped or not) in {partial}/\n  Incomplete: {partial} lacks train-labels-idx1-ubyte.gz, "
+        "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz")
+    monkeypatch.setenv("ADGAN_DATA_DIR", str(tmp_path / "d"))  # a data root: every place searched, then this
+    with pytest.raises(DataError) as err:
+        load_dataset("mnist", 0, verbose=False)
     msg = str(err.value)
     assert "dataset 'mnist': data files not found" in msg
     assert "train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz" in msg
@@ -152,7 +167,7 @@ def test_download_verified_and_atomic(http_root: tuple[Path, str], tmp_path: Pat
     spec = sources.SourceSpec(
         "kdd99-test", (("kddcup.data_10_percent.gz",),), urls=(url + "missing/", url),
         sha256={"kddcup.data_10_percent.gz": hashlib.sha256(kdd_file.read_bytes()).hexdigest()})
-    res = sources.resolve(spec, tmp_path / "empty")
+    res = sources.resolve(spec)
     assert res.origin == "download" and res.files[0] == sources.cache_root() / "kdd99-test" / kdd_file.name
     assert res.files[0].read_bytes() == kdd_file.read_bytes()
     assert sources.resolve(spec).origin == "cache"  # the next run finds the cached copy

@@ -27,7 +27,7 @@ from adgan.data.images import (
 )
 from adgan.data.protocol import SplitFractions, SplitIndices
 from adgan.data.types import DatasetInfo, Split, Splits
-from adgan.errors import ConfigError, DataError
+from adgan.errors import ConfigError, DataError, did_you_mean
 from adgan.registry import Registry
 
 PathLike = str | os.PathLike[str]
@@ -191,8 +191,9 @@ def class_index(classes: Sequence[str], value: int | str, dataset: str) -> int:
     numeric_names = [c for i, c in enumerate(classes) if c.lstrip("-").isdigit() and c != str(i)]
     listing = ", ".join(f"{i}={c}" for i, c in enumerate(classes)) if numeric_names else ", ".join(classes)
     if isinstance(value, bool) or not text.lstrip("-").isdigit():
-        raise ConfigError(f"dataset {dataset!r} has no class {value!r}; expected a class name or index: "
-                          f"{listing}")
+        hint = did_you_mean(text, classes)
+        raise ConfigError(f"dataset {dataset!r} has no class {value!r}{hint}; expected a class name or "
+                          f"index: {listing}")
     if numeric_names:
         raise ConfigError(
             f"dataset {dataset!r} has no class named {text!r}; its class names are numbers themselves, so a "
@@ -239,6 +240,7 @@ def dataset_available(name: str, data_dir: PathLike | None = None) -> bool:
 
 
 def _check_args(spec: DatasetSpec, anomaly_class: Any, seed: Any, image_size: Any, max_train: Any) -> None:
+    """The arguments of ``load_dataset``, ``split_indices``; ``anomaly_class`` an index (``_class_arg``)."""
     valid = ", ".join(f"{i}={c!r}" for i, c in enumerate(spec.classes))
     if isinstance(anomaly_class, bool) or not isinstance(anomaly_class, numbers.Integral) \
             or not 0 <= int(anomaly_class) < len(spec.classes):
@@ -253,10 +255,19 @@ def _check_args(spec: DatasetSpec, anomaly_class: Any, seed: Any, image_size: An
         raise ConfigError(f"max_train must be None or a positive integer, got {max_train!r}")
 
 
-def split_indices(name: str, anomaly_class: int, seed: int = 0, *, data_dir: PathLike | None = None,
+def _class_arg(spec: DatasetSpec, anomaly_class: Any) -> Any:
+    """``anomaly_class`` as an index: a class name (text) is looked up as ``adgan train --anomaly-class``
+    does (``class_index``); an integer is already an index."""
+    if isinstance(anomaly_class, str):
+        return class_index(spec.classes, anomaly_class, spec.name)
+    return anomaly_class
+
+
+def split_indices(name: str, anomaly_class: int | str, seed: int = 0, *, data_dir: PathLike | None = None,
                   max_train: int | None = None) -> SplitIndices:
     """The indices ``load_dataset`` uses, into the source arrays (the original train part, then test)."""
     spec = _spec(name)
+    anomaly_class = _class_arg(spec, anomaly_class)
     _check_args(spec, anomaly_class, seed, None, max_train)
     raw = spec.load(data_dir)
     return _indices(spec, raw, int(anomaly_class), int(seed), max_train)
@@ -318,14 +329,15 @@ def minmax_apply(x: np.ndarray, lo: list[float], hi: list[float]) -> np.ndarray:
     return ((x - lo_a) / span).astype(np.float32)
 
 
-def load_dataset(name: str, anomaly_class: int, seed: int = 0, *, data_dir: PathLike | None = None,
+def load_dataset(name: str, anomaly_class: int | str, seed: int = 0, *, data_dir: PathLike | None = None,
                  image_size: int | None = None, scale: bool | None = None, max_train: int | None = None,
                  verbose: bool = True) -> Splits:
     """Load dataset ``name`` split by its protocol (docs/protocol.md), labels 1 = anomaly.
 
     Args:
         name: One of ``list_datasets()``.
-        anomaly_class: Index into ``dataset_classes(name)`` of the anomalous class (0 for ``kdd99``).
+        anomaly_class: Index into ``dataset_classes(name)`` of the anomalous class (0 for ``kdd99``), or
+            its name (``"Dress"``; as ``class_index`` reads a CLI argument).
         seed: Split seed (non-negative).
         data_dir: Folder searched first for the files (see ``adgan.data.sources``).
         image_size: Images only: None keeps the native size (28 or 32); 28 or 32 resizes bilinearly.
@@ -339,10 +351,11 @@ def load_dataset(name: str, anomaly_class: int, seed: int = 0, *, data_dir: Path
         ``Splits``: x float32 ((N, C, H, W) in [-1, 1], or (N, D)), y int64 (N,), and ``DatasetInfo``.
 
     Raises:
-        ConfigError: Unknown dataset name or bad seed/image_size/max_train.
-        DataError: Unknown class, missing or malformed files.
+        ConfigError: Unknown dataset name, class name, or bad seed/image_size/max_train.
+        DataError: Class index out of range, missing or malformed files.
     """
     spec = _spec(name)
+    anomaly_class = _class_arg(spec, anomaly_class)
     _check_args(spec, anomaly_class, seed, image_size, max_train)
     anomaly_class, seed = int(anomaly_class), int(seed)
     raw = spec.load(data_dir)

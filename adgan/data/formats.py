@@ -90,7 +90,13 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
     dtype = np.dtype(_IDX_DTYPES[code])
     expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
     if len(data) - header != expected:
-        raise DataError(f"{name}: IDX dims {dims} need {expected} data bytes, file has {len(data) - header}")
+        n_values, n_bytes = int(np.prod(dims, dtype=np.int64)), len(data) - header
+        fits = [c for c, t in _IDX_DTYPES.items() if n_values and np.dtype(t).itemsize * n_values == n_bytes]
+        # A wrong type byte (a writer's bug) reads as a size mismatch: say which types the size fits.
+        hint = (f"; the data fits {n_bytes // n_values}-byte values (type 0x{fits[0]:02x}, "
+                f"{np.dtype(_IDX_DTYPES[fits[0]]).name}) but the header's type 0x{code:02x} is {dtype.name}: "
+                "is the type byte wrong? (MNIST files are 0x08, uint8)") if fits else ""
+        raise DataError(f"{name}: IDX dims {dims} need {expected} data bytes, file has {n_bytes}{hint}")
     arr = np.frombuffer(data, dtype=dtype, offset=header).reshape(dims)
     return arr.astype(dtype.newbyteorder("="))
 
@@ -181,8 +187,13 @@ def parse_cifar_batch(data: bytes, name: str = "<bytes>") -> tuple[np.ndarray, n
         y = np.asarray(d["labels"], dtype=np.int64)
     except (TypeError, ValueError):
         raise DataError(f"{name}: 'labels' must be a list of integers") from None
-    if y.shape != (x.shape[0],) or (y.size and (y.min() < 0 or y.max() > 9)):
-        raise DataError(f"{name}: 'labels' must be {x.shape[0]} integers in 0..9, got shape {y.shape}")
+    if y.shape != (x.shape[0],):
+        raise DataError(f"{name}: 'labels' must be {x.shape[0]} integers (one per image), "
+                        f"got shape {y.shape}")
+    bad = np.flatnonzero((y < 0) | (y > 9))
+    if bad.size:
+        raise DataError(f"{name}: 'labels' must be integers in 0..9; labels[{bad[0]}] is {y[bad[0]]} "
+                        f"({bad.size} out of range)")
     return x.reshape(-1, 3, 32, 32), y
 
 

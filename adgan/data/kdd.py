@@ -48,6 +48,8 @@ FEATURES: tuple[str, ...] = (
 )
 LABEL = "label"
 ANOMALY_LABEL = "normal."  # normal traffic is the minority, hence the anomaly (Zenati et al.)
+# The same class as some copies of the file spell it (without the dot of the original distribution).
+ANOMALY_LABELS = (ANOMALY_LABEL, "normal")
 
 # Category lists of the one-hot columns, from kddcup.data_10_percent (sha256 7bfaa8ce...), sorted.
 CATEGORIES: dict[str, tuple[str, ...] | tuple[int, ...]] = {
@@ -153,7 +155,7 @@ class KddRows:
         numeric: float32 (N, 34), the numeric features in file order.
         codes: int16 (N, 7), each categorical value's index in its category list; -1 for a value outside
             the list (only when read with ``strict=False``).
-        is_anomaly: bool (N,), label == ``normal.``; None when the rows had no label column.
+        is_anomaly: bool (N,), label ``normal.`` (or ``normal``); None when the rows had no label column.
         unseen: The columns holding values outside the schema, with counts (``strict=False`` only).
     """
 
@@ -294,7 +296,15 @@ def read_kdd_file(path: str | os.PathLike[str], schema: KddSchema = SCHEMA,
         codes[:, j] = found.fill_null(-1).to_numpy()
     is_anomaly = None
     if n_cols == 42:
-        is_anomaly = pc.equal(table.column(LABEL), ANOMALY_LABEL).to_numpy(zero_copy_only=False)
+        labels = table.column(LABEL)
+        is_anomaly = pc.is_in(labels, value_set=pa.array(ANOMALY_LABELS)).to_numpy(zero_copy_only=False)
+        if require_label and not is_anomaly.any():
+            # Training data without its anomaly class: say what the labels are, not "0 anomalies" later.
+            seen = pc.value_counts(labels).to_pylist()
+            common = sorted(seen, key=lambda c: -c["counts"])[:5]
+            raise DataError(f"{path}: no row labelled {ANOMALY_LABEL!r} (the anomaly class: normal traffic) "
+                            "in the label column (the 42nd); most common labels: "
+                            + ", ".join(f"{c['values']!r} ({c['counts']})" for c in common))
     return KddRows(numeric, codes, is_anomaly, tuple(unseen))
 
 

@@ -2,7 +2,9 @@
 
 Search order for a dataset's files (the first place holding all of them wins):
 
-1. ``data_dir`` passed explicitly (``--data-dir``), then the ``ADGAN_DATA_DIR`` environment variable;
+1. ``data_dir`` passed explicitly (``--data-dir``): used, or refused when it lacks the files (never
+   passed over for another copy); then the ``ADGAN_DATA_DIR`` environment variable (a data root that may
+   hold only some datasets: skipped when it lacks this one);
 2. the user cache, ``$XDG_CACHE_HOME/adgan`` (default ``~/.cache/adgan``);
 3. system copies: ``/usr/share/datasets`` (Debian's ``dataset-fashion-mnist`` puts its files in
    ``/usr/share/datasets/fashion-mnist``);
@@ -128,6 +130,8 @@ def resolve(spec: SourceSpec, data_dir: str | os.PathLike[str] | None = None,
             files, the folders searched, partial finds and the download failure.
     """
     partial: list[str] = []
+    named = Path(data_dir).expanduser() if data_dir is not None else None
+    last_named = None if named is None else named if spec.flat_ok else named / spec.dataset  # its last folder
     for directory, origin in candidate_dirs(spec, data_dir):
         for layout in spec.layouts:
             found = [_find_file(directory, rel) for rel in layout]
@@ -136,6 +140,10 @@ def resolve(spec: SourceSpec, data_dir: str | os.PathLike[str] | None = None,
             if any(found):
                 missing = [rel for rel, f in zip(layout, found, strict=True) if f is None]
                 partial.append(f"{directory} lacks {', '.join(missing)}")
+        if named is not None and origin == "data_dir" and directory == last_named:
+            # A folder the caller named is used or refused: falling through to another copy (the cache's,
+            # say) would train on other data than the one asked for, under the name of the one asked for.
+            raise DataError(_explicit_missing_message(spec, named, partial))
     download_note = ""
     if spec.urls:
         if not download:
@@ -150,6 +158,23 @@ def resolve(spec: SourceSpec, data_dir: str | os.PathLike[str] | None = None,
             except DataError as exc:
                 download_note = f"download failed: {exc}"
     raise DataError(_missing_message(spec, data_dir, partial, download_note))
+
+
+def _explicit_missing_message(spec: SourceSpec, root: Path, partial: list[str]) -> str:
+    wanted = " or ".join("{" + ", ".join(layout) + "}" for layout in spec.layouts)
+    where = f"{root / spec.dataset}/" + (f" or {root}/" if spec.flat_ok else "")
+    lines = [f"data_dir (--data-dir) {root}: no complete copy of dataset {spec.dataset!r}: expected {wanted} "
+             f"(gzipped or not) in {where}"]
+    if not root.is_dir():
+        lines.append(f"  {root} is not a folder")
+    elif not spec.flat_ok and any(_find_file(root, rel) for layout in spec.layouts for rel in layout):
+        # The files lie flat in the folder given: refused rather than taken, since MNIST and Fashion-MNIST
+        # share their file names and a flat folder cannot say which of the two it holds.
+        lines.append(f"  the files are directly in {root}: data_dir names the folder holding {spec.dataset}/ "
+                     f"(here {root.parent}), or move them into {root / spec.dataset}/")
+    if partial:
+        lines.append(f"  Incomplete: {'; '.join(partial)}")
+    return "\n".join(lines)
 
 
 def _missing_message(spec: SourceSpec, data_dir: str | os.PathLike[str] | None, partial: list[str],
