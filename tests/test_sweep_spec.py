@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -597,3 +598,55 @@ def test_mistakes_are_named_where_they_are_written(raw: dict, tmp_path: Path, ed
                                                     expected: str) -> None:
     edit(raw)
     _refused(raw, tmp_path, expected)
+
+
+def test_a_resume_refuses_data_or_a_declaration_changed_since_the_start(tmp_path: Path) -> None:
+    """One's own data edited between the start and a resume (rows added, the declaration's fractions
+    changed): the resume would mix two datasets in one sweep's results, so it is refused before Ray starts,
+    naming what changed; the unchanged data and declaration resume."""
+    import numpy as np
+
+    from adgan.data.datasets import DATASETS
+    from adgan.sweep import trial
+    from adgan.sweep.runner import _check_same_spec, _with_available_dataset, _write_spec_record
+    from adgan.sweep.storage import location
+
+    def write_table(n: int) -> None:
+        rng = np.random.default_rng(n)
+        rows = [f"{a:.4f},{b:.4f},{'odd' if i % 5 == 0 else 'usual'}" for i, (a, b) in
+                enumerate(rng.normal(size=(n, 2)))]
+        (tmp_path / "t.csv").write_text("a,b,label\n" + "\n".join(rows) + "\n")
+
+    def spec(**decl: Any) -> Any:
+        (tmp_path / "mine.yaml").write_text(yaml.safe_dump(
+            {"name": "mine-table", "format": "table", "path": "t.csv", "label_column": "label", **decl}))
+        return parse_spec({"name": "mine", "dataset": {"declare": str(tmp_path / "mine.yaml")},
+                           "classes": ["odd"], "models": {"knn": {}}, "seeds": [0],
+                           "budget": {"trials_per_group": 1, "max_epochs": 1, "grace_period": 1,
+                                      "reduction_factor": 2},
+                           "resources": {"cpus": 1, "gpu": 0}}, str(tmp_path / "mine-sweep.yaml"))
+
+    write_table(200)
+    results = location(str(tmp_path / "results"))
+    started = spec()
+    _write_spec_record(started, results, 0.0)
+    _with_available_dataset(started, results, resume=False)  # records dataset.json as a start does
+    recorded = json.loads((tmp_path / "results" / "dataset.json").read_text())
+    assert recorded["n_samples"] == 200 and len(recorded["sha256"]) == 64
+    _check_same_spec(spec(), results)
+    _with_available_dataset(spec(), results, resume=True)  # the same data: resumed
+    # (the resume is a new process: here the declaration and the data loaded are forgotten by hand)
+    DATASETS.unregister("mine-table")
+    with pytest.raises(ConfigError, match=r"mine-sweep.yaml: --resume: the spec differs .* in: "
+                                          r"dataset_declaration\.val_fraction \(keys of the dataset's "
+                                          r"declaration file, dataset\.declare\)\. A resume"):
+        _check_same_spec(spec(val_fraction=0.4), results)
+    DATASETS.unregister("mine-table")
+    write_table(230)
+    trial._load.cache_clear()
+    with pytest.raises(ConfigError, match=r"mine-sweep.yaml: --resume: the data of dataset 'mine-table' "
+                                          r"changed since sweep 'mine' started: it was 200 samples, sha256 "
+                                          r"[0-9a-f]{16}\.\.\. \(.*t\.csv\); it is now 230 samples"):
+        _with_available_dataset(spec(), results, resume=True)
+    DATASETS.unregister("mine-table")
+    trial._load.cache_clear()

@@ -405,11 +405,15 @@ def _check_same_spec(spec: SweepSpec, results: Location) -> None:
         return  # (a sweep killed before writing it: nothing to compare)
     recorded = _defining(json.loads(record.read_text()))
     now = _defining(_spec_record(spec, spec.gpu))
+    if "dataset_declaration" not in recorded:  # a sweep started before the declaration was recorded
+        now.pop("dataset_declaration", None)
     differ = _differing_keys(recorded, now)
     if differ:
+        where = " (keys of the dataset's declaration file, dataset.declare)" if any(
+            k.startswith("dataset_declaration") for k in differ) else ""
         raise ConfigError(
             f"{spec.path}: --resume: the spec differs from the one sweep {spec.name!r} started with "
-            f"({record.uri}) in: {', '.join(differ)}. A resume continues the sweep as it was started: "
+            f"({record.uri}) in: {', '.join(differ)}{where}. A resume continues the sweep as it was started: "
             "restore those keys, or run the changed spec as a new sweep (another name or --results)"
         )
 
@@ -666,6 +670,8 @@ def _spec_record(spec: SweepSpec, gpu: float) -> dict[str, Any]:
     overrides the spec's own), the resources each trial got and the planned groups."""
     return {
         **spec.raw, "budget_name": spec.budget_name, "effective_budget": dataclasses.asdict(spec.budget),
+        # A declared dataset's declaration as read (the spec names only its file, which may be edited).
+        "dataset_declaration": spec.dataset_decl,
         "effective_resources": {"cpus": spec.cpus, "gpu": gpu},  # after --gpu and the no-GPU fallback
         "groups": [g.id for g in spec.groups()],  # planned (adgan best says which have no result yet)
     }
@@ -742,11 +748,45 @@ def _with_available_dataset(spec: SweepSpec, results: Location, resume: bool) ->
     started with."""
     record = results.child("dataset.json")
     if resume and record.is_file():
-        used = json.loads(record.read_text())["dataset"]
-        return spec if used == spec.dataset else spec.with_dataset(used)
+        recorded = json.loads(record.read_text())
+        used = recorded["dataset"]
+        spec = spec if used == spec.dataset else spec.with_dataset(used)
+        if "sha256" in recorded:  # (recorded by sweeps started since the data's facts are kept here)
+            _check_same_data(spec, recorded)
+        return spec
     spec = available_dataset(spec)
-    record.write_text(json.dumps({"dataset": spec.dataset}))
+    record.write_text(json.dumps({"dataset": spec.dataset, **_data_facts(spec)}))
     return spec
+
+
+def _data_facts(spec: SweepSpec) -> dict[str, Any]:
+    """What the sweep's data is: its source files' sha256, sample count and source line (the splits of
+    the first group, loaded once per process: ``available_dataset`` loaded them already)."""
+    from adgan.sweep.trial import splits_for
+    from adgan.train import resolve_config
+
+    info = splits_for(resolve_config(trial_config(spec, spec.groups()[0], {}))).info
+    return {"sha256": info.sha256, "n_samples": info.n_samples, "source": info.source}
+
+
+def _check_same_data(spec: SweepSpec, recorded: Mapping[str, Any]) -> None:
+    """A resume trains on the data the sweep started with: files of one's own dataset edited since (images
+    added or removed, a table rewritten) would mix two datasets in one sweep's results, the trials in
+    flight continuing from checkpoints of the other one.
+
+    Raises:
+        ConfigError: The data's sha256 or sample count differs from the one recorded in ``dataset.json``.
+    """
+    now = _data_facts(spec)
+    if (now["sha256"], now["n_samples"]) != (recorded["sha256"], recorded.get("n_samples")):
+        raise ConfigError(
+            f"{spec.path}: --resume: the data of dataset {spec.dataset!r} changed since sweep {spec.name!r} "
+            f"started: it was {recorded.get('n_samples')} samples, sha256 {recorded['sha256'][:16]}... "
+            f"({recorded.get('source')}); it is now {now['n_samples']} samples, sha256 "
+            f"{now['sha256'][:16]}... ({now['source']}). A resume continues the sweep on the data it started "
+            "with: restore that data, or run the sweep on the new data as a new sweep (another name or "
+            "--results)"
+        )
 
 
 def available_dataset(spec: SweepSpec) -> SweepSpec:
