@@ -136,6 +136,31 @@ def test_the_cli_refuses_more_cpus_than_the_local_ray_has(
     assert sys_ray is None or not sys_ray.is_initialized()
 
 
+def test_a_setting_the_data_cannot_take_is_refused_before_ray_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """PCA searched up to as many components as the data has features (8): the dry run and the sweep
+    both refuse it at the search key, before Ray starts (the sweep used to run and error those trials)."""
+    from adgan.cli import main
+
+    spec = tmp_path / "tab.yaml"
+    spec.write_text(yaml.safe_dump({
+        "name": "tabpca", "dataset": "synthetic-tabular", "classes": [0], "seeds": [0],
+        "models": {"pca": {"search": {"n_components": {"type": "int", "low": 2, "high": 8}}}, "knn": {}},
+        "budget": {"trials_per_group": 2, "max_epochs": 1, "grace_period": 1, "reduction_factor": 2},
+        "resources": {"cpus": 1, "gpu": 0}}))
+    expected = (f"{spec}: models.pca.search.n_components: pca: n_components 8 >= the 8 input features; "
+                "expected fewer components than features")
+    for extra in (["--dry-run"], []):
+        assert main(["sweep", str(spec), "--cpus", "1", "--no-wandb", "--results", str(tmp_path / "r"),
+                     *extra]) == 2
+        assert expected in capsys.readouterr().err
+    sys_ray = sys.modules.get("ray")
+    assert sys_ray is None or not sys_ray.is_initialized()
+    spec.write_text(spec.read_text().replace("high: 8", "high: 7"))
+    assert main(["sweep", str(spec), "--cpus", "1", "--results", str(tmp_path / "r2"), "--dry-run"]) == 0
+
+
 def _sleeper(token: str) -> subprocess.Popen:
     """A process carrying the marker of a local Ray (as Ray's processes do)."""
     sleep = [sys.executable, "-c", "import time; time.sleep(600)"]

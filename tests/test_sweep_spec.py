@@ -579,6 +579,7 @@ def test_a_model_grace_period_above_a_budget_not_run_is_no_mistake(raw: dict, tm
         (lambda r: r["models"]["ganomaly"]["search"]["lr"].update(low=-1.0),
          "models.ganomaly.search.lr.low: a loguniform distribution needs low > 0"),
         (lambda r: r.update(seeds=[0, 1, 0]), "seeds: a seed is listed twice: [0, 1, 0]"),
+        (lambda r: r.update(seeds=[0, -1]), "seeds[1]: expected a non-negative integer, got -1"),
         (lambda r: r["models"]["ganomaly"].update(grace_period=4),
          "models.ganomaly.grace_period: 4 > max_epochs (3); expected <= max_epochs"),
         (lambda r: r["models"]["knn"]["search"]["k"].update(log="maybe"),
@@ -586,12 +587,13 @@ def test_a_model_grace_period_above_a_budget_not_run_is_no_mistake(raw: dict, tm
         # a named budget is checked also when another one is chosen
         (lambda r: r.update(budgets={"full": {"trials_per_grup": 3}}),
          "budgets.full.trials_per_grup: unknown key; expected one of: fixed, grace_period, max_epochs, "
-         "options, reduction_factor, seeds, trials_per_group (with --budget full)"),
+         "options, reduction_factor, seeds, trials_per_group (in the named budget 'full', checked though "
+         "this run uses its default budget)"),
         (lambda r: r.update(budgets={"full": {"fixed": {"ganomaly": {"batch_size": -2}}}}),
          "budgets.full.fixed.ganomaly.batch_size: hyperparameter 'batch_size' of model 'ganomaly': expected "
-         ">= 1, got -2 (with --budget full)"),
+         ">= 1, got -2 (in the named budget 'full', checked though this run uses its default budget)"),
         (lambda r: r.update(budgets={"full": {"options": {"image_size": 17}}}),
-         "budgets.full.options.image_size: image_size must be 28 or 32, got 17 (with --budget full)"),
+         "budgets.full.options.image_size: image_size must be 28 or 32, got 17 (in the named budget 'full'"),
     ],
 )
 def test_mistakes_are_named_where_they_are_written(raw: dict, tmp_path: Path, edit: Any,

@@ -348,6 +348,11 @@ class Detector(ABC, Generic[C]):
         """Anomaly scores (N,) float64 for ``x``, higher = more anomalous."""
 
     # ----- input checks -----
+    def check_data(self, input_shape: tuple[int, ...]) -> None:
+        """Refuse hyperparameters that cannot work on samples of ``input_shape`` ((D,) or (C, H, W)), with a
+        ``DataError`` saying why: called by the fits that need it and by a sweep's driver once it has
+        loaded the data (``adgan.sweep.spec.check_configs_on_data``), before any trial. Nothing by default."""
+
     def _set_input(self, x: np.ndarray, device: str | torch.device, bf16: bool) -> None:
         """Record the input shape on the first fit and the runtime options; refuse or warn about input
         that would train silently on the wrong thing (see ``check_images``, ``_looks_flattened``)."""

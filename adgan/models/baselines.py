@@ -20,6 +20,7 @@ Everything runs on the CPU except ``knn``'s candidate search, which uses the ``d
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -288,13 +289,17 @@ class PCA(_Baseline[PCAConfig]):
 
     name = "pca"
 
-    def _fit(self, x: np.ndarray, seed: int) -> None:
-        if self.config.n_components >= x.shape[1]:
+    def check_data(self, input_shape: tuple[int, ...]) -> None:
+        n_features = math.prod(input_shape)
+        if self.config.n_components >= n_features:
             # Every direction kept: the reconstruction error, hence every score, would be zero.
             raise DataError(
-                f"pca: n_components {self.config.n_components} >= the {x.shape[1]} input features; expected "
-                f"fewer components than features (e.g. {max(1, x.shape[1] // 4)})"
+                f"pca: n_components {self.config.n_components} >= the {n_features} input features; expected "
+                f"fewer components than features (e.g. {max(1, n_features // 4)})"
             )
+
+    def _fit(self, x: np.ndarray, seed: int) -> None:
+        self.check_data(tuple(x.shape[1:]))
         x64 = x[_subsample(len(x), self.config.fit_samples, seed)].astype(np.float64)
         mean = x64.mean(axis=0)
         centred = x64 - mean

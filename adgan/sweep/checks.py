@@ -222,10 +222,13 @@ def classes_of(
 
 
 def seeds_of(check: Checker, value: Any) -> tuple[int, ...]:
-    """The seeds: a non-empty list of integers."""
+    """The seeds: a non-empty list of non-negative integers (the split's and the training's seeds)."""
     if not isinstance(value, list) or not value:
         raise check.fail("seeds", f"expected a non-empty list of integers, got {short(value)}")
     seeds = tuple(check.number(s, f"seeds[{i}]", integer=True) for i, s in enumerate(value))
+    for i, seed in enumerate(seeds):
+        if seed < 0:
+            raise check.fail(f"seeds[{i}]", f"expected a non-negative integer, got {seed}")
     if len(set(seeds)) != len(seeds):
         raise check.fail("seeds", f"a seed is listed twice: {short(value)}")
     return seeds

@@ -45,7 +45,7 @@ from adgan.sweep.grouped import OPTUNA_JOURNAL, GroupedScheduler, GroupedSearche
 from adgan.sweep.lock import results_lock
 from adgan.sweep.reaper import LocalRayGuard
 from adgan.sweep.results import read_table
-from adgan.sweep.spec import SweepSpec, trial_config
+from adgan.sweep.spec import SweepSpec, check_configs_on_data, trial_config
 from adgan.sweep.storage import Location, local_state_dir, location
 
 METRIC, MODE = "best_val_auprc", "max"
@@ -791,17 +791,22 @@ def _check_same_data(spec: SweepSpec, recorded: Mapping[str, Any]) -> None:
 
 def available_dataset(spec: SweepSpec) -> SweepSpec:
     """The spec's dataset when its files load, else its fallback (saying so). Missing data without a
-    fallback is refused here, before Ray starts.
+    fallback, and hyperparameters that cannot work on the data's samples (``check_configs_on_data``), are
+    refused here, before Ray starts.
 
     Raises:
         DataError: The dataset cannot be loaded and the spec has no fallback.
+        ConfigError: A model's setting refused by its detector for this data's input shape.
     """
     from adgan.errors import DataError
     from adgan.sweep.trial import splits_for
     from adgan.train import resolve_config
 
+    def shape(s: SweepSpec) -> tuple[int, ...]:
+        return splits_for(resolve_config(trial_config(s, s.groups()[0], {}))).info.input_shape
+
     try:
-        splits_for(resolve_config(trial_config(spec, spec.groups()[0], {})))
+        input_shape = shape(spec)
     except DataError as exc:
         if spec.fallback is None:
             raise
@@ -809,6 +814,9 @@ def available_dataset(spec: SweepSpec) -> SweepSpec:
             f"[{spec.name}] dataset {spec.dataset!r} is not available ({exc}); using {spec.fallback!r}",
             file=sys.stderr,
         )
-        return spec.with_dataset(spec.fallback)
-    print(f"[{spec.name}] using dataset {spec.dataset!r}", file=sys.stderr)
+        spec = spec.with_dataset(spec.fallback)
+        input_shape = shape(spec)
+    else:
+        print(f"[{spec.name}] using dataset {spec.dataset!r}", file=sys.stderr)
+    check_configs_on_data(spec, tuple(input_shape))
     return spec

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -174,7 +174,10 @@ def load_spec(path: str | Path, *, budget: str = "default") -> SweepSpec:
             try:
                 parse_spec(raw, str(path), budget=str(other), other_budget=True)
             except ConfigError as exc:
-                raise ConfigError(f"{exc} (with --budget {other})") from None
+                # (found while checking a budget this run does not use: say so, not that it was chosen)
+                used = "its default budget" if budget == "default" else repr(budget)
+                raise ConfigError(f"{exc} (in the named budget {other!r}, checked though this run uses "
+                                  f"{used})") from None
     return spec
 
 
@@ -247,13 +250,15 @@ def _plugins_of(check: Checker, raw: Mapping[str, Any], base_dir: Path | None) -
     return tuple(resolved)
 
 
-def _check_configs(check: Checker, spec: SweepSpec) -> None:
-    """Build full configs per (model, loss case) and let ``resolve_config`` judge: every searched
-    hyperparameter at each edge of its range, the others at their low end or first choice. A failure is
-    reported at the search key that causes it (found by trying each searched value alone with the model's
-    other settings), else at the model."""
+def _check_configs(check: Checker, spec: SweepSpec,
+                   judge: Callable[[dict[str, Any]], object] | None = None) -> None:
+    """Build full configs per (model, loss case) and let ``judge`` (default: ``resolve_config``) refuse
+    them with a ``ConfigError``: every searched hyperparameter at each edge of its range, the others at
+    their low end or first choice. A failure is reported at the search key that causes it (found by trying
+    each searched value alone with the model's other settings), else at the model."""
     from adgan.train import resolve_config
 
+    judge = judge or resolve_config
     for model in spec.models:
         base = {p: d.example() for p, d in model.search.items()}
         edges = [(p, v) for p, d in model.search.items() for v in d.extremes()]
@@ -263,20 +268,46 @@ def _check_configs(check: Checker, spec: SweepSpec) -> None:
             group = Group(model.name, spec.dataset, spec.classes[0], "", case, spec.seeds[0])
             for params in variants:
                 try:
-                    resolve_config(trial_config(spec, group, params))
+                    judge(trial_config(spec, group, params))
                 except ConfigError as exc:
-                    raise check.fail(_blamed(spec, group, model.name, edges), clip(str(exc), 600)) from None
+                    raise check.fail(_blamed(spec, group, model.name, edges, judge),
+                                     clip(str(exc), 600)) from None
 
 
-def _blamed(spec: SweepSpec, group: Group, model: str, edges: list[tuple[str, Any]]) -> str:
-    """The key to name for a config ``resolve_config`` refused. Refused with nothing searched: the fixed
+def check_configs_on_data(spec: SweepSpec, input_shape: tuple[int, ...]) -> None:
+    """The spec's configs (as ``_check_configs`` builds them) against the data the sweep runs on: a
+    hyperparameter that cannot work on samples of ``input_shape`` (``Detector.check_data``: PCA with as
+    many components as features) is refused where it is written, before Ray starts, instead of failing
+    every trial that draws it. Called once the driver has loaded the data (``runner.available_dataset``).
+
+    Raises:
+        ConfigError: ``<spec>: models.<model>...: <the detector's reason>``.
+    """
+    from adgan.errors import DataError
+    from adgan.models import create_detector
+    from adgan.train import RUN_DEFAULTS, resolve_config
+
+    def judge(config: dict[str, Any]) -> None:
+        cfg = resolve_config(config)
+        detector = create_detector(cfg["model"], **{k: v for k, v in cfg.items() if k not in RUN_DEFAULTS})
+        try:
+            detector.check_data(input_shape)
+        except DataError as exc:
+            raise ConfigError(str(exc)) from None
+
+    _check_configs(Checker(spec.path), spec, judge)
+
+
+def _blamed(spec: SweepSpec, group: Group, model: str, edges: list[tuple[str, Any]],
+            judge: Callable[[dict[str, Any]], object]) -> str:
+    """The key to name for a config ``judge`` refused. Refused with nothing searched: the fixed
     hyperparameter or data option without which (the model's or loader's default in its place) it passes;
-    else the first searched value refused alone."""
-    from adgan.train import resolve_config
+    else the first searched value refused alone (when nothing searched passes either: one of whose values
+    some pass)."""
 
     def refused(config: dict[str, Any]) -> bool:
         try:
-            resolve_config(config)
+            judge(config)
         except ConfigError:
             return True
         return False
@@ -294,9 +325,12 @@ def _blamed(spec: SweepSpec, group: Group, model: str, edges: list[tuple[str, An
         for key, path in owners:
             if key in plain and not refused({k: v for k, v in plain.items() if k != key}):
                 return path
-        return f"models.{model}"
+    # A searched value refused alone; when the plain config is refused too (a searched hyperparameter's
+    # default in its place, e.g. PCA's 8 components on 8 features), one whose other values pass.
     for p, v in edges:
-        if refused(trial_config(spec, group, {p: v})):
+        if refused(trial_config(spec, group, {p: v})) and (
+                not refused(plain) or any(not refused(trial_config(spec, group, {p: w}))
+                                          for q, w in edges if q == p)):
             return f"models.{model}.search.{p}"
     return f"models.{model}"
 
