@@ -13,6 +13,7 @@ import pytest
 from test_report import N_VAL, N_VAL_ANOM, SMALL_PLAN, html_tables, make_sweep, row_of, write_tables
 
 from adgan.cli import main as cli_main
+from adgan.errors import DataError
 from adgan.models import create_detector
 from adgan.report import build_report
 from adgan.sweep.best import best_table, export
@@ -155,3 +156,35 @@ def test_a_class_without_any_checkpoint_is_said_to_have_no_answer(tmp_path: Path
     html = build_report(root, tmp_path / "report").html.read_text()
     row = row_of(html_tables(html).tables["mnist-5k: recommended detector per class"], "0")
     assert row["recommended"] == "no answer" and row["settings"].startswith("no trial of this class ended")
+
+
+def test_export_folders_name_the_class_and_replace_only_their_own_earlier_export(tmp_path: Path) -> None:
+    """A class whose name is not its index is in the folder's name (class folders "1", "10", "2": "_c1"
+    alone would read as class "1"); exporting again replaces the same sweep's earlier export, never a folder
+    of something else or another sweep's model."""
+    root = tmp_path / "fake"
+    rows = planted_sweep(root)
+    (dest,) = export(root, tmp_path / "exported")
+    assert dest.name == "mnist-5k_c0"  # mnist's class names are their indices
+    (again,) = export(root, tmp_path / "exported")  # the same sweep, again (e.g. once it has finished)
+    assert again == dest and (dest / "MODEL_CARD.md").is_file()
+    for r in rows["best"]:
+        r["class_name"] = "10"
+    write_tables(root, rows, ("best",))
+    (named,) = export(root, tmp_path / "named")
+    assert named.name == "mnist-5k_c0-10"
+    mine = tmp_path / "mine" / "mnist-5k_c0"
+    mine.mkdir(parents=True)
+    (mine / "notes.txt").write_text("mine")
+    for r in rows["best"]:
+        r["class_name"] = "0"
+    write_tables(root, rows, ("best",))
+    with pytest.raises(DataError, match=r"mnist-5k_c0 exists and is not a model exported by adgan \(no "
+                                        r"sweep_result.json\): not replaced"):
+        export(root, tmp_path / "mine")
+    assert (mine / "notes.txt").read_text() == "mine"
+    result = json.loads((dest / "sweep_result.json").read_text())
+    (dest / "sweep_result.json").write_text(json.dumps({**result, "sweep": "other"}))
+    with pytest.raises(DataError, match=r"holds the model exported from sweep 'other' \(mnist-5k, class 0\), "
+                                        r"not one of sweep 'fake': not replaced"):
+        export(root, tmp_path / "exported")

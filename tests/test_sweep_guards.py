@@ -355,3 +355,12 @@ def test_end_summary_gives_wall_time_and_resource_hours(tmp_path: Path) -> None:
     store.flush()
     assert cost_summary(tmp_path) == ("wall 50s (2m30s over 2 runs of this directory); trials reserved "
                                       "1.00 CPU-hours and 0.50 GPU-hours (2 trials)")
+    # A killed driver's run has no end: its time is said to be missing from the total, not dropped silently.
+    (tmp_path / "runs.json").write_text(json.dumps([{"status": "killed", "started_unix": 1.0},
+                                                     {"status": "finished", "wall_seconds": 16.0}]))
+    assert cost_summary(tmp_path).startswith("wall 16s (1 killed run whose time is not recorded); ")
+    (tmp_path / "runs.json").write_text(json.dumps([{"status": "finished", "wall_seconds": 100.0},
+                                                     {"status": "killed"}, {"status": "killed"},
+                                                     {"status": "finished", "wall_seconds": 50.0}]))
+    assert cost_summary(tmp_path).startswith("wall 50s (2m30s over 2 runs of this directory, plus 2 killed "
+                                             "runs whose time is not recorded); ")

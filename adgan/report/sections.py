@@ -289,7 +289,8 @@ def per_class(ctx: Context) -> Section:
         rows = rows.sort_values("model", key=lambda s: s.map(order), kind="stable")
         png = figures.grouped_bars(rows, series="model", value="test_auprc", err="test_auprc_std",
                               labels=ctx.labels_of(ds, rows["anomaly_class"].unique()),
-                              title=f"{ds}: best test AUPRC per class", ylabel="test AUPRC",
+                              title=f"{ds}: test AUPRC per class, at the settings chosen on validation",
+                              ylabel="test AUPRC",
                               chance=_chance(rows))
         s.blocks.append(Figure(f"best-auprc-{ds}", f"{ds}: test AUPRC per class and model", png))
         s.blocks.append(_metric_table(ctx, ds, "test_auprc", f"{ds}: test AUPRC"))

@@ -218,14 +218,21 @@ def export(results_dir: str | Path, out: str | Path, *, per: str = "class") -> l
         groups = _groups_without_result(results_dir, best)
         for rec in recommend(rows):
             rep = rec.chosen.representative
-            dest = _copy_detector(rep, out / _safe(f"{rep['dataset']}_c{rep['anomaly_class']}"), results_dir)
+            dest = _copy_detector(rep, out / _safe(_class_folder(rep)), results_dir)
             write_atomic(dest / "MODEL_CARD.md", model_card(rec, results_dir, dest, groups))
             written.append(dest)
     else:
         for r in rows:
-            name = f"{r['dataset']}_c{r['anomaly_class']}_{r['model']}_{r['loss_case']}_s{r['seed']}"
+            name = f"{_class_folder(r)}_{r['model']}_{r['loss_case']}_s{r['seed']}"
             written.append(_copy_detector(r, out / _safe(name), results_dir))
     return written
+
+
+def _class_folder(row: Mapping[str, Any]) -> str:
+    """``<dataset>_c<index>``, plus ``-<class name>`` where the class has a name of its own
+    (``fashion-mnist_c3-Dress``): class folders named ``1``, ``10``, ``2`` are indices 0, 1, 2, and
+    ``_c1`` alone would read as class "1" while it holds class "10"."""
+    return f"{row['dataset']}_c{_class_label(row['anomaly_class'], row['class_name']).replace(' ', '-', 1)}"
 
 
 def _safe(name: str) -> str:
@@ -251,7 +258,8 @@ def _copy_detector(row: Mapping[str, Any], dest: Path, results_dir: str | Path) 
         raise DataError(f"{row['checkpoint']}: chosen checkpoint of {row['group_id']} is missing, and "
                         f"{location(results_dir).uri} holds no copy of it under {TUNE_EXPERIMENT}/ (results "
                         "moved without their tune/ folder?)")
-    if dest.exists():
+    if dest.exists() or dest.is_symlink():
+        _check_replaceable(dest, row)
         shutil.rmtree(dest)
     # The detector only: a trial's checkpoint also holds what a restarted trial needs to continue
     # (train_state.pt with the optimisers, the trial's logs) or its recorded outcome (finished.json),
@@ -263,6 +271,28 @@ def _copy_detector(row: Mapping[str, Any], dest: Path, results_dir: str | Path) 
             result[key] = json.loads(result[key])
     write_atomic(dest / "sweep_result.json", json.dumps(result, indent=2, sort_keys=True, default=str))
     return dest
+
+
+def _check_replaceable(dest: Path, row: Mapping[str, Any]) -> None:
+    """An export replaces only an earlier export of the same sweep and class (exporting again once the
+    sweep has finished): never a folder of something else, nor another sweep's model of that name.
+
+    Raises:
+        DataError: ``dest`` is not an adgan export, or one of another sweep, dataset or class.
+    """
+    try:
+        earlier = json.loads((dest / "sweep_result.json").read_text())
+    except (OSError, ValueError):
+        earlier = None
+    if dest.is_symlink() or not isinstance(earlier, dict):
+        raise DataError(f"{dest} exists and is not a model exported by adgan (no sweep_result.json): not "
+                        "replaced; export to another --out, or remove it first")
+    mine = {k: row.get(k) for k in ("sweep", "dataset", "anomaly_class")}
+    theirs = {k: earlier.get(k) for k in mine}
+    if mine != theirs:
+        raise DataError(f"{dest} holds the model exported from sweep {theirs['sweep']!r} "
+                        f"({theirs['dataset']}, class {theirs['anomaly_class']}), not one of sweep "
+                        f"{mine['sweep']!r}: not replaced; export to another --out, or remove it first")
 
 
 def class_cost(results_dir: str | Path, dataset: str, anomaly_class: int) -> dict[str, float]:

@@ -287,6 +287,13 @@ def cost_summary(results_dir: str | os.PathLike[str]) -> str:
     cpu_h = trial_s * float(resources.get("cpus", 0)) / 3600
     gpu_h = trial_s * float(resources.get("gpu", 0)) / 3600
     wall = f"wall {duration(walls[-1])}" if walls else "wall -"
-    if len(walls) > 1:
-        wall += f" ({duration(sum(walls))} over {len(walls)} runs of this directory)"
+    # A killed driver never wrote its end: its time is unknown, and said to be left out, not silently.
+    unknown = sum(1 for r in runs if not isinstance(r.get("wall_seconds"), int | float)
+                  and r.get("status") != "running")
+    notes = [f"{duration(sum(walls))} over {len(walls)} runs of this directory"] if len(walls) > 1 else []
+    if unknown:
+        notes.append(f"{'plus ' if notes else ''}{unknown} killed run{'s' if unknown > 1 else ''} whose time "
+                     "is not recorded")
+    if notes:
+        wall += f" ({', '.join(notes)})"
     return f"{wall}; trials reserved {cpu_h:.2f} CPU-hours and {gpu_h:.2f} GPU-hours ({len(trials)} trials)"
