@@ -373,6 +373,11 @@ def test_cost_uses_the_resources_and_budget_the_runner_recorded(tmp_path: Path) 
     cost = analysis.sweep_cost(load_results(tmp_path / "sweep"), [])
     assert cost is not None
     assert dict(zip(cost["model"], cost["planned_trials"], strict=True)) == {"egbad": 3.0, "knn": 1.0}
+    meta["model_trials"] = {"egbad": 3, "knn": 2}  # as the runner records them (SweepSpec.trials)
+    (tmp_path / "sweep" / "spec.json").write_text(json.dumps(meta))
+    cost = analysis.sweep_cost(load_results(tmp_path / "sweep"), [])
+    assert cost is not None
+    assert dict(zip(cost["model"], cost["planned_trials"], strict=True)) == {"egbad": 3.0, "knn": 2.0}
 
 
 def test_partial_sweep_renders_what_is_there(tmp_path: Path) -> None:

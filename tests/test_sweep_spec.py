@@ -652,3 +652,22 @@ def test_a_resume_refuses_data_or_a_declaration_changed_since_the_start(tmp_path
         _with_available_dataset(spec(), results, resume=True)
     DATASETS.unregister("mine-table")
     trial._load.cache_clear()
+
+
+def test_a_small_search_space_gets_no_more_trials_than_it_has_settings(raw: dict) -> None:
+    """trials_per_group caps a group's trials; a finite space with fewer distinct settings (a choice of one,
+    an int range of two) gets one trial per setting, since more would repeat settings already run."""
+    raw["budget"]["trials_per_group"] = 6
+    raw["models"] = {
+        "ganomaly": raw["models"]["ganomaly"],  # a continuous range: the budget's 6
+        "knn": {"search": {"k": {"type": "int", "low": 1, "high": 2}}},
+        "iforest": {"search": {"n_estimators": {"type": "categorical", "choices": [50, 50]}}},
+        "pca": {"search": {"n_components": {"type": "int", "low": 2, "high": 20, "step": 6}}},  # 2, 8, 14, 20
+        "ocsvm": {},
+    }
+    spec = parse_spec(raw, "smoke.yaml")
+    trials = {g.model: spec.trials(g) for g in spec.groups()}
+    assert trials == {"ganomaly": 6, "knn": 2, "iforest": 1, "pca": 4, "ocsvm": 1}
+    from adgan.sweep.runner import _spec_record
+
+    assert _spec_record(spec, 0.0)["model_trials"] == trials

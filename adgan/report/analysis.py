@@ -178,10 +178,12 @@ def sweep_cost(res: SweepResults, notes: list[str]) -> pd.DataFrame | None:
     out["gpu_hours"] = out["gpu_wall_seconds"] / 3600.0 * gpus if gpus is not None else np.nan
     planned = res.budget.get("trials_per_group")
     models = res.spec.get("models") or {}
-    # A model with nothing to search runs one trial per group (adgan.sweep.spec.SweepSpec.trials).
+    recorded = res.spec.get("model_trials") or {}  # SweepSpec.trials as the runner planned them
+    # (sweeps recorded before model_trials: a model with nothing to search ran one trial per group)
     searched = {m for m, cfg in models.items() if isinstance(cfg, dict) and cfg.get("search")}
     out["planned_trials"] = [
-        np.nan if planned is None else float(planned) if not models or m in searched else 1.0
+        float(recorded[m]) if m in recorded else np.nan if planned is None
+        else float(planned) if not models or m in searched else 1.0
         for m in out["model"]
     ]
     return out.sort_values(["dataset", "anomaly_class", "model", "loss_case", "seed"], ignore_index=True)

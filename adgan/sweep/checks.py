@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -58,6 +59,15 @@ class Distribution:
     def example(self) -> Any:
         """A valid value (the low end or first choice), used to type-check against the model's config."""
         return self.extremes()[0]
+
+    def n_values(self) -> int | None:
+        """How many distinct values the search can draw: the choices, the integers of the range (every
+        ``step``th), or None for a continuous range."""
+        if self.type == "categorical":
+            return len({json.dumps(c, sort_keys=True, default=str) for c in self.choices})
+        if self.type == "int":
+            return (int(self.high) - int(self.low)) // int(self.step) + 1
+        return None
 
     def extremes(self) -> list[Any]:
         """The values a search may reach at its edges: both bounds, or every choice."""

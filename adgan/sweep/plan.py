@@ -227,8 +227,8 @@ def plan_text(
         f"plan of sweep {spec.name!r} ({spec.path}, budget {spec.budget_name}) on {spec.dataset}",
         f"  groups       {len(groups)} ({_n(len(spec.classes), 'class', 'classes')} x "
         f"{_n(cases, 'model/loss case')} x {_n(len(spec.seeds), 'seed')})",
-        f"  trials       {n_trials} (up to {spec.budget.trials_per_group} per group; 1 for a model with "
-        "nothing to search)",
+        f"  trials       {n_trials} (up to {spec.budget.trials_per_group} per group; as many as a search "
+        "space holds distinct settings where fewer, 1 for a model with nothing to search)",
         f"  epochs       up to {spec.budget.max_epochs} per GAN trial, 1 per baseline trial (ASHA grace "
         f"{spec.budget.grace_period}, reduction {spec.budget.reduction_factor:g})",
         f"  per trial    {_n(spec.cpus, 'CPU')}, {_n(gpu, 'GPU')}",

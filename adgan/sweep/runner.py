@@ -385,7 +385,8 @@ _RESUME_MAY_CHANGE = ("resources", "results", "wandb", "budgets", "description")
 def _defining(raw: Mapping[str, Any]) -> dict[str, Any]:
     """The parts of a (recorded or current) spec that define the sweep, as JSON values."""
     # (the groups: compared with tuner.pkl's in _restored_tuner, after the dataset fallback is applied)
-    out = {k: v for k, v in raw.items() if k not in (*_RESUME_MAY_CHANGE, "effective_resources", "groups")}
+    out = {k: v for k, v in raw.items()
+           if k not in (*_RESUME_MAY_CHANGE, "effective_resources", "groups", "model_trials")}
     section = out.get("dataset")
     section = {"name": section} if isinstance(section, str) else dict(section or {})
     out["dataset"] = {k: v for k, v in section.items() if k not in ("name", "fallback")}
@@ -674,6 +675,10 @@ def _spec_record(spec: SweepSpec, gpu: float) -> dict[str, Any]:
         "dataset_declaration": spec.dataset_decl,
         "effective_resources": {"cpus": spec.cpus, "gpu": gpu},  # after --gpu and the no-GPU fallback
         "groups": [g.id for g in spec.groups()],  # planned (adgan best says which have no result yet)
+        # Trials per group of each model (SweepSpec.trials: fewer where a search space is small), for the
+        # report's planned trials.
+        "model_trials": {m.name: spec.trials(next(g for g in spec.groups() if g.model == m.name))
+                         for m in spec.models},
     }
 
 

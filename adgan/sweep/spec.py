@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -110,9 +111,13 @@ class SweepSpec:
         ]
 
     def trials(self, group: Group) -> int:
-        """Trials of ``group``: the budget's ``trials_per_group``, or 1 for a model with nothing to search
-        (its trials would all be the same configuration)."""
-        return self.budget.trials_per_group if self.model(group.model).search else 1
+        """Trials of ``group``: the budget's ``trials_per_group``, at most the number of distinct
+        configurations its search space holds when that is finite (1 for a model with nothing to search):
+        more trials would repeat configurations already run."""
+        sizes = [d.n_values() for d in self.model(group.model).search.values()]
+        if any(n is None for n in sizes):
+            return self.budget.trials_per_group
+        return min(self.budget.trials_per_group, math.prod(n for n in sizes if n is not None))
 
     def model(self, name: str) -> ModelSpec:
         return next(m for m in self.models if m.name == name)
