@@ -252,3 +252,26 @@ def test_without_a_journal_the_studies_travel_in_the_state() -> None:
     study: Any = optuna.load_study(study_name="g0000", storage=s2.storage)
     assert [t.value for t in study.trials] == [0.7]
     assert s2.suggest("t1") is not None and s2.suggest("t2") == Searcher.FINISHED
+
+
+def test_a_space_the_budget_covers_is_tried_setting_by_setting(tmp_path: Path) -> None:
+    """k in 1..2 with 2 trials, a choice of 3 with 3: each setting exactly once (TPE's random start-up
+    alone drew repeats); a space larger than the budget is left to the sampler."""
+    from optuna.distributions import CategoricalDistribution
+
+    groups = {
+        "small": ({"model": "knn", "anomaly_class": 0}, {"k": IntDistribution(1, 2)}, 2),
+        "grid": ({"model": "m", "anomaly_class": 1},
+                 {"k": IntDistribution(1, 5, step=4), "c": CategoricalDistribution(["a", "b", "a"])}, 4),
+        "large": ({"model": "knn", "anomaly_class": 2}, {"k": IntDistribution(1, 20)}, 3),
+    }
+    s = _searcher(groups, tmp_path / OPTUNA_JOURNAL)
+    configs = [s.suggest(f"t{i}") for i in range(10)]
+    assert configs[-1] == Searcher.FINISHED  # 2 + 4 + 3 trials, then no more
+    by_group: dict[str, list] = {}
+    for c in configs[:-1]:
+        assert c is not None
+        by_group.setdefault(c[GROUP_KEY], []).append({k: c[k] for k in ("k", "c") if k in c})
+    assert sorted(d["k"] for d in by_group["small"]) == [1, 2]
+    assert sorted((d["k"], d["c"]) for d in by_group["grid"]) == [(1, "a"), (1, "b"), (5, "a"), (5, "b")]
+    assert len(by_group["large"]) == 3

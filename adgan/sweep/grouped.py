@@ -37,6 +37,7 @@ running trial is reattached by after a resume).
 
 from __future__ import annotations
 
+import itertools
 import math
 import pickle
 import warnings
@@ -173,6 +174,26 @@ class _Live:
     told: bool = False  # the study already holds its end (the journal ran ahead of Tune's snapshot)
 
 
+def _whole_grid(space: dict[str, Any], budget: int) -> list[dict[str, Any]]:
+    """Every setting of a finite space (choices, integer ranges) when the group's budget covers them all
+    (``SweepSpec.trials`` caps it there), else none: a sampler left to draw from so small a space repeats
+    settings (TPE's random start-up draws k=2 twice out of {1, 2}) and leaves others untried."""
+    import optuna.distributions as od
+
+    axes: list[list[tuple[str, Any]]] = []
+    for name, dist in space.items():
+        if isinstance(dist, od.CategoricalDistribution):
+            values = list(dict.fromkeys(dist.choices))
+        elif isinstance(dist, od.IntDistribution):
+            values = list(range(int(dist.low), int(dist.high) + 1, int(dist.step)))
+        else:
+            return []
+        axes.append([(name, v) for v in values])
+    if not axes or math.prod(len(a) for a in axes) > budget:
+        return []
+    return [dict(combo) for combo in itertools.product(*axes)]
+
+
 class GroupedSearcher(Searcher):
     """One seeded Optuna TPE study per group with a budget of trials each (see the module docstring).
 
@@ -275,6 +296,8 @@ class GroupedSearcher(Searcher):
                 load_if_exists=True,
             )
             if not study.user_attrs:  # a new study: say what it is, for the dashboard
+                for params in _whole_grid(self.groups[gid][1], self.groups[gid][2]):
+                    study.enqueue_trial(params)  # (asked before the sampler is: each setting once)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                     study.set_metric_names([self.metric])
