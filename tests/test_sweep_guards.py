@@ -303,6 +303,9 @@ def test_dry_run_estimates_from_an_earlier_run(tmp_path: Path, capsys: pytest.Ca
     (ASHA's real stopping: here every trial ran all 3)."""
     from adgan.cli import main
     from adgan.sweep.results import ResultsStore
+    from adgan.sweep.runner import _write_spec_record
+    from adgan.sweep.spec import load_spec
+    from adgan.sweep.storage import location
 
     results = tmp_path / "smoke"
     store = ResultsStore(results)
@@ -312,8 +315,9 @@ def test_dry_run_estimates_from_an_earlier_run(tmp_path: Path, capsys: pytest.Ca
         store.upsert("trials", _trial(f"k{i}", KNN, fit_seconds=1.0, score_seconds=0.0, epochs_run=1,
                                       wall_seconds=2.0, status="completed"))
     store.flush()
-    (results / "spec.json").write_text(json.dumps({"budget_name": "default"}))
+    _write_spec_record(load_spec("smoke"), location(str(results)), 0.0)
     (results / "dataset.json").write_text(json.dumps({"dataset": "synthetic-images"}))
+    (results / "tune").mkdir()
     assert main(["sweep", "smoke", "--dry-run", "--cpus", "2", "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "ganomaly 2.00 s/epoch + 4.0 s set-up; knn 1.00 s/epoch + 1.0 s set-up (measured by the earlier " \
@@ -321,6 +325,15 @@ def test_dry_run_estimates_from_an_earlier_run(tmp_path: Path, capsys: pytest.Ca
     # 4 GAN trials of 4 + 3 x 2 s (the epochs they ran) and 4 kNN trials of 2 s on 2 slots, plus 40 s of
     # start-up: what no trial stopped would give too.
     assert "estimate     wall 1m04s with ASHA, at most 1m04s; 0.01 CPU-hours (at most 0.01), 0.00 GPU" in out
+    # ... and the sweep itself would not start there: said.
+    assert f"note         {results} already holds sweep 'smoke': `adgan sweep` would refuse to start" in out
+    # Another spec under the same name (wider networks): the earlier run's times do not apply.
+    raw = yaml.safe_load((ROOT / "sweeps" / "smoke.yaml").read_text())
+    raw["models"]["ganomaly"]["fixed"]["base_filters"] = 64
+    (tmp_path / "wide.yaml").write_text(yaml.safe_dump(raw))
+    assert main(["sweep", str(tmp_path / "wide.yaml"), "--dry-run", "--cpus", "2", "--results",
+                 str(tmp_path)]) == 0
+    assert "(calibrated: one epoch of each model in this process)" in capsys.readouterr().out
 
 
 def test_progress_line_for_the_whole_sweep(tmp_path: Path) -> None:

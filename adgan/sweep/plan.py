@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from adgan.errors import AdganError
+from adgan.runfiles import TUNE_EXPERIMENT
 from adgan.sweep.spec import SweepSpec, trial_config
 
 STARTUP_S = 40.0  # fixed cost of a sweep command: Python and Ray start-up, data check, shutdown (measured)
@@ -118,7 +119,7 @@ def calibrate(spec: SweepSpec, gpu: float) -> dict[str, ModelCost]:
 
 def costs_from_results(spec: SweepSpec, results_dir: Path | str) -> dict[str, ModelCost] | None:
     """Per-model costs measured by an earlier run of the same sweep and budget in ``results_dir`` (None
-    when there is none, or it ran another budget or dataset, or lacks a model of ``spec``)."""
+    when there is none, or it ran another budget, dataset or spec, or lacks a model of ``spec``)."""
     from adgan.sweep.results import read_table
     from adgan.sweep.storage import location
 
@@ -132,6 +133,10 @@ def costs_from_results(spec: SweepSpec, results_dir: Path | str) -> dict[str, Mo
         return None
     if meta.get("budget_name") != spec.budget_name or used != spec.dataset:
         return None
+    from adgan.sweep.runner import _defining, _spec_record
+
+    if _defining(meta) != _defining(_spec_record(spec, spec.gpu)):
+        return None  # another spec under the same name (wider networks, more data): its times do not apply
     costs = {}
     for model in spec.models:
         mine = [r for r in rows if r.get("model") == model.name and (r.get("epochs_run") or 0) > 0]
@@ -219,6 +224,7 @@ def plan_text(
         source = "calibrated: one epoch of each model in this process"
     est = estimate(spec, costs, slots, gpu)
     groups = spec.groups()
+    held = location(results_dir).child(TUNE_EXPERIMENT).exists()
     n_trials = sum(spec.trials(g) for g in groups)
     cases = sum(len(m.loss_cases) for m in spec.models)
     limit = f"; --max-concurrent {max_concurrent}" if max_concurrent else ""
@@ -244,6 +250,9 @@ def plan_text(
             f"{est['cpu_hours']:.2f} CPU-hours (at most {est['cpu_hours_max']:.2f}), {est['gpu_hours']:.2f} "
             "GPU-hours"
         )
+    if held:  # the plan of a sweep that would not start: say so, as the sweep itself would
+        lines.append(f"  note         {results_dir} already holds sweep {spec.name!r}: `adgan sweep` would "
+                     "refuse to start a new one there; continue it with --resume, or give another --results")
     return "\n".join(lines)
 
 
