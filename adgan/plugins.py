@@ -52,10 +52,40 @@ def load(items: Iterable[str]) -> None:
         if item.endswith(".py"):
             _load_file(Path(item))
             continue
+        _importable_from_cwd()
         try:
             importlib.import_module(item)
         except Exception as exc:  # noqa: BLE001 (any error of the user's module, reported by name)
-            raise ConfigError(f"plugin {item!r}: cannot import it ({type(exc).__name__}: {exc})") from None
+            raise ConfigError(f"plugin {item!r}: cannot import it ({type(exc).__name__}: {exc}"
+                              f"{_where(exc, _origin(item))})") from None
+
+
+def _importable_from_cwd() -> None:
+    """A module plugin in the working directory is found whatever started this process: ``python -m``
+    puts that directory on the path, the ``adgan`` console script does not. Appended, so that an installed
+    module of the same name still wins (as in a sweep's trials, ``adgan.sweep.trial``)."""
+    cwd = os.getcwd()
+    if "" not in sys.path and cwd not in sys.path:
+        sys.path.append(cwd)
+
+
+def _origin(module: str) -> Path | None:
+    """The file of a module plugin, when it can be found without importing it."""
+    try:
+        spec = importlib.util.find_spec(module)
+    except Exception:  # noqa: BLE001 (a parent package that fails to import: no file to name)
+        return None
+    return Path(spec.origin) if spec is not None and spec.origin else None
+
+
+def _where(exc: BaseException, path: Path | None) -> str:
+    """``; at <file>, line N``: the deepest line of the plugin's file ``path`` in the traceback of a failed
+    import (where the user's code raised, or called what raised), or ``""``."""
+    import traceback
+
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if path is not None and Path(f.filename) == path]
+    return f"; at {frames[-1].filename}, line {frames[-1].lineno}" if frames else ""
 
 
 def _load_file(path: Path) -> None:
@@ -74,7 +104,9 @@ def _load_file(path: Path) -> None:
         spec.loader.exec_module(module)
     except Exception as exc:  # noqa: BLE001
         del sys.modules[name]
-        raise ConfigError(f"plugin {path}: importing it failed ({type(exc).__name__}: {exc})") from None
+        where = "" if isinstance(exc, SyntaxError) else _where(exc, path)  # (a SyntaxError names its line)
+        raise ConfigError(f"plugin {path}: importing it failed ({type(exc).__name__}: {exc}{where})") \
+            from None
 
 
 def from_env() -> list[str]:
@@ -84,5 +116,12 @@ def from_env() -> list[str]:
 
 
 def load_env() -> None:
-    """Load the plugins of ``ADGAN_PLUGINS``."""
-    load(from_env())
+    """Load the plugins of ``ADGAN_PLUGINS``.
+
+    Raises:
+        ConfigError: As ``load``, its message saying the plugin came from the variable.
+    """
+    try:
+        load(from_env())
+    except ConfigError as exc:
+        raise ConfigError(f"{ENV}={os.environ.get(ENV, '')!r}: {exc}") from None

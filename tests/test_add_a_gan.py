@@ -109,15 +109,20 @@ def test_registered_trained_and_scored() -> None:
 def test_swept_reported_and_classified_as_a_gan(tmp_path: Path) -> None:
     raw = yaml.safe_load((ROOT / "sweeps" / "smoke.yaml").read_text())
     raw["plugins"] = [str(Path(__file__).resolve())]
+    # A second plugin through ADGAN_PLUGINS, as `adgan train` takes one: the driver loads it to check the
+    # spec, and the trials must too (they did not: every trial of its model failed, the sweep exited 0).
+    (tmp_path / "envplug.py").write_text(
+        "from adgan.models import register_detector\nfrom adgan.models.baselines import KNN\n\n\n"
+        "@register_detector\nclass EnvKNN(KNN):\n    name = 'envknn'\n")
     raw["models"] = {"recongan": {"fixed": {"base_filters": 8, "batch_size": 64},
                                   "search": {"lr": {"type": "loguniform", "low": 1e-4, "high": 3e-3}}},
-                     "knn": raw["models"]["knn"]}
+                     "knn": raw["models"]["knn"], "envknn": {}}
     raw["budget"] = {**raw["budget"], "trials_per_group": 2}
     spec = tmp_path / "fourth.yaml"
     spec.write_text(yaml.safe_dump(raw))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "WANDB_"))}
     env.update({"RAY_AUTH_TOKEN_PATH": str(tmp_path / "ray_token"), "PYTHONPATH": str(ROOT),
-                "ADGAN_HOME": str(tmp_path / "adgan-home")})
+                "ADGAN_HOME": str(tmp_path / "adgan-home"), "ADGAN_PLUGINS": str(tmp_path / "envplug.py")})
     run = subprocess.run([sys.executable, "-m", "adgan.cli", "sweep", str(spec), "--results", str(tmp_path),
                           "--cpus", "2", "--no-wandb"], cwd=ROOT, env=env, capture_output=True, text=True,
                          timeout=600)
@@ -130,6 +135,8 @@ def test_swept_reported_and_classified_as_a_gan(tmp_path: Path) -> None:
     mine = [t for t in trials if t["model"] == "recongan"]
     assert len(mine) == 2 and all(t["status"] in ("completed", "stopped early") for t in mine)
     assert {t["family"] for t in mine} == {"gan"}  # classified by the class's declared family
+    (env_trial,) = [t for t in trials if t["model"] == "envknn"]
+    assert env_trial["status"] == "completed" and env_trial["family"] == "baseline", env_trial["message"]
     best = {b["model"]: b for b in read_table(out, "best")}
     assert best["recongan"]["family"] == "gan" and np.isfinite(best["recongan"]["test_auprc"])
     assert "recongan" in run.stdout  # adgan sweep's closing tables

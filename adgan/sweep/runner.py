@@ -34,6 +34,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from adgan import plugins
 from adgan.atomic import write_atomic
 from adgan.errors import ConfigError
 from adgan.models import DETECTORS
@@ -536,7 +537,9 @@ def _run(
     mode = wandb_mode() if use_wandb else "disabled"
     context = {
         "sweep": spec.name,
-        "plugins": list(spec.plugins),  # imported by every trial before its config is resolved
+        # Imported by every trial before its config is resolved: the spec's, and those this driver loaded
+        # from ADGAN_PLUGINS (the spec was checked with them; trials without them would all fail).
+        "plugins": list(dict.fromkeys([*plugins.from_env(), *spec.plugins])),
         "driver_cwd": os.getcwd(),  # where module-name plugins may live (see _neutral_cwd)
         "results_dir": results.uri,  # (a local path, or the URI: trials then keep W&B runs on their node)
         "wandb": {"project": spec.wandb_project, "mode": mode} if use_wandb and mode != "disabled" else None,
