@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from adgan.cli import main as cli_main
 from adgan.errors import DataError
 from adgan.models import create_detector
 from adgan.report import build_report
-from adgan.sweep.best import best_table, export
+from adgan.sweep.best import best_table, error_lines, export, has_answer
 from adgan.sweep.recommend import beats_chance, chance_threshold, recommend, select_best
 
 
@@ -156,6 +157,20 @@ def test_a_class_without_any_checkpoint_is_said_to_have_no_answer(tmp_path: Path
     html = build_report(root, tmp_path / "report").html.read_text()
     row = row_of(html_tables(html).tables["mnist-5k: recommended detector per class"], "0")
     assert row["recommended"] == "no answer" and row["settings"].startswith("no trial of this class ended")
+    assert not has_answer(root)
+    # Why: the errored trials' reasons, most frequent first, values aside (k=20 and k=33 are one reason).
+    for i, t in enumerate(rows["trials"]):
+        t.update(status="errored", message=f"Traceback ...\n  File x\nDataError: knn: k={20 + i} needs more"
+                 if i % 3 else "Traceback ...\nValueError: bad")
+    write_tables(root, rows, ("trials",))
+    lines = error_lines(root)
+    n = len(rows["trials"])
+    assert lines[1] == (f"{n} trial(s) errored (2 reason(s); each trial's whole message is in "
+                        "trials.parquet's message column):")
+    n_data_errors = n - len(range(0, n, 3))
+    assert re.match(rf"  {n_data_errors} x DataError: knn: k=\d+ needs more  \(e.g. group ", lines[2])
+    assert lines[3].startswith(f"  {len(range(0, n, 3))} x ValueError: bad  (e.g. group ")
+    assert best_table(root).endswith("\n".join(lines[1:]))
 
 
 def test_export_folders_name_the_class_and_replace_only_their_own_earlier_export(tmp_path: Path) -> None:

@@ -60,3 +60,8 @@ def test_errored_trials_do_not_stop_the_sweep(tmp_path: Path) -> None:
     best = read_table(results / "failing", "best")
     assert len(best) == 1 and best[0]["test_auprc"] is not None
     assert k[best[0]["trial_id"]] <= 8
+    # Why they errored is said at the end of the sweep (and by adgan best), not only in the table.
+    said = run.stdout.split(f"{len(errored)} trial(s) errored (1 reason(s); ", 1)
+    assert len(said) == 2, run.stdout[-3000:]
+    reason = said[1].splitlines()[1]
+    assert reason.startswith(f"  {len(errored)} x ") and "DataError" in reason and "(e.g. group " in reason

@@ -13,13 +13,14 @@ temporary local copy and exported by copying their files down; the export itself
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from adgan.atomic import write_atomic
-from adgan.errors import DataError
+from adgan.errors import DataError, clip
 from adgan.runfiles import NOT_DETECTOR_FILES, TUNE_EXPERIMENT
 from adgan.sweep.recommend import Recommendation, beats_chance, finite, recommend, select_best, unanswered
 from adgan.sweep.results import read_table
@@ -176,7 +177,7 @@ def best_table(results_dir: str | Path) -> str:
     rows = sorted(_best_rows(results_dir),
                   key=lambda r: (r["dataset"], r["anomaly_class"], r["model"], r["loss_case"], r["seed"]))
     if not rows:
-        return f"{results_dir}: no group has finished yet"
+        return "\n".join([f"{results_dir}: no group has finished yet", *error_lines(results_dir)])
     lines = recommendation_lines(recommend(rows), rows) + [
         "",
         "every group's chosen trial (validation AUPRC decides; test AUPRC shown)",
@@ -196,7 +197,38 @@ def best_table(results_dir: str | Path) -> str:
         )
     if flagged:
         lines.append(CHANCE_NOTE)
-    return "\n".join(lines)
+    return "\n".join(lines + error_lines(results_dir))
+
+
+def error_lines(results_dir: str | Path, limit: int = 3) -> list[str]:
+    """Why trials errored, from ``trials.parquet``'s messages: each distinct reason (the message's last
+    line, the exception) with how many trials gave it and one of their groups, the most frequent first
+    (``limit`` of them); none when no trial errored. Said where the sweep's answer is read (``adgan best``,
+    the end of ``adgan sweep``), not left in the table's ``message`` column."""
+    errored = [t for t in read_table(results_dir, "trials", missing_ok=True) if t.get("status") == "errored"]
+    if not errored:
+        return []
+    reasons: dict[str, list[tuple[str, Mapping[str, Any]]]] = {}
+    for t in errored:
+        text = [line.strip() for line in str(t.get("message") or "").splitlines() if line.strip()]
+        reason = text[-1] if text else "(no message recorded)"
+        # One reason whatever values it names (k=20, k=33: "needs at least # training samples").
+        reasons.setdefault(re.sub(r"\d+(\.\d+)?", "#", reason), []).append((reason, t))
+    ranked = sorted(reasons.values(), key=lambda group: -len(group))
+    lines = ["", f"{len(errored)} trial(s) errored ({len(reasons)} reason(s); each trial's whole message is "
+                 "in trials.parquet's message column):"]
+    for group in ranked[:limit]:
+        reason, first = group[0]
+        lines.append(f"  {len(group)} x {clip(reason, 300)}  (e.g. group {first.get('group_id')}, trial "
+                     f"{first.get('trial_id')})")
+    if len(ranked) > limit:
+        lines.append(f"  ... and {len(ranked) - limit} other reason(s)")
+    return lines
+
+
+def has_answer(results_dir: str | Path) -> bool:
+    """Whether some group of the sweep ended with a chosen checkpoint (something to recommend)."""
+    return any(r["checkpoint"] for r in _best_rows(results_dir))
 
 
 def export(results_dir: str | Path, out: str | Path, *, per: str = "class") -> list[Path]:

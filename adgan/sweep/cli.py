@@ -94,7 +94,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         # A local Ray on the loopback address only. Ray replaces a 127.0.0.1 node address by the machine's
         # outward one unless it runs as a local-only instance, which this (import-time) setting selects.
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    from adgan.sweep.best import best_table
+    from adgan.sweep.best import best_table, has_answer
     from adgan.sweep.runner import run_sweep
     from adgan.sweep.spec import load_spec, with_gpu
 
@@ -131,6 +131,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     print(best_table(out))
     print(f"\nresults: {out}\n{cost_summary(out)}")
+    if not has_answer(out):  # a sweep that answered nothing has failed, whatever Tune made of its trials
+        print("adgan: error: no group of the sweep ended with a checkpoint: nothing to recommend or export "
+              "(the reasons of errored trials are listed above)", file=sys.stderr)
+        return 1
     return 0
 
 
