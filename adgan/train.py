@@ -40,23 +40,8 @@ from adgan.errors import ConfigError, DivergedError, did_you_mean
 from adgan.models import DETECTORS, Detector, create_detector
 from adgan.models.base import exact_float32, load_tensors
 from adgan.runfiles import TRAIN_STATE
+from adgan.runkeys import RUN_DEFAULTS
 from adgan.version import code_version
-
-# Keys of a run that are not model hyperparameters, with their defaults.
-RUN_DEFAULTS: dict[str, Any] = {
-    "model": None,  # registry name, required
-    "dataset": None,  # registry name, required (a declared dataset's name: see dataset_decl)
-    "dataset_decl": None,  # a user dataset's declaration (adgan.data.declared), registered in every process
-    "anomaly_class": 0,  # index into the dataset's classes
-    "seed": 0,  # seeds the split, the initialisation and the minibatch order
-    "data_dir": None,  # explicit data directory (else ADGAN_DATA_DIR, cache, system copies)
-    "image_size": None,  # 28 or 32; None = the model's preferred size
-    "scale": None,  # tabular min-max scaling fitted on train; None = adgan.data.default_scale
-    "max_train": None,  # seeded subsample of the training normals, for quick runs
-    "device": "auto",  # "auto" = CUDA when present, else CPU
-    "bf16": False,  # bfloat16 autocast on CPU or CUDA
-    "threads": None,  # torch CPU threads; None = the CPUs this process may use
-}
 
 
 def resolve_config(config: Mapping[str, Any]) -> dict[str, Any]:

@@ -277,6 +277,42 @@ def test_a_detector_missing_an_abstract_method_is_refused_at_registration() -> N
     with pytest.raises(ValueError, match=r"Broken \('broken-for-test'\) does not define load_state, state"):
         register_detector(Broken)
     assert "broken-for-test" not in list_detectors()
+    # A GAN following the "add a GAN" recipe that forgot a hook: refused the same way (was registered, then
+    # failed at the first fit with a bare NotImplementedError).
+    from adgan.models.gan import GANDetector
+
+    class HalfGAN(GANDetector):
+        name = "halfgan-for-test"
+
+        def build_networks(self) -> dict:
+            return {}
+
+    with pytest.raises(ValueError, match=r"HalfGAN \('halfgan-for-test'\) does not define make_optimizers, "
+                                         r"train_step"):
+        register_detector(HalfGAN)
+
+
+def test_a_hyperparameter_named_like_a_run_key_is_refused_at_registration() -> None:
+    """A run's config is flat: a detector's ``seed`` or ``scale`` would silently take (and override) the
+    run's ``--seed`` / ``scale``."""
+    import dataclasses
+
+    from adgan.models import register_detector
+    from adgan.models.baselines import KNN, KNNConfig
+
+    @dataclasses.dataclass
+    class ClashConfig(KNNConfig):
+        seed: int = 7
+        scale: float = 2.0
+
+    class Clash(KNN):
+        name = "clash-for-test"
+        Config = ClashConfig
+
+    with pytest.raises(ValueError, match=r"Clash \('clash-for-test'\): hyperparameter\(s\) scale, seed named "
+                                         r"like run keys of adgan.train \(model, dataset, .*\); rename them"):
+        register_detector(Clash)
+    assert "clash-for-test" not in list_detectors()
 
 
 @pytest.mark.parametrize(

@@ -48,3 +48,32 @@ def test_import_errors_name_the_line_and_where_the_plugin_came_from(
     with pytest.raises(ConfigError, match=r"plugin 'deepmod': cannot import it \(JSONDecodeError: .*; at "
                                           rf"{tmp_path / 'deepmod.py'}, line 3\)$"):
         plugins.load(["deepmod"])
+
+
+def test_a_saved_detector_of_a_plugin_says_which_plugin_loads_it(tmp_path: Path) -> None:
+    """The checkpoint records the plugin its detector came from; a process without it is told to load
+    that plugin, and with it (ADGAN_PLUGINS) scores."""
+    import json
+
+    import numpy as np
+
+    plug = tmp_path / "savedplug.py"
+    plug.write_text("from adgan.models import register_detector\nfrom adgan.models.baselines import KNN\n\n\n"
+                    "@register_detector\nclass SavedKNN(KNN):\n    name = 'savedknn'\n")
+    adgan = Path(sys.executable).parent / "adgan"
+    train = subprocess.run([str(adgan), "train", "--model", "savedknn", "--dataset", "synthetic-tabular",
+                            "--set", "max_train=64", "--out", str(tmp_path / "ckpt")],
+                           env={**_env(), "ADGAN_PLUGINS": str(plug)}, capture_output=True, text=True,
+                           timeout=300)
+    assert train.returncode == 0, train.stderr[-2000:]
+    assert json.loads((tmp_path / "ckpt" / "checkpoint" / "detector.json").read_text())["plugin"] == str(plug)
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(5, 8)).astype(np.float32))
+    cmd = [str(adgan), "score", "--checkpoint", str(tmp_path / "ckpt"), "--input", str(tmp_path / "x.npy")]
+    run = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2
+    assert (f"model 'savedknn' is not registered in this adgan (expected one of: anogan, egbad, ganomaly, "
+            f"iforest, knn, ocsvm, pca); it was saved from the plugin {plug}: load that first "
+            f"(ADGAN_PLUGINS={plug} for the adgan command)") in run.stderr
+    run = subprocess.run(cmd, env={**_env(), "ADGAN_PLUGINS": str(plug)}, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0 and "wrote 5 scores" in run.stderr, run.stderr[-2000:]

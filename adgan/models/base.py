@@ -18,6 +18,7 @@ import json
 import math
 import os
 import pickle
+import sys
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
@@ -428,6 +429,9 @@ class Detector(ABC, Generic[C]):
             "input_shape": list(self.input_shape),
             "meta": self.meta,
         }
+        plugin = _plugin_of(type(self))
+        if plugin is not None:  # a detector of one's own: what a process loading it must import first
+            header["plugin"] = plugin
         with replacing_dir(path) as tmp:
             (tmp / "detector.json").write_text(json.dumps(header, indent=2, sort_keys=True, default=str))
             torch.save(_to_saveable(self.state()), tmp / "state.pt")
@@ -461,9 +465,14 @@ class Detector(ABC, Generic[C]):
             raise DataError(f"{header_file}: input_shape: expected [D] or [C, H, W] of positive integers, "
                             f"got {short(shape)}")
         if header["model"] not in DETECTORS:
+            plugin = header.get("plugin")
+            hint = (f"; it was saved from the plugin {plugin}: load that first (ADGAN_PLUGINS={plugin} for "
+                    "the adgan command)") if isinstance(plugin, str) else (
+                "; a detector of one's own is registered by importing its plugin first "
+                "(ADGAN_PLUGINS=<module or .py file> for the adgan command)")
             raise DataError(
                 f"{header_file}: model {header['model']!r} is not registered in this adgan "
-                f"(expected one of: {', '.join(DETECTORS.names())})"
+                f"(expected one of: {', '.join(DETECTORS.names())}){hint}"
             )
         model_cls = DETECTORS.get(header["model"])
         if cls is not Detector and not issubclass(model_cls, cls):
@@ -576,6 +585,20 @@ def list_detectors(family: str | None = None) -> list[str]:
 FAMILIES = ("gan", "baseline")
 
 
+def _plugin_of(cls: type) -> str | None:
+    """How to import the plugin that defines ``cls``: its ``.py`` file when it was loaded from one
+    (``adgan.plugins``), else its module name; None for adgan's own detectors."""
+    from adgan import plugins
+
+    module = cls.__module__
+    if module == "adgan" or module.startswith("adgan."):
+        return None
+    if module.startswith(plugins.MODULE_PREFIX):
+        origin = getattr(sys.modules.get(module), "__file__", None)
+        return str(origin) if origin else None
+    return None if module == "__main__" else module
+
+
 def register_detector(cls: type[D]) -> type[D]:
     """Class decorator: register ``cls`` under ``cls.name``; it must declare its ``family``."""
     if not cls.name:
@@ -586,5 +609,11 @@ def register_detector(cls: type[D]) -> type[D]:
     if missing:  # (else the first create_detector would fail with Python's own TypeError)
         raise ValueError(f"{cls.__qualname__} ({cls.name!r}) does not define {', '.join(missing)}, which "
                          "every detector must")
+    from adgan.runkeys import RUN_DEFAULTS
+
+    clash = sorted(f.name for f in dataclasses.fields(cls.Config) if f.name in RUN_DEFAULTS)
+    if clash:  # (a run's config is flat: such a hyperparameter would silently take the run key's value)
+        raise ValueError(f"{cls.__qualname__} ({cls.name!r}): hyperparameter(s) {', '.join(clash)} named "
+                         f"like run keys of adgan.train ({', '.join(RUN_DEFAULTS)}); rename them")
     DETECTORS.register(cls.name)(cls)
     return cls

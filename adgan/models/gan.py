@@ -26,6 +26,7 @@ import dataclasses
 import math
 import random
 import warnings
+from abc import abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
@@ -79,22 +80,24 @@ class GANDetector(Detector[G]):
         self.nets: dict[str, nn.Module] = {}
         self.optimizers: dict[str, torch.optim.Optimizer] = {}  # of the fit in progress
 
-    # ----- what a GAN gives -----
+    # ----- what a GAN gives (abstract: register_detector refuses a GAN without them) -----
+    @abstractmethod
     def build_networks(self) -> dict[str, nn.Module]:
         """The freshly initialised networks for ``self.input_shape``, by name (the state's keys)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """The optimisers of ``self.nets``, by name (saved and restored by name)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def train_step(self, xb: torch.Tensor, gen: torch.Generator) -> dict[str, torch.Tensor]:
         """One update on minibatch ``xb`` (B, ...); returns the losses (0-d tensors on the device)."""
-        raise NotImplementedError
 
     def score_batch(self, xb: torch.Tensor) -> torch.Tensor:
-        """Scores (B,) of a batch (B, ...) with the networks in eval mode; each row depends on itself only."""
-        raise NotImplementedError
+        """Scores (B,) of a batch (B, ...) with the networks in eval mode; each row depends on itself only.
+        Not abstract: a GAN may score otherwise, overriding ``score`` (AnoGAN's per-input latent search)."""
+        raise NotImplementedError(f"{self.name}: {type(self).__qualname__} defines neither score_batch nor "
+                                  "its own score; a GAN gives one (docs/architecture.md, 'Adding a GAN')")
 
     def start_fit(self, data: torch.Tensor, gen: torch.Generator) -> None:
         """One-time set-up of a fresh fit after the networks are built (not on resume); ``data`` (N, ...)."""

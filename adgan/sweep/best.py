@@ -366,7 +366,8 @@ def model_card(
     c, rep = rec.chosen, rec.chosen.representative
     config = rep.get("config") or {}
     config = json.loads(config) if isinstance(config, str) else dict(config)
-    meta = json.loads((dest / "detector.json").read_text()).get("meta", {})
+    header = json.loads((dest / "detector.json").read_text())
+    meta, plugin = header.get("meta", {}), header.get("plugin")
     data = meta.get("data", {})
     cost = class_cost(results_dir, c.dataset, c.anomaly_class)
     settings = {k: v for k, v in config.items() if k not in ("device", "threads", "data_dir")}
@@ -420,8 +421,11 @@ def model_card(
         f"hours, {cost['gpu_hours']:.3f} GPU hours.",
         "",
         "## Use",
+        *([f"The detector comes from the plugin `{plugin}`: scoring imports it first (ADGAN_PLUGINS)."]
+          if plugin else []),
         "```bash",
-        f"adgan score --checkpoint {dest} --input FILE   # .npy, an image folder, or a CSV/Parquet table",
+        f"{f'ADGAN_PLUGINS={plugin} ' if plugin else ''}adgan score --checkpoint {dest} --input FILE   "
+        "# .npy, an image folder, or a CSV/Parquet table",
         "```",
         "",
     ]
