@@ -101,6 +101,17 @@ def test_float_pixels_in_a_given_range_and_other_sizes(tmp_path: Path) -> None:
     # The same images as model-space floats take the same way (only the uint8 rounding differs).
     floats = big.astype(np.float32) / np.float32(127.5) - np.float32(1.0)
     np.testing.assert_allclose(prepare_input(floats, info), expected, atol=1.01 / 127.5)
+    # Pixels at the model's own size (32, where the native size is 28) too: an array and image files of
+    # the same pixels gave different model input (the array was taken as is, the files went through 28).
+    at_model = resize_pixels(raw[:5], 32)
+    assert at_model.shape[2:] == (32, 32)
+    expected = to_model_space(resize_pixels(at_model, 28), 32)
+    assert np.array_equal(prepare_input(at_model, info), expected)
+    folder = tmp_path / "at-model-size"
+    folder.mkdir()
+    for k, image in enumerate(at_model):
+        Image.fromarray(image[0]).save(folder / f"{k}.png")
+    assert np.array_equal(prepare_image_folder(folder, info)[0], expected)
 
 
 @pytest.mark.parametrize("scale", [False, True])

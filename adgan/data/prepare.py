@@ -32,8 +32,8 @@ def prepare_input(
 
     Images (``info["kind"] == "image"``), model shape (C, S, S):
         - integer pixels 0..255 (uint8 or any integer dtype), (N, H, W) when C == 1, (N, C, H, W) or
-          (N, H, W, C), square -> scaled to [-1, 1] and resized to S (an H that is neither S nor the
-          dataset's native size is first resized to the native size, as image files are read);
+          (N, H, W, C), square -> scaled to [-1, 1] and resized to S (an H other than the dataset's
+          native size, S included, is first resized to the native size, as image files are read);
         - float pixels in ``pixel_range``, same layouts -> scaled to [-1, 1] and resized to S like integer
           pixels. The range is, unless given: the declared ``pixel_range`` of a model trained on float
           ``.npz`` images, so new data in the training file's form gives the training file's input;
@@ -130,8 +130,10 @@ def _prepare_images(
             return resize(np.ascontiguousarray(x, dtype=np.float32), size)
         # (as a declared .npz of float images is read for training)
         pixels = pixel_units(x, lo, hi)
-    if pixels.shape[2] not in (size, native):
-        # Another size: to the native size first, as the files of an image folder are read.
+    if pixels.shape[2] != native:
+        # Another size (the model's own size too, where it is not the native one): to the native size
+        # first, as the files of an image folder are read, so that the same pixels give the same model
+        # input as an array and as image files.
         pixels = folders.resize_pixels(pixels, native)
     return to_model_space(pixels, size)
 
