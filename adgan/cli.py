@@ -184,7 +184,8 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
                    help="run directory or checkpoint directory (a path, or a URI such as s3://bucket/... "
                    "of a sweep's results)")
     p.add_argument("--input", required=True, help=".npy/.npz/.csv/.parquet file, image file or image folder")
-    p.add_argument("--output", default=None, help="output .csv (default: <input>.scores.csv; '-' = stdout)")
+    p.add_argument("--output", default=None, help="output CSV file, .csv (default: <input>.scores.csv; "
+                   "'-' = stdout)")
     p.add_argument("--pixel-range", nargs=2, type=float, metavar=("BLACK", "WHITE"), default=None,
                    help="the values of black and white in float images (.npy/.npz), e.g. 0 1 or 0 255 "
                    "(default: the pixel_range declared for the training .npz, else -1 1, model space)")
@@ -233,6 +234,12 @@ def cmd_score(args: argparse.Namespace) -> int:
         raise ConfigError(f"--output {dest}: that is the input file; the scores would replace the data")
     if dest != "-" and not Path(dest).parent.is_dir():
         raise ConfigError(f"--output {dest}: no folder {Path(dest).parent} to write it in")
+    if dest != "-" and Path(dest).is_dir():
+        raise ConfigError(f"--output {dest}: that is a folder; give the name of the CSV file to write")
+    if dest != "-" and Path(dest).suffix.lower() not in ("", ".csv", ".txt"):
+        # (the scores are written as CSV whatever the name: a .npy or .parquet of CSV text fails later)
+        raise ConfigError(f"--output {dest}: adgan score writes CSV (a 'score' column, and 'path' for a "
+                          f"folder of images); give a .csv name, not {Path(dest).suffix!r}")
     info = detector.meta.get("data")
     if not info:
         raise DataError(f"{args.checkpoint}: the checkpoint records no data preprocessing facts")

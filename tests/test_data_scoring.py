@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
@@ -305,6 +306,15 @@ def test_cli_score_folder_and_strict(tmp_path: Path, fake_data_dir: Path,
     assert main([*kdd_args, str(tmp_path / "pipe")]) == 0
     reader.join(timeout=600)
     assert got and got[0].splitlines()[0] == "score" and len(got[0].splitlines()) == 7
+    # The output is CSV: a name saying otherwise, or a folder, is refused before any scoring.
+    for bad, said in ((tmp_path / "s.npy", "adgan score writes CSV"), (tmp_path / "s.parquet", "writes CSV"),
+                      (tmp_path, "that is a folder")):
+        assert main([*kdd_args, str(bad)]) == 2 and said in capsys.readouterr().err
+    assert not (tmp_path / "s.npy").exists()
+    # Raw KDD rows come as CSV: a Parquet file is named as such (was parsed as CSV text).
+    pq.write_table(pa.table({"a": [1.0]}), tmp_path / "rows.parquet")
+    assert main([*kdd_args[:4], str(tmp_path / "rows.parquet"), "--output", "-"]) == 2
+    assert "a KDD99 model reads raw rows from a CSV file" in capsys.readouterr().err
 
 
 def test_cli_score_pixel_range(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -314,6 +324,11 @@ def test_cli_score_pixel_range(tmp_path: Path, capsys: pytest.CaptureFixture[str
     det = _knn_checkpoint(s, tmp_path / "ckpt")
     raw = DATASETS.get("synthetic-images").load(None).images[split_indices("synthetic-images", 0, 0).test]
     np.save(tmp_path / "f.npy", raw.astype(np.float32) / 255.0)
+    with open(tmp_path / "UPPER.NPY", "wb") as f:  # a suffix in capitals is the same suffix
+        np.save(f, raw[:3])
+    assert main(["score", "--checkpoint", str(tmp_path / "ckpt"), "--input", str(tmp_path / "UPPER.NPY"),
+                 "--output", "-"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 4
     ckpt, npy = str(tmp_path / "ckpt"), str(tmp_path / "f.npy")
     args = ["score", "--checkpoint", ckpt, "--input", npy, "--output", "-"]
     assert main([*args, "--pixel-range", "0", "1"]) == 0

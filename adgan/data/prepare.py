@@ -267,7 +267,8 @@ def prepare_file(
         return prepare_image_folder(path, info)[0]
     if info.get("kind") == "image" and folders.is_image_file(path):
         return _prepare_image_files([path], info, str(path))
-    if path.suffix == ".npz":
+    suffix = path.suffix.lower()  # (data.NPY as data.npy: image files and tables are matched so too)
+    if suffix == ".npz":
         try:
             with np.load(path, allow_pickle=False) as z:
                 names = list(z.files)
@@ -279,7 +280,7 @@ def prepare_file(
             raise DataError(f"{path}: expected an array 'x' in the .npz file; it holds {', '.join(names)}")
         if arr.ndim == 0 or arr.shape[0] == 0:
             raise DataError(f"{path}: holds no samples (shape {arr.shape}); expected N >= 1 rows or images")
-    elif path.suffix == ".npy":
+    elif suffix == ".npy":
         try:
             arr = np.load(path, allow_pickle=False)
         except (OSError, ValueError, EOFError) as exc:  # EOFError: an empty or truncated file
@@ -294,6 +295,10 @@ def prepare_file(
                             f"({', '.join(folders.IMAGE_EXTENSIONS)}), got {path.suffix or 'no suffix'!r}")
         prep = info["preprocessing"]
         if prep.get("format") == "kdd99":
+            if suffix in tables.PARQUET_SUFFIXES:
+                raise DataError(f"{path}: a KDD99 model reads raw rows from a CSV file (gzip'd or not, no "
+                                "header, 41 features and optionally the label) or encoded rows from .npy; "
+                                "got a Parquet file")
             schema = kdd.KddSchema.from_dict(prep)
             rows = kdd.read_kdd_file(path, schema, require_label=False, strict=False)
             kdd.report_unseen(str(path), rows, strict)
