@@ -67,6 +67,11 @@ def test_best_report_and_export_give_the_same_validation_choice(tmp_path: Path,
     card = (dest / "MODEL_CARD.md").read_text()
     assert "egbad [fm-fm]" in card and "adgan score --checkpoint" in card and "chance" in card
     assert "| test | 0.5000±0.0283 | 0.2000 |" in card
+    # The chance level is said to be an AUPRC level; the score cutoff behind F1 is given, with its caveat.
+    assert "an AUPRC level, not a cutoff for scores" in card
+    cutoff = f"the score cutoff was {float(result['test_threshold']):.6f}" if result.get("test_threshold") \
+        is not None else "the score cutoff was -"
+    assert "## From scores to labels" in card and cutoff in card and "known-normal samples" in card
     assert not (dest / "train_state.pt").exists()
     # Per group stays an option.
     assert len(export(root, tmp_path / "groups", per="group")) == len(rows["best"])

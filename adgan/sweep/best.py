@@ -327,6 +327,18 @@ def _check_replaceable(dest: Path, row: Mapping[str, Any]) -> None:
                         f"{mine['sweep']!r}: not replaced; export to another --out, or remove it first")
 
 
+def _inputs(data: Mapping[str, Any]) -> str:
+    """What ``adgan score --input`` takes for a model trained on ``data`` (``DatasetInfo.to_dict()``)."""
+    prep = data.get("preprocessing") or {}
+    if data.get("kind") == "image":
+        return ".npy of images, an image file, or a folder of images"
+    if prep.get("format") == "kdd99":
+        return "raw KDD99 rows in a CSV file (gzip'd or not), or encoded rows in .npy"
+    if prep.get("format") == "plain":
+        return ".npy/.npz rows, a numeric CSV without header, or a Parquet file of numeric columns"
+    return "a CSV/Parquet table with the training columns, or encoded rows in .npy"
+
+
 def class_cost(results_dir: str | Path, dataset: str, anomaly_class: int) -> dict[str, float]:
     """What the sweep spent on one class: trials, trial hours, CPU and GPU hours (at the resources each
     trial held: the sweep's recorded ``effective_resources``; a trial on the CPU held no GPU)."""
@@ -406,9 +418,18 @@ def model_card(
         *([f"AUPRC and AUROC are means over the {c.seeds} seeds (± spread); F1 is the exported checkpoint's "
            f"(seed {rep.get('seed')}), whose own test AUPRC is {_fmt(rep.get('test_auprc'))}.", ""]
           if c.seeds > 1 else []),
-        f"Better than chance on validation: {chance[rec.beats_chance]} (threshold "
-        f"{_fmt(rec.val_chance_threshold)}, the 95th percentile of random rankings of this validation "
-        "split).",
+        f"Better than chance on validation: {chance[rec.beats_chance]} (its validation AUPRC against "
+        f"{_fmt(rec.val_chance_threshold)}, the 95th percentile of the AUPRC of random rankings of this "
+        "validation split: an AUPRC level, not a cutoff for scores).",
+        "",
+        "## From scores to labels",
+        f"F1 (and precision {_fmt(rep.get('test_precision'), 3)}, recall {_fmt(rep.get('test_recall'), 3)}) "
+        f"flag the top q = {_fmt(rep.get('test_q'), 3)} of the test scores, q being the test split's anomaly "
+        f"share: the score cutoff was {_fmt(rep.get('test_threshold'), 6)} (`test_threshold` in "
+        "sweep_result.json; a sample scoring at or above it was flagged). That cutoff follows the protocol's "
+        "reporting convention and uses the test split's anomaly share; scores have no fixed scale across "
+        "models, so to flag new data choose the cutoff on data of your own, e.g. the quantile of scores of "
+        "known-normal samples at the false-alarm rate you accept.",
         "",
         "Compared with (test AUPRC, each chosen on validation): "
         + "; ".join(f"{label} {_detector(o.model, o.loss_case)} {_fmt(o.test_auprc)}"
@@ -425,7 +446,7 @@ def model_card(
           if plugin else []),
         "```bash",
         f"{f'ADGAN_PLUGINS={plugin} ' if plugin else ''}adgan score --checkpoint {dest} --input FILE   "
-        "# .npy, an image folder, or a CSV/Parquet table",
+        f"# {_inputs(data)}",
         "```",
         "",
     ]
