@@ -286,8 +286,9 @@ def score_batched(
 ) -> np.ndarray:
     """Apply a per-sample scoring function over ``x`` (N, ...) in chunks; returns (N,) float64.
 
-    ``fn`` must score each sample independently (networks in eval mode), so the chunking cannot
-    change a score.
+    ``fn`` must score each sample independently (networks in eval mode), so the chunking changes no score
+    beyond float rounding: the CPU and GPU kernels chosen for a convolution depend on the batch's size,
+    so one sample scored alone and within a batch may differ in the 6th-7th significant digit.
     """
     out = []
     for i in range(0, x.shape[0], batch_size):
