@@ -216,6 +216,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     from adgan.atomic import write_atomic
     from adgan.data import prepare_file, prepare_image_folder
     from adgan.models import Detector
+    from adgan.models.base import scores_of
     from adgan.train import pick_device
 
     if not (args.device in ("auto", "cpu") or args.device.startswith("cuda")):
@@ -255,7 +256,7 @@ def cmd_score(args: argparse.Namespace) -> int:
             print(f"adgan: warning: {w.message}", file=sys.stderr)
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    scores = detector.score(x)
+    scores = scores_of(detector, x)
     if paths is None:
         text = "score\n" + "\n".join(f"{s:.9g}" for s in scores) + "\n"
     else:

@@ -38,7 +38,7 @@ from adgan.data import (
 from adgan.data.types import Split, Splits
 from adgan.errors import ConfigError, DivergedError, did_you_mean
 from adgan.models import DETECTORS, Detector, create_detector
-from adgan.models.base import exact_float32, load_tensors
+from adgan.models.base import exact_float32, load_tensors, scores_of
 from adgan.runfiles import TRAIN_STATE
 from adgan.runkeys import RUN_DEFAULTS
 from adgan.version import code_version
@@ -132,7 +132,7 @@ def cpus_available() -> int:
 
 def evaluate(detector: Detector, split: Split, q: float | None = None) -> dict[str, float]:
     """Score ``split`` and compute every metric of ``adgan.metrics.evaluate``."""
-    return metrics.evaluate(split.y, detector.score(split.x), q=q)
+    return metrics.evaluate(split.y, scores_of(detector, split.x), q=q)
 
 
 class RunDir:
@@ -324,7 +324,7 @@ def _run(
 
         # Validation: the only signal model selection (and a sweep's searcher) ever sees.
         t0 = time.perf_counter()
-        val_scores = detector.score(splits.val.x)
+        val_scores = scores_of(detector, splits.val.x)
         eval_seconds = time.perf_counter() - t0
         counters["fit_seconds"] += epoch_seconds
         counters["score_seconds"] += eval_seconds

@@ -334,3 +334,29 @@ def test_a_hand_damaged_header_is_a_data_error(tmp_path: Path, edit: Any, messag
     (path / "detector.json").write_text(json.dumps(edit(header)))
     with pytest.raises(DataError, match=f"detector.json: {message}"):
         Detector.load(path)
+
+
+@pytest.mark.parametrize(("bad", "got"), [
+    (lambda s: s[:, None], r"a float64 array of shape \(40, 1\)"),
+    (lambda s: s[:-1], r"a float64 array of shape \(39,\)"),
+    (lambda s: __import__("torch").from_numpy(s), r"Tensor"),
+])
+def test_scores_that_break_the_contract_are_named(bad: Any, got: str) -> None:
+    """A detector of one's own whose score() returns (N, 1), N - 1 scores or a tensor: named with the
+    contract where scores are used (train, adgan score, the sweep's test evaluation)."""
+    from adgan.errors import DataError
+    from adgan.models.base import scores_of
+    from adgan.models.baselines import KNN
+
+    class Wrong(KNN):
+        name = "wrong-for-test"
+
+        def score(self, x: np.ndarray) -> Any:
+            return bad(super().score(x))
+
+    x = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
+    det = Wrong(k=2).fit(x)
+    with pytest.raises(DataError, match=rf"wrong-for-test: score\(\) of 40 samples returned {got}; the "
+                                        r"detector contract is a numpy float array of shape \(40,\)"):
+        scores_of(det, x)
+    assert scores_of(KNN(k=2).fit(x), x).shape == (40,)

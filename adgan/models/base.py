@@ -585,6 +585,25 @@ def list_detectors(family: str | None = None) -> list[str]:
 FAMILIES = ("gan", "baseline")
 
 
+def scores_of(detector: Detector, x: np.ndarray) -> np.ndarray:
+    """``detector.score(x)``, its result checked against the contract: a numpy array of N finite-or-NaN
+    floats, shape (N,). A detector of one's own that returns (N, 1), a torch tensor or N - 1 scores is
+    named here, instead of failing later in the metrics or the output with a message about neither.
+
+    Raises:
+        DataError: The scores are not a numeric numpy array of shape (N,).
+    """
+    scores = detector.score(x)
+    n = len(x)
+    if not isinstance(scores, np.ndarray) or scores.shape != (n,) \
+            or not (np.issubdtype(scores.dtype, np.floating) or np.issubdtype(scores.dtype, np.integer)):
+        got = (f"a {scores.dtype} array of shape {scores.shape}" if isinstance(scores, np.ndarray)
+               else type(scores).__name__)
+        raise DataError(f"{detector.name}: score() of {n} samples returned {got}; the detector contract is a "
+                        f"numpy float array of shape ({n},), higher = more anomalous")
+    return scores.astype(np.float64, copy=False)
+
+
 def _plugin_of(cls: type) -> str | None:
     """How to import the plugin that defines ``cls``: its ``.py`` file when it was loaded from one
     (``adgan.plugins``), else its module name; None for adgan's own detectors."""

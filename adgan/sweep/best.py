@@ -33,6 +33,7 @@ def evaluate_best(group_trials: list[Mapping[str, Any]], class_name: str) -> dic
     """The ``best.parquet`` row of one finished group: its chosen trial scored once on test."""
     from adgan import metrics
     from adgan.models import DETECTORS, Detector
+    from adgan.models.base import scores_of
     from adgan.sweep.trial import as_started, splits_for
     from adgan.train import resolve_config
 
@@ -61,7 +62,7 @@ def evaluate_best(group_trials: list[Mapping[str, Any]], class_name: str) -> dic
     # driver may be deleting meanwhile: adgan.sweep.callback).
     with local_copy(best["checkpoint"], skip=NOT_DETECTOR_FILES) as path:
         detector = Detector.load(path)
-    test = metrics.evaluate(splits.test.y, detector.score(splits.test.x))
+    test = metrics.evaluate(splits.test.y, scores_of(detector, splits.test.x))
     row.update({
         "trial_id": best["trial_id"], "params": best["params"], "config": best["config"],
         "val_auprc": best["best_val_auprc"], "val_auroc": best["best_val_auroc"],
