@@ -111,8 +111,12 @@ def test_swept_reported_and_classified_as_a_gan(tmp_path: Path) -> None:
     raw["plugins"] = [str(Path(__file__).resolve())]
     # A second plugin through ADGAN_PLUGINS, as `adgan train` takes one: the driver loads it to check the
     # spec, and the trials must too (they did not: every trial of its model failed, the sweep exited 0).
+    # It also reads a file by a path relative to the directory the sweep runs from (as a plugin registering
+    # a dataset by a relative path does): the trials import it from there too, not from Tune's trial folder.
+    (tmp_path / "marker.txt").write_text("here")
     (tmp_path / "envplug.py").write_text(
-        "from adgan.models import register_detector\nfrom adgan.models.baselines import KNN\n\n\n"
+        "from pathlib import Path\n\nfrom adgan.models import register_detector\n"
+        "from adgan.models.baselines import KNN\n\nassert Path('marker.txt').read_text() == 'here'\n\n\n"
         "@register_detector\nclass EnvKNN(KNN):\n    name = 'envknn'\n")
     raw["models"] = {"recongan": {"fixed": {"base_filters": 8, "batch_size": 64},
                                   "search": {"lr": {"type": "loguniform", "low": 1e-4, "high": 3e-3}}},
@@ -124,7 +128,7 @@ def test_swept_reported_and_classified_as_a_gan(tmp_path: Path) -> None:
     env.update({"RAY_AUTH_TOKEN_PATH": str(tmp_path / "ray_token"), "PYTHONPATH": str(ROOT),
                 "ADGAN_HOME": str(tmp_path / "adgan-home"), "ADGAN_PLUGINS": str(tmp_path / "envplug.py")})
     run = subprocess.run([sys.executable, "-m", "adgan.cli", "sweep", str(spec), "--results", str(tmp_path),
-                          "--cpus", "2", "--no-wandb"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          "--cpus", "2", "--no-wandb"], cwd=tmp_path, env=env, capture_output=True, text=True,
                          timeout=600)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
     from adgan.report import build_report

@@ -87,15 +87,27 @@ def splits_for(config: Mapping[str, Any]) -> Splits:
 
 
 def _load_plugins(context: Mapping[str, Any]) -> None:
-    """Import the spec's plugins in this worker (another process: register what the spec names). Module
+    """Import the sweep's plugins in this worker (another process: register what the spec names). Module
     names may live in the driver's working directory: it goes at the end of the path, after the installed
-    packages, which ``adgan`` itself comes from (``adgan.sweep.runner._neutral_cwd``)."""
+    packages, which ``adgan`` itself comes from (``adgan.sweep.runner._neutral_cwd``); and relative paths
+    in what they register resolve against it."""
     from adgan import plugins
 
     cwd = context.get("driver_cwd")
     if cwd and cwd not in sys.path:
         sys.path.append(cwd)
-    plugins.load(context.get("plugins") or [])
+    here = os.getcwd()
+    # Imported from the driver's working directory where this node has it (the driver's machine, a shared
+    # file system): a plugin registering a dataset by a relative path resolves it as the driver did, not
+    # against Tune's trial folder.
+    moved = bool(cwd) and os.path.isdir(cwd)
+    if moved:
+        os.chdir(cwd)
+    try:
+        plugins.load(context.get("plugins") or [])
+    finally:
+        if moved:
+            os.chdir(here)
 
 
 def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
