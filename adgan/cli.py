@@ -287,7 +287,10 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The ``adgan`` parser. Given the command line ``argv``, the ``train`` subcommand's options (whose
     choices list the registered models and datasets, importing torch) are built only when ``train`` is
     the command, so that the other commands start quickly."""
-    parser = argparse.ArgumentParser(prog="adgan", description="GAN-based anomaly detection toolbox")
+    parser = argparse.ArgumentParser(
+        prog="adgan", description="GAN-based anomaly detection toolbox",
+        epilog="Detectors and datasets of one's own: ADGAN_PLUGINS=<module or .py file>[:...] loads their "
+               "plugins in every command (docs/architecture.md; a sweep spec names its own in plugins:).")
     sub = parser.add_subparsers(dest="command", required=True)
     if argv is None or _command(argv) == "train":
         _add_train(sub)

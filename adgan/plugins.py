@@ -52,6 +52,9 @@ def load(items: Iterable[str]) -> None:
         if item.endswith(".py"):
             _load_file(Path(item))
             continue
+        if os.sep in item or "/" in item:  # a path (resolve made it absolute) that is not a .py file
+            hint = f" ({item}.py exists: name it so)" if Path(item + ".py").is_file() else ""
+            raise ConfigError(f"plugin {item}: a plugin is a module name or the path of a .py file{hint}")
         _importable_from_cwd()
         try:
             importlib.import_module(item)

@@ -59,7 +59,9 @@ def resolve_config(config: Mapping[str, Any]) -> dict[str, Any]:
         if not cfg.get(key):
             raise ConfigError(f"config key {key!r} is required")
     if cfg["model"] not in DETECTORS:
-        raise ConfigError(f"unknown model {cfg['model']!r}; expected one of: {', '.join(DETECTORS.names())}")
+        raise ConfigError(f"unknown model {cfg['model']!r}{did_you_mean(cfg['model'], DETECTORS.names())}; "
+                          f"expected one of: {', '.join(DETECTORS.names())} (a detector of one's own is "
+                          "registered by loading its plugin: ADGAN_PLUGINS, or a sweep spec's plugins:)")
     if cfg["dataset"] not in list_datasets():
         known = ", ".join(list_datasets())
         raise ConfigError(f"unknown dataset {cfg['dataset']!r}; expected one of: {known}")

@@ -77,6 +77,8 @@ def test_registry_holds_every_shipped_detector_with_its_family() -> None:
     assert set(list_detectors("gan")) >= {"anogan", "egbad", "ganomaly"}
     assert set(list_detectors("baseline")) >= {"iforest", "knn", "ocsvm", "pca"}
     assert sorted(list_detectors("gan") + list_detectors("baseline")) == MODELS  # every one has a family
+    with pytest.raises(ConfigError, match=r"unknown detector family 'GAN'; expected one of: gan, baseline"):
+        list_detectors("GAN")  # (listed nothing, silently)
 
 
 @pytest.mark.parametrize("kind", KINDS)

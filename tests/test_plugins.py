@@ -77,3 +77,11 @@ def test_a_saved_detector_of_a_plugin_says_which_plugin_loads_it(tmp_path: Path)
     run = subprocess.run(cmd, env={**_env(), "ADGAN_PLUGINS": str(plug)}, capture_output=True, text=True,
                          timeout=300)
     assert run.returncode == 0 and "wrote 5 scores" in run.stderr, run.stderr[-2000:]
+
+
+def test_a_plugin_path_without_py_says_what_a_plugin_is(tmp_path: Path) -> None:
+    (tmp_path / "mydets.py").write_text("")
+    stem = tmp_path / "mydets"
+    with pytest.raises(ConfigError, match=rf"plugin {stem}: a plugin is a module name or the path of a .py "
+                                          rf"file \({stem}.py exists: name it so\)"):
+        plugins.load(plugins.resolve([str(tmp_path / "mydets")]))

@@ -578,7 +578,13 @@ def create_detector(name: str, **hparams: Any) -> Detector:
 
 
 def list_detectors(family: str | None = None) -> list[str]:
-    """Registered detector names, sorted; only those of ``family`` ("gan" / "baseline") when given."""
+    """Registered detector names, sorted; only those of ``family`` ("gan" / "baseline") when given.
+
+    Raises:
+        ConfigError: ``family`` is not one of ``FAMILIES`` (``"GAN"``, ``"baselines"`` would list nothing).
+    """
+    if family is not None and family not in FAMILIES:
+        raise ConfigError(f"unknown detector family {family!r}; expected one of: {', '.join(FAMILIES)}")
     return [n for n in DETECTORS.names() if family is None or DETECTORS.get(n).family == family]
 
 

@@ -248,7 +248,8 @@ def model_spec(check: Checker, name: str, value: Any, kind: str, registry: Any) 
     """One entry of ``models``: the model must exist and take ``kind`` data (``image``/``tabular``)."""
     key = f"models.{name}"
     if name not in registry:
-        raise check.fail(key, f"unknown model; expected one of: {', '.join(registry.names())}")
+        raise check.fail(key, f"unknown model; expected one of: {', '.join(registry.names())} (a detector of "
+                              "one's own is registered by loading its plugin: the spec's plugins:)")
     cls = registry.get(name)
     if kind not in cls.input_kinds:
         raise check.fail(
