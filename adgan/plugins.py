@@ -59,8 +59,20 @@ def load(items: Iterable[str]) -> None:
         try:
             importlib.import_module(item)
         except Exception as exc:  # noqa: BLE001 (any error of the user's module, reported by name)
+            _forget(item)
             raise ConfigError(f"plugin {item!r}: cannot import it ({type(exc).__name__}: {exc}"
                               f"{_where(exc, _origin(item))})") from None
+
+
+def _forget(module: str) -> None:
+    """Unregister the detectors a plugin that failed part-way registered: fixed and loaded again (in a
+    notebook), it would otherwise be refused as registering names already taken, by its own stale classes."""
+    from adgan.models import DETECTORS
+
+    for name in DETECTORS.names():
+        owner = DETECTORS.get(name).__module__
+        if owner == module or owner.startswith(module + "."):
+            DETECTORS.unregister(name)
 
 
 def _importable_from_cwd() -> None:
@@ -107,6 +119,7 @@ def _load_file(path: Path) -> None:
         spec.loader.exec_module(module)
     except Exception as exc:  # noqa: BLE001
         del sys.modules[name]
+        _forget(name)
         where = "" if isinstance(exc, SyntaxError) else _where(exc, path)  # (a SyntaxError names its line)
         raise ConfigError(f"plugin {path}: importing it failed ({type(exc).__name__}: {exc}{where})") \
             from None

@@ -85,3 +85,42 @@ def test_a_plugin_path_without_py_says_what_a_plugin_is(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=rf"plugin {stem}: a plugin is a module name or the path of a .py "
                                           rf"file \({stem}.py exists: name it so\)"):
         plugins.load(plugins.resolve([str(tmp_path / "mydets")]))
+
+
+def test_a_plugin_failing_part_way_leaves_nothing_registered(tmp_path: Path) -> None:
+    """Fixed and loaded again in the same process (a notebook), it registers its detector (was refused as
+    "already registered" by the class its failed import left behind)."""
+    from adgan.models import list_detectors
+
+    plug = tmp_path / "partial.py"
+    body = ("from adgan.models import register_detector\nfrom adgan.models.baselines import KNN\n\n\n"
+            "@register_detector\nclass PartialKNN(KNN):\n    name = 'partialknn'\n\n\n")
+    plug.write_text(body + "raise RuntimeError('half done')\n")
+    with pytest.raises(ConfigError, match=r"RuntimeError: half done; at .*partial.py, line 10"):
+        plugins.load([str(plug)])
+    assert "partialknn" not in list_detectors()
+    plug.write_text(body)
+    plugins.load([str(plug)])
+    assert "partialknn" in list_detectors()
+    from adgan.models import DETECTORS
+
+    DETECTORS.unregister("partialknn")
+
+
+def test_one_plugin_reached_two_ways_registers_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """By its path in ADGAN_PLUGINS and by its module name in a spec: one detector, not a name clash."""
+    from adgan.models import DETECTORS, list_detectors
+
+    (tmp_path / "twoways.py").write_text(
+        "from adgan.models import register_detector\nfrom adgan.models.baselines import KNN\n\n\n"
+        "@register_detector\nclass TwoWaysKNN(KNN):\n    name = 'twowaysknn'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    plugins.load([str(tmp_path / "twoways.py")])
+    plugins.load(["twoways"])
+    assert list_detectors().count("twowaysknn") == 1
+    (tmp_path / "other.py").write_text(  # another class under that name: still a clash
+        "from adgan.models import register_detector\nfrom adgan.models.baselines import KNN\n\n\n"
+        "@register_detector\nclass TwoWaysKNN(KNN):\n    name = 'twowaysknn'\n")
+    with pytest.raises(ConfigError, match="already registered"):
+        plugins.load([str(tmp_path / "other.py")])
+    DETECTORS.unregister("twowaysknn")

@@ -295,10 +295,11 @@ class Detector(ABC, Generic[C]):
         """The training of ``fit_epochs`` on checked float32 input ``x``; yields losses per epoch."""
 
     # ----- continuing an interrupted training -----
-    def _track(
+    def track_progress(
         self, epoch: int, optimizers: Mapping[str, torch.optim.Optimizer], gen: torch.Generator
     ) -> None:
-        """Called by a training loop before it yields ``epoch`` (1-based): what ``training_state`` saves."""
+        """Called by an iterative detector's training loop before it yields ``epoch`` (1-based): what
+        ``training_state`` saves (so that a run can be resumed; ``GANDetector``'s loop calls it)."""
         self._progress = (epoch, dict(optimizers), gen)
 
     def training_state(self) -> dict[str, Any]:
@@ -307,7 +308,9 @@ class Detector(ABC, Generic[C]):
         save the result (``torch.save``) before the training loop goes on."""
         progress = getattr(self, "_progress", None)
         if progress is None:
-            raise DataError(f"{self.name}: no training in progress to save (iterative detectors only)")
+            raise DataError(f"{self.name}: no training in progress to save: an iterative detector's training "
+                            "loop calls self.track_progress(epoch, optimizers, generator) before each yield "
+                            "(GANDetector's loop does; see docs/architecture.md)")
         epoch, optimizers, gen = progress
         return {
             "format_version": FORMAT_VERSION,
@@ -610,6 +613,18 @@ def scores_of(detector: Detector, x: np.ndarray) -> np.ndarray:
     return scores.astype(np.float64, copy=False)
 
 
+def _same_definition(a: type, b: type) -> bool:
+    """Whether two classes are one class statement of one source file (imported twice)."""
+    import inspect
+
+    try:
+        fa, fb = inspect.getsourcefile(a), inspect.getsourcefile(b)
+    except TypeError:
+        return False
+    return a.__qualname__ == b.__qualname__ and fa is not None and fb is not None and \
+        os.path.realpath(fa) == os.path.realpath(fb)
+
+
 def _plugin_of(cls: type) -> str | None:
     """How to import the plugin that defines ``cls``: its ``.py`` file when it was loaded from one
     (``adgan.plugins``), else its module name; None for adgan's own detectors."""
@@ -636,6 +651,9 @@ def register_detector(cls: type[D]) -> type[D]:
                          "every detector must")
     from adgan.runkeys import RUN_DEFAULTS
 
+    if cls.name in DETECTORS and _same_definition(DETECTORS.get(cls.name), cls):
+        # The same plugin file imported a second way (as a module and by its path): one detector, kept.
+        return DETECTORS.get(cls.name)  # type: ignore[return-value]
     clash = sorted(f.name for f in dataclasses.fields(cls.Config) if f.name in RUN_DEFAULTS)
     if clash:  # (a run's config is flat: such a hyperparameter would silently take the run key's value)
         raise ValueError(f"{cls.__qualname__} ({cls.name!r}): hyperparameter(s) {', '.join(clash)} named "

@@ -181,7 +181,7 @@ class GANDetector(Detector[G]):
             check_finite(self.name, epoch, means)
             self.end_epoch(data, gen)
             self.set_train(False)
-            self._track(epoch + 1, self.optimizers, gen)
+            self.track_progress(epoch + 1, self.optimizers, gen)
             yield means
 
     def _build(self) -> None:
