@@ -328,6 +328,21 @@ def _check_replaceable(dest: Path, row: Mapping[str, Any]) -> None:
                         f"{mine['sweep']!r}: not replaced; export to another --out, or remove it first")
 
 
+def _labels_section(rep: Mapping[str, Any]) -> list[str]:
+    """The model card's "From scores to labels": the test score cutoff behind F1, and its caveat."""
+    return [
+        "## From scores to labels",
+        f"F1 (and precision {_fmt(rep.get('test_precision'), 3)}, recall {_fmt(rep.get('test_recall'), 3)}) "
+        f"flag the top q = {_fmt(rep.get('test_q'), 3)} of the test scores, q being the test split's anomaly "
+        f"share: the score cutoff was {_fmt(rep.get('test_threshold'), 6)} (`test_threshold` in "
+        "sweep_result.json; a sample scoring at or above it was flagged). That cutoff follows the protocol's "
+        "reporting convention and uses the test split's anomaly share; scores have no fixed scale across "
+        "models, so to flag new data choose the cutoff on data of your own, e.g. the quantile of scores of "
+        "known-normal samples at the false-alarm rate you accept.",
+        "",
+    ]
+
+
 def _inputs(data: Mapping[str, Any]) -> str:
     """What ``adgan score --input`` takes for a model trained on ``data`` (``DatasetInfo.to_dict()``)."""
     prep = data.get("preprocessing") or {}
@@ -423,15 +438,7 @@ def model_card(
         f"{_fmt(rec.val_chance_threshold)}, the 95th percentile of the AUPRC of random rankings of this "
         "validation split: an AUPRC level, not a cutoff for scores).",
         "",
-        "## From scores to labels",
-        f"F1 (and precision {_fmt(rep.get('test_precision'), 3)}, recall {_fmt(rep.get('test_recall'), 3)}) "
-        f"flag the top q = {_fmt(rep.get('test_q'), 3)} of the test scores, q being the test split's anomaly "
-        f"share: the score cutoff was {_fmt(rep.get('test_threshold'), 6)} (`test_threshold` in "
-        "sweep_result.json; a sample scoring at or above it was flagged). That cutoff follows the protocol's "
-        "reporting convention and uses the test split's anomaly share; scores have no fixed scale across "
-        "models, so to flag new data choose the cutoff on data of your own, e.g. the quantile of scores of "
-        "known-normal samples at the false-alarm rate you accept.",
-        "",
+        *_labels_section(rep),
         "Compared with (test AUPRC, each chosen on validation): "
         + "; ".join(f"{label} {_detector(o.model, o.loss_case)} {_fmt(o.test_auprc)}"
                     for label, o in (("best GAN", rec.best_gan), ("best baseline", rec.best_baseline),
