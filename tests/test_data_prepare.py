@@ -131,6 +131,15 @@ def test_kdd_raw_rows_match_training_preparation(fake_data_dir: Path, tmp_path: 
     assert np.array_equal(prepare_input(s.test.x, info), s.test.x)
     np.save(tmp_path / "x.npy", s.val.x)
     assert np.array_equal(prepare_file(tmp_path / "x.npy", info), s.val.x)
+    # Encoded but unscaled rows given to a model trained on scaled ones: taken as given, with a warning.
+    from adgan.data import kdd
+    from adgan.errors import InputWarning
+
+    raw_encoded = kdd.encode(kdd.read_kdd_file(path))[test_idx]
+    if scale and raw_encoded.max() > 2.0:
+        with pytest.warns(InputWarning, match=r"numeric rows taken as encoded and scaled .* if these are raw "
+                                              r"values, pass the raw table"):
+            prepare_input(raw_encoded, info)
 
 
 def test_kdd_bad_rows(fake_data_dir: Path) -> None:

@@ -179,7 +179,17 @@ def _prepare_tabular(x: np.ndarray, info: dict[str, Any], strict: bool) -> np.nd
     d = int(info["input_shape"][0])
     if prep.get("format") in ("kdd99", tables.FORMAT) and x.ndim == 2 and x.shape[1] == d \
             and np.issubdtype(x.dtype, np.number):
-        return _finite(x.astype(np.float32), "input")  # already encoded: model space
+        encoded = _finite(x.astype(np.float32), "input")  # already encoded: model space
+        if prep.get("scale") and encoded.size and (encoded.min() < -1.0 or encoded.max() > 2.0):
+            # Min-max scaled features lie in [0, 1] on the training data: far outside, these are most likely
+            # raw values, which would score silently wrong.
+            warnings.warn(
+                f"numeric rows taken as encoded and scaled (model space), but their values reach "
+                f"{float(encoded.min()):.4g}..{float(encoded.max()):.4g} while this model's scaled features "
+                "lie in [0, 1] on its training data: if these are raw values, pass the raw table (a CSV/"
+                "Parquet file, or a DataFrame) so that they are encoded and scaled as in training",
+                InputWarning, stacklevel=3)
+        return encoded
     if prep.get("format") == "kdd99":
         schema = kdd.KddSchema.from_dict(prep)
         rows = kdd.rows_from_array(x, schema, strict=False)
