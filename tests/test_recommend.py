@@ -176,6 +176,12 @@ def test_a_class_without_any_checkpoint_is_said_to_have_no_answer(tmp_path: Path
     assert re.match(rf"  {n_data_errors} x DataError: knn: k=\d+ needs more  \(e.g. group ", lines[2])
     assert lines[3].startswith(f"  {len(range(0, n, 3))} x ValueError: bad  (e.g. group ")
     assert best_table(root).endswith("\n".join(lines[1:]))
+    # The report says why too, beside its cost table's counts.
+    html = build_report(root, tmp_path / "report2").html.read_text()
+    why = html_tables(html).tables["Why trials errored"]
+    assert why[0] == ["trials", "reason", "e.g. group", "trial"]
+    assert [r[0] for r in why[1:]] == [str(n_data_errors), str(len(range(0, n, 3)))]
+    assert why[2][1] == "ValueError: bad"
 
 
 def test_export_folders_name_the_class_and_replace_only_their_own_earlier_export(tmp_path: Path) -> None:

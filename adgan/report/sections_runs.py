@@ -8,10 +8,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from adgan.errors import clip
 from adgan.report import analysis, figures
 from adgan.report.doc import Figure, Section, Table
 from adgan.report.load import GROUP_KEYS, SweepResults, has_columns
 from adgan.report.sections import Context, numeric
+from adgan.sweep.best import error_reasons
 
 
 def learning_curves(ctx: Context) -> Section:
@@ -90,4 +92,9 @@ def sweep_cost(ctx: Context) -> Section:
     s.blocks.append(Table("Cost per group", [
         "dataset", "class", "model", "loss case", "seed", "trials", "stopped early", "diverged/errored",
         "epochs run", "epoch budget", "share of budget", "trial h", "CPU h", "GPU h"], rows))
+    if has_columns(ctx.res.trials, ["status", "message"]):
+        reasons = error_reasons(ctx.res.trials.to_dict("records"))
+        if reasons:  # the counts above say how many; this says why (as adgan best does)
+            rows = [[str(n), clip(reason, 300), group, trial] for n, reason, group, trial in reasons]
+            s.blocks.append(Table("Why trials errored", ["trials", "reason", "e.g. group", "trial"], rows))
     return s

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -201,27 +201,33 @@ def best_table(results_dir: str | Path) -> str:
     return "\n".join(lines + error_lines(results_dir))
 
 
-def error_lines(results_dir: str | Path, limit: int = 3) -> list[str]:
-    """Why trials errored, from ``trials.parquet``'s messages: each distinct reason (the message's last
-    line, the exception) with how many trials gave it and one of their groups, the most frequent first
-    (``limit`` of them); none when no trial errored. Said where the sweep's answer is read (``adgan best``,
-    the end of ``adgan sweep``), not left in the table's ``message`` column."""
-    errored = [t for t in read_table(results_dir, "trials", missing_ok=True) if t.get("status") == "errored"]
-    if not errored:
-        return []
+def error_reasons(trials: Iterable[Mapping[str, Any]]) -> list[tuple[int, str, str, str]]:
+    """Why trials errored: ``(count, reason, a group id, a trial id)`` per distinct reason (the message's
+    last line, the exception; one reason whatever values it names: k=20 and k=33 "need at least #
+    samples"), the most frequent first."""
     reasons: dict[str, list[tuple[str, Mapping[str, Any]]]] = {}
-    for t in errored:
+    for t in trials:
+        if t.get("status") != "errored":
+            continue
         text = [line.strip() for line in str(t.get("message") or "").splitlines() if line.strip()]
         reason = text[-1] if text else "(no message recorded)"
-        # One reason whatever values it names (k=20, k=33: "needs at least # training samples").
         reasons.setdefault(re.sub(r"\d+(\.\d+)?", "#", reason), []).append((reason, t))
     ranked = sorted(reasons.values(), key=lambda group: -len(group))
-    lines = ["", f"{len(errored)} trial(s) errored ({len(reasons)} reason(s); each trial's whole message is "
-                 "in trials.parquet's message column):"]
-    for group in ranked[:limit]:
-        reason, first = group[0]
-        lines.append(f"  {len(group)} x {clip(reason, 300)}  (e.g. group {first.get('group_id')}, trial "
-                     f"{first.get('trial_id')})")
+    return [(len(g), g[0][0], str(g[0][1].get("group_id")), str(g[0][1].get("trial_id"))) for g in ranked]
+
+
+def error_lines(results_dir: str | Path, limit: int = 3) -> list[str]:
+    """``error_reasons`` of the sweep's trials as lines (``limit`` reasons), none when no trial errored:
+    said where the sweep's answer is read (``adgan best``, the end of ``adgan sweep``), not left in
+    ``trials.parquet``'s ``message`` column."""
+    ranked = error_reasons(read_table(results_dir, "trials", missing_ok=True))
+    if not ranked:
+        return []
+    total = sum(n for n, *_ in ranked)
+    lines = ["", f"{total} trial(s) errored ({len(ranked)} reason(s); each trial's whole message is in "
+                 "trials.parquet's message column):"]
+    for n, reason, group, trial in ranked[:limit]:
+        lines.append(f"  {n} x {clip(reason, 300)}  (e.g. group {group}, trial {trial})")
     if len(ranked) > limit:
         lines.append(f"  ... and {len(ranked) - limit} other reason(s)")
     return lines
