@@ -29,7 +29,7 @@ from sklearn.metrics import roc_auc_score
 
 from adgan.errors import ConfigError, DataError
 from adgan.models import Detector, create_detector, list_detectors
-from adgan.models.base import DETECTORS, valid_range
+from adgan.models.base import DETECTORS, DetectorConfig, valid_range
 
 MODELS = list_detectors()
 
@@ -362,3 +362,23 @@ def test_scores_that_break_the_contract_are_named(bad: Any, got: str) -> None:
                                         r"detector contract is a numpy float array of shape \(40,\)"):
         scores_of(det, x)
     assert scores_of(KNN(k=2).fit(x), x).shape == (40,)
+
+
+def test_hyperparameters_without_a_plain_default_are_type_checked_too() -> None:
+    """A field whose default is None (``float | None``), comes from a default_factory or is required: its
+    value is checked against the annotation as any other (``alpha="abc"`` failed later, inside score())."""
+    import dataclasses
+
+    from adgan.models.base import make_config
+
+    @dataclasses.dataclass
+    class Cfg(DetectorConfig):
+        alpha: float | None = None
+        beta: float = dataclasses.field(default_factory=lambda: 0.5)
+        gamma: int = 3
+
+    assert make_config(Cfg, "m", {"alpha": "0.25", "beta": 2}).alpha == 0.25
+    assert make_config(Cfg, "m", {"alpha": None}).alpha is None
+    for key, value, kind in (("alpha", "abc", "float"), ("beta", "abc", "float"), ("alpha", True, "float")):
+        with pytest.raises(ConfigError, match=rf"hyperparameter '{key}' of model 'm': expected {kind}"):
+            make_config(Cfg, "m", {key: value})

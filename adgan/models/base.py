@@ -62,10 +62,42 @@ def make_config(cls: type[DetectorConfig], model: str, hparams: dict[str, Any]) 
             f"expected some of: {', '.join(sorted(fields))}"
         )
     coerced: dict[str, Any] = {}
+    hints: dict[str, Any] | None = None
     for key, value in hparams.items():
         default = fields[key].default
+        if default is dataclasses.MISSING and fields[key].default_factory is not dataclasses.MISSING:
+            default = fields[key].default_factory()
+        if default is None or default is dataclasses.MISSING:
+            # No default to take the type from: the annotation's (``float | None``: a float, or None).
+            hints = hints if hints is not None else _type_hints(cls)
+            kind, optional = _plain_type(hints.get(key))
+            if kind is not None and not (optional and value is None):
+                coerced[key] = _coerce(model, key, value, kind())
+                continue
         coerced[key] = _coerce(model, key, value, default)
     return cls(**coerced)
+
+
+def _type_hints(cls: type) -> dict[str, Any]:
+    import typing
+
+    try:
+        return typing.get_type_hints(cls)
+    except Exception:  # noqa: BLE001 (an annotation naming what its module cannot resolve: left unchecked)
+        return {}
+
+
+def _plain_type(hint: Any) -> tuple[type | None, bool]:
+    """``(bool/int/float/str, optional)`` of an annotation such as ``float`` or ``float | None``; ``(None,
+    ...)`` for anything else (left unchecked)."""
+    import types
+    import typing
+
+    union = isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
+    args = typing.get_args(hint) if union else (hint,)
+    plain = [a for a in args if a is not type(None)]
+    kind = plain[0] if len(plain) == 1 and plain[0] in (bool, int, float, str) else None
+    return kind, type(None) in args
 
 
 def _coerce(model: str, key: str, value: Any, default: Any) -> Any:
