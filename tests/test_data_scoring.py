@@ -149,6 +149,11 @@ def test_table_unseen_and_columns(tmp_path: Path) -> None:
     (tmp_path / "latin1.csv").write_bytes("proto,rate,bytes,service\ntcp,0.5,1,caf\u00e9\n".encode("latin-1"))
     with pytest.raises(DataError, match=r"latin1.csv: not UTF-8 text .*expected a UTF-8 CSV file"):
         prepare_file(tmp_path / "latin1.csv", info)
+    # Text in a numeric column of rows to score: the model's layout is fixed (no declaration to change).
+    (tmp_path / "text.csv").write_text("proto,rate,bytes,service\ntcp,fast,1,http\n")
+    with pytest.raises(DataError, match=r"text.csv: column 'rate' is not numeric \(row 1: 'fast'\); the "
+                                        r"model was trained on it as a numeric column: give it numbers"):
+        prepare_file(tmp_path / "text.csv", info)
 
 
 def test_integer_categories_written_as_floats(tmp_path: Path) -> None:

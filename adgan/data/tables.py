@@ -172,20 +172,24 @@ def _first_non_number(column: Any) -> str:
     return f"row {int(bad[0]) + 1}: {column[int(bad[0])].as_py()!r}"
 
 
-def _check_numeric_type(col: Any, name: str, where: str) -> None:
+def _check_numeric_type(col: Any, name: str, where: str, fix: str | None = None) -> None:
+    """Refuse a column that is not numeric; ``fix``: what to do about it (default: the declaration's
+    remedies, for a table being declared)."""
     import pyarrow as pa
 
     typ = col.type
     if not (pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_boolean(typ)
             or pa.types.is_decimal(typ)):
-        raise DataError(f"{where}: column {name!r} is not numeric ({_first_non_number(col)}); declare it in "
-                        "'categorical' to one-hot encode it, or in 'drop_columns' to leave it out")
+        raise DataError(f"{where}: column {name!r} is not numeric ({_first_non_number(col)}); " + (
+            fix or "declare it in 'categorical' to one-hot encode it, or in 'drop_columns' to leave it out"))
 
 
 def _numeric(table: Any, name: str, where: str) -> np.ndarray:
-    """A numeric column as float64 (N,); refuses text, empty cells and non-finite values."""
+    """A numeric column of rows to encode as float64 (N,); refuses text, empty cells and non-finite values."""
     col = table.column(name)
-    _check_numeric_type(col, name, where)
+    # (the model's layout is fixed: at this point the column can only be given as the numbers it was)
+    _check_numeric_type(col, name, where, fix="the model was trained on it as a numeric column: give it "
+                        "numbers, as in the training table")
     if col.null_count:
         i = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
         raise DataError(f"{where}: row {i + 1}: column {name!r} is empty")
