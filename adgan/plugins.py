@@ -125,6 +125,17 @@ def _load_file(path: Path) -> None:
             from None
 
 
+def fingerprints(items: Iterable[str]) -> dict[str, str]:
+    """sha256 of each plugin's source file (a ``.py`` path, or the file of a module plugin where it is
+    found), by the plugin's name as given; plugins without a file are left out."""
+    out = {}
+    for item in items:
+        path = Path(item) if item.endswith(".py") else _origin(item)
+        if path is not None and path.is_file():
+            out[item] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
 def from_env() -> list[str]:
     """The plugins of ``ADGAN_PLUGINS`` (resolved against the working directory)."""
     raw = os.environ.get(ENV, "")

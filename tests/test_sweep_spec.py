@@ -671,3 +671,26 @@ def test_a_small_search_space_gets_no_more_trials_than_it_has_settings(raw: dict
     from adgan.sweep.runner import _spec_record
 
     assert _spec_record(spec, 0.0)["model_trials"] == trials
+
+
+def test_a_resume_says_when_a_plugins_code_changed(raw: dict, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """spec.json records each plugin's sha256; a resume after the plugin's file was edited says so (the
+    result rows record adgan's code version, not the plugin's)."""
+    from adgan.sweep.runner import _warn_if_plugins_changed, _write_spec_record
+    from adgan.sweep.storage import location
+
+    plug = tmp_path / "myplug.py"
+    plug.write_text("X = 1\n")
+    raw["plugins"] = [str(plug)]
+    results = location(str(tmp_path / "results"))
+    spec = parse_spec(copy.deepcopy(raw), str(tmp_path / "smoke.yaml"))
+    _write_spec_record(spec, results, 0.0)
+    recorded = json.loads((tmp_path / "results" / "spec.json").read_text())["plugin_sha256"]
+    assert list(recorded) == [str(plug)] and len(recorded[str(plug)]) == 64
+    _warn_if_plugins_changed(spec, results)
+    assert "plugin code changed" not in capsys.readouterr().err
+    plug.write_text("X = 2\n")
+    _warn_if_plugins_changed(spec, results)
+    assert (f"--resume: plugin code changed since sweep 'smoke' started ({plug}): the trials still to run "
+            "use the new code") in capsys.readouterr().err

@@ -204,6 +204,7 @@ def run_sweep(
         _check_start(spec, results, resume)
         if resume:
             _check_same_spec(spec, results)
+            _warn_if_plugins_changed(spec, results)
             if optuna_storage is None:
                 journal = _recorded_journal(results, journal)
             _journal_for_resume(results, journal)
@@ -381,13 +382,15 @@ def _check_start(spec: SweepSpec, results: Location, resume: bool) -> None:
 # and the named budgets (the one used is compared as effective_budget); of the dataset section, its name
 # and fallback (the dataset a resume uses is the one recorded in dataset.json), not its options.
 _RESUME_MAY_CHANGE = ("resources", "results", "wandb", "budgets", "description")
+# What spec.json records beside the spec: derived from it or checked on their own (groups against Tune's
+# state, plugin code by _warn_if_plugins_changed), not compared as spec keys.
+_DERIVED = ("effective_resources", "groups", "model_trials", "plugin_sha256")
 
 
 def _defining(raw: Mapping[str, Any]) -> dict[str, Any]:
     """The parts of a (recorded or current) spec that define the sweep, as JSON values."""
     # (the groups: compared with tuner.pkl's in _restored_tuner, after the dataset fallback is applied)
-    out = {k: v for k, v in raw.items()
-           if k not in (*_RESUME_MAY_CHANGE, "effective_resources", "groups", "model_trials")}
+    out = {k: v for k, v in raw.items() if k not in (*_RESUME_MAY_CHANGE, *_DERIVED)}
     section = out.get("dataset")
     section = {"name": section} if isinstance(section, str) else dict(section or {})
     out["dataset"] = {k: v for k, v in section.items() if k not in ("name", "fallback")}
@@ -418,6 +421,21 @@ def _check_same_spec(spec: SweepSpec, results: Location) -> None:
             f"({record.uri}) in: {', '.join(differ)}{where}. A resume continues the sweep as it was started: "
             "restore those keys, or run the changed spec as a new sweep (another name or --results)"
         )
+
+
+def _warn_if_plugins_changed(spec: SweepSpec, results: Location) -> None:
+    """Say when a plugin's code differs from the sweep's start: the trials from now on run the new code,
+    and the result rows do not tell which code made them (adgan's own code version they do record)."""
+    record = results.child("spec.json")
+    recorded = json.loads(record.read_text()).get("plugin_sha256") if record.is_file() else None
+    if not isinstance(recorded, dict):
+        return
+    now = plugins.fingerprints([*plugins.from_env(), *spec.plugins])
+    changed = sorted(p for p in set(recorded) | set(now) if recorded.get(p) != now.get(p))
+    if changed:
+        print(f"adgan: warning: {spec.path}: --resume: plugin code changed since sweep {spec.name!r} started "
+              f"({', '.join(changed)}): the trials still to run use the new code, the finished ones kept the "
+              "old; run a new sweep for results of one code", file=sys.stderr)
 
 
 def _differing_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
@@ -678,6 +696,8 @@ def _spec_record(spec: SweepSpec, gpu: float) -> dict[str, Any]:
         "dataset_declaration": spec.dataset_decl,
         "effective_resources": {"cpus": spec.cpus, "gpu": gpu},  # after --gpu and the no-GPU fallback
         "groups": [g.id for g in spec.groups()],  # planned (adgan best says which have no result yet)
+        # The code of the plugins the trials load (a resume says when it changed: rows do not record it).
+        "plugin_sha256": plugins.fingerprints([*plugins.from_env(), *spec.plugins]),
         # Trials per group of each model (SweepSpec.trials: fewer where a search space is small), for the
         # report's planned trials.
         "model_trials": {m.name: spec.trials(next(g for g in spec.groups() if g.model == m.name))
