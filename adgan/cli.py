@@ -305,6 +305,10 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+# The commands that build or load detectors, and so need the plugins of ADGAN_PLUGINS.
+_NEED_PLUGINS = ("train", "score", "sweep")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -312,8 +316,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         plugins.load_env()  # detectors of one's own (ADGAN_PLUGINS), before the models are listed
     except AdganError as exc:
-        print(f"adgan: error: {exc}", file=sys.stderr)
-        return 2
+        if _command(argv) in _NEED_PLUGINS:
+            print(f"adgan: error: {exc}", file=sys.stderr)
+            return 2
+        # Reading results (best, report, export), help: no detector class is needed, so a broken plugin
+        # does not stop them.
+        print(f"adgan: warning: {exc} (not needed by this command: going on)", file=sys.stderr)
     args = build_parser(argv).parse_args(argv)
     try:
         return int(args.func(args) or 0)

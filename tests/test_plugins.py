@@ -124,3 +124,18 @@ def test_one_plugin_reached_two_ways_registers_once(tmp_path: Path, monkeypatch:
     with pytest.raises(ConfigError, match="already registered"):
         plugins.load([str(tmp_path / "other.py")])
     DETECTORS.unregister("twowaysknn")
+
+
+def test_a_broken_plugin_stops_only_the_commands_that_need_plugins(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from adgan.cli import main
+
+    bad = tmp_path / "broken.py"
+    bad.write_text("def f(:\n")
+    monkeypatch.setenv(plugins.ENV, str(bad))
+    assert main(["specs"]) == 0  # reading, listing: a warning, and on
+    assert "adgan: warning: ADGAN_PLUGINS=" in capsys.readouterr().err
+    train = ["train", "--model", "knn", "--dataset", "synthetic-tabular", "--out", str(tmp_path / "r")]
+    assert main(train) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"adgan: error: ADGAN_PLUGINS='{bad}': plugin {bad}: importing it failed")
