@@ -298,7 +298,7 @@ def _run(
     # exports OMP_NUM_THREADS=1, which would otherwise leave one thread whatever the trial reserved.
     torch.set_num_threads(int(cfg["threads"] or cpus_available()))
     splits = splits if splits is not None else load_splits(cfg)
-    detector = create_detector(cfg["model"], **{k: v for k, v in cfg.items() if k not in RUN_DEFAULTS})
+    detector = detector_for(cfg)
     run_dir = RunDir(out)
     provenance = {"config": cfg, "data": splits.info.to_dict(), "code_version": code_version()}
     counters, epoch, training, best = {"fit_seconds": 0.0, "score_seconds": 0.0}, 0, None, None
@@ -365,6 +365,11 @@ def _check_splits_match(cfg: Mapping[str, Any], splits: Splits) -> None:
     if differ:
         raise ConfigError(f"train(config, splits=...): the splits are not the config's: {'; '.join(differ)}. "
                           "Give the config the splits' dataset, anomaly_class and seed, or omit splits")
+
+
+def detector_for(cfg: Mapping[str, Any]) -> Detector:
+    """The unfitted detector of a resolved config (its model and hyperparameters, the run keys aside)."""
+    return create_detector(cfg["model"], **{k: v for k, v in cfg.items() if k not in RUN_DEFAULTS})
 
 
 def load_splits(cfg: Mapping[str, Any]) -> Splits:

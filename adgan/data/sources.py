@@ -21,6 +21,7 @@ unambiguous, are also found directly in ``<root>/``. A file ``name.gz`` may also
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import sys
 import urllib.error
@@ -130,20 +131,19 @@ def resolve(spec: SourceSpec, data_dir: str | os.PathLike[str] | None = None,
             files, the folders searched, partial finds and the download failure.
     """
     partial: list[str] = []
-    named = Path(data_dir).expanduser() if data_dir is not None else None
-    last_named = None if named is None else named if spec.flat_ok else named / spec.dataset  # its last folder
-    for directory, origin in candidate_dirs(spec, data_dir):
-        for layout in spec.layouts:
-            found = [_find_file(directory, rel) for rel in layout]
-            if all(found):
-                return Resolved(spec.dataset, directory, layout, tuple(p for p in found if p), origin)
-            if any(found):
-                missing = [rel for rel, f in zip(layout, found, strict=True) if f is None]
-                partial.append(f"{directory} lacks {', '.join(missing)}")
-        if named is not None and origin == "data_dir" and directory == last_named:
+    for origin, dirs in itertools.groupby(candidate_dirs(spec, data_dir), key=lambda d: d[1]):
+        for directory, _ in dirs:
+            for layout in spec.layouts:
+                found = [_find_file(directory, rel) for rel in layout]
+                if all(found):
+                    return Resolved(spec.dataset, directory, layout, tuple(p for p in found if p), origin)
+                if any(found):
+                    missing = [rel for rel, f in zip(layout, found, strict=True) if f is None]
+                    partial.append(f"{directory} lacks {', '.join(missing)}")
+        if origin == "data_dir" and data_dir is not None:
             # A folder the caller named is used or refused: falling through to another copy (the cache's,
             # say) would train on other data than the one asked for, under the name of the one asked for.
-            raise DataError(_explicit_missing_message(spec, named, partial))
+            raise DataError(_explicit_missing_message(spec, Path(data_dir).expanduser(), partial))
     download_note = ""
     if spec.urls:
         if not download:
@@ -160,8 +160,13 @@ def resolve(spec: SourceSpec, data_dir: str | os.PathLike[str] | None = None,
     raise DataError(_missing_message(spec, data_dir, partial, download_note))
 
 
+def _wanted(spec: SourceSpec) -> str:
+    """The file sets of ``spec`` as a message names them: ``{a, b} or {c}``."""
+    return " or ".join("{" + ", ".join(layout) + "}" for layout in spec.layouts)
+
+
 def _explicit_missing_message(spec: SourceSpec, root: Path, partial: list[str]) -> str:
-    wanted = " or ".join("{" + ", ".join(layout) + "}" for layout in spec.layouts)
+    wanted = _wanted(spec)
     where = f"{root / spec.dataset}/" + (f" or {root}/" if spec.flat_ok else "")
     lines = [f"data_dir (--data-dir) {root}: no complete copy of dataset {spec.dataset!r}: expected {wanted} "
              f"(gzipped or not) in {where}"]
@@ -179,7 +184,7 @@ def _explicit_missing_message(spec: SourceSpec, root: Path, partial: list[str]) 
 
 def _missing_message(spec: SourceSpec, data_dir: str | os.PathLike[str] | None, partial: list[str],
                      download_note: str) -> str:
-    wanted = " or ".join("{" + ", ".join(layout) + "}" for layout in spec.layouts)
+    wanted = _wanted(spec)
     places = [f"{d}/" for d, _ in candidate_dirs(spec, data_dir)]
     lines = [
         f"dataset {spec.dataset!r}: data files not found.",

@@ -36,6 +36,7 @@ from typing import Any
 
 from adgan import plugins
 from adgan.atomic import write_atomic
+from adgan.data.types import Splits
 from adgan.errors import ConfigError
 from adgan.models import DETECTORS
 from adgan.runfiles import TUNE_EXPERIMENT
@@ -423,6 +424,12 @@ def _check_same_spec(spec: SweepSpec, results: Location) -> None:
         )
 
 
+def _sweep_plugins(spec: SweepSpec) -> list[str]:
+    """The plugins a sweep's trials load: those this driver loaded from ADGAN_PLUGINS (the spec was checked
+    with them; trials without them would all fail), then the spec's own."""
+    return list(dict.fromkeys([*plugins.from_env(), *spec.plugins]))
+
+
 def _warn_if_plugins_changed(spec: SweepSpec, results: Location) -> None:
     """Say when a plugin's code differs from the sweep's start: the trials from now on run the new code,
     and the result rows do not tell which code made them (adgan's own code version they do record)."""
@@ -430,7 +437,7 @@ def _warn_if_plugins_changed(spec: SweepSpec, results: Location) -> None:
     recorded = json.loads(record.read_text()).get("plugin_sha256") if record.is_file() else None
     if not isinstance(recorded, dict):
         return
-    now = plugins.fingerprints([*plugins.from_env(), *spec.plugins])
+    now = plugins.fingerprints(_sweep_plugins(spec))
     changed = sorted(p for p in set(recorded) | set(now) if recorded.get(p) != now.get(p))
     if changed:
         print(f"adgan: warning: {spec.path}: --resume: plugin code changed since sweep {spec.name!r} started "
@@ -555,9 +562,7 @@ def _run(
     mode = wandb_mode() if use_wandb else "disabled"
     context = {
         "sweep": spec.name,
-        # Imported by every trial before its config is resolved: the spec's, and those this driver loaded
-        # from ADGAN_PLUGINS (the spec was checked with them; trials without them would all fail).
-        "plugins": list(dict.fromkeys([*plugins.from_env(), *spec.plugins])),
+        "plugins": _sweep_plugins(spec),  # imported by every trial before its config is resolved
         "driver_cwd": os.getcwd(),  # where module-name plugins may live (see _neutral_cwd)
         "results_dir": results.uri,  # (a local path, or the URI: trials then keep W&B runs on their node)
         "wandb": {"project": spec.wandb_project, "mode": mode} if use_wandb and mode != "disabled" else None,
@@ -697,7 +702,7 @@ def _spec_record(spec: SweepSpec, gpu: float) -> dict[str, Any]:
         "effective_resources": {"cpus": spec.cpus, "gpu": gpu},  # after --gpu and the no-GPU fallback
         "groups": [g.id for g in spec.groups()],  # planned (adgan best says which have no result yet)
         # The code of the plugins the trials load (a resume says when it changed: rows do not record it).
-        "plugin_sha256": plugins.fingerprints([*plugins.from_env(), *spec.plugins]),
+        "plugin_sha256": plugins.fingerprints(_sweep_plugins(spec)),
         # Trials per group of each model (SweepSpec.trials: fewer where a search space is small), for the
         # report's planned trials.
         "model_trials": {m.name: spec.trials(next(g for g in spec.groups() if g.model == m.name))
@@ -790,11 +795,17 @@ def _with_available_dataset(spec: SweepSpec, results: Location, resume: bool) ->
 def _data_facts(spec: SweepSpec) -> dict[str, Any]:
     """What the sweep's data is: its source files' sha256, sample count and source line (the splits of
     the first group, loaded once per process: ``available_dataset`` loaded them already)."""
+    info = _first_splits(spec).info
+    return {"sha256": info.sha256, "n_samples": info.n_samples, "source": info.source}
+
+
+def _first_splits(spec: SweepSpec) -> Splits:
+    """The splits of the spec's first group, as its trial loads them (cached per process: the data's facts
+    and input shape come from one load)."""
     from adgan.sweep.trial import splits_for
     from adgan.train import resolve_config
 
-    info = splits_for(resolve_config(trial_config(spec, spec.groups()[0], {}))).info
-    return {"sha256": info.sha256, "n_samples": info.n_samples, "source": info.source}
+    return splits_for(resolve_config(trial_config(spec, spec.groups()[0], {})))
 
 
 def _check_same_data(spec: SweepSpec, recorded: Mapping[str, Any]) -> None:
@@ -827,14 +838,9 @@ def available_dataset(spec: SweepSpec) -> SweepSpec:
         ConfigError: A model's setting refused by its detector for this data's input shape.
     """
     from adgan.errors import DataError
-    from adgan.sweep.trial import splits_for
-    from adgan.train import resolve_config
-
-    def shape(s: SweepSpec) -> tuple[int, ...]:
-        return splits_for(resolve_config(trial_config(s, s.groups()[0], {}))).info.input_shape
 
     try:
-        input_shape = shape(spec)
+        input_shape = _first_splits(spec).info.input_shape
     except DataError as exc:
         if spec.fallback is None:
             raise
@@ -843,7 +849,7 @@ def available_dataset(spec: SweepSpec) -> SweepSpec:
             file=sys.stderr,
         )
         spec = spec.with_dataset(spec.fallback)
-        input_shape = shape(spec)
+        input_shape = _first_splits(spec).info.input_shape
     else:
         print(f"[{spec.name}] using dataset {spec.dataset!r}", file=sys.stderr)
     check_configs_on_data(spec, tuple(input_shape))

@@ -289,12 +289,10 @@ def check_configs_on_data(spec: SweepSpec, input_shape: tuple[int, ...]) -> None
         ConfigError: ``<spec>: models.<model>...: <the detector's reason>``.
     """
     from adgan.errors import DataError
-    from adgan.models import create_detector
-    from adgan.train import RUN_DEFAULTS, resolve_config
+    from adgan.train import detector_for, resolve_config
 
     def judge(config: dict[str, Any]) -> None:
-        cfg = resolve_config(config)
-        detector = create_detector(cfg["model"], **{k: v for k, v in cfg.items() if k not in RUN_DEFAULTS})
+        detector = detector_for(resolve_config(config))
         try:
             detector.check_data(input_shape)
         except DataError as exc:
