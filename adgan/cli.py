@@ -8,7 +8,7 @@ import math
 import os
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -160,7 +160,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"best epoch {summary['best_epoch']}: val AUPRC {summary['best_val_auprc']:.4f}; test AUPRC "
         f"{summary.get('test_auprc', math.nan):.4f} AUROC {summary.get('test_auroc', math.nan):.4f} "
         f"F1 {summary.get('test_f1', math.nan):.4f} (top {summary.get('test_q', math.nan):.1%} flagged)\n"
-        f"checkpoint: {summary['checkpoint']}"
+        + "".join(f"at the {name} cutoff chosen on validation ({c['cutoff']:.6g}): test precision "
+                  f"{c['precision']:.4f} recall {c['recall']:.4f} F1 {c['f1']:.4f}, false alarms "
+                  f"{c['false_alarm_rate']:.1%} (adgan score --flag {name})\n"
+                  for name, c in (summary.get("test_at_cutoffs") or {}).items())
+        + f"checkpoint: {summary['checkpoint']}"
     )
     return 0
 
@@ -193,6 +197,10 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--strict", action="store_true",
                    help="refuse rows whose category values were not seen in training (default: encode them "
                    "as none of the known values and warn)")
+    p.add_argument("--flag", default=None, metavar="CUTOFF",
+                   help="also write a 'flagged' column (1 = score at or above the cutoff): best-f1, "
+                   "fpr-5%% or fpr-1%% (cutoffs the checkpoint chose on its validation split: the highest "
+                   "F1 there, or at most 5%%/1%% of its normals flagged; see MODEL_CARD.md), or a score")
     p.set_defaults(func=cmd_score)
 
 
@@ -241,6 +249,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         # (the scores are written as CSV whatever the name: a .npy or .parquet of CSV text fails later)
         raise ConfigError(f"--output {dest}: adgan score writes CSV (a 'score' column, and 'path' for a "
                           f"folder of images); give a .csv name, not {Path(dest).suffix!r}")
+    cutoff = _cutoff(detector.meta, args.flag, args.checkpoint) if args.flag is not None else None
     info = detector.meta.get("data")
     if not info:
         raise DataError(f"{args.checkpoint}: the checkpoint records no data preprocessing facts")
@@ -257,14 +266,20 @@ def cmd_score(args: argparse.Namespace) -> int:
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     scores = scores_of(detector, x)
-    if paths is None:
-        text = "score\n" + "\n".join(f"{s:.9g}" for s in scores) + "\n"
-    else:
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(["path", "score"])
-        writer.writerows((p, f"{s:.9g}") for p, s in zip(paths, scores, strict=True))
-        text = buf.getvalue()
+    columns = [[f"{s:.9g}" for s in scores]]
+    if cutoff is not None:
+        flagged = scores >= cutoff
+        columns.append(["1" if f else "0" for f in flagged])
+        print(f"flagged {int(flagged.sum())} of {len(scores)} at score cutoff {cutoff:.9g} ({args.flag})",
+              file=sys.stderr)
+    if paths is not None:
+        columns.insert(0, paths)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow([*(["path"] if paths is not None else []), "score", *(["flagged"] if cutoff is not None
+                                                                          else [])])
+    writer.writerows(zip(*columns, strict=True))
+    text = buf.getvalue()
     if dest == "-":
         sys.stdout.write(text)
     else:
@@ -276,6 +291,24 @@ def cmd_score(args: argparse.Namespace) -> int:
                 out.write(text)
         print(f"wrote {len(scores)} scores to {dest}", file=sys.stderr)
     return 0
+
+
+def _cutoff(meta: Mapping[str, Any], flag: str, checkpoint: str) -> float:
+    """The score cutoff ``--flag`` names: a cutoff the checkpoint chose on validation, or a number."""
+    chosen = meta.get("cutoffs") or {}
+    if flag in chosen:
+        return float(chosen[flag]["cutoff"])
+    try:
+        value = float(flag)
+    except ValueError:
+        value = math.nan
+    if math.isfinite(value):
+        return value
+    if not chosen:
+        raise ConfigError(f"--flag {flag}: {checkpoint} records no cutoffs chosen on validation (trained by "
+                          "an adgan before them); give a score value, or train it again")
+    raise ConfigError(f"--flag {flag}: expected one of {', '.join(chosen)} (cutoffs {checkpoint} chose on "
+                      "validation) or a finite score value")
 
 
 def _command(argv: Sequence[str]) -> str | None:

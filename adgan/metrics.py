@@ -10,6 +10,10 @@
   ``numpy.percentile(scores, 100 * (1 - q))`` (linear interpolation) and flagged = ``score >= threshold``.
   With ``q = 0.2`` this is the published KDD99 rule ("80th percentile of the test scores"). Tied scores at
   the threshold are all flagged, so slightly more than ``q`` may be flagged when scores tie.
+- ``cutoffs``: score cutoffs chosen on a labelled split (validation) for flagging new data, each with the
+  split's precision/recall/F1 and false-alarm rate: ``best-f1`` (the cutoff of highest F1) and ``fpr-5%``,
+  ``fpr-1%`` (the lowest cutoff flagging at most that share of the split's normals). ``at_cutoff`` measures
+  a given cutoff on another split (test).
 
 All are computed with numpy in O(N log N), no per-sample Python loop. Degenerate inputs (one class only,
 NaN/inf scores, mismatched lengths, labels other than 0/1) raise ``DataError`` saying what is wrong.
@@ -45,13 +49,20 @@ def _check(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return y.astype(np.int64), s.astype(np.float64)
 
 
-def _curve(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Cumulative (true positives, false positives) at each distinct threshold, highest score first."""
+def _distinct(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(distinct scores, highest first; cumulative true positives, false positives when every sample
+    scoring at or above each is flagged)."""
     order = np.argsort(-s, kind="mergesort")
     s_sorted, y_sorted = s[order], y[order]
     last = np.r_[np.flatnonzero(np.diff(s_sorted)), y.size - 1]  # last index of each run of tied scores
     tps = np.cumsum(y_sorted)[last].astype(np.float64)
     fps = (last + 1) - tps
+    return s_sorted[last], tps, fps
+
+
+def _curve(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cumulative (true positives, false positives) at each distinct threshold, highest score first."""
+    _, tps, fps = _distinct(y, s)
     return tps, fps
 
 
@@ -127,3 +138,66 @@ def evaluate(y: np.ndarray, s: np.ndarray, q: float | None = None) -> dict[str, 
         "auprc": auprc(y, s), "auprc_trapz": auprc_trapz(y, s), "auroc": auroc(y, s),
         "precision": precision, "recall": recall, "f1": f1, "threshold": threshold, "q": q,
     }
+
+
+FALSE_ALARM_RATES = (0.05, 0.01)  # the ``fpr-<rate>`` cutoffs of ``cutoffs``
+
+
+def at_cutoff(y: np.ndarray, s: np.ndarray, cutoff: float) -> dict[str, float]:
+    """Precision, recall, F1 and false-alarm rate (share of normals flagged) of flagging ``s >= cutoff``.
+
+    Args:
+        y: Labels (N,), 1 = anomaly, both classes present.
+        s: Scores (N,), higher = more anomalous.
+        cutoff: The score at or above which a sample is flagged.
+
+    Returns:
+        ``{"cutoff", "precision", "recall", "f1", "false_alarm_rate", "flagged"}``; precision is 0 when
+        nothing is flagged; ``flagged`` is the flagged share of the split.
+    """
+    y, s = _check(y, s)
+    flagged = s >= float(cutoff)
+    tp, n_flagged = float(np.sum(flagged & (y == 1))), float(flagged.sum())
+    return _figures(float(cutoff), tp, n_flagged - tp, float(y.sum()), float(y.size - y.sum()))
+
+
+def _figures(cutoff: float, tp: float, fp: float, positives: float, negatives: float) -> dict[str, float]:
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / positives
+    return {"cutoff": cutoff, "precision": precision, "recall": recall,
+            "f1": 2 * tp / (2 * tp + fp + (positives - tp)), "false_alarm_rate": fp / negatives,
+            "flagged": (tp + fp) / (positives + negatives)}
+
+
+def cutoffs(y: np.ndarray, s: np.ndarray) -> dict[str, dict[str, float]]:
+    """Score cutoffs chosen on the labelled split ``y`` (N,), ``s`` (N,) (validation) for flagging new data
+    (flagged = ``score >= cutoff``), each with that split's figures (``at_cutoff``'s keys):
+
+    - ``best-f1``: the cutoff of the highest F1 on the split (the lowest such, flagging most, on ties);
+    - ``fpr-5%``, ``fpr-1%`` (``FALSE_ALARM_RATES``): the lowest cutoff that flags at most that share of the
+      split's normals (above every score when even the top-scoring tie holds too many normals).
+
+    Each cutoff lies midway between the lowest score it flags and the highest it does not (not on a sample,
+    and the same flags when written with 9 significant digits unless two scores are closer than that).
+    """
+    y, s = _check(y, s)
+    values, tps, fps = _distinct(y, s)
+    positives, negatives = float(tps[-1]), float(fps[-1])
+
+    def cut(i: int) -> dict[str, float]:
+        """Flagging the first ``i + 1`` distinct scores (``i`` = -1: none)."""
+        if i < 0:  # above every score, by a margin that survives printing with 9 significant digits
+            top = float(values[0])
+            return _figures(top + 1e-6 * max(abs(top), 1.0), 0.0, 0.0, positives, negatives)
+        c = float(values[i])
+        if i + 1 < values.size:
+            mid = (c + float(values[i + 1])) / 2.0
+            c = mid if values[i + 1] < mid <= c else c
+        return _figures(c, float(tps[i]), float(fps[i]), positives, negatives)
+
+    f1 = 2 * tps / (2 * tps + fps + (positives - tps))
+    out = {"best-f1": cut(int(np.flatnonzero(f1 == f1.max())[-1]))}
+    for rate in FALSE_ALARM_RATES:
+        within = np.flatnonzero(fps <= rate * negatives)
+        out[f"fpr-{rate:.0%}"] = cut(int(within[-1]) if within.size else -1)
+    return out

@@ -132,11 +132,6 @@ def cpus_available() -> int:
         return os.cpu_count() or 1
 
 
-def evaluate(detector: Detector, split: Split, q: float | None = None) -> dict[str, float]:
-    """Score ``split`` and compute every metric of ``adgan.metrics.evaluate``."""
-    return metrics.evaluate(split.y, scores_of(detector, split.x), q=q)
-
-
 class RunDir:
     """The files of one training run in ``out`` (or none when ``out`` is None): ``config.json``,
     ``metrics.jsonl`` (one line per epoch, then the summary), the best ``checkpoint/``, ``summary.json`` and,
@@ -222,12 +217,20 @@ class Selection:
         if keep and self.best["epoch"] and checkpoint is not None:
             self.detector = Detector.load(checkpoint)
 
-    def offer(self, detector: Detector, epoch: int, val: Mapping[str, float]) -> bool:
-        """Keep ``detector`` if its validation AUPRC beats the best so far; returns whether it did."""
+    def offer(self, detector: Detector, epoch: int, val: Mapping[str, float], val_split: Split,
+              val_scores: np.ndarray) -> bool:
+        """Keep ``detector`` if its validation AUPRC beats the best so far; returns whether it did. A kept
+        detector's metadata holds the score cutoffs chosen on validation (``metrics.cutoffs``) for flagging
+        new data (``adgan score --flag``)."""
         if not val["auprc"] > self.best["val_auprc"]:
             return False
         self.best = {"val_auprc": val["auprc"], "epoch": epoch, "val_auroc": val["auroc"]}
-        detector.meta = {**self.provenance, "best_epoch": epoch, "val_auprc": val["auprc"]}
+        detector.meta = {
+            **self.provenance, "best_epoch": epoch, "val_auprc": val["auprc"],
+            "cutoffs": metrics.cutoffs(val_split.y, val_scores),
+            "cutoffs_from": {"split": "validation", "n": len(val_split),
+                             "n_anomalies": int(val_split.y.sum())},
+        }
         if self.checkpoint is not None:
             detector.save(self.checkpoint)
         if self.keep or self.checkpoint is None:
@@ -250,9 +253,18 @@ class Selection:
         }
         if test is not None and self.detector is not None:  # test metrics for the selected detector, once
             t0 = time.perf_counter()
-            out.update({f"test_{k}": v for k, v in evaluate(self.detector, test).items()})
+            scores = scores_of(self.detector, test.x)
+            out.update({f"test_{k}": v for k, v in metrics.evaluate(test.y, scores).items()})
+            out["test_at_cutoffs"] = figures_at_cutoffs(self.detector, test.y, scores)
             out["test_seconds"] = time.perf_counter() - t0
         return out
+
+
+def figures_at_cutoffs(detector: Detector, y: np.ndarray, scores: np.ndarray) -> dict[str, dict[str, float]]:
+    """The figures on test (labels ``y`` (N,), the detector's ``scores`` (N,)) of flagging at each score
+    cutoff the detector's metadata records (chosen on validation); empty for a detector without them."""
+    return {name: metrics.at_cutoff(y, scores, c["cutoff"])
+            for name, c in (detector.meta.get("cutoffs") or {}).items()}
 
 
 def train(
@@ -334,7 +346,7 @@ def _run(
             status, message = "diverged", f"{cfg['model']}: non-finite validation scores after epoch {epoch}"
             break
         val = metrics.evaluate(splits.val.y, val_scores)
-        is_best = selection.offer(detector, epoch, val)
+        is_best = selection.offer(detector, epoch, val, splits.val, val_scores)
         record = {
             "kind": "epoch", "epoch": epoch, **_loss_columns(losses), **_val_columns(val),
             "epoch_seconds": epoch_seconds, "eval_seconds": eval_seconds,

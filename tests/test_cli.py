@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -57,6 +58,50 @@ def test_score_npy_matches_the_detector(trained: Path, tmp_path: Path) -> None:
     assert lines[0] == "score" and len(lines) == 21
     expected = Detector.load(trained / "checkpoint").score(x)
     np.testing.assert_allclose(np.array(lines[1:], dtype=np.float64), expected, rtol=1e-6)
+
+
+def test_score_flags_at_a_cutoff_chosen_on_validation_or_given(
+    trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The checkpoint records score cutoffs chosen on validation; ``--flag`` names one (or gives a value)
+    and the output gains a ``flagged`` column; the run's summary measured each on test."""
+    from adgan import metrics
+
+    splits = load_dataset("synthetic-images", 0, 0, image_size=32)
+    meta = json.loads((trained / "checkpoint" / "detector.json").read_text())["meta"]
+    detector = Detector.load(trained / "checkpoint")
+    assert meta["cutoffs"] == metrics.cutoffs(splits.val.y, detector.score(splits.val.x))
+    assert meta["cutoffs_from"] == {"split": "validation", "n": len(splits.val),
+                                    "n_anomalies": int(splits.val.y.sum())}
+    summary = json.loads((trained / "summary.json").read_text())
+    test_scores = detector.score(splits.test.x)
+    for name, c in meta["cutoffs"].items():
+        assert summary["test_at_cutoffs"][name] == pytest.approx(
+            metrics.at_cutoff(splits.test.y, test_scores, c["cutoff"]))
+
+    src = tmp_path / "x.npy"
+    np.save(src, splits.test.x[:30])
+    for flag, cutoff in (("best-f1", meta["cutoffs"]["best-f1"]["cutoff"]), ("0.5", 0.5)):
+        out = tmp_path / f"{flag}.csv"
+        assert main(["score", "--checkpoint", str(trained), "--input", str(src), "--output", str(out),
+                     "--flag", flag]) == 0
+        rows = np.loadtxt(out, delimiter=",", skiprows=1)
+        assert out.read_text().splitlines()[0] == "score,flagged" and rows.shape == (30, 2)
+        assert (rows[:, 1] == (rows[:, 0] >= cutoff)).all()
+        assert f"flagged {int(rows[:, 1].sum())} of 30 at score cutoff {cutoff:.9g} ({flag})" in \
+            capsys.readouterr().err
+    assert main(["score", "--checkpoint", str(trained), "--input", str(src), "--flag", "fpr-2%"]) == 2
+    err = capsys.readouterr().err
+    assert "--flag fpr-2%: expected one of best-f1, fpr-1%, fpr-5%" in err and "finite score value" in err
+    # A checkpoint of an adgan before cutoffs: named cutoffs refused with the way out, values still work.
+    old = tmp_path / "old"
+    shutil.copytree(trained / "checkpoint", old)
+    header = json.loads((old / "detector.json").read_text())
+    del header["meta"]["cutoffs"]
+    (old / "detector.json").write_text(json.dumps(header))
+    assert main(["score", "--checkpoint", str(old), "--input", str(src), "--flag", "best-f1"]) == 2
+    assert "records no cutoffs chosen on validation" in capsys.readouterr().err
+    assert main(["score", "--checkpoint", str(old), "--input", str(src), "--flag", "0.5"]) == 0
 
 
 def test_score_refuses_wrong_channels_and_missing_files(

@@ -7,8 +7,11 @@ import pytest
 from sklearn.metrics import (
     auc,
     average_precision_score,
+    f1_score,
     precision_recall_curve,
     precision_recall_fscore_support,
+    precision_score,
+    recall_score,
     roc_auc_score,
 )
 
@@ -106,3 +109,45 @@ def test_degenerate_inputs(y: list[float], s: list[float], message: str) -> None
 def test_bad_q() -> None:
     with pytest.raises(DataError, match=r"q .* must be in \(0, 1\], got 0.0"):
         metrics.prf_at_top_q(np.array([0, 1]), np.array([0.1, 0.2]), q=0.0)
+
+
+def _brute_force_cutoffs(y: np.ndarray, s: np.ndarray) -> dict[str, float]:
+    """Every candidate cutoff (each distinct score, and one above them all) tried in turn."""
+    candidates = np.r_[np.unique(s), np.inf]
+    flags = s[None, :] >= candidates[:, None]
+    tp = (flags & (y == 1)).sum(1)
+    f1 = 2 * tp / (flags.sum(1) + y.sum())  # 2 TP / (2 TP + FP + FN), sklearn's figure checked below
+    fpr = (flags & (y == 0)).sum(1) / (y == 0).sum()
+    best = {"best-f1": np.flatnonzero(f1 == f1.max())[0]}  # the lowest cutoff of the highest F1
+    for rate in metrics.FALSE_ALARM_RATES:
+        best[f"fpr-{rate:.0%}"] = np.flatnonzero(fpr <= rate)[0]  # the lowest cutoff within the rate
+    return {name: flags[i] for name, i in best.items()}
+
+
+def test_cutoffs_chosen_on_a_split_flag_what_brute_force_would() -> None:
+    cases = _random_cases(40)
+    cases.append((np.r_[np.zeros(50), np.ones(5)].astype(int), np.r_[np.full(50, 1.0), np.full(5, 1.0)]))
+    cases.append((np.r_[np.zeros(200), np.ones(20)].astype(int), np.r_[np.full(20, 9.0), np.zeros(200)]))
+    for y, s in cases:
+        chosen = metrics.cutoffs(y, s)
+        assert set(chosen) == set(_brute_force_cutoffs(y, s))
+        for name, flagged in _brute_force_cutoffs(y, s).items():
+            c = chosen[name]
+            assert ((s >= c["cutoff"]) == flagged).all(), name
+            # Midway in the gap: the same flags at the cutoff written with 6 significant digits or more.
+            assert ((s >= float(f"{c['cutoff']:.9g}")) == flagged).all(), name
+            assert c == metrics.at_cutoff(y, s, c["cutoff"])
+            assert c["f1"] == pytest.approx(f1_score(y, flagged, zero_division=0.0))
+            assert c["precision"] == pytest.approx(precision_score(y, flagged, zero_division=0.0))
+            assert c["recall"] == pytest.approx(recall_score(y, flagged))
+        for rate in metrics.FALSE_ALARM_RATES:
+            assert chosen[f"fpr-{rate:.0%}"]["false_alarm_rate"] <= rate
+
+
+def test_at_cutoff_counts_ties_at_the_cutoff_as_flagged() -> None:
+    y = np.array([0, 0, 1, 1])
+    got = metrics.at_cutoff(y, np.array([0.1, 0.5, 0.5, 0.9]), 0.5)
+    assert got == {"cutoff": 0.5, "precision": 2 / 3, "recall": 1.0, "f1": 0.8, "false_alarm_rate": 0.5,
+                   "flagged": 0.75}
+    nothing = metrics.at_cutoff(y, np.array([0.1, 0.5, 0.5, 0.9]), 2.0)
+    assert nothing["precision"] == 0.0 and nothing["recall"] == 0.0 and nothing["flagged"] == 0.0

@@ -13,12 +13,14 @@ import numpy as np
 import pytest
 from test_report import N_VAL, N_VAL_ANOM, SMALL_PLAN, html_tables, make_sweep, row_of, write_tables
 
+from adgan import metrics
 from adgan.cli import main as cli_main
 from adgan.errors import DataError
 from adgan.models import create_detector
 from adgan.report import build_report
-from adgan.sweep.best import best_table, error_lines, export, has_answer
+from adgan.sweep.best import _labels_section, best_table, error_lines, export, has_answer
 from adgan.sweep.recommend import beats_chance, chance_threshold, recommend, select_best
+from adgan.train import figures_at_cutoffs
 
 
 def planted_sweep(root: Path) -> dict[str, list[dict[str, Any]]]:
@@ -26,12 +28,19 @@ def planted_sweep(root: Path) -> dict[str, list[dict[str, Any]]]:
     (val 0.70, test 0.97) on validation, so validation and test would choose differently. Every chosen
     checkpoint is a real saved detector, so that ``adgan export`` can copy it."""
     rows = make_sweep(root, plan=SMALL_PLAN)
-    x = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype(np.float32)
+    y_val, y_test = np.repeat([0, 1], [40, 10]), np.repeat([0, 1], [80, 20])
     for r in rows["best"]:
         if r["model"] == "knn":
             r.update(val_auprc=0.70, val_auroc=0.75, test_auprc=0.97)
         ckpt = root / "ckpt" / r["group_id"].replace("/", "_")
-        create_detector("knn").fit(x).save(ckpt)
+        detector = create_detector("knn").fit(x)
+        # What training records: cutoffs chosen on validation; the group's end measures them on test.
+        detector.meta = {"cutoffs": metrics.cutoffs(y_val, rng.normal(size=50) + y_val),
+                         "cutoffs_from": {"split": "validation", "n": 50, "n_anomalies": 10}}
+        detector.save(ckpt)
+        r["test_at_cutoffs"] = json.dumps(figures_at_cutoffs(detector, y_test, rng.normal(size=100) + y_test))
         r["checkpoint"] = str(ckpt)
     write_tables(root, rows, ("best",))
     return rows
@@ -69,9 +78,21 @@ def test_best_report_and_export_give_the_same_validation_choice(tmp_path: Path,
     assert "| test | 0.5000±0.0283 | 0.2000 |" in card
     # The chance level is said to be an AUPRC level; the score cutoff behind F1 is given, with its caveat.
     assert "an AUPRC level, not a cutoff for scores" in card
-    cutoff = f"the score cutoff was {float(result['test_threshold']):.6f}" if result.get("test_threshold") \
-        is not None else "the score cutoff was -"
-    assert "## From scores to labels" in card and cutoff in card and "known-normal samples" in card
+    cutoff = f"a score cutoff of {float(result['test_threshold']):.6f}" if result.get("test_threshold") \
+        is not None else "a score cutoff of -"
+    assert "## From scores to labels" in card and cutoff in card and "not a cutoff to ship" in card
+    # The cutoffs the checkpoint chose on validation, each with its figures there and on test.
+    chosen = json.loads((dest / "detector.json").read_text())["meta"]["cutoffs"]
+    on_test = json.loads(result["test_at_cutoffs"])
+    for name, c in chosen.items():
+        t = on_test[name]
+        assert (f"| `{name}` | {c['cutoff']:.9g} | {c['precision']:.3f} / {c['recall']:.3f} / "
+                f"{c['false_alarm_rate']:.1%} | {t['precision']:.3f} / {t['recall']:.3f} / {t['f1']:.3f} / "
+                f"{t['false_alarm_rate']:.1%} |") in card
+    assert "validation split (50 samples, 10 anomalies)" in card and "anomaly share (20.0%)" in card
+    # A checkpoint of an adgan before cutoffs: the card says so and how to flag at a value of one's own.
+    older = "\n".join(_labels_section(result, {}, dest))
+    assert "records no cutoffs chosen on validation" in older and "--flag VALUE" in older
     assert not (dest / "train_state.pt").exists()
     # Per group stays an option.
     assert len(export(root, tmp_path / "groups", per="group")) == len(rows["best"])

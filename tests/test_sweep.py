@@ -255,7 +255,8 @@ def test_export_scores_without_ray_or_wandb(sweep: dict) -> None:
         "from adgan.data.synthetic import synthetic_images\n"
         "x, y, _ = synthetic_images()\n"
         "np.save(sys.argv[1], x[np.r_[0:40, 300:340]][:, 0])  # raw uint8 (N, 28, 28): 40 normal, 40 not\n"
-        "args = ['score', '--checkpoint', sys.argv[2], '--input', sys.argv[1], '--output', sys.argv[3]]\n"
+        "args = ['score', '--checkpoint', sys.argv[2], '--input', sys.argv[1], '--output', sys.argv[3],\n"
+        "        '--flag', 'fpr-5%']\n"
         "assert main(args) == 0\n"
         "assert 'ray' not in sys.modules and 'wandb' not in sys.modules, 'scoring imported ray or wandb'\n"
     )
@@ -269,8 +270,19 @@ def test_export_scores_without_ray_or_wandb(sweep: dict) -> None:
         timeout=300,
     )
     assert r.returncode == 0, r.stderr
-    values = np.loadtxt(scores, skiprows=1)
-    assert values.shape == (80,) and np.isfinite(values).all()
+    values = np.loadtxt(scores, skiprows=1, delimiter=",")
+    assert values.shape == (80, 2) and np.isfinite(values).all()
+    # The cutoff the checkpoint chose on validation flags what scores at or above it; the card gives its
+    # figures on validation and on test (the row's test_at_cutoffs, measured at the group's end).
+    cutoff = json.loads((exported / "detector.json").read_text())["meta"]["cutoffs"]["fpr-5%"]["cutoff"]
+    assert (values[:, 1] == (values[:, 0] >= cutoff)).all()
+    assert f"at score cutoff {cutoff:.9g} (fpr-5%)" in r.stderr
+    on_test = json.loads(result["test_at_cutoffs"])
+    assert set(on_test) == {"best-f1", "fpr-5%", "fpr-1%"} and on_test["fpr-5%"]["cutoff"] == cutoff
+    card = (exported / "MODEL_CARD.md").read_text()
+    t = on_test["fpr-5%"]
+    figures = f"{t['precision']:.3f} / {t['recall']:.3f} / {t['f1']:.3f} / {t['false_alarm_rate']:.1%} |"
+    assert f"| `fpr-5%` | {cutoff:.9g} | " in card and figures in card
 
 
 def test_results_moved_elsewhere_still_export(sweep: dict, capsys: pytest.CaptureFixture[str]) -> None:

@@ -35,7 +35,7 @@ def evaluate_best(group_trials: list[Mapping[str, Any]], class_name: str) -> dic
     from adgan.models import DETECTORS, Detector
     from adgan.models.base import scores_of
     from adgan.sweep.trial import as_started, splits_for
-    from adgan.train import resolve_config
+    from adgan.train import figures_at_cutoffs, resolve_config
 
     first = group_trials[0]
     counts = {
@@ -62,7 +62,8 @@ def evaluate_best(group_trials: list[Mapping[str, Any]], class_name: str) -> dic
     # driver may be deleting meanwhile: adgan.sweep.callback).
     with local_copy(best["checkpoint"], skip=NOT_DETECTOR_FILES) as path:
         detector = Detector.load(path)
-    test = metrics.evaluate(splits.test.y, scores_of(detector, splits.test.x))
+    scores = scores_of(detector, splits.test.x)
+    test = metrics.evaluate(splits.test.y, scores)
     row.update({
         "trial_id": best["trial_id"], "params": best["params"], "config": best["config"],
         "val_auprc": best["best_val_auprc"], "val_auroc": best["best_val_auroc"],
@@ -72,6 +73,7 @@ def evaluate_best(group_trials: list[Mapping[str, Any]], class_name: str) -> dic
         "fit_seconds": best.get("fit_seconds"), "data_source": best.get("data_source"),
         "code_version": best.get("code_version"),
         **{f"test_{k}": test.get(k) for k in TEST_METRICS},
+        "test_at_cutoffs": json.dumps(figures_at_cutoffs(detector, splits.test.y, scores), sort_keys=True),
     })
     return row
 
@@ -334,19 +336,59 @@ def _check_replaceable(dest: Path, row: Mapping[str, Any]) -> None:
                         f"{mine['sweep']!r}: not replaced; export to another --out, or remove it first")
 
 
-def _labels_section(rep: Mapping[str, Any]) -> list[str]:
-    """The model card's "From scores to labels": the test score cutoff behind F1, and its caveat."""
-    return [
-        "## From scores to labels",
-        f"F1 (and precision {_fmt(rep.get('test_precision'), 3)}, recall {_fmt(rep.get('test_recall'), 3)}) "
-        f"flag the top q = {_fmt(rep.get('test_q'), 3)} of the test scores, q being the test split's anomaly "
-        f"share: the score cutoff was {_fmt(rep.get('test_threshold'), 6)} (`test_threshold` in "
-        "sweep_result.json; a sample scoring at or above it was flagged). That cutoff follows the protocol's "
-        "reporting convention and uses the test split's anomaly share; scores have no fixed scale across "
-        "models, so to flag new data choose the cutoff on data of your own, e.g. the quantile of scores of "
-        "known-normal samples at the false-alarm rate you accept.",
+def _labels_section(rep: Mapping[str, Any], meta: Mapping[str, Any], dest: Path) -> list[str]:
+    """The model card's "From scores to labels": the score cutoffs the checkpoint chose on validation (with
+    their figures there and on test) and the test cutoff behind the protocol's F1."""
+    chosen, on = meta.get("cutoffs") or {}, meta.get("cutoffs_from") or {}
+    raw = rep.get("test_at_cutoffs")
+    test = (json.loads(raw) if isinstance(raw, str) else raw) or {}
+    lines = ["## From scores to labels", ""]
+    if chosen:
+        dash = {"precision": "-", "recall": "-", "f1": "-", "false_alarm_rate": "-"}
+        lines += [
+            f"Score cutoffs chosen on the validation split ({on.get('n', '?')} samples, "
+            f"{on.get('n_anomalies', '?')} anomalies) at the selected epoch; `adgan score --flag NAME` "
+            "writes a `flagged` column (1 = score at or above the cutoff). The test columns measure each "
+            "cutoff on data that took no part in choosing it.",
+            "",
+            "| --flag | score cutoff | validation precision / recall / false alarms | test precision / "
+            "recall / F1 / false alarms |",
+            "| --- | --- | --- | --- |",
+        ]
+        for name, c in chosen.items():
+            t = test.get(name) or dash
+            lines.append(
+                f"| `{name}` | {c['cutoff']:.9g} | {_fmt(c['precision'], 3)} / {_fmt(c['recall'], 3)} / "
+                f"{_pct(c['false_alarm_rate'])} | {_fmt(t['precision'], 3)} / {_fmt(t['recall'], 3)} / "
+                f"{_fmt(t['f1'], 3)} / {_pct(t['false_alarm_rate'])} |")
+        lines += [
+            "",
+            "`best-f1` is the cutoff of the highest F1 on validation, whose anomaly share ("
+            f"{_pct(on.get('n_anomalies', 0) / on['n'] if on.get('n') else None)}) need not be yours: where "
+            "anomalies are rarer, the same cutoff flags the same share of normals and its precision is "
+            "lower. `fpr-5%` and `fpr-1%` flag at most that share of the validation normals, whatever the "
+            "anomaly share: the choice when the false-alarm rate is what you can afford. Any score value "
+            "works too: `--flag 0.25`.",
+            "",
+        ]
+    else:
+        lines += ["The checkpoint records no cutoffs chosen on validation (trained by an earlier adgan); "
+                  f"`adgan score --checkpoint {dest} --flag VALUE` flags at a score value of your choice.",
+                  ""]
+    lines += [
+        f"The test F1 of the metrics above (precision {_fmt(rep.get('test_precision'), 3)}, recall "
+        f"{_fmt(rep.get('test_recall'), 3)}) is the protocol's: the top q = {_fmt(rep.get('test_q'), 3)} of "
+        f"the test scores flagged, q being the test split's anomaly share, i.e. a score cutoff of "
+        f"{_fmt(rep.get('test_threshold'), 6)} (`test_threshold` in sweep_result.json) chosen on test "
+        "itself: comparable with published figures, not a cutoff to ship. Scores have no fixed scale "
+        "across models.",
         "",
     ]
+    return lines
+
+
+def _pct(v: Any) -> str:
+    return f"{float(v):.1%}" if finite(v) else "-"
 
 
 def _inputs(data: Mapping[str, Any]) -> str:
@@ -444,7 +486,7 @@ def model_card(
         f"{_fmt(rec.val_chance_threshold)}, the 95th percentile of the AUPRC of random rankings of this "
         "validation split: an AUPRC level, not a cutoff for scores).",
         "",
-        *_labels_section(rep),
+        *_labels_section(rep, meta, dest),
         "Compared with (test AUPRC, each chosen on validation): "
         + "; ".join(f"{label} {_detector(o.model, o.loss_case)} {_fmt(o.test_auprc)}"
                     for label, o in (("best GAN", rec.best_gan), ("best baseline", rec.best_baseline),

@@ -5,7 +5,8 @@ metadata (``adgan.schema_version``). Version 2 adds flat columns so that pandas 
 JSON parsing: ``family`` (gan / baseline), ``class_name``, one ``param_<name>`` column per searched
 hyperparameter of the sweep (typed from its search distribution), the split sizes behind the chance level
 (``n_val``, ``n_val_anomalies``, ``n_test_anomalies``) and ``reported_at`` as a UTC timestamp.
-``read_table`` reads version-1 files by upgrading their rows (see ``upgrade_v1``).
+``read_table`` reads version-1 files by upgrading their rows (see ``upgrade_v1``). Columns added to
+version 2 later (``best.test_at_cutoffs``) are null in files written before them.
 
 The writer (``ResultsStore``) appends the changed rows of each flush as a Parquet part and compacts the
 parts into the table file now and then and at the end (see its docstring); every file is written whole and
@@ -122,6 +123,9 @@ BEST = pa.schema(
         ("test_recall", pa.float64()),
         ("test_threshold", pa.float64()),
         ("test_q", pa.float64()),
+        # JSON {cutoff name: {"cutoff", "precision", "recall", "f1", "false_alarm_rate", "flagged"}}: test
+        # figures of flagging at the score cutoffs the checkpoint chose on validation (adgan.metrics.cutoffs)
+        ("test_at_cutoffs", pa.string()),
         ("n_test", pa.int64()),
         ("n_test_anomalies", pa.int64()),
         ("n_train", pa.int64()),
