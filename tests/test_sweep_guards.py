@@ -302,8 +302,8 @@ def test_dry_run_estimates_from_an_earlier_run(tmp_path: Path, capsys: pytest.Ca
     and scoring over epochs run), per-trial set-up (wall beyond them) and the epochs its trials actually ran
     (ASHA's real stopping: here every trial ran all 3)."""
     from adgan.cli import main
+    from adgan.sweep.records import write_spec_record
     from adgan.sweep.results import ResultsStore
-    from adgan.sweep.runner import _write_spec_record
     from adgan.sweep.spec import load_spec
     from adgan.sweep.storage import location
 
@@ -315,7 +315,7 @@ def test_dry_run_estimates_from_an_earlier_run(tmp_path: Path, capsys: pytest.Ca
         store.upsert("trials", _trial(f"k{i}", KNN, fit_seconds=1.0, score_seconds=0.0, epochs_run=1,
                                       wall_seconds=2.0, status="completed"))
     store.flush()
-    _write_spec_record(load_spec("smoke"), location(str(results)), 0.0)
+    write_spec_record(load_spec("smoke"), location(str(results)), 0.0)
     (results / "dataset.json").write_text(json.dumps({"dataset": "synthetic-images"}))
     (results / "tune").mkdir()
     assert main(["sweep", "smoke", "--dry-run", "--cpus", "2", "--results", str(tmp_path)]) == 0

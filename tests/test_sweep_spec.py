@@ -501,31 +501,31 @@ def test_shipped_specs_are_found_by_name(tmp_path: Path, monkeypatch: pytest.Mon
 def test_a_resume_refuses_a_spec_changed_since_the_start(raw: dict, tmp_path: Path) -> None:
     """Tune restores the sweep as started whatever the spec says now: a changed class list, search space or
     budget is refused naming the keys; where results go and what trials reserve may change."""
-    from adgan.sweep.runner import _check_same_spec, _write_spec_record
+    from adgan.sweep.records import check_same_spec, write_spec_record
     from adgan.sweep.spec import with_gpu
     from adgan.sweep.storage import location
 
     results = location(str(tmp_path / "results"))
     started = parse_spec(copy.deepcopy(raw), "smoke.yaml")
-    _write_spec_record(started, results, 0.0)
-    _check_same_spec(parse_spec(copy.deepcopy(raw), "smoke.yaml"), results)  # the same spec: fine
+    write_spec_record(started, results, 0.0)
+    check_same_spec(parse_spec(copy.deepcopy(raw), "smoke.yaml"), results)  # the same spec: fine
     moved = copy.deepcopy(raw) | {"results": "elsewhere", "resources": {"cpus": 2, "gpu": 0},
                                   "description": "a note written since"}
-    _check_same_spec(with_gpu(parse_spec(moved, "smoke.yaml"), 0.5), results)
+    check_same_spec(with_gpu(parse_spec(moved, "smoke.yaml"), 0.5), results)
     changed = copy.deepcopy(raw) | {"classes": [0, 1]}
     changed["models"]["ganomaly"]["search"]["lr"]["high"] = 0.01
     with pytest.raises(ConfigError, match=r"smoke.yaml: --resume: the spec differs from the one sweep "
                        r"'smoke' started with \(.*spec.json\) in: classes, "
                        r"models\.ganomaly\.search\.lr\.high\. "
                        r"A resume continues"):
-        _check_same_spec(parse_spec(changed, "smoke.yaml"), results)
+        check_same_spec(parse_spec(changed, "smoke.yaml"), results)
     options = copy.deepcopy(raw)
     options["dataset"]["options"]["max_train"] = 999  # what the trials train on: refused too
     with pytest.raises(ConfigError, match=r"in: dataset\.options\.max_train\. A resume"):
-        _check_same_spec(parse_spec(options, "smoke.yaml"), results)
+        check_same_spec(parse_spec(options, "smoke.yaml"), results)
     with pytest.raises(ConfigError, match=r"in: budget_name, effective_budget\.max_epochs\. A resume"):
         named = copy.deepcopy(raw) | {"budgets": {"quick": {"max_epochs": 2}}}
-        _check_same_spec(parse_spec(named, "smoke.yaml", budget="quick"), results)
+        check_same_spec(parse_spec(named, "smoke.yaml", budget="quick"), results)
 
 
 def test_values_a_sweep_would_silently_override_are_refused(raw: dict, tmp_path: Path) -> None:
@@ -610,7 +610,8 @@ def test_a_resume_refuses_data_or_a_declaration_changed_since_the_start(tmp_path
 
     from adgan.data.datasets import DATASETS
     from adgan.sweep import trial
-    from adgan.sweep.runner import _check_same_spec, _with_available_dataset, _write_spec_record
+    from adgan.sweep.records import check_same_spec, write_spec_record
+    from adgan.sweep.runner import _with_available_dataset
     from adgan.sweep.storage import location
 
     def write_table(n: int) -> None:
@@ -631,18 +632,18 @@ def test_a_resume_refuses_data_or_a_declaration_changed_since_the_start(tmp_path
     write_table(200)
     results = location(str(tmp_path / "results"))
     started = spec()
-    _write_spec_record(started, results, 0.0)
+    write_spec_record(started, results, 0.0)
     _with_available_dataset(started, results, resume=False)  # records dataset.json as a start does
     recorded = json.loads((tmp_path / "results" / "dataset.json").read_text())
     assert recorded["n_samples"] == 200 and len(recorded["sha256"]) == 64
-    _check_same_spec(spec(), results)
+    check_same_spec(spec(), results)
     _with_available_dataset(spec(), results, resume=True)  # the same data: resumed
     # (the resume is a new process: here the declaration and the data loaded are forgotten by hand)
     DATASETS.unregister("mine-table")
     with pytest.raises(ConfigError, match=r"mine-sweep.yaml: --resume: the spec differs .* in: "
                                           r"dataset_declaration\.val_fraction \(keys of the dataset's "
                                           r"declaration file, dataset\.declare\)\. A resume"):
-        _check_same_spec(spec(val_fraction=0.4), results)
+        check_same_spec(spec(val_fraction=0.4), results)
     DATASETS.unregister("mine-table")
     write_table(230)
     trial._load.cache_clear()
@@ -668,16 +669,16 @@ def test_a_small_search_space_gets_no_more_trials_than_it_has_settings(raw: dict
     spec = parse_spec(raw, "smoke.yaml")
     trials = {g.model: spec.trials(g) for g in spec.groups()}
     assert trials == {"ganomaly": 6, "knn": 2, "iforest": 1, "pca": 4, "ocsvm": 1}
-    from adgan.sweep.runner import _spec_record
+    from adgan.sweep.records import spec_record
 
-    assert _spec_record(spec, 0.0)["model_trials"] == trials
+    assert spec_record(spec, 0.0)["model_trials"] == trials
 
 
 def test_a_resume_says_when_a_plugins_code_changed(raw: dict, tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     """spec.json records each plugin's sha256; a resume after the plugin's file was edited says so (the
     result rows record adgan's code version, not the plugin's)."""
-    from adgan.sweep.runner import _warn_if_plugins_changed, _write_spec_record
+    from adgan.sweep.records import warn_if_plugins_changed, write_spec_record
     from adgan.sweep.storage import location
 
     plug = tmp_path / "myplug.py"
@@ -685,12 +686,12 @@ def test_a_resume_says_when_a_plugins_code_changed(raw: dict, tmp_path: Path,
     raw["plugins"] = [str(plug)]
     results = location(str(tmp_path / "results"))
     spec = parse_spec(copy.deepcopy(raw), str(tmp_path / "smoke.yaml"))
-    _write_spec_record(spec, results, 0.0)
+    write_spec_record(spec, results, 0.0)
     recorded = json.loads((tmp_path / "results" / "spec.json").read_text())["plugin_sha256"]
     assert list(recorded) == [str(plug)] and len(recorded[str(plug)]) == 64
-    _warn_if_plugins_changed(spec, results)
+    warn_if_plugins_changed(spec, results)
     assert "plugin code changed" not in capsys.readouterr().err
     plug.write_text("X = 2\n")
-    _warn_if_plugins_changed(spec, results)
+    warn_if_plugins_changed(spec, results)
     assert (f"--resume: plugin code changed since sweep 'smoke' started ({plug}): the trials still to run "
             "use the new code") in capsys.readouterr().err

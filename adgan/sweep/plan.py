@@ -133,9 +133,9 @@ def costs_from_results(spec: SweepSpec, results_dir: Path | str) -> dict[str, Mo
         return None
     if meta.get("budget_name") != spec.budget_name or used != spec.dataset:
         return None
-    from adgan.sweep.runner import _defining, _spec_record
+    from adgan.sweep.records import defining, spec_record
 
-    if _defining(meta) != _defining(_spec_record(spec, spec.gpu)):
+    if defining(meta) != defining(spec_record(spec, spec.gpu)):
         return None  # another spec under the same name (wider networks, more data): its times do not apply
     costs = {}
     for model in spec.models:
