@@ -14,6 +14,8 @@ RUN_STATE_FILES = (TRAIN_STATE, "metrics.jsonl", "config.json")
 FINISHED = "finished.json"
 # What a sweep trial's checkpoint holds besides the detector: what a reader of the detector skips.
 NOT_DETECTOR_FILES = (*RUN_STATE_FILES, FINISHED)
+# In an exported detector's folder: the copy of the plugin file that defines it (adgan export).
+PLUGIN_DIR = "plugin"
 # A run's own logs, which a sweep trial copies into its Tune trial directory.
 RUN_LOGS = ("config.json", "metrics.jsonl", "summary.json")
 # Ray Tune's experiment directory inside a sweep's results (results/<sweep>/tune/<trial>/checkpoint_*).

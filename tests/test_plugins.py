@@ -139,3 +139,46 @@ def test_a_broken_plugin_stops_only_the_commands_that_need_plugins(
     assert main(train) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"adgan: error: ADGAN_PLUGINS='{bad}': plugin {bad}: importing it failed")
+
+
+def test_an_exported_plugin_detector_carries_its_plugin_file(tmp_path: Path) -> None:
+    """``adgan export`` of a sweep whose chosen detector comes from a plugin file copies that file into the
+    export; where the original is gone (another machine), loading names the copy, and the copy scores."""
+    import shutil
+
+    import numpy as np
+    from test_recommend import planted_sweep
+    from test_report import write_tables
+
+    from adgan.sweep.best import export
+
+    plug = tmp_path / "src" / "shipplug.py"
+    plug.parent.mkdir()
+    plug.write_text("from adgan.models import register_detector\nfrom adgan.models.baselines import KNN\n\n\n"
+                    "@register_detector\nclass ShipKNN(KNN):\n    name = 'shipknn'\n")
+    adgan = Path(sys.executable).parent / "adgan"
+    train = subprocess.run([str(adgan), "train", "--model", "shipknn", "--dataset", "synthetic-tabular",
+                            "--set", "max_train=64", "--out", str(tmp_path / "run")],
+                           env={**_env(), "ADGAN_PLUGINS": str(plug)}, capture_output=True, text=True,
+                           timeout=300)
+    assert train.returncode == 0, train.stderr[-2000:]
+    root = tmp_path / "sweep"
+    rows = planted_sweep(root)
+    for r in rows["best"]:  # every group chose that plugin detector's checkpoint
+        r["checkpoint"] = str(tmp_path / "run" / "checkpoint")
+    write_tables(root, rows, ("best",))
+    (dest,) = export(root, tmp_path / "exported")
+    bundled = dest / "plugin" / "shipplug.py"
+    assert bundled.read_text() == plug.read_text()
+    card = (dest / "MODEL_CARD.md").read_text()
+    assert f"a copy of the file is in `{bundled}`" in card and f"ADGAN_PLUGINS={bundled} adgan score" in card
+
+    shutil.rmtree(plug.parent)  # the plugin's source is not where it was trained
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(5, 8)).astype(np.float32))
+    cmd = [str(adgan), "score", "--checkpoint", str(dest), "--input", str(tmp_path / "x.npy")]
+    run = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2 and f"load that first (ADGAN_PLUGINS={bundled} for the adgan command)" in \
+        run.stderr, run.stderr[-2000:]
+    run = subprocess.run(cmd, env={**_env(), "ADGAN_PLUGINS": str(bundled)}, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0 and "wrote 5 scores" in run.stderr, run.stderr[-2000:]

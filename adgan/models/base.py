@@ -31,6 +31,7 @@ import torch
 from adgan.atomic import replacing_dir
 from adgan.errors import ConfigError, DataError, short
 from adgan.registry import Registry
+from adgan.runfiles import PLUGIN_DIR
 
 FORMAT_VERSION = 1
 D = TypeVar("D", bound="Detector")
@@ -501,6 +502,11 @@ class Detector(ABC, Generic[C]):
                             f"got {short(shape)}")
         if header["model"] not in DETECTORS:
             plugin = header.get("plugin")
+            # An export carries a copy of its plugin file (adgan export): where the recorded one is gone
+            # (another machine), that copy is what to load.
+            bundled = path / PLUGIN_DIR / Path(plugin).name if isinstance(plugin, str) else None
+            if bundled is not None and bundled.is_file() and not Path(plugin).is_file():
+                plugin = str(bundled)
             hint = (f"; it was saved from the plugin {plugin}: load that first (ADGAN_PLUGINS={plugin} for "
                     "the adgan command)") if isinstance(plugin, str) else (
                 "; a detector of one's own is registered by importing its plugin first "

@@ -21,7 +21,7 @@ from typing import Any
 
 from adgan.atomic import write_atomic
 from adgan.errors import DataError, clip
-from adgan.runfiles import NOT_DETECTOR_FILES, TUNE_EXPERIMENT
+from adgan.runfiles import NOT_DETECTOR_FILES, PLUGIN_DIR, TUNE_EXPERIMENT
 from adgan.sweep.recommend import Recommendation, beats_chance, finite, recommend, select_best, unanswered
 from adgan.sweep.results import read_table
 from adgan.sweep.storage import Location, local_copy, location
@@ -306,12 +306,27 @@ def _copy_detector(row: Mapping[str, Any], dest: Path, results_dir: str | Path) 
     # (train_state.pt with the optimisers, the trial's logs) or its recorded outcome (finished.json),
     # which a deployed model does not.
     src.download(dest, skip=NOT_DETECTOR_FILES)
+    _bundle_plugin(dest)
     result = {k: v for k, v in row.items() if k != "best_val_auprc"}
     for key in ("params", "config"):
         if isinstance(result.get(key), str):
             result[key] = json.loads(result[key])
     write_atomic(dest / "sweep_result.json", json.dumps(result, indent=2, sort_keys=True, default=str))
     return dest
+
+
+def _bundle_plugin(dest: Path) -> Path | None:
+    """A detector of a plugin loaded from a ``.py`` file: a copy of that file in ``dest/plugin/``, so that
+    the exported folder can be scored where the original file is not (``ADGAN_PLUGINS=<the copy>``).
+    Returns the copy; None for adgan's own detectors, a plugin given as a module name (an installed
+    package, to install there too) or a plugin file no longer at its recorded place."""
+    plugin = json.loads((dest / "detector.json").read_text()).get("plugin")
+    if not (isinstance(plugin, str) and plugin.endswith(".py") and Path(plugin).is_file()):
+        return None
+    copy = dest / PLUGIN_DIR / Path(plugin).name
+    copy.parent.mkdir(exist_ok=True)
+    write_atomic(copy, Path(plugin).read_bytes())
+    return copy
 
 
 def _check_replaceable(dest: Path, row: Mapping[str, Any]) -> None:
@@ -444,6 +459,8 @@ def model_card(
     config = json.loads(config) if isinstance(config, str) else dict(config)
     header = json.loads((dest / "detector.json").read_text())
     meta, plugin = header.get("meta", {}), header.get("plugin")
+    bundled = dest / PLUGIN_DIR / Path(plugin).name if isinstance(plugin, str) else None
+    bundled = bundled if bundled is not None and bundled.is_file() else None
     data = meta.get("data", {})
     cost = class_cost(results_dir, c.dataset, c.anomaly_class)
     settings = {k: v for k, v in config.items() if k not in ("device", "threads", "data_dir")}
@@ -498,10 +515,12 @@ def model_card(
         f"hours, {cost['gpu_hours']:.3f} GPU hours.",
         "",
         "## Use",
-        *([f"The detector comes from the plugin `{plugin}`: scoring imports it first (ADGAN_PLUGINS)."]
-          if plugin else []),
+        *([f"The detector comes from the plugin `{plugin}`: scoring imports it first (ADGAN_PLUGINS)"
+           + (f"; a copy of the file is in `{bundled}` (modules it imports are not copied)." if bundled
+              else ".")] if plugin else []),
         "```bash",
-        f"{f'ADGAN_PLUGINS={plugin} ' if plugin else ''}adgan score --checkpoint {dest} --input FILE   "
+        f"{f'ADGAN_PLUGINS={bundled or plugin} ' if plugin else ''}adgan score --checkpoint {dest} "
+        "--input FILE   "
         f"# {_inputs(data)}",
         "```",
         "",
