@@ -20,6 +20,7 @@ from adgan.models import create_detector
 from adgan.report import build_report
 from adgan.sweep.best import _labels_section, best_table, error_lines, export, has_answer
 from adgan.sweep.recommend import beats_chance, chance_threshold, recommend, select_best
+from adgan.sweep.results import read_table
 from adgan.train import figures_at_cutoffs
 
 
@@ -150,6 +151,56 @@ def test_chance_threshold_and_flag(tmp_path: Path, capsys: pytest.CaptureFixture
         "beats chance (val)"] == "NO"
     (dest,) = export(root, tmp_path / "exported")
     assert "no better than chance on validation" in (dest / "MODEL_CARD.md").read_text()
+
+
+def test_the_chance_level_to_beat_is_that_of_the_best_of_the_trials_compared(tmp_path: Path) -> None:
+    """A detector without skill that won the highest of K draws is not "better than chance": the level to
+    beat is the 95th percentile of the best AUPRC of K random rankings, K the trials compared."""
+    from adgan.sweep import recommend as rec_mod
+
+    n, k = 60, 12
+    levels = [chance_threshold(n, k, compared) for compared in (1, 2, 8, 40)]
+    assert all(a < b for a, b in zip(levels, levels[1:], strict=False))  # (typed: not None)
+    # Simulated: the best of 8 independent random rankings exceeds the level about 5% of the time (it
+    # exceeds the one-trial level a third of the time: 1 - 0.95 ** 8).
+    rng = np.random.default_rng(7)
+    best = np.max([rec_mod._random_auprcs(rng, n, k, 4000) for _ in range(8)], axis=0)
+    assert 0.04 < float(np.mean(best > levels[2])) < 0.06
+    assert 0.30 < float(np.mean(best > levels[0])) < 0.37
+    # Beyond the simulation's budget: the skew-corrected normal tail, close to what simulating gives.
+    simulated = chance_threshold(400, 60, 30)
+    rec_mod._null_best_auprc.cache_clear()
+    try:
+        rec_mod.SIMULATED, kept = 0, rec_mod.SIMULATED
+        approximated = chance_threshold(400, 60, 30)
+    finally:
+        rec_mod.SIMULATED = kept
+        rec_mod._null_best_auprc.cache_clear()
+    assert simulated is not None and approximated is not None and abs(simulated - approximated) < 0.01
+    assert chance_threshold(400, 60, 30) == simulated  # seeded: the same every time
+
+    # In the answer: a class's K is every trial of its groups with a validation figure (errored ones not).
+    root = tmp_path / "many"
+    rows = planted_sweep(root)
+    one_trial = chance_threshold(N_VAL, N_VAL_ANOM)
+    assert one_trial is not None
+    for r in rows["best"]:
+        r.update(val_auprc=one_trial + 0.002, n_trials=5, n_errored=1)
+    (rec,) = recommend(rows["best"])
+    assert rec.trials_compared == 4 * len(rows["best"]) and rec.beats_chance is False
+    assert rec.val_chance_threshold == chance_threshold(N_VAL, N_VAL_ANOM, rec.trials_compared)
+    for r in rows["best"]:
+        r.update(n_trials=1, n_errored=0)
+    rows["best"] = rows["best"][:1]
+    (rec,) = recommend(rows["best"])
+    assert rec.trials_compared == 1 and rec.beats_chance is True
+    # The model card names the level and K of the sweep it was exported from.
+    (dest,) = export(root, tmp_path / "exported")
+    (written,) = recommend(read_table(root, "best"))
+    card = (dest / "MODEL_CARD.md").read_text()
+    assert (f"against {written.val_chance_threshold:.4f}, the 95th percentile of the best AUPRC of "
+            f"{written.trials_compared} random rankings of this validation split, as many as the trials "
+            "compared for this class") in card
 
 
 def test_a_card_exported_from_an_unfinished_sweep_says_so(tmp_path: Path) -> None:

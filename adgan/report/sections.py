@@ -153,8 +153,9 @@ def recommendation(ctx: Context) -> Section:
                             f"chance {chance:.4f}.")
     if flagged:
         s.notes.append("NO under 'beats chance': the recommended detector's validation AUPRC is below the "
-                       "95th percentile of random rankings of that validation split; treat that class's "
-                       "answer as no better than guessing.")
+                       "95th percentile of the best of as many random rankings of that validation split as "
+                       "trials were compared for the class; treat that class's answer as no better than "
+                       "guessing.")
     return s
 
 

@@ -22,7 +22,15 @@ from typing import Any
 from adgan.atomic import write_atomic
 from adgan.errors import DataError, clip
 from adgan.runfiles import NOT_DETECTOR_FILES, PLUGIN_DIR, TUNE_EXPERIMENT
-from adgan.sweep.recommend import Recommendation, beats_chance, finite, recommend, select_best, unanswered
+from adgan.sweep.recommend import (
+    Recommendation,
+    beats_chance,
+    finite,
+    recommend,
+    select_best,
+    trials_compared,
+    unanswered,
+)
 from adgan.sweep.results import read_table
 from adgan.sweep.storage import Location, local_copy, location
 
@@ -80,7 +88,8 @@ def evaluate_best(group_trials: list[Mapping[str, Any]], class_name: str) -> dic
 
 def group_beats_chance(row: Mapping[str, Any]) -> bool | None:
     """Whether a ``best.parquet`` row's validation AUPRC is better than chance (None: unknown)."""
-    return beats_chance(row.get("val_auprc"), row.get("n_val"), row.get("n_val_anomalies"))
+    return beats_chance(row.get("val_auprc"), row.get("n_val"), row.get("n_val_anomalies"),
+                        trials_compared([row]))
 
 
 def _fmt(v: Any, digits: int = 4) -> str:
@@ -102,8 +111,8 @@ def _detector(model: str | None, case: str | None) -> str:
     return model if case in (None, "default") else f"{model} [{case}]"
 
 
-CHANCE_NOTE = ("! = no better than chance on validation: the AUPRC is below the 95th percentile of random "
-               "rankings of that validation split (docs/sweeps.md)")
+CHANCE_NOTE = ("! = no better than chance on validation: the AUPRC is below the 95th percentile of the best "
+               "of as many random rankings of that validation split as trials were compared (docs/sweeps.md)")
 
 
 def _class_label(index: int, name: str | None) -> str:
@@ -500,8 +509,9 @@ def model_card(
            f"(seed {rep.get('seed')}), whose own test AUPRC is {_fmt(rep.get('test_auprc'))}.", ""]
           if c.seeds > 1 else []),
         f"Better than chance on validation: {chance[rec.beats_chance]} (its validation AUPRC against "
-        f"{_fmt(rec.val_chance_threshold)}, the 95th percentile of the AUPRC of random rankings of this "
-        "validation split: an AUPRC level, not a cutoff for scores).",
+        f"{_fmt(rec.val_chance_threshold)}, the 95th percentile of the best AUPRC of "
+        f"{rec.trials_compared} random ranking{'s' if rec.trials_compared > 1 else ''} of this validation "
+        f"split, as many as the trials compared for this class: an AUPRC level, not a cutoff for scores).",
         "",
         *_labels_section(rep, meta, dest),
         "Compared with (test AUPRC, each chosen on validation): "
