@@ -19,7 +19,7 @@ from adgan.errors import DataError
 from adgan.models import create_detector
 from adgan.report import build_report
 from adgan.sweep.best import _labels_section, best_table, error_lines, export, has_answer
-from adgan.sweep.recommend import beats_chance, chance_threshold, recommend, select_best
+from adgan.sweep.recommend import beats_chance, chance_threshold, fit_rows, recommend, select_best
 from adgan.sweep.results import read_table
 from adgan.train import figures_at_cutoffs
 
@@ -201,6 +201,35 @@ def test_the_chance_level_to_beat_is_that_of_the_best_of_the_trials_compared(tmp
     assert (f"against {written.val_chance_threshold:.4f}, the 95th percentile of the best AUPRC of "
             f"{written.trials_compared} random rankings of this validation split, as many as the trials "
             "compared for this class") in card
+
+
+def test_rows_a_baseline_was_fit_on_are_said_where_they_differ(tmp_path: Path) -> None:
+    """A baseline's fit_samples keeps a subsample of the training normals: the report's table and the model
+    card say how many rows the detector was fit on, and the comparison with kNN says when kNN's differ."""
+    assert fit_rows({"n_train": 800, "config": json.dumps({"fit_samples": 100})}) == 100
+    assert fit_rows({"n_train": 800, "config": {"fit_samples": 0}}) == 800  # 0: all rows
+    assert fit_rows({"n_train": 80, "config": {"fit_samples": 100}}) == 80
+    assert fit_rows({"n_train": None, "config": {}}) is None
+    root = tmp_path / "fit"
+    rows = planted_sweep(root)
+    for r in rows["best"]:
+        if r["model"] == "knn":
+            r["config"] = {**r["config"], "fit_samples": 100}
+    write_tables(root, rows, ("best",))
+    html = build_report(root, tmp_path / "report").html.read_text()
+    row = row_of(html_tables(html).tables["mnist-5k: recommended detector per class"], "0")
+    assert row["training normals (fit)"] == "800" and row["kNN (test)"] == "0.9700 (fit on 100 rows)"
+    for r in rows["best"]:  # kNN recommended: its own subsample is said
+        if r["model"] == "knn":
+            r.update(val_auprc=0.95)
+    write_tables(root, rows, ("best",))
+    html = build_report(root, tmp_path / "report2").html.read_text()
+    row = row_of(html_tables(html).tables["mnist-5k: recommended detector per class"], "0")
+    assert row["recommended"] == "knn" and row["training normals (fit)"] == "100 of 800"
+    assert row["kNN (test)"] == "0.9700"
+    (dest,) = export(root, tmp_path / "exported")
+    assert ("800 training normals (the detector was fit on a seeded subsample of 100: `fit_samples`)"
+            in (dest / "MODEL_CARD.md").read_text())
 
 
 def test_a_card_exported_from_an_unfinished_sweep_says_so(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from adgan.report import analysis, figures
 from adgan.report.doc import Figure, Section, Table
 from adgan.report.load import SweepResults, class_label, has_columns
 from adgan.report.published import Published
-from adgan.sweep.recommend import Recommendation, recommend, unanswered
+from adgan.sweep.recommend import Recommendation, fit_rows, recommend, unanswered
 
 SELECTION = ("Selection rule: within a group the configuration and epoch are chosen on validation AUPRC; "
              "a class's recommended detector, a model's loss case per class, the best GAN and the best "
@@ -93,6 +93,22 @@ def _detector(model: str | None, case: str | None) -> str:
     return model if case in (None, "default") else f"{model} [{case}]"
 
 
+def _train_rows(row: Any) -> str:
+    """The recommended detector's training normals: ``45360``, or ``10000 of 45360`` where its
+    ``fit_samples`` kept a subsample."""
+    used, n = fit_rows(row), row.get("n_train")
+    if used is None:
+        return "-"
+    return str(used) if used == int(n) else f"{used} of {int(n)}"
+
+
+def _rows_beside(other: Any, chosen: Any) -> str:
+    """`` (fit on 10000 rows)`` where a compared detector was fit on other rows than the recommended one
+    (a sweep subsamples the GANs' training normals, a baseline keeps its fit_samples): not like for like."""
+    mine, theirs = fit_rows(chosen.representative), fit_rows(other.representative)
+    return "" if mine is None or theirs is None or mine == theirs else f" (fit on {theirs} rows)"
+
+
 def _params_text(params: Any) -> str:
     d = json.loads(params) if isinstance(params, str) and params else (params or {})
     text = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(d.items()))
@@ -129,16 +145,18 @@ def recommendation(ctx: Context) -> Section:
                 _params_text(row["params"]), _spread(c.val_auprc, c.val_auprc_std), chance_ok,
                 _spread(c.test_auprc, c.test_auprc_std), metric4(rec.test_chance),
                 "-" if single is None else
-                f"{metric4(single.test_auprc)} ({_detector(single.model, single.loss_case)})",
-                "-" if rec.knn is None else metric4(rec.knn.test_auprc),
-                "-" if row["n_train"] is None or pd.isna(row["n_train"]) else str(int(row["n_train"])),
+                f"{metric4(single.test_auprc)} ({_detector(single.model, single.loss_case)})"
+                + _rows_beside(single, c),
+                "-" if rec.knn is None else metric4(rec.knn.test_auprc) + _rows_beside(rec.knn, c),
+                _train_rows(c.representative),
             ])
         rows += [[ctx.label(ds, cls), "no answer", "-", "no trial of this class ended with a checkpoint "
                   "(every group errored, or diverged before its first scored epoch)", *["-"] * 7]
                  for cls in unanswered.get(ds, [])]
         s.blocks.append(Table(f"{ds}: recommended detector per class", [
             "class", "recommended", "family", "settings", "val AUPRC", "beats chance (val)", "test AUPRC",
-            "test chance", "one model for every class (test)", "kNN (test)", "training normals"], rows))
+            "test chance", "one model for every class (test)", "kNN (test)", "training normals (fit)"],
+            rows))
         mine = [r for r in ctx.recs if r.chosen.dataset == ds]
         if not mine:
             continue

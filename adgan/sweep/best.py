@@ -26,6 +26,7 @@ from adgan.sweep.recommend import (
     Recommendation,
     beats_chance,
     finite,
+    fit_rows,
     recommend,
     select_best,
     trials_compared,
@@ -487,7 +488,9 @@ def model_card(
         f"- dataset: `{c.dataset}` from `{data.get('source', rep.get('data_source'))}`",
         f"- sha256: `{data.get('sha256', '?')}`, {data.get('n_samples', '?')} samples",
         f"- protocol: `{data.get('protocol', '?')}` (seed {rep.get('seed')}): anomalous class "
-        f"{c.anomaly_class} ({c.class_name}); {rep.get('n_train')} training normals, validation "
+        f"{c.anomaly_class} ({c.class_name}); {rep.get('n_train')} training normals"
+        + (f" (the detector was fit on a seeded subsample of {fit_rows(rep)}: `fit_samples`)"
+           if fit_rows(rep) not in (None, rep.get("n_train")) else "") + ", validation "
         f"{rep.get('n_val')} ({rep.get('n_val_anomalies')} anomalies), test {rep.get('n_test')} "
         f"({rep.get('n_test_anomalies')} anomalies)",
         "",

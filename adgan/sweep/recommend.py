@@ -134,6 +134,19 @@ def beats_chance(val_auprc: Any, n: Any, n_anomalies: Any, compared: Any = 1) ->
     return float(val_auprc) > threshold
 
 
+def fit_rows(row: Mapping[str, Any]) -> int | None:
+    """The training rows a ``best.parquet`` row's detector was fit on: its ``n_train`` training normals, or
+    the seeded subsample a ``fit_samples`` setting keeps (the baselines': kNN keeps 10,000 by default);
+    None where ``n_train`` is not recorded."""
+    if not finite(row.get("n_train")):
+        return None
+    config = row.get("config") or {}
+    config = json.loads(config) if isinstance(config, str) else config
+    kept = config.get("fit_samples") if isinstance(config, Mapping) else None
+    n = int(row["n_train"])
+    return min(n, int(kept)) if finite(kept) and int(kept) > 0 else n
+
+
 def trials_compared(rows: Iterable[Mapping[str, Any]]) -> int:
     """How many trials competed for the answer of ``best.parquet`` rows (of one class, or one group): their
     trials that ended with a validation figure (errored ones did not); at least 1. A trial's epochs count
