@@ -45,7 +45,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    "data (.yaml/.json: image folders, .npz, CSV/Parquet tables; see docs/protocol.md)")
     p.add_argument("--anomaly-class", default=0,
                    help="the class treated as anomalous: its index or its name (e.g. 3 or Dress)")
-    p.add_argument("--loss-case", default=None, help=f"loss case (default: the model's first). {cases}")
+    p.add_argument("--loss-case", default=None, help=f"loss case (default: the model's first); what each "
+                   f"trains and scores with: docs/models.md. {cases}")
     p.add_argument("--seed", type=int, default=0, help="seed of the split, initialisation and batches")
     p.add_argument("--epochs", type=int, default=None, help="training epochs (GANs)")
     p.add_argument("--batch-size", type=int, default=None, help="minibatch size")

@@ -301,8 +301,9 @@ def test_published_side_by_side_marks_differences(full_report: Any) -> None:
     mnist = t[MNIST_TITLE]
     digit1 = row_of(mnist, "1")
     assert digit1["published"] == "0.2870 ± 0.023" and digit1["verified"] == "no"
+    # The paper's EGBAD is a BiGAN scored by cross-entropy (bce-bce); ours chose another loss case.
     assert digit1["verdict"].startswith("comparison only, not a reproduction: data: mnist-5k instead of the "
-                                        "full mnist; test anomaly share ")
+                                        "full mnist; loss case fm-fm (paper: bce-bce); test anomaly share ")
     assert digit1["verdict"].endswith(", lower than the paper's: a part of the anomalies validates here "
                                       "(paper: all in test); AUPRC moves with it; paper's training budget "
                                       "not recorded here")
@@ -332,8 +333,12 @@ def test_protocol_differences_and_budget_decide_the_verdict(tmp_path: Path) -> N
     t = html_tables(build_report(root, tmp_path / "out").html.read_text()).tables
     kdd = row_of(t["KDD99 (`normal.` is the anomaly): precision / recall / F1"], "BiGAN/EGBAD")
     assert kdd["verdict"] == (
-        "comparison only, not a reproduction: training normals subsampled to at most 1000; flagged share 10% "
-        "(paper: 20%); features min-max scaled (paper: unscaled); paper's training budget not recorded here")
+        "comparison only, not a reproduction: training normals subsampled to at most 1000; loss case fm-fm "
+        "(the source does not say the paper's); flagged share 10% (paper: 20%); features min-max scaled "
+        "(paper: unscaled); paper's training budget not recorded here")
+    cross_entropy = row_of(t["KDD99 (`normal.` is the anomaly): precision / recall / F1"],
+                           "EGBAD (cross-entropy score)")
+    assert "loss case fm-fm (paper: bce-bce)" in cross_entropy["verdict"]
     # A dataset of one's own is never matched to a paper's by its name; a built-in variant is.
     assert match_dataset("kdd99", ["kdd99-sample"]) is None
     assert match_dataset("cifar10", ["cifar10-x"]) is None
@@ -472,6 +477,11 @@ def test_bad_published_file_names_the_field(tmp_path: Path) -> None:
     bad = tmp_path / "published.json"
     bad.write_text(json.dumps(raw))
     with pytest.raises(ConfigError, match=r"figures\[3\]\.value: expected a number in \[0, 1\]"):
+        load_published(bad)
+    raw["figures"][3]["value"] = 0.5
+    raw["figures"][3]["loss_case"] = 3
+    bad.write_text(json.dumps(raw))
+    with pytest.raises(ConfigError, match=r"figures\[3\]\.loss_case: expected a loss case name or null"):
         load_published(bad)
     del raw["figures"][3]["source"]
     bad.write_text(json.dumps(raw))

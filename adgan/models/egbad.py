@@ -12,7 +12,8 @@ Loss cases (the survey's Table 1), written ``"<train>[+res]-<score>"``:
   only; G's weights receive no gradient from it, so G stays a pure GAN generator.
 - ``<score>``: the discriminator term L_D of the anomaly score
   ``(1 - lam) * ||x - G(E(x))||_1 + lam * L_D``. ``bce``: cross-entropy of D(x, E(x)) against "real",
-  ``softplus(-logit)``. ``fm``: ``||f(x, E(x)) - f(G(E(x)), E(x))||_1`` over D's intermediate features f.
+  ``softplus(-logit)``, as the paper defines it (the published code used D(G(E(x)), E(x))). ``fm``:
+  ``||f(x, E(x)) - f(G(E(x)), E(x))||_1`` over D's intermediate features f.
 
 Networks: DCGAN-style for 28x28/32x32 images (``adgan.models.nets``); for tabular data the MLPs of the
 published KDD99 code (encoder D->64->32, generator 32->64->128->D, discriminator x->128 and z->128 joined

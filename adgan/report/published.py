@@ -1,7 +1,7 @@
 """Published figures (``published.json``, package data) and their side-by-side comparison with ours.
 
-A comparison row says what differs between the paper's protocol and ours (data source, metric variant,
-flagged share, feature scaling) and states the training budget on both sides. A row is labelled a
+A comparison row says what differs between the paper's protocol and ours (data source, loss case, metric
+variant, flagged share, feature scaling) and states the training budget on both sides. A row is labelled a
 reproduction only when nothing differs and our epoch budget is at least the paper's; the paper's budget
 is recorded only where known, so a budget-limited run is never presented as a reproduction.
 """
@@ -40,6 +40,7 @@ class PublishedFigure:
     protocol: str
     paper_epochs: int | None
     notes: str
+    loss_case: str | None = None  # our name of the paper's loss case, where the source states it
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,10 @@ def load_published(path: str | Path | None = None) -> Published:
             raise ConfigError(f"{key}.value: expected a number in [0, 1], got {value!r}")
         if not isinstance(fig["verified"], bool) or not str(fig["source"]).strip():
             raise ConfigError(f"{key}: expected a non-empty 'source' and a true/false 'verified'")
-        out.append(PublishedFigure(**{k: fig[k] for k in FIGURE_KEYS}))
+        case = fig.get("loss_case")
+        if case is not None and not (isinstance(case, str) and case.strip()):
+            raise ConfigError(f"{key}.loss_case: expected a loss case name or null, got {case!r}")
+        out.append(PublishedFigure(**{k: fig[k] for k in FIGURE_KEYS}, loss_case=case))
     return Published(protocols=protocols, figures=tuple(out))
 
 
@@ -123,6 +127,12 @@ def differences(
         diffs.append(f"data: {dataset} instead of the full {fig.dataset}")
     if max_train is not None:
         diffs.append(f"training normals subsampled to at most {max_train}")
+    case = ours.get("loss_case")
+    if isinstance(case, str) and case and case != "default":
+        if fig.loss_case is None:
+            diffs.append(f"loss case {case} (the source does not say the paper's)")
+        elif case != fig.loss_case:
+            diffs.append(f"loss case {case} (paper: {fig.loss_case})")
     if fig.metric == "auprc_trapz" and metric_col != "test_auprc_trapz":
         diffs.append("metric: average precision (paper: trapezoid AUPRC)")
     share = protocol.get("flagged_share")

@@ -15,8 +15,8 @@ from adgan.report.sections import Context, metric4, missing_note, numeric, signe
 INTRO = (
     "Published figures beside ours where the task matches. Each row names its source and whether the "
     "figure was read from a primary table (verified) or a secondary quote. The verdict lists what differs "
-    "from the paper's protocol (data source or sample, metric variant, flagged share, feature scaling); "
-    "a row is called a reproduction only when nothing differs and our training budget reaches the "
+    "from the paper's protocol (data source or sample, loss case, metric variant, flagged share, feature "
+    "scaling); a row is called a reproduction only when nothing differs and our training budget reaches the "
     "paper's. Model selection always differs on purpose: ours picks the epoch and configuration on a "
     "validation split, while the papers report the last epoch (EGBAD) or the best epoch on the test set "
     "(GANomaly's code)."
