@@ -572,3 +572,43 @@ def test_exif_orientation_is_applied(tmp_path: Path) -> None:
     shown = read_image(tmp_path / "photo.jpg", 1)[0]
     assert shown.shape == (10, 6)  # turned: the band is now at the top
     assert shown[:3].mean() > 200 and shown[5:].mean() < 50
+
+
+def test_a_column_with_a_large_offset_keeps_its_differences(tmp_path: Path) -> None:
+    """A timestamp or counter column (1e9 + a small spread): scaled in float64 before the cast to the
+    models' float32, it keeps the differences that tell anomalies apart (they used to round to one value);
+    unscaled, a warning names it. Values float32 cannot hold are refused naming column and value."""
+    from adgan.data import prepare_file
+    from adgan.errors import InputWarning
+
+    rng = np.random.default_rng(0)
+    bad = np.arange(600) % 5 == 0
+    meter = 1e9 + rng.normal(size=600) + 20.0 * bad
+    rows = "".join(f"{m:.6f},{v:.4f},{'bad' if b else 'ok'}\n" for m, v, b in
+                   zip(meter, rng.normal(size=600), bad, strict=True))
+    (tmp_path / "m.csv").write_text("meter,other,label\n" + rows)
+    decl = {"name": "meters", "format": "table", "path": str(tmp_path / "m.csv"), "label_column": "label",
+            "labels": "anomaly", "anomaly_values": ["bad"]}
+    s = load_dataset(register_declared(decl), 0, verbose=False)
+    col = s.info.preprocessing["columns"].index("meter")
+    assert s.train.x.dtype == np.float32 and len(np.unique(s.train.x[:, col])) > 100
+    test = s.test.x[:, col]
+    assert test[s.test.y == 1].min() > test[s.test.y == 0].max()  # 20 standard deviations apart
+    # Scoring the raw file takes the same route: float64 until scaled.
+    info = s.info.to_dict()
+    scored = prepare_file(tmp_path / "m.csv", info)
+    assert len(np.unique(scored[:, col])) > 500
+    with pytest.warns(InputWarning, match=r"column 'meter': the values differ by little beside their size"):
+        unscaled = load_dataset("meters", 0, verbose=False, scale=False)
+    assert unscaled.train.x.dtype == np.float32
+    # A value float32 cannot hold, after scaling, names the column and the value.
+    (tmp_path / "far.csv").write_text("meter,other,label\n1e45,0.0,ok\n")
+    with pytest.raises(DataError, match=r"far.csv: row 1, column 'meter': 1e\+45 is beyond the range of the "
+                                        r"models' float32 numbers .*training range 1e\+09"):
+        prepare_file(tmp_path / "far.csv", info)
+    (tmp_path / "wide.csv").write_text("meter,other,label\n" + "".join(
+        f"{v},{i}.0,{'bad' if i % 5 == 0 else 'ok'}\n" for i, v in enumerate([-1e308, 1e308] * 100)))
+    with pytest.raises(DataError, match=r"column 'meter' spans -1e\+308 to 1e\+308 in the training split, "
+                                        r"too wide to scale"):
+        load_dataset(register_declared({**decl, "name": "wide", "path": str(tmp_path / "wide.csv")}), 0,
+                     verbose=False)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numbers
 import os
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +28,7 @@ from adgan.data.images import (
 )
 from adgan.data.protocol import SplitFractions, SplitIndices
 from adgan.data.types import DatasetInfo, Split, Splits
-from adgan.errors import ConfigError, DataError, did_you_mean
+from adgan.errors import ConfigError, DataError, InputWarning, did_you_mean
 from adgan.registry import Registry
 
 PathLike = str | os.PathLike[str]
@@ -43,7 +44,9 @@ class RawTabular:
 
     Attributes:
         is_anomaly: bool (N,) for the built-in tabular protocol; None where ``labels`` decide (user tables).
-        features: ``features(idx)`` -> float32 (len(idx), D), the unscaled model-space features of rows idx.
+        features: ``features(idx)`` -> float32 or float64 (len(idx), D), the unscaled model-space features of
+            rows idx (float64 where the source's numbers have more digits than float32 keeps: scaling
+            happens before the cast to the models' float32).
         source: Where they came from (one line).
         sha256: sha256 of the source, ``;``-joined.
         preprocessing: What ``prepare_input`` needs to encode new raw rows (column schema).
@@ -317,16 +320,83 @@ def _indices(spec: DatasetSpec, raw: RawImages | RawTabular, anomaly_class: int,
     return protocol.subsample_train(idx, None if max_train is None else int(max_train), seed)
 
 
-def minmax_fit(x: np.ndarray) -> tuple[list[float], list[float]]:
-    """Per-column min and max of float (N, D) ``x`` (the training split), as lists for JSON."""
-    return x.min(axis=0).astype(float).tolist(), x.max(axis=0).astype(float).tolist()
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-def minmax_apply(x: np.ndarray, lo: list[float], hi: list[float]) -> np.ndarray:
-    """``(x - lo) / (hi - lo)`` per column, float32; a constant column (hi == lo) becomes ``x - lo``."""
+def _column(names: Sequence[str] | None, j: int) -> str:
+    return f"column {names[j]!r}" if names is not None and j < len(names) else f"column {j + 1}"
+
+
+def minmax_fit(x: np.ndarray, where: str = "data", names: Sequence[str] | None = None
+               ) -> tuple[list[float], list[float]]:
+    """Per-column min and max of float (N, D) ``x`` (the training split, float64 where the source is), as
+    lists for JSON; ``names``: the columns' names for errors.
+
+    Raises:
+        DataError: A column spans more than float64 can subtract (e.g. -1e308 to 1e308).
+    """
+    lo, hi = x.min(axis=0).astype(np.float64), x.max(axis=0).astype(np.float64)
+    with np.errstate(over="ignore"):
+        wide = np.flatnonzero(~np.isfinite(hi - lo))
+    if wide.size:
+        j = int(wide[0])
+        raise DataError(f"{where}: {_column(names, j)} spans {lo[j]:.6g} to {hi[j]:.6g} in the training "
+                        "split, too wide to scale (the span overflows): divide the column by a power of ten")
+    return lo.tolist(), hi.tolist()
+
+
+def minmax_apply(x: np.ndarray, lo: list[float], hi: list[float], where: str = "input",
+                 names: Sequence[str] | None = None) -> np.ndarray:
+    """``(x - lo) / (hi - lo)`` per column, computed in float64 and returned as the models' float32; a
+    constant column (hi == lo) becomes ``x - lo``. Scaling before the cast keeps a column whose values
+    differ by little beside a large offset (timestamps, counters) apart.
+
+    Raises:
+        DataError: A scaled value beyond float32's range (naming the column and the value).
+    """
     lo_a, hi_a = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
     span = np.where(hi_a > lo_a, hi_a - lo_a, 1.0)
-    return ((x - lo_a) / span).astype(np.float32)
+    scaled = (np.asarray(x, np.float64) - lo_a) / span
+    return model_floats(scaled, where, names, raw=x, training_range=(lo_a, hi_a))
+
+
+def model_floats(x: np.ndarray, where: str, names: Sequence[str] | None = None, *,
+                 raw: np.ndarray | None = None,
+                 training_range: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Float (N, D) ``x`` as the models' float32.
+
+    Args:
+        x: The features (float64 where the source is).
+        where: Named in errors.
+        names: The columns' names, for errors.
+        raw: The values before scaling (given with ``training_range`` when ``x`` was scaled).
+        training_range: Per-column (min, max) of the training split.
+
+    Raises:
+        DataError: A value beyond float32's range (about 3.4e38), naming its row, column and value.
+    """
+    if x.dtype == np.float32:
+        return x
+    big = np.argwhere(np.abs(x) > FLOAT32_MAX)
+    if big.size:
+        i, j = (int(v) for v in big[0])
+        value = (raw if raw is not None else x)[i, j]
+        beyond = (f", that far outside the column's training range {training_range[0][j]:.6g} to "
+                  f"{training_range[1][j]:.6g}") if training_range is not None else ""
+        raise DataError(f"{where}: row {i + 1}, {_column(names, j)}: {float(value):.6g} is beyond the range "
+                        f"of the models' float32 numbers (about ±3.4e38){beyond}")
+    return x.astype(np.float32)
+
+
+def float32_blurred(x: np.ndarray, names: Sequence[str] | None = None) -> list[str]:
+    """Columns of float64 (N, D) ``x`` whose values the models' float32 would not keep apart: a spread
+    small beside the values themselves (a large offset), rounded away by float32's 24-bit mantissa (more
+    than 1% of the column's standard deviation). Scaled features never are."""
+    if x.dtype != np.float64 or not x.size:
+        return []
+    sd = x.std(axis=0)
+    err = np.abs(x.astype(np.float32).astype(np.float64) - x).max(axis=0)
+    return [_column(names, int(j)) for j in np.flatnonzero((sd > 0) & (err > 0.01 * sd))]
 
 
 def load_dataset(name: str, anomaly_class: int | str, seed: int = 0, *, data_dir: PathLike | None = None,
@@ -372,14 +442,7 @@ def load_dataset(name: str, anomaly_class: int | str, seed: int = 0, *, data_dir
                      "resize": RESIZE_METHOD})
         prep.update(raw.preprocessing)  # provenance of declared sources (their files' sizes)
     else:
-        xs = [raw.features(i) for i in (idx.train, idx.val, idx.test)]
-        prep.update(raw.preprocessing)
-        scale = default_scale(name) if scale is None else bool(scale)
-        prep["scale"] = scale
-        if scale:
-            lo, hi = minmax_fit(xs[0])
-            xs = [minmax_apply(x, lo, hi) for x in xs]
-            prep.update({"scale_min": lo, "scale_max": hi})
+        xs = _tabular_features(raw, idx, name, scale, prep)
     ys = [is_anomaly[i].astype(np.int64) for i in (idx.train, idx.val, idx.test)]
     if spec.declaration is not None:
         prep["declaration"] = dict(spec.declaration)
@@ -391,3 +454,28 @@ def load_dataset(name: str, anomaly_class: int | str, seed: int = 0, *, data_dir
         input_shape=tuple(int(s) for s in xs[0].shape[1:]), preprocessing=prep,
     )
     return Splits(Split(xs[0], ys[0]), Split(xs[1], ys[1]), Split(xs[2], ys[2]), info)
+
+
+def _tabular_features(raw: RawTabular, idx: SplitIndices, name: str, scale: bool | None,
+                      prep: dict[str, Any]) -> list[np.ndarray]:
+    """The (train, validation, test) features as the models' float32, min-max scaled (fitted on train) when
+    ``scale``; records the scaling in ``prep``. Unscaled columns whose values float32 would blur are
+    warned about."""
+    xs = [raw.features(i) for i in (idx.train, idx.val, idx.test)]
+    prep.update(raw.preprocessing)
+    scale = default_scale(name) if scale is None else bool(scale)
+    prep["scale"] = scale
+    names, where = prep.get("columns"), f"dataset {name!r} ({raw.source})"
+    parts = [f"{where}, {part} split" for part in ("training", "validation", "test")]
+    if scale:
+        lo, hi = minmax_fit(xs[0], where, names)
+        prep.update({"scale_min": lo, "scale_max": hi})
+        return [minmax_apply(x, lo, hi, part, names) for x, part in zip(xs, parts, strict=True)]
+    blurred = float32_blurred(xs[0], names)
+    if blurred:
+        more = " and more" if len(blurred) > 5 else ""
+        warnings.warn(f"{where}: {', '.join(blurred[:5])}{more}: the values differ by little beside their "
+                      "size (a large offset), and the models' float32 numbers round those differences away; "
+                      "scale the features (scale: true, the default for tables) or subtract the offset",
+                      InputWarning, stacklevel=3)
+    return [model_floats(x, part, names) for x, part in zip(xs, parts, strict=True)]

@@ -664,7 +664,9 @@ def _load_npz_cached(frozen: str, path: str, size: int, mtime_ns: int) -> RawIma
     _freeze(labels)
     if x.ndim == 2:
         try:
-            feats = np.asarray(x, dtype=np.float32)
+            # float64 sources stay float64 until scaled (a large offset would round away in float32)
+            wide = x.dtype == np.float64 or (np.issubdtype(x.dtype, np.integer) and x.dtype.itemsize > 2)
+            feats = np.asarray(x, dtype=np.float64 if wide else np.float32)
         except (TypeError, ValueError):
             raise DataError(f"{where}: tabular 'x' must be numeric, got dtype {x.dtype}") from None
         if not np.isfinite(feats).all():

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from adgan.data import folders, kdd, tables
-from adgan.data.datasets import minmax_apply
+from adgan.data.datasets import minmax_apply, model_floats
 from adgan.data.images import pixel_units, resize, to_model_space
 from adgan.errors import DataError, InputWarning
 
@@ -162,16 +162,17 @@ def _numeric_rows(path: Path) -> np.ndarray:
         raise DataError(f"{path}: expected a numeric CSV without header, or a Parquet file ({exc})") from None
 
 
-def _scaled(x: np.ndarray, prep: dict[str, Any]) -> np.ndarray:
+def _scaled(x: np.ndarray, prep: dict[str, Any], where: str = "input") -> np.ndarray:
+    names = prep.get("columns")
     if prep.get("scale"):
-        return minmax_apply(x, prep["scale_min"], prep["scale_max"])
-    return x.astype(np.float32, copy=False)
+        return minmax_apply(x, prep["scale_min"], prep["scale_max"], where, names)
+    return model_floats(x, where, names)
 
 
 def _prepare_table(table: Any, info: dict[str, Any], where: str, strict: bool) -> np.ndarray:
     prep = info["preprocessing"]
     schema = tables.TableSchema.from_dict(prep)
-    return _scaled(tables.encode_table(table, schema, where, strict=strict), prep)
+    return _scaled(tables.encode_table(table, schema, where, strict=strict), prep, where)
 
 
 def _prepare_tabular(x: np.ndarray, info: dict[str, Any], strict: bool) -> np.ndarray:

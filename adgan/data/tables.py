@@ -285,7 +285,8 @@ def fit_schema(table: Any, label_column: str, categorical: Sequence[str], drop_c
 
 def encode_table(table: Any, schema: TableSchema, where: str, *, strict: bool = True,
                  training: bool = False) -> np.ndarray:
-    """Encode a table's rows with ``schema``: float32 (N, len(schema.columns)).
+    """Encode a table's rows with ``schema``: float64 (N, len(schema.columns)) (scaled, then cast to the
+    models' float32 by the caller: a column such as a timestamp keeps its differences).
 
     Args:
         table: ``pyarrow.Table`` with the schema's feature columns (any order); the label and dropped
@@ -317,7 +318,7 @@ def encode_table(table: Any, schema: TableSchema, where: str, *, strict: bool = 
                         f"{'were' if len(extra) > 1 else 'was'} not in the training table; expected the "
                         f"columns {', '.join(needed)}")
     n = table.num_rows
-    out = np.zeros((n, len(schema.columns)), dtype=np.float32)
+    out = np.zeros((n, len(schema.columns)), dtype=np.float64)
     for j, name in enumerate(schema.numeric):
         out[:, j] = _numeric(table, name, where)
     offset = len(schema.numeric)
