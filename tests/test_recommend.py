@@ -300,6 +300,12 @@ def test_export_folders_name_the_class_and_replace_only_their_own_earlier_export
     write_tables(root, rows, ("best",))
     (named,) = export(root, tmp_path / "named")
     assert named.name == "mnist-5k_c0-10"
+    for r in rows["best"]:
+        r["class_name"] = "normal."  # KDD99's: no folder name ending in a dot (Windows drops it)
+    write_tables(root, rows, ("best",))
+    assert [p.name for p in export(root, tmp_path / "dotted")] == ["mnist-5k_c0-normal"]
+    assert [p.name for p in export(root, tmp_path / "groups", per="group")][0].startswith(
+        "mnist-5k_c0-normal_")
     mine = tmp_path / "mine" / "mnist-5k_c0"
     mine.mkdir(parents=True)
     (mine / "notes.txt").write_text("mine")

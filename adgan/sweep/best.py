@@ -283,11 +283,13 @@ def _class_folder(row: Mapping[str, Any]) -> str:
     """``<dataset>_c<index>``, plus ``-<class name>`` where the class has a name of its own
     (``fashion-mnist_c3-Dress``): class folders named ``1``, ``10``, ``2`` are indices 0, 1, 2, and
     ``_c1`` alone would read as class "1" while it holds class "10"."""
-    return f"{row['dataset']}_c{_class_label(row['anomaly_class'], row['class_name']).replace(' ', '-', 1)}"
+    label = _class_label(row["anomaly_class"], row["class_name"]).replace(" ", "-", 1)
+    return f"{row['dataset']}_c{label.rstrip('.')}"  # (KDD99's "normal.": no name ending in a dot)
 
 
 def _safe(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_.+" else "_" for ch in name)
+    """A folder name of letters, digits and ``-_.+``, not ending in a dot (which Windows drops)."""
+    return "".join(ch if ch.isalnum() or ch in "-_.+" else "_" for ch in name).rstrip(".") or "_"
 
 
 def checkpoint_in(results_dir: str | Path, recorded: str) -> Location:
