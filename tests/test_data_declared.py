@@ -320,7 +320,7 @@ def test_table_one_class_and_subset(tmp_path: Path) -> None:
         ({"labels": "anomaly"}, r"labels: anomaly expects 0/1 flags, row 1 has '(ok|scan|flood)'"),
         ({"min_per_class": 100}, r"class 'flood' has \d+ samples, fewer than min_per_class 100"),
         ({"labels": "anomaly", "anomaly_values": ["scan", "flod"]},
-         r"anomaly_values: 'flod' occurs in no row; the label values are: flood, ok, scan"),
+         r"anomaly_values: 'flod' occurs in no row; the label values are: 'flood', 'ok', 'scan'"),
     ],
 )
 def test_table_errors(tmp_path: Path, decl: dict, message: str) -> None:

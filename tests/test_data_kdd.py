@@ -107,6 +107,16 @@ def test_bad_rows_name_file_line_and_value(tmp_path: Path, row: int, col: int, v
         kdd.read_kdd_file(write_kdd_csv(tmp_path / "bad.gz", rows))
 
 
+def test_a_header_row_is_said_to_be_one(tmp_path: Path) -> None:
+    """Raw KDD99 rows have no header; a CSV exported with one is told so, not only "must be a number"."""
+    rows = fake_kdd_rows(10, seed=2)
+    header = [*kdd.FEATURES, "label"]
+    with pytest.raises(DataError, match=r"headed.gz, line 1: column 'duration' must be a number, got "
+                                        r"'duration': it reads like a header row, and raw KDD99 rows have "
+                                        r"none \(remove it\)"):
+        kdd.read_kdd_file(write_kdd_csv(tmp_path / "headed.gz", [header, *rows]))
+
+
 def test_truncated_and_empty_files(tmp_path: Path) -> None:
     good = write_kdd_csv(tmp_path / "good.gz", fake_kdd_rows(2000, seed=0))
     cut = tmp_path / "cut.gz"

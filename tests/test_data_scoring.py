@@ -149,6 +149,24 @@ def test_table_unseen_and_columns(tmp_path: Path) -> None:
     (tmp_path / "latin1.csv").write_bytes("proto,rate,bytes,service\ntcp,0.5,1,caf\u00e9\n".encode("latin-1"))
     with pytest.raises(DataError, match=r"latin1.csv: not UTF-8 text .*expected a UTF-8 CSV file"):
         prepare_file(tmp_path / "latin1.csv", info)
+    # A file without its header row, a header with stray spaces, pandas' index column: each said as such.
+    (tmp_path / "bare.csv").write_text("tcp,0.5,1,http\nudp,0.2,3,ftp\n")
+    with pytest.raises(DataError, match=r"bare.csv: missing columns .*\(the first line reads like data, not "
+                                        r"column names: a table needs its header row"):
+        prepare_file(tmp_path / "bare.csv", info)
+    (tmp_path / "spaced.csv").write_text("proto, rate,bytes,service\ntcp,0.5,1,http\n")
+    with pytest.raises(DataError, match=r"spaced.csv: missing column 'rate' .*\('rate' is there as ' rate', "
+                                        r"with spaces: rename it\)"):
+        prepare_file(tmp_path / "spaced.csv", info)
+    (tmp_path / "indexed.csv").write_text(",proto,rate,bytes,service\n0,tcp,0.5,1,http\n")
+    with pytest.raises(DataError, match=r"indexed.csv: column '' was not in the training table; .*\('' is "
+                                        r"often a row index that pandas wrote: to_csv / to_parquet with "
+                                        r"index=False leaves it out\)"):
+        prepare_file(tmp_path / "indexed.csv", info)
+    (tmp_path / "dup.csv").write_text("0,0.5,1,0\ntcp,0.5,1,http\n")
+    with pytest.raises(DataError, match=r"dup.csv: column name\(s\) '0' appear more than once; expected one "
+                                        r"column per name \(the first line reads like data"):
+        prepare_file(tmp_path / "dup.csv", info)
     # Text in a numeric column of rows to score: the model's layout is fixed (no declaration to change).
     (tmp_path / "text.csv").write_text("proto,rate,bytes,service\ntcp,fast,1,http\n")
     with pytest.raises(DataError, match=r"text.csv: column 'rate' is not numeric \(row 1: 'fast'\); the "

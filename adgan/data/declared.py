@@ -531,7 +531,7 @@ def _labels_for(texts: np.ndarray, d: dict[str, Any], classes: tuple[str, ...] |
             if not hit.any():  # most likely a typo ("normal" for "normal."): say so rather than drop it
                 found = _sorted_labels(np.unique(texts).tolist())
                 raise DataError(f"{where}: anomaly_values: {value!r} occurs in no row; the label values are: "
-                                f"{', '.join(found[:20])}{' ...' if len(found) > 20 else ''}")
+                                f"{', '.join(map(repr, found[:20]))}{' ...' if len(found) > 20 else ''}")
             labels[hit] = k
     else:
         lower = np.char.lower(texts.astype(str))

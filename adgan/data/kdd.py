@@ -220,8 +220,10 @@ def _diagnose(path: Path, n_cols: int, schema: KddSchema) -> str:
                     try:
                         float(row[j])
                     except ValueError:
+                        header = (": it reads like a header row, and raw KDD99 rows have none (remove it)"
+                                  if lineno == 1 and row[j].strip().lower() in FEATURES else "")
                         return (f"{path}, line {lineno}: column {FEATURES[j]!r} must be a number, "
-                                f"got {row[j]!r}")
+                                f"got {row[j]!r}{header}")
     except (EOFError, OSError, zlib.error) as exc:
         return f"{path}: damaged or truncated gzip file ({exc})"
     return ""

@@ -81,6 +81,45 @@ def separator_hint(names: Sequence[str]) -> str:
     return f" (one column named with {sep!r}: only comma-separated files are read)" if sep else ""
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def header_hint(names: Sequence[str]) -> str:
+    """For a column-name error: a hint when the header row reads like data (a file without header, whose
+    first row became the column names)."""
+    if names and sum(_is_number(n) for n in names) * 2 >= len(names):
+        return (" (the first line reads like data, not column names: a table needs its header row, "
+                "the training table's column names)")
+    return ""
+
+
+def _is_index_name(name: str) -> bool:
+    """A column name pandas gives the row index it writes (to_csv: '' or 'Unnamed: 0'; to_parquet)."""
+    return (not name.strip() or name.startswith("Unnamed: ")
+            or bool(re.fullmatch(r"__index_level_\d+__", name)))
+
+
+def _index_hint(name: str) -> str:
+    """For a column a table should not have: the row index pandas writes, named so."""
+    if _is_index_name(name):
+        return (f" ({name!r} is often a row index that pandas wrote: to_csv / to_parquet with index=False "
+                "leaves it out)")
+    return ""
+
+
+def _spaced_hint(missing: Sequence[str], names: Sequence[str]) -> str:
+    """For missing columns: those present with stray spaces around their names."""
+    spaced = [(m, n) for m in missing for n in names if n != m and n.strip() == m]
+    if not spaced:
+        return ""
+    return " (" + "; ".join(f"{m!r} is there as {n!r}, with spaces" for m, n in spaced[:3]) + ": rename it)"
+
+
 def read_table(path: Path, text_columns: Sequence[str], columns: Sequence[str] | None = None) -> Any:
     """Read a CSV (header row; gzip'd or plain) or Parquet file as a ``pyarrow.Table``.
 
@@ -128,7 +167,7 @@ def read_table(path: Path, text_columns: Sequence[str], columns: Sequence[str] |
     twice = sorted({n for n in table.column_names if table.column_names.count(n) > 1})
     if twice:
         raise DataError(f"{path}: column name(s) {', '.join(map(repr, twice))} appear more than once; "
-                        "expected one column per name")
+                        f"expected one column per name{header_hint(table.column_names)}")
     if table.num_rows == 0:
         raise DataError(f"{path}: no data rows (only {'a header' if table.num_columns else 'nothing'})")
     return table
@@ -257,9 +296,7 @@ def fit_schema(table: Any, label_column: str, categorical: Sequence[str], drop_c
             feature column is not numeric and not declared categorical (naming it and an example value).
     """
     names = list(table.column_names)
-    unnamed = [i + 1 for i, n in enumerate(names) if (not n.strip() or n.startswith("Unnamed: ")
-                                                      or re.fullmatch(r"__index_level_\d+__", n))
-               and n not in drop_columns]
+    unnamed = [i + 1 for i, n in enumerate(names) if _is_index_name(n) and n not in drop_columns]
     if unnamed:
         raise DataError(
             f"{where}: column {unnamed[0]} has no name ({names[unnamed[0] - 1]!r}): often a row index that "
@@ -310,13 +347,14 @@ def encode_table(table: Any, schema: TableSchema, where: str, *, strict: bool = 
     if missing:
         raise DataError(f"{where}: missing column{'s' if len(missing) > 1 else ''} "
                         f"{', '.join(map(repr, missing))} of the training table; expected the columns "
-                        f"{', '.join(needed)}{separator_hint(names)}")
+                        f"{', '.join(needed)}{separator_hint(names)}{header_hint(names)}"
+                        f"{_spaced_hint(missing, names)}")
     ignored = {schema.label_column, *schema.drop_columns}
     extra = [n for n in names if n not in needed and n not in ignored]
     if extra and not training:
         raise DataError(f"{where}: column{'s' if len(extra) > 1 else ''} {', '.join(map(repr, extra))} "
                         f"{'were' if len(extra) > 1 else 'was'} not in the training table; expected the "
-                        f"columns {', '.join(needed)}")
+                        f"columns {', '.join(needed)}{_index_hint(extra[0])}")
     n = table.num_rows
     out = np.zeros((n, len(schema.columns)), dtype=np.float64)
     for j, name in enumerate(schema.numeric):
