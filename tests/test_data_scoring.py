@@ -33,7 +33,7 @@ from adgan.data import (
 )
 from adgan.data.fakes import fake_kdd_rows, write_image_folders, write_kdd_csv, write_table
 from adgan.data.images import resize, to_model_space
-from adgan.errors import DataError
+from adgan.errors import DataError, InputWarning
 
 
 @pytest.fixture(autouse=True)
@@ -167,6 +167,15 @@ def test_table_unseen_and_columns(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"dup.csv: column name\(s\) '0' appear more than once; expected one "
                                         r"column per name \(the first line reads like data"):
         prepare_file(tmp_path / "dup.csv", info)
+    # Empty lines between rows are skipped, and said to be: the scores no longer match the file's lines.
+    (tmp_path / "gaps.csv").write_text("proto,rate,bytes,service\ntcp,0.5,1,http\n\n\nudp,0.2,3,ftp\n\n")
+    with pytest.warns(InputWarning, match=r"gaps.csv: 2 empty lines between the rows \(the first at line 3\) "
+                                          r"were skipped: the scores are one per data row"):
+        assert len(prepare_file(tmp_path / "gaps.csv", info)) == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InputWarning)  # trailing empty lines: nothing to say
+        (tmp_path / "tail.csv").write_text("proto,rate,bytes,service\ntcp,0.5,1,http\n\n\n")
+        assert len(prepare_file(tmp_path / "tail.csv", info)) == 1
     # Text in a numeric column of rows to score: the model's layout is fixed (no declaration to change).
     (tmp_path / "text.csv").write_text("proto,rate,bytes,service\ntcp,fast,1,http\n")
     with pytest.raises(DataError, match=r"text.csv: column 'rate' is not numeric \(row 1: 'fast'\); the "

@@ -222,3 +222,27 @@ def read_cifar_tar(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray
         raise DataError(f"{path}: archive lacks {', '.join(missing)}")
     parts = [parse_cifar_batch(found[f"{CIFAR_DIR}/{b}"], f"{path}:{CIFAR_DIR}/{b}") for b in CIFAR_BATCHES]
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def open_text(path: Path) -> io.TextIOBase:
+    """A text file for reading, gzip'd (by its magic bytes) or not; UTF-8, undecodable bytes replaced."""
+    with open(path, "rb") as fh:
+        gz = fh.read(2) == b"\x1f\x8b"
+    if gz:
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="replace", newline="")
+    return open(path, encoding="utf-8", errors="replace", newline="")  # noqa: SIM115
+
+
+def blank_lines_within(path: Path) -> tuple[int, int]:
+    """(how many empty lines lie between data lines of text file ``path``, the first one's line number):
+    CSV readers skip them, so rows no longer match the file's lines. Trailing empty lines do not count."""
+    count, first, pending = 0, 0, []
+    with open_text(path) as fh:
+        for lineno, line in enumerate(fh, 1):
+            if line.strip():
+                count += len(pending)
+                first = first or (pending[0] if pending else 0)
+                pending = []
+            else:
+                pending.append(lineno)
+    return count, first

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import gzip
-import io
 import os
 import zlib
 from dataclasses import dataclass
@@ -33,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from adgan.data.formats import open_text
 from adgan.data.unseen import UnseenValues, count_unseen, handle_unseen
 from adgan.errors import DataError
 
@@ -186,17 +185,9 @@ def encode(rows: KddRows, schema: KddSchema = SCHEMA, idx: np.ndarray | None = N
 
 
 # ----- reading files -----
-def _open_text(path: Path) -> io.TextIOBase:
-    with open(path, "rb") as fh:
-        gz = fh.read(2) == b"\x1f\x8b"
-    if gz:
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="replace", newline="")
-    return open(path, encoding="utf-8", errors="replace", newline="")  # noqa: SIM115
-
-
 def _count_columns(path: Path) -> int:
     try:
-        with _open_text(path) as fh:
+        with open_text(path) as fh:
             for row in csv.reader(fh):
                 if row:
                     return len(row)
@@ -209,7 +200,7 @@ def _diagnose(path: Path, n_cols: int, schema: KddSchema) -> str:
     """Scan ``path`` line by line for the first row pyarrow refused; slow, used only on errors."""
     numeric_idx = [FEATURES.index(c) for c in schema.numeric]
     try:
-        with _open_text(path) as fh:
+        with open_text(path) as fh:
             for lineno, row in enumerate(csv.reader(fh), 1):
                 if not row:
                     continue

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from adgan.data import folders, kdd, tables
+from adgan.data import folders, formats, kdd, tables
 from adgan.data.datasets import minmax_apply, model_floats
 from adgan.data.images import pixel_units, resize, to_model_space
 from adgan.errors import DataError, InputWarning
@@ -305,6 +305,8 @@ def prepare_file(
             raise DataError(f"{path}: image input must be a .npy array, an image file or a folder of images "
                             f"({', '.join(folders.IMAGE_EXTENSIONS)}), got {path.suffix or 'no suffix'!r}")
         prep = info["preprocessing"]
+        if suffix not in tables.PARQUET_SUFFIXES:
+            _warn_blank_lines(path)
         if prep.get("format") == "kdd99":
             if suffix in tables.PARQUET_SUFFIXES:
                 raise DataError(f"{path}: a KDD99 model reads raw rows from a CSV file (gzip'd or not, no "
@@ -323,3 +325,13 @@ def prepare_file(
         return prepare_input(arr, info, strict, pixel_range)
     except DataError as exc:  # name the file instead of "input"
         raise DataError(f"{path}: {str(exc).removeprefix('input: ')}") from None
+
+
+def _warn_blank_lines(path: Path) -> None:
+    """Empty lines between the rows of a CSV are skipped: one score per data row, so the scores' order no
+    longer matches the file's line numbers there. Said, so that nobody joins them by line number."""
+    blank, first = formats.blank_lines_within(path)
+    if blank:
+        warnings.warn(f"{path}: {blank} empty line{'s' if blank > 1 else ''} between the rows (the first at "
+                      f"line {first}) {'were' if blank > 1 else 'was'} skipped: the scores are one per data "
+                      "row, in order, not one per line of the file", InputWarning, stacklevel=3)
