@@ -538,3 +538,27 @@ def test_auprc_charts_mark_the_chance_level() -> None:
     rows = pd.DataFrame({"anomaly_class": [0, 0, 1], "test_q": [0.3, 0.3, 0.2], "model": ["a", "b", "a"]})
     assert _chance(rows) == {0: 0.3, 1: 0.2}
     assert _chance(rows.drop(columns="test_q")) == {}
+
+
+def test_a_long_bar_chart_title_stays_inside_a_narrow_figure(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One class makes the narrowest chart: its title is wrapped to the axes instead of running off both
+    sides of the image."""
+    import pandas as pd
+
+    from adgan.report import figures
+
+    drawn = []
+    monkeypatch.setattr(figures, "_png", lambda fig: drawn.append(fig) or b"")
+    values = pd.DataFrame({"anomaly_class": [0, 0], "series": ["knn", "egbad"], "value": [0.6, 0.7]})
+    title = "machines: test AUPRC of each model's configuration chosen on validation (dashed: chance level)"
+    figures.grouped_bars(values, series="series", value="value", err=None, labels={0: "0"}, title=title,
+                         ylabel="test AUPRC")
+    (fig,) = drawn
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    box = fig.axes[0].title.get_window_extent(canvas.get_renderer())
+    width, height = canvas.get_width_height()
+    assert box.x0 >= 0 and box.x1 <= width and box.y1 <= height, (box, width, height)
+    assert "\n" in fig.axes[0].get_title()

@@ -54,8 +54,12 @@ def grouped_bars(
     width = 0.8 / max(len(names), 1)
     width_in = min(5.5 + 0.9 * len(classes) * max(1, len(names) / 3), 14)
     fig = Figure(figsize=(width_in, 4.2))
-    # Room on the right for the legend (about 1.7 in) and below for rotated class names.
-    fig.subplots_adjust(left=0.8 / width_in, right=1 - 1.8 / width_in, top=0.9,
+    # The title wrapped to the axes' width (about 11 characters an inch at its size): a single class's
+    # narrow figure cut a long title off on both sides.
+    heading = textwrap.fill(title, width=max(24, int((width_in - 2.6) * 11)))
+    # Room on the right for the legend (about 1.7 in), above for the title's lines and below for rotated
+    # class names.
+    fig.subplots_adjust(left=0.8 / width_in, right=1 - 1.8 / width_in, top=0.9 - 0.06 * heading.count("\n"),
                         bottom=0.24 if len(classes) > 5 else 0.13)
     ax = fig.add_subplot()
     pos = {c: i for i, c in enumerate(classes)}
@@ -77,7 +81,7 @@ def grouped_bars(
     ax.set_ylim(0, 1.05)
     ax.set_ylabel(ylabel)
     ax.set_xlabel("anomalous class")
-    ax.set_title(title)
+    ax.set_title(heading)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _png(fig)
