@@ -448,6 +448,13 @@ def test_bad_results_directory_is_a_clear_error(tmp_path: Path, capsys: pytest.C
         build_report(tmp_path)
     assert cli_main(["report", str(tmp_path / "nope")]) == 2
     assert "results directory not found" in capsys.readouterr().err
+    # The results root given instead of one sweep's directory: the sweeps in it are named.
+    make_sweep(tmp_path / "root" / "mnist", plan=SMALL_PLAN)
+    inside = re.escape(str(tmp_path / "root" / "mnist"))
+    with pytest.raises(DataError, match=rf"; it holds the sweep {inside}$"):
+        build_report(tmp_path / "root")
+    assert cli_main(["best", str(tmp_path / "root")]) == 2
+    assert f"it holds the sweep {tmp_path / 'root' / 'mnist'}" in capsys.readouterr().err
 
 
 def test_cli_writes_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -19,7 +19,7 @@ import pandas as pd
 
 from adgan.errors import DataError
 from adgan.sweep.provenance import read_runs
-from adgan.sweep.results import SCHEMA_VERSION, TABLES, read_arrow
+from adgan.sweep.results import SCHEMA_VERSION, TABLES, read_arrow, sweeps_inside
 from adgan.sweep.storage import location
 
 GROUP_KEYS = ("model", "dataset", "anomaly_class", "loss_case", "seed")
@@ -83,6 +83,7 @@ def load_results(path: str | Path) -> SweepResults:
         raise DataError(
             f"{loc.uri}: no sweep results here (expected at least one of "
             f"{', '.join(n + '.parquet' for n in RESULT_FILES)} written by `adgan sweep`)"
+            + sweeps_inside(loc)
         )
     # (A URI stays a string: Path() would fold its "//".)
     res = SweepResults(path=Path(loc.path) if loc.is_local else loc.uri, name=loc.name())

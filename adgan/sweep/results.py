@@ -698,8 +698,22 @@ def read_arrow(
             return None
         raise DataError(
             f"{loc.child(name + '.parquet').uri}: not found (is {loc.uri} the results directory of a sweep?)"
+            + sweeps_inside(loc)
         )
     return state[0]
+
+
+def sweeps_inside(loc: Location) -> str:
+    """For a local directory that is not a sweep's: the sweeps' directories directly inside it (the results
+    root, ``results/``, given instead of ``results/<sweep>``), as a hint."""
+    if not loc.is_local or not os.path.isdir(loc.path):
+        return ""
+    found = sorted(e.name for e in os.scandir(loc.path) if e.is_dir() and os.path.isfile(
+        os.path.join(e.path, "spec.json")))
+    if not found:
+        return ""
+    shown = ", ".join(os.path.join(str(loc.path), n) for n in found[:5])
+    return f"; it holds the sweep{'s' if len(found) > 1 else ''} {shown}{' ...' if len(found) > 5 else ''}"
 
 
 def read_table(
