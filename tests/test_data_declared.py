@@ -612,3 +612,18 @@ def test_a_column_with_a_large_offset_keeps_its_differences(tmp_path: Path) -> N
                                         r"too wide to scale"):
         load_dataset(register_declared({**decl, "name": "wide", "path": str(tmp_path / "wide.csv")}), 0,
                      verbose=False)
+
+
+def test_an_identifier_declared_categorical_is_warned_about(tmp_path: Path) -> None:
+    """A column of (nearly) unique values declared categorical would become one feature per row."""
+    from adgan.errors import InputWarning
+
+    rows = "".join(f"id{i},{i % 7}.5,{'bad' if i % 5 == 0 else 'ok'}\n" for i in range(300))
+    (tmp_path / "ids.csv").write_text("txn,amount,label\n" + rows)
+    decl = {"name": "ids", "format": "table", "path": str(tmp_path / "ids.csv"), "label_column": "label",
+            "categorical": ["txn"], "labels": "anomaly", "anomaly_values": ["bad"]}
+    with pytest.warns(InputWarning, match=r"categorical column 'txn' holds 300 different values in 300 rows, "
+                                          r"each becoming a feature of its own: an identifier rather than a "
+                                          r"category\? list it in 'drop_columns'"):
+        load_dataset(register_declared(decl), 0, verbose=False)
+

@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import gzip
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from adgan.data.unseen import UnseenValues, count_unseen, handle_unseen
-from adgan.errors import DataError
+from adgan.errors import DataError, InputWarning
 
 CSV_SUFFIXES = (".csv", ".csv.gz")
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -287,6 +288,9 @@ class TableSchema:
         return schema
 
 
+MANY_CATEGORIES = 50  # a categorical column with more values, and more than one per two rows: warned about
+
+
 def fit_schema(table: Any, label_column: str, categorical: Sequence[str], drop_columns: Sequence[str],
                where: str) -> TableSchema:
     """The schema of a training table: numeric columns in file order, categories sorted per column.
@@ -317,6 +321,11 @@ def fit_schema(table: Any, label_column: str, categorical: Sequence[str], drop_c
     for name in categorical:
         values = text_values(_fold_booleans(table.column(name)), name, where)
         cats.append((name, tuple(sorted(set(values.tolist())))))
+        n_values = len(cats[-1][1])
+        if n_values > MANY_CATEGORIES and n_values * 2 > table.num_rows:
+            warnings.warn(f"{where}: categorical column {name!r} holds {n_values} different values in "
+                          f"{table.num_rows} rows, each becoming a feature of its own: an identifier rather "
+                          "than a category? list it in 'drop_columns'", InputWarning, stacklevel=2)
     return TableSchema(label_column, numeric, tuple(cats), tuple(drop_columns))
 
 
