@@ -363,6 +363,16 @@ def _check_replaceable(dest: Path, row: Mapping[str, Any]) -> None:
                         f"{mine['sweep']!r}: not replaced; export to another --out, or remove it first")
 
 
+def _chance_line(rec: Recommendation) -> str:
+    """The model card's verdict on chance, with the level the validation AUPRC was held against."""
+    verdict = {True: "yes", False: "**no: no better than chance on validation**", None: "unknown"}
+    k = rec.trials_compared
+    return (f"Better than chance on validation: {verdict[rec.beats_chance]} (its validation AUPRC against "
+            f"{_fmt(rec.val_chance_threshold)}, the 95th percentile of the best AUPRC of {k} random "
+            f"ranking{'s' if k > 1 else ''} of this validation split, as many as the trials compared for "
+            "this class: an AUPRC level, not a cutoff for scores).")
+
+
 def _labels_section(rep: Mapping[str, Any], meta: Mapping[str, Any], dest: Path) -> list[str]:
     """The model card's "From scores to labels": the score cutoffs the checkpoint chose on validation (with
     their figures there and on test) and the test cutoff behind the protocol's F1."""
@@ -476,7 +486,6 @@ def model_card(
     data = meta.get("data", {})
     cost = class_cost(results_dir, c.dataset, c.anomaly_class)
     settings = {k: v for k, v in config.items() if k not in ("device", "threads", "data_dir")}
-    chance = {True: "yes", False: "**no: no better than chance on validation**", None: "unknown"}
     lines = [
         f"# {c.dataset}, class {c.anomaly_class} ({c.class_name}): {_detector(c.model, c.loss_case)}",
         "",
@@ -513,10 +522,7 @@ def model_card(
         *([f"AUPRC and AUROC are means over the {c.seeds} seeds (± spread); F1 is the exported checkpoint's "
            f"(seed {rep.get('seed')}), whose own test AUPRC is {_fmt(rep.get('test_auprc'))}.", ""]
           if c.seeds > 1 else []),
-        f"Better than chance on validation: {chance[rec.beats_chance]} (its validation AUPRC against "
-        f"{_fmt(rec.val_chance_threshold)}, the 95th percentile of the best AUPRC of "
-        f"{rec.trials_compared} random ranking{'s' if rec.trials_compared > 1 else ''} of this validation "
-        f"split, as many as the trials compared for this class: an AUPRC level, not a cutoff for scores).",
+        _chance_line(rec),
         "",
         *_labels_section(rep, meta, dest),
         "Compared with (test AUPRC, each chosen on validation): "
