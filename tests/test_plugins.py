@@ -50,6 +50,20 @@ def test_import_errors_name_the_line_and_where_the_plugin_came_from(
         plugins.load(["deepmod"])
 
 
+def _train_plugin_knn(plug: Path, name: str, out: Path) -> Path:
+    """Write plugin file ``plug`` registering a kNN named ``name``, train it with ``adgan train`` into
+    ``out`` (loaded through ADGAN_PLUGINS); returns the ``adgan`` command used."""
+    plug.write_text("from adgan.models import register_detector\nfrom adgan.models.baselines import KNN\n\n\n"
+                    f"@register_detector\nclass PluginKNN(KNN):\n    name = {name!r}\n")
+    adgan = Path(sys.executable).parent / "adgan"
+    train = subprocess.run([str(adgan), "train", "--model", name, "--dataset", "synthetic-tabular",
+                            "--set", "max_train=64", "--out", str(out)],
+                           env={**_env(), "ADGAN_PLUGINS": str(plug)}, capture_output=True, text=True,
+                           timeout=300)
+    assert train.returncode == 0, train.stderr[-2000:]
+    return adgan
+
+
 def test_a_saved_detector_of_a_plugin_says_which_plugin_loads_it(tmp_path: Path) -> None:
     """The checkpoint records the plugin its detector came from; a process without it is told to load
     that plugin, and with it (ADGAN_PLUGINS) scores."""
@@ -58,14 +72,7 @@ def test_a_saved_detector_of_a_plugin_says_which_plugin_loads_it(tmp_path: Path)
     import numpy as np
 
     plug = tmp_path / "savedplug.py"
-    plug.write_text("from adgan.models import register_detector\nfrom adgan.models.baselines import KNN\n\n\n"
-                    "@register_detector\nclass SavedKNN(KNN):\n    name = 'savedknn'\n")
-    adgan = Path(sys.executable).parent / "adgan"
-    train = subprocess.run([str(adgan), "train", "--model", "savedknn", "--dataset", "synthetic-tabular",
-                            "--set", "max_train=64", "--out", str(tmp_path / "ckpt")],
-                           env={**_env(), "ADGAN_PLUGINS": str(plug)}, capture_output=True, text=True,
-                           timeout=300)
-    assert train.returncode == 0, train.stderr[-2000:]
+    adgan = _train_plugin_knn(plug, "savedknn", tmp_path / "ckpt")
     assert json.loads((tmp_path / "ckpt" / "checkpoint" / "detector.json").read_text())["plugin"] == str(plug)
     np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(5, 8)).astype(np.float32))
     cmd = [str(adgan), "score", "--checkpoint", str(tmp_path / "ckpt"), "--input", str(tmp_path / "x.npy")]
@@ -154,14 +161,7 @@ def test_an_exported_plugin_detector_carries_its_plugin_file(tmp_path: Path) -> 
 
     plug = tmp_path / "src" / "shipplug.py"
     plug.parent.mkdir()
-    plug.write_text("from adgan.models import register_detector\nfrom adgan.models.baselines import KNN\n\n\n"
-                    "@register_detector\nclass ShipKNN(KNN):\n    name = 'shipknn'\n")
-    adgan = Path(sys.executable).parent / "adgan"
-    train = subprocess.run([str(adgan), "train", "--model", "shipknn", "--dataset", "synthetic-tabular",
-                            "--set", "max_train=64", "--out", str(tmp_path / "run")],
-                           env={**_env(), "ADGAN_PLUGINS": str(plug)}, capture_output=True, text=True,
-                           timeout=300)
-    assert train.returncode == 0, train.stderr[-2000:]
+    adgan = _train_plugin_knn(plug, "shipknn", tmp_path / "run")
     root = tmp_path / "sweep"
     rows = planted_sweep(root)
     for r in rows["best"]:  # every group chose that plugin detector's checkpoint
