@@ -543,6 +543,9 @@ def model_card(
         f"{f'ADGAN_PLUGINS={bundled or plugin} ' if plugin else ''}adgan score --checkpoint {dest} "
         "--input FILE   "
         f"# {_inputs(data)}",
+        *([f"{f'ADGAN_PLUGINS={bundled or plugin} ' if plugin else ''}adgan score --checkpoint {dest} "
+           "--input FILE --flag fpr-5%   # and a flagged column (From scores to labels)"]
+          if meta.get("cutoffs") else []),
         "```",
         "",
     ]
