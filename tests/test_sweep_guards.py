@@ -222,7 +222,10 @@ import subprocess, sys
 from adgan.sweep.reaper import LocalRayGuard
 guard = LocalRayGuard()
 guard.start()
-child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])  # as ray.init's would be
+# as ray.init's would be; running once it says so (until its exec completes, /proc shows no environment)
+child = subprocess.Popen([sys.executable, "-c", "import time; print('up', flush=True); time.sleep(600)"],
+                         stdout=subprocess.PIPE, text=True)
+child.stdout.readline()
 guard.ray_started(None)
 print(child.pid, guard.token, flush=True)
 sys.stdin.read()
