@@ -162,9 +162,12 @@ def test_a_setting_the_data_cannot_take_is_refused_before_ray_starts(
 
 
 def _sleeper(token: str) -> subprocess.Popen:
-    """A process carrying the marker of a local Ray (as Ray's processes do)."""
-    sleep = [sys.executable, "-c", "import time; time.sleep(600)"]
-    return subprocess.Popen(sleep, env=_env(**{MARKER: token}))
+    """A process carrying the marker of a local Ray (as Ray's processes do), returned once it runs (until
+    its exec completes, /proc shows no environment to find the marker in)."""
+    sleep = [sys.executable, "-c", "import time; print('up', flush=True); time.sleep(600)"]
+    proc = subprocess.Popen(sleep, env=_env(**{MARKER: token}), stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline() == "up\n"
+    return proc
 
 
 def test_a_new_sweep_stops_what_a_dead_drivers_ray_left(
