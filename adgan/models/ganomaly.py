@@ -15,10 +15,10 @@ re-initialised (weights and its Adam state) when its loss falls below 1e-5, i.e.
 gives the generator no gradient.
 
 Score: ``mean_k (GE(x)_k - E(GD(GE(x)))_k)^2``, the squared latent distance averaged over the
-``latent_dim`` dimensions, networks in eval mode, float64: the original code's, where the paper writes the
-L1 norm ``||GE(x) - E(G(x))||_1`` (the two can rank samples differently). No per-batch or per-set
-normalisation (the original code min-max normalises per test set, making scores depend on what else is
-scored).
+``latent_dim`` dimensions, networks in eval mode (computed in float32, returned as float64): the original
+code's, where the paper writes the L1 norm ``||GE(x) - E(G(x))||_1`` (the two can rank samples
+differently). No per-batch or per-set normalisation (the original code min-max normalises per test set,
+making scores depend on what else is scored).
 
 Speed: one training step runs G once and D once on x and once on x_hat. Both losses come from that one
 forward: the generator gradient is taken w.r.t. G's parameters only and the discriminator gradient
