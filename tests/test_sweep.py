@@ -319,6 +319,9 @@ def test_wandb_offline_runs_exist(sweep: dict) -> None:
     # the kill (at most one per slot, --cpus 2) whose run had not been closed yet.
     assert len(missing) <= 2, missing
     assert len(runs) >= len(sweep["trials"]) - len(missing)
+    # The sweep's closing lines say where the runs lie and how to upload them (the summary run included).
+    hint = f"offline runs in {sweep['dir'] / 'wandb'}; upload them with: wandb sync --project adgan-smoke"
+    assert hint in sweep["stderr"], sweep["stderr"][-2000:]
 
 
 def test_progress_and_best_table(sweep: dict) -> None:

@@ -529,6 +529,12 @@ def _run(
         log_sweep_summary(
             results.uri, project=spec.wandb_project, mode=mode, sweep=spec.name, dataset=spec.dataset
         )
+        if mode == "offline":
+            from adgan.sweep.wandb_log import offline_hint
+
+            hint = offline_hint(results.uri, spec.wandb_project, spec.name)
+            if hint:
+                print(hint, file=sys.stderr)
 
 
 def _fit(tuner: Any) -> tuple[Any, bool]:

@@ -234,6 +234,21 @@ def run_parent(results_dir: str) -> str:
     return str(local_state_dir(results_dir)) if is_uri(results_dir) else str(results_dir)
 
 
+def offline_hint(results_dir: str, project: str, sweep: str) -> str | None:
+    """The closing line of an offline sweep: where its W&B runs lie on this machine and the command that
+    uploads them; None when there are none here (W&B disabled or online, or nothing logged)."""
+    from adgan.sweep.storage import is_uri
+
+    where = Path(run_parent(results_dir)) / "wandb"
+    n = len(list(where.glob("offline-run-*")))
+    if not n:
+        return None
+    # Results on an object store: every node keeps its own trials' runs (run_parent), this one included.
+    nodes = " (each node of a cluster keeps its own trials' runs there)" if is_uri(results_dir) else ""
+    return (f"[{sweep}] W&B: {n} offline runs in {where}{nodes}; upload them with: "
+            f"wandb sync --project {project} {where}/offline-run-*")
+
+
 def log_sweep_summary(
     results_dir: str | Path, *, project: str, mode: str, sweep: str, dataset: str
 ) -> str | None:
