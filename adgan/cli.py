@@ -317,6 +317,19 @@ def _command(argv: Sequence[str]) -> str | None:
     return next((a for a in argv if not a.startswith("-")), None)
 
 
+class _Version(argparse.Action):
+    """``--version``: computed when asked for (it runs git), not when the parser is built."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        from adgan.version import versions
+
+        print(versions())
+        parser.exit()
+
+
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The ``adgan`` parser. Given the command line ``argv``, the ``train`` subcommand's options (whose
     choices list the registered models and datasets, importing torch) are built only when ``train`` is
@@ -325,6 +338,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         prog="adgan", description="GAN-based anomaly detection toolbox",
         epilog="Detectors and datasets of one's own: ADGAN_PLUGINS=<module or .py file>[:...] loads their "
                "plugins in every command (docs/architecture.md; a sweep spec names its own in plugins:).")
+    parser.add_argument("--version", action=_Version, help="print adgan's version and its libraries'")
     sub = parser.add_subparsers(dest="command", required=True)
     if argv is None or _command(argv) == "train":
         _add_train(sub)

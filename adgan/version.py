@@ -11,19 +11,36 @@ __version__ = "0.1.0"
 
 @functools.cache
 def code_version() -> str:
-    """``<package version>+g<git sha>[.dirty]`` when run from a git checkout, else the package version."""
+    """``<package version>+g<git sha>[.dirty]`` when run from adgan's own git checkout, else the package
+    version (an installed adgan whose site-packages lies inside some other repository, a project's
+    ``.venv`` say, is not that repository's commit)."""
     root = Path(__file__).resolve().parent.parent
     try:
-        sha = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
+        top, sha = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--show-toplevel", "--short=12", "HEAD"],
             capture_output=True, text=True, timeout=5, check=True,
-        ).stdout.strip()
+        ).stdout.split()
+        if Path(top).resolve() != root:
+            return __version__
         dirty = subprocess.run(
             ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
             capture_output=True, text=True, timeout=5, check=True,
         ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return __version__
-    if not sha:
+    except (OSError, subprocess.SubprocessError, ValueError):
         return __version__
     return f"{__version__}+g{sha}" + (".dirty" if dirty else "")
+
+
+def versions() -> str:
+    """What ``adgan --version`` prints: adgan's code version and the versions of the libraries whose
+    behaviour results depend on (read from the installed distributions: nothing is imported)."""
+    from importlib import metadata
+
+    def installed(dist: str) -> str:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    libs = ", ".join(f"{d} {installed(d)}" for d in ("torch", "ray", "optuna", "wandb", "scikit-learn"))
+    return f"adgan {code_version()} ({libs})"

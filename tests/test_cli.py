@@ -294,3 +294,36 @@ def test_train_refuses_a_data_dir_without_the_files_though_the_cache_has_them(
     assert f"data_dir (--data-dir) {fake_data_dir / 'mnist'}: no complete copy of dataset 'mnist'" in err
     assert f"the files are directly in {fake_data_dir / 'mnist'}" in err and "Traceback" not in err
     assert not (tmp_path / "r").exists()
+
+
+def test_version_names_adgan_and_its_libraries_without_importing_torch() -> None:
+    probe = ("import sys, contextlib\nfrom adgan.cli import main\n"
+             "with contextlib.suppress(SystemExit): main(['--version'])\nprint('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    version, torch_imported = out.stdout.strip().splitlines()
+    assert version.startswith("adgan 0.") and "torch 2." in version and "ray 2." in version, version
+    assert torch_imported == "False"
+
+
+def test_code_version_is_not_the_commit_of_a_repository_adgan_is_installed_in(tmp_path: Path) -> None:
+    """An installed adgan under a project's .venv inside that project's git repository: its recorded code
+    version is its package version, not the project's commit."""
+    import importlib.util
+
+    from adgan import version
+
+    project = tmp_path / "project"
+    site = project / ".venv" / "lib" / "site-packages" / "adgan"
+    site.mkdir(parents=True)
+    shutil.copy(version.__file__, site / "version.py")
+    git = ["git", "-C", str(project), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (project / "a.txt").write_text("a")
+    subprocess.run([*git, "add", "a.txt"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "a"], check=True)
+    spec = importlib.util.spec_from_file_location("foreign_version", site / "version.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.code_version() == version.__version__
+    if (Path(version.__file__).resolve().parent.parent / ".git").exists():  # adgan's own checkout does
+        assert version.code_version().startswith(version.__version__ + "+g")
