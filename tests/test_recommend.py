@@ -168,17 +168,19 @@ def test_the_chance_level_to_beat_is_that_of_the_best_of_the_trials_compared(tmp
     best = np.max([rec_mod._random_auprcs(rng, n, k, 4000) for _ in range(8)], axis=0)
     assert 0.04 < float(np.mean(best > levels[2])) < 0.06
     assert 0.30 < float(np.mean(best > levels[0])) < 0.37
-    # Beyond the simulation's budget: the skew-corrected normal tail, close to what simulating gives.
-    simulated = chance_threshold(400, 60, 30)
+    # One simulation serves every K, so the level never falls as K grows, and it does not depend on what
+    # was asked before (a longer simulation extends a shorter one with the same draws).
+    many = [chance_threshold(400, 60, compared) for compared in (1, 3, 30, 300, 3000, 30000)]
+    assert all(a < b for a, b in zip(many, many[1:], strict=False)), many
     rec_mod._null_best_auprc.cache_clear()
-    try:
-        rec_mod.SIMULATED, kept = 0, rec_mod.SIMULATED
-        approximated = chance_threshold(400, 60, 30)
-    finally:
-        rec_mod.SIMULATED = kept
-        rec_mod._null_best_auprc.cache_clear()
-    assert simulated is not None and approximated is not None and abs(simulated - approximated) < 0.01
-    assert chance_threshold(400, 60, 30) == simulated  # seeded: the same every time
+    rec_mod._SIMULATIONS.clear()
+    assert [chance_threshold(400, 60, compared) for compared in (30000, 3000, 300, 30, 3, 1)] == many[::-1]
+    # Where the simulation's budget leaves too few draws beyond the quantile, the Pareto tail fit to the
+    # largest draws extrapolates it: from 8,192 draws, the best-of-300 level that 131,072 draws read off.
+    level = rec_mod.CHANCE_QUANTILE ** (1 / 300)
+    read_off = float(np.quantile(rec_mod._null_auprcs(400, 60, 1 << 17), level))
+    extrapolated = rec_mod._pareto_tail_quantile(rec_mod._null_auprcs(400, 60, 1 << 13), 1 - level)
+    assert abs(extrapolated - read_off) < 0.005, (extrapolated, read_off)
 
     # In the answer: a class's K is every trial of its groups with a validation figure (errored ones not).
     root = tmp_path / "many"

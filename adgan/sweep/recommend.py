@@ -20,8 +20,8 @@ Chance: AUPRC's chance level is the anomaly share of the split, but a random ran
 scatters around it, and the answer is the best of every trial compared, so a detector without any skill
 still wins a high draw now and then. A validation AUPRC is **no better than chance** when it is below the
 95th percentile of the best AUPRC of as many random rankings as trials were compared, each of a split of
-the same size and anomaly count (:func:`chance_threshold`: seeded simulation, with a skew-corrected normal
-tail where the simulation would be too long).
+the same size and anomaly count (:func:`chance_threshold`: a seeded simulation of random rankings, with a
+generalised Pareto tail only beyond its reach).
 """
 
 from __future__ import annotations
@@ -37,9 +37,10 @@ from typing import Any
 import numpy as np
 
 CHANCE_QUANTILE = 0.95
-CHANCE_DRAWS = 2000  # random rankings behind the percentile for one trial
-MAX_DRAWS = 1000  # draws of the best of several random rankings, when simulated
-SIMULATED = 20_000_000  # ranked samples the simulation of the best may take (about a second)
+MIN_DRAWS = 1 << 13  # random rankings simulated at least (about 400 beyond one trial's 95th percentile)
+TAIL_DRAWS = 200  # simulated draws wanted beyond the quantile read off (else the tail is extrapolated)
+TAIL_FIT = 1000  # the largest draws a Pareto tail is fit to, when extrapolating
+SIMULATED = 20_000_000  # ranked anomalies a simulation may draw (about a second)
 
 
 def finite(v: Any) -> bool:
@@ -69,52 +70,86 @@ def select_best(trials: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None
     return min(usable, key=trial_rank) if usable else None
 
 
-@functools.lru_cache(maxsize=256)
-def _null_auprc(n: int, k: int) -> tuple[float, float, float, float]:
-    """(mean, 95th percentile, standard deviation, skewness) of the AUPRC (average precision) of a random
-    ranking of ``n`` samples of which ``k`` are anomalies, over ``CHANCE_DRAWS`` seeded draws."""
-    rng = np.random.default_rng([n, k, 20261201])
-    hits = np.arange(1, k + 1, dtype=np.float64)
-    values = np.empty(CHANCE_DRAWS)
-    for d in range(CHANCE_DRAWS):
-        ranks = np.sort(rng.choice(n, size=k, replace=False)) + 1.0  # where the anomalies land
-        values[d] = float((hits / ranks).mean())  # precision at each anomaly, averaged
-    mean, sd = float(values.mean()), float(values.std())
-    skew = float(((values - mean) ** 3).mean() / sd**3) if sd > 0 else 0.0
-    return mean, float(np.quantile(values, CHANCE_QUANTILE)), sd, skew
-
-
 def _random_auprcs(rng: np.random.Generator, n: int, k: int, draws: int) -> np.ndarray:
-    """The AUPRC of ``draws`` random rankings of ``n`` samples holding ``k`` anomalies: (draws,)."""
-    labels = np.zeros(n, np.int8)
-    labels[:k] = 1
-    ranks = np.arange(1, n + 1, dtype=np.float64)
+    """The AUPRC (average precision) of ``draws`` random rankings of ``n`` samples holding ``k`` anomalies:
+    (draws,).
+
+    Only where the anomalies land matters: a uniformly random ``k``-subset of the ``n`` ranks. Drawn as
+    ``k`` ranks with replacement, then every repeated rank drawn again until none repeats: the procedure
+    treats every rank alike, so the subset it ends with is uniform, and it costs about ``k log k`` a
+    ranking instead of ``n`` (the anomalies are usually the minority).
+    """
+    hits = np.arange(1, k + 1, dtype=np.float64)
     out = np.empty(draws)
-    rows = max(1, 2_000_000 // n)  # rankings at a time: bounded memory
+    rows = max(1, 4_000_000 // k)  # rankings at a time: bounded memory
     for start in range(0, draws, rows):
-        y = rng.permuted(np.tile(labels, (min(rows, draws - start), 1)), axis=1)
-        out[start:start + len(y)] = (np.cumsum(y, axis=1, dtype=np.float64) / ranks * y).sum(1) / k
+        ranks = np.sort(rng.integers(0, n, size=(min(rows, draws - start), k)), axis=1)
+        while True:
+            repeated = np.zeros(ranks.shape, dtype=bool)
+            repeated[:, 1:] = ranks[:, 1:] == ranks[:, :-1]
+            count = int(repeated.sum())
+            if not count:
+                break
+            ranks[repeated] = rng.integers(0, n, size=count)
+            ranks.sort(axis=1)
+        out[start:start + len(ranks)] = (hits / (ranks + 1.0)).mean(axis=1)
     return out
+
+
+def _draws_for(compared: int, k: int) -> int:
+    """How many random rankings to simulate for the best of ``compared``: enough that the quantile
+    ``0.95 ** (1 / compared)`` of one ranking's AUPRC has ``TAIL_DRAWS`` draws beyond it, within the
+    ``SIMULATED`` budget of ranked anomalies (a power of two, so that nearby counts share one simulation)."""
+    wanted = TAIL_DRAWS / (1.0 - CHANCE_QUANTILE ** (1.0 / compared))
+    draws = max(MIN_DRAWS, 1 << math.ceil(math.log2(wanted)))
+    return min(draws, max(MIN_DRAWS, 1 << int(math.log2(SIMULATED / k))))
+
+
+_SIMULATIONS: dict[tuple[int, int], np.ndarray] = {}  # (n, k) -> random-ranking AUPRCs drawn so far
+
+
+def _null_auprcs(n: int, k: int, draws: int) -> np.ndarray:
+    """The first ``draws`` seeded random-ranking AUPRCs of a split of ``n`` samples, ``k`` anomalies,
+    sorted: (draws,). Drawn in seeded blocks of ``MIN_DRAWS``, so that the first ``draws`` are the same
+    whatever was asked before (a longer simulation extends a shorter one)."""
+    have = _SIMULATIONS.get((n, k), np.empty(0))
+    if len(have) < draws:
+        blocks = [_random_auprcs(np.random.default_rng([n, k, b, 20261202]), n, k, MIN_DRAWS)
+                  for b in range(len(have) // MIN_DRAWS, -(-draws // MIN_DRAWS))]
+        have = _SIMULATIONS[(n, k)] = np.concatenate([have, *blocks])
+    return np.sort(have[:draws])
+
+
+def _pareto_tail_quantile(values: np.ndarray, beyond: float) -> float:
+    """The value exceeded by a share ``beyond`` of the draws, extrapolated past the largest of the sorted
+    ``values`` (``beyond * len(values)`` below ``TAIL_DRAWS``): a generalised Pareto law fit to the
+    ``TAIL_FIT`` largest draws' excesses by probability-weighted moments (Hosking and Wallis, 1987)."""
+    m = min(TAIL_FIT, len(values) // 20)
+    threshold = float(values[-m - 1])
+    excess = values[-m:] - threshold  # ascending
+    a0 = float(excess.mean())
+    a1 = float((excess * np.arange(m - 1, -1, -1) / (m - 1)).mean())
+    if a0 <= 0 or a0 - 2 * a1 <= 0:  # no spread in the tail (a lumpy law): no extrapolation
+        return float(values[-1])
+    shape = a0 / (a0 - 2 * a1) - 2  # Hosking's k (the tail index is -k)
+    scale = 2 * a0 * a1 / (a0 - 2 * a1)
+    p = beyond * len(values) / m  # the share beyond, among the tail's draws
+    excess_q = scale * -math.log(p) if abs(shape) < 1e-9 else scale / shape * (1 - p**shape)
+    return min(1.0, threshold + excess_q)
 
 
 @functools.lru_cache(maxsize=256)
 def _null_best_auprc(n: int, k: int, compared: int) -> float:
-    """The 95th percentile of the best AUPRC of ``compared`` random rankings (``_null_auprc``'s for one).
-    Simulated (``MAX_DRAWS`` seeded draws of the best) while that takes at most ``SIMULATED`` ranked
-    samples; beyond, the quantile ``0.95 ** (1 / compared)`` of one ranking's AUPRC from the normal
-    quantile corrected for the skewness (Cornish-Fisher): the simulation's figure within about 0.005 on
-    splits of a few hundred samples, closer on larger ones (AUPRC's spread is right-skewed on small ones)."""
-    mean, q95, sd, skew = _null_auprc(n, k)
-    if compared <= 1:
-        return q95
-    if MAX_DRAWS * compared * n <= SIMULATED:
-        rng = np.random.default_rng([n, k, compared, 20261202])
-        best = np.full(MAX_DRAWS, -np.inf)
-        for _ in range(compared):
-            best = np.maximum(best, _random_auprcs(rng, n, k, MAX_DRAWS))
-        return float(np.quantile(best, CHANCE_QUANTILE))
-    z = statistics.NormalDist().inv_cdf(CHANCE_QUANTILE ** (1.0 / compared))
-    return min(1.0, mean + sd * (z + (z * z - 1.0) * skew / 6.0))
+    """The 95th percentile of the best AUPRC of ``compared`` independent random rankings: the quantile
+    ``0.95 ** (1 / compared)`` of one ranking's AUPRC (the best of K is below x when all K are), read off
+    one seeded simulation, so that the level never falls as K grows. Where the budget leaves fewer than
+    ``TAIL_DRAWS`` draws beyond that quantile (thousands of trials compared on a split of thousands of
+    anomalies), a generalised Pareto tail extrapolates it."""
+    level = CHANCE_QUANTILE ** (1.0 / compared)
+    values = _null_auprcs(n, k, _draws_for(compared, k))
+    if (1.0 - level) * len(values) >= TAIL_DRAWS:
+        return float(np.quantile(values, level))
+    return _pareto_tail_quantile(values, 1.0 - level)
 
 
 def chance_threshold(n: Any, n_anomalies: Any, compared: Any = 1) -> float | None:
