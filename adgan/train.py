@@ -308,7 +308,9 @@ def _run(
     device = pick_device(cfg["device"])
     # Also on CUDA: data handling and some models' scoring run on the CPU, and Ray's cluster launcher
     # exports OMP_NUM_THREADS=1, which would otherwise leave one thread whatever the trial reserved.
-    torch.set_num_threads(int(cfg["threads"] or cpus_available()))
+    # Recorded as used: training's floating-point sums, so its figures in the last digits, depend on it.
+    cfg = {**cfg, "threads": int(cfg["threads"] or cpus_available())}
+    torch.set_num_threads(cfg["threads"])
     splits = splits if splits is not None else load_splits(cfg)
     detector = detector_for(cfg)
     run_dir = RunDir(out)

@@ -40,6 +40,17 @@ def test_train_writes_checkpoint_metrics_and_summary(trained: Path, capsys: pyte
     assert (trained / "checkpoint" / "detector.json").is_file()
     config = json.loads((trained / "config.json").read_text())["config"]
     assert config["model"] == "ganomaly" and config["base_filters"] == 8 and config["epochs"] == 2
+    assert config["threads"] == 1  # recorded as used (training's float sums depend on it)
+
+
+def test_train_records_the_threads_it_used_when_not_told(tmp_path: Path) -> None:
+    from adgan.train import cpus_available, train
+
+    records = list(train({"model": "knn", "dataset": "synthetic-tabular", "anomaly_class": 0},
+                         out=tmp_path / "run"))
+    assert records[-1]["kind"] == "summary"
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
+    assert saved["threads"] == cpus_available()
 
 
 def test_train_prints_one_line_per_epoch(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -213,6 +213,10 @@ def test_rows_a_baseline_was_fit_on_are_said_where_they_differ(tmp_path: Path) -
     assert fit_rows({"n_train": 800, "config": {"fit_samples": 0}}) == 800  # 0: all rows
     assert fit_rows({"n_train": 80, "config": {"fit_samples": 100}}) == 80
     assert fit_rows({"n_train": None, "config": {}}) is None
+    # A baseline row whose config does not say its fit_samples (a sweep before trials recorded their
+    # resolved config): unknown, not the whole split; a GAN's config has none and fits every row.
+    assert fit_rows({"n_train": 800, "family": "baseline", "config": {"k": 3}}) is None
+    assert fit_rows({"n_train": 800, "family": "gan", "config": {"lr": 1e-3}}) == 800
     root = tmp_path / "fit"
     rows = planted_sweep(root)
     for r in rows["best"]:

@@ -152,6 +152,11 @@ def test_trials_record_status_node_data_and_version(sweep: dict) -> None:
         if t["model"] == "ganomaly":
             assert t["n_train"] == 256  # the spec's max_train
         assert t["code_version"] and t["checkpoint"] and json.loads(t["config"])["model"] == t["model"]
+        # the config training ran with, every default filled in (not only what the sweep set)
+        config = json.loads(t["config"])
+        assert config["image_size"] in (28, 32) and config["threads"] == 1 and config["scale"] is False
+        defaults = ("beta1", "w_adv") if t["model"] == "ganomaly" else ("fit_samples",)
+        assert all(key in config for key in defaults), config
         assert t["best_val_auprc"] == max(
             e["val_auprc"] for e in sweep["epochs"] if e["trial_id"] == t["trial_id"]
         )

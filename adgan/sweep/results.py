@@ -830,7 +830,9 @@ def trial_row(
         "status": status,
         "message": message,
         "params": dict(params),
-        "config": dict(config),
+        # Resolved by the trial (every default filled in); a trial that failed before, or reported by an
+        # older adgan, leaves the sweep's trial config.
+        "config": json.loads(static["resolved_config"]) if static.get("resolved_config") else dict(config),
         "best_val_auprc": best.get("val_auprc"),
         "best_val_auroc": best.get("val_auroc"),
         "best_epoch": best.get("epoch"),

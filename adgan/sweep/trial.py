@@ -152,6 +152,9 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
     exit_code, final, best_so_far = 0, {}, {"best_val_auprc": float("nan")}
     try:
         resolved = resolve_config(train_config)
+        # The row's config is the one training ran with, every default filled in: the sweep's trial config
+        # alone would not rebuild the run once a default changed.
+        facts["resolved_config"] = json.dumps(resolved, sort_keys=True, default=str)
         splits = splits_for(resolved)
         facts.update(_data_facts(splits))
         if resume is True:  # the epochs before the checkpoint, in case the driver never recorded them
