@@ -197,6 +197,15 @@ def test_the_chance_level_to_beat_is_that_of_the_best_of_the_trials_compared(tmp
     rows["best"] = rows["best"][:1]
     (rec,) = recommend(rows["best"])
     assert rec.trials_compared == 1 and rec.beats_chance is True
+    # Recorded since: n_scored, the trials that reached a validation figure. A group without a checkpoint
+    # (every trial diverged before its first scored epoch) adds none, so `adgan best` (every row) and
+    # export or the report (rows with a checkpoint) compare the same K.
+    scored = [{**r, "n_trials": 6, "n_errored": 0, "n_diverged": 2, "n_scored": 4} for r in rows["best"]]
+    unscored = {**scored[0], "group_id": "g-none", "checkpoint": None, "val_auprc": None, "n_scored": 0}
+    assert recommend(scored)[0].trials_compared == 4 * len(scored)
+    assert recommend([*scored, unscored])[0].trials_compared == 4 * len(scored)
+    old_style = {k: v for k, v in unscored.items() if k != "n_scored"}  # a row written before n_scored
+    assert recommend([*scored, old_style])[0].trials_compared == 4 * len(scored)
     # The model card names the level and K of the sweep it was exported from.
     (dest,) = export(root, tmp_path / "exported")
     (written,) = recommend(read_table(root, "best"))

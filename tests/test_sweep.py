@@ -205,6 +205,7 @@ def test_best_is_chosen_on_validation_and_tested_once(sweep: dict) -> None:
         assert b["trial_id"] == select_best(mine)["trial_id"]
         assert 0.0 <= b["test_auprc"] <= 1.0 and 0.0 <= b["test_auroc"] <= 1.0 and b["n_test"] > 0
         assert b["n_trials"] == 4
+        assert b["n_scored"] == sum(t["best_val_auprc"] is not None for t in mine) == 4  # all reached one
 
 
 def test_select_best_ignores_test_metrics() -> None:

@@ -61,6 +61,9 @@ def evaluate_best(group_trials: list[Mapping[str, Any]], class_name: str) -> dic
         "n_stopped": counts["stopped early"],
         "n_diverged": counts["diverged"],
         "n_errored": counts["errored"],
+        # the trials select_best compared: a validation figure, not errored
+        "n_scored": sum(finite(t.get("best_val_auprc")) and t.get("status") != "errored"
+                        for t in group_trials),
     }
     best = select_best(group_trials)
     if best is None:

@@ -188,11 +188,16 @@ def fit_rows(row: Mapping[str, Any]) -> int | None:
 
 def trials_compared(rows: Iterable[Mapping[str, Any]]) -> int:
     """How many trials competed for the answer of ``best.parquet`` rows (of one class, or one group): their
-    trials that ended with a validation figure (errored ones did not); at least 1. A trial's epochs count
-    once (the chosen epoch is one of a trial's strongly related rankings), and with several seeds the
-    candidates are means over seeds, which scatter less: the count errs on the strict side there."""
-    total = sum(int(r["n_trials"]) - (int(r["n_errored"]) if finite(r.get("n_errored")) else 0)
-                for r in rows if finite(r.get("n_trials")))
+    trials that reached a validation figure (``n_scored``; in rows written before it was recorded, the
+    trials not errored of the groups with a checkpoint); at least 1. A trial's epochs count once (the
+    chosen epoch is one of a trial's strongly related rankings), and with several seeds the candidates are
+    means over seeds, which scatter less: the count errs on the strict side there."""
+    total = 0
+    for r in rows:
+        if finite(r.get("n_scored")):
+            total += int(r["n_scored"])
+        elif r.get("checkpoint") and finite(r.get("n_trials")):
+            total += int(r["n_trials"]) - (int(r["n_errored"]) if finite(r.get("n_errored")) else 0)
     return max(1, total)
 
 

@@ -6,7 +6,7 @@ JSON parsing: ``family`` (gan / baseline), ``class_name``, one ``param_<name>`` 
 hyperparameter of the sweep (typed from its search distribution), the split sizes behind the chance level
 (``n_val``, ``n_val_anomalies``, ``n_test_anomalies``) and ``reported_at`` as a UTC timestamp.
 ``read_table`` reads version-1 files by upgrading their rows (see ``upgrade_v1``). Columns added to
-version 2 later (``best.test_at_cutoffs``) are null in files written before them.
+version 2 later (``best.test_at_cutoffs``, ``best.n_scored``) are null in files written before them.
 
 The writer (``ResultsStore``) appends the changed rows of each flush as a Parquet part and compacts the
 parts into the table file now and then and at the end (see its docstring); every file is written whole and
@@ -137,6 +137,7 @@ BEST = pa.schema(
         ("n_stopped", pa.int32()),
         ("n_diverged", pa.int32()),
         ("n_errored", pa.int32()),
+        ("n_scored", pa.int32()),  # trials that reached a validation figure: those the choice compared
         ("checkpoint", pa.string()),
         ("data_source", pa.string()),
         ("code_version", pa.string()),
