@@ -176,6 +176,13 @@ def test_table_unseen_and_columns(tmp_path: Path) -> None:
         warnings.simplefilter("error", InputWarning)  # trailing empty lines: nothing to say
         (tmp_path / "tail.csv").write_text("proto,rate,bytes,service\ntcp,0.5,1,http\n\n\n")
         assert len(prepare_file(tmp_path / "tail.csv", info)) == 1
+    # A damaged gzip file: the reader's error, naming the file (the empty-line scan says nothing first).
+    whole = gzip.compress(b"proto,rate,bytes,service\n" + b"tcp,0.5,1,http\n" * 2000)
+    (tmp_path / "cut.csv.gz").write_bytes(whole[:len(whole) // 2])
+    (tmp_path / "bad.csv.gz").write_bytes(whole[:20] + bytes(64) + whole[84:])
+    for name in ("cut.csv.gz", "bad.csv.gz"):
+        with pytest.raises(DataError, match=name):
+            prepare_file(tmp_path / name, info)
     # Text in a numeric column of rows to score: the model's layout is fixed (no declaration to change).
     (tmp_path / "text.csv").write_text("proto,rate,bytes,service\ntcp,fast,1,http\n")
     with pytest.raises(DataError, match=r"text.csv: column 'rate' is not numeric \(row 1: 'fast'\); the "

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import warnings
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -330,7 +331,10 @@ def prepare_file(
 def _warn_blank_lines(path: Path) -> None:
     """Empty lines between the rows of a CSV are skipped: one score per data row, so the scores' order no
     longer matches the file's line numbers there. Said, so that nobody joins them by line number."""
-    blank, first = formats.blank_lines_within(path)
+    try:
+        blank, first = formats.blank_lines_within(path)
+    except (OSError, EOFError, ValueError, zlib.error):  # (a damaged .gz, not text): the reader says it
+        return
     if blank:
         warnings.warn(f"{path}: {blank} empty line{'s' if blank > 1 else ''} between the rows (the first at "
                       f"line {first}) {'were' if blank > 1 else 'was'} skipped: the scores are one per data "
