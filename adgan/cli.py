@@ -222,6 +222,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     import io
     import warnings
 
+    import numpy as np
+
     from adgan.atomic import write_atomic
     from adgan.data import prepare_file, prepare_image_folder
     from adgan.models import Detector
@@ -268,11 +270,16 @@ def cmd_score(args: argparse.Namespace) -> int:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     scores = scores_of(detector, x)
     columns = [[f"{s:.9g}" for s in scores]]
+    unscored = np.isnan(scores)
+    if unscored.any():  # the contract allows NaN: a row the detector could not score (never "normal")
+        print(f"adgan: warning: {int(unscored.sum())} of {len(scores)} scores are NaN (the first at row "
+              f"{int(np.argmax(unscored)) + 1}): the detector could not score those rows"
+              + ("; their flagged cell is left empty" if cutoff is not None else ""), file=sys.stderr)
     if cutoff is not None:
         flagged = scores >= cutoff
-        columns.append(["1" if f else "0" for f in flagged])
-        print(f"flagged {int(flagged.sum())} of {len(scores)} at score cutoff {cutoff:.9g} ({args.flag})",
-              file=sys.stderr)
+        columns.append(["" if u else "1" if f else "0" for f, u in zip(flagged, unscored, strict=True)])
+        print(f"flagged {int(flagged.sum())} of {len(scores) - int(unscored.sum())} scored rows at score "
+              f"cutoff {cutoff:.9g} ({args.flag})", file=sys.stderr)
     if paths is not None:
         columns.insert(0, paths)
     buf = io.StringIO()

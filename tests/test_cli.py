@@ -99,8 +99,8 @@ def test_score_flags_at_a_cutoff_chosen_on_validation_or_given(
         rows = np.loadtxt(out, delimiter=",", skiprows=1)
         assert out.read_text().splitlines()[0] == "score,flagged" and rows.shape == (30, 2)
         assert (rows[:, 1] == (rows[:, 0] >= cutoff)).all()
-        assert f"flagged {int(rows[:, 1].sum())} of 30 at score cutoff {cutoff:.9g} ({flag})" in \
-            capsys.readouterr().err
+        assert f"flagged {int(rows[:, 1].sum())} of 30 scored rows at score cutoff {cutoff:.9g} ({flag})" \
+            in capsys.readouterr().err
     assert main(["score", "--checkpoint", str(trained), "--input", str(src), "--flag", "fpr-2%"]) == 2
     err = capsys.readouterr().err
     assert "--flag fpr-2%: expected one of best-f1, fpr-1%, fpr-5%" in err and "finite score value" in err
@@ -113,6 +113,32 @@ def test_score_flags_at_a_cutoff_chosen_on_validation_or_given(
     assert main(["score", "--checkpoint", str(old), "--input", str(src), "--flag", "best-f1"]) == 2
     assert "records no cutoffs chosen on validation" in capsys.readouterr().err
     assert main(["score", "--checkpoint", str(old), "--input", str(src), "--flag", "0.5"]) == 0
+
+
+def test_score_leaves_rows_the_detector_could_not_score_unflagged_and_says_so(
+    trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """The detector contract allows NaN scores (a row it cannot score): such a row is neither flagged nor
+    passed as normal, and the count is said."""
+    from adgan.models import base
+
+    scores_of = base.scores_of
+
+    def with_a_nan(detector: Detector, x: np.ndarray) -> np.ndarray:
+        out = scores_of(detector, x).copy()
+        out[1] = np.nan
+        return out
+
+    monkeypatch.setattr(base, "scores_of", with_a_nan)
+    src = tmp_path / "x.npy"
+    np.save(src, load_dataset("synthetic-images", 0, 0, image_size=32).test.x[:5])
+    assert main(["score", "--checkpoint", str(trained), "--input", str(src), "--output", "-",
+                 "--flag", "0"]) == 0  # cutoff 0: every scored row flagged
+    out, err = capsys.readouterr()
+    assert out.splitlines()[0] == "score,flagged" and out.splitlines()[2] == "nan,"
+    assert [line.split(",")[1] for line in out.splitlines()[1:]] == ["1", "", "1", "1", "1"]
+    assert "1 of 5 scores are NaN (the first at row 2): the detector could not score those rows; their " \
+        "flagged cell is left empty" in err and "flagged 4 of 4 scored rows" in err
 
 
 def test_score_refuses_wrong_channels_and_missing_files(
