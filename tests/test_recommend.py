@@ -84,7 +84,7 @@ def test_best_report_and_export_give_the_same_validation_choice(tmp_path: Path,
     assert "## From scores to labels" in card and cutoff in card and "not a cutoff to ship" in card
     # The cutoffs the checkpoint chose on validation, each with its figures there and on test.
     chosen = json.loads((dest / "detector.json").read_text())["meta"]["cutoffs"]
-    on_test = json.loads(result["test_at_cutoffs"])
+    on_test = result["test_at_cutoffs"]
     for name, c in chosen.items():
         t = on_test[name]
         assert (f"| `{name}` | {c['cutoff']:.9g} | {c['precision']:.3f} / {c['recall']:.3f} / "

@@ -255,6 +255,8 @@ def test_export_scores_without_ray_or_wandb(sweep: dict) -> None:
     assert (exported / "detector.json").is_file() and (exported / "sweep_result.json").is_file()
     result = json.loads((exported / "sweep_result.json").read_text())
     assert result["val_auprc"] == max(b["val_auprc"] for b in sweep["best"])
+    assert isinstance(result["config"], dict) and isinstance(result["test_at_cutoffs"], dict)  # not JSON text
+    assert set(result["test_at_cutoffs"]) == {"best-f1", "fpr-5%", "fpr-1%"}
     script = (
         "import sys, numpy as np\n"
         "from adgan.cli import main\n"
@@ -283,7 +285,7 @@ def test_export_scores_without_ray_or_wandb(sweep: dict) -> None:
     cutoff = json.loads((exported / "detector.json").read_text())["meta"]["cutoffs"]["fpr-5%"]["cutoff"]
     assert (values[:, 1] == (values[:, 0] >= cutoff)).all()
     assert f"at score cutoff {cutoff:.9g} (fpr-5%)" in r.stderr
-    on_test = json.loads(result["test_at_cutoffs"])
+    on_test = result["test_at_cutoffs"]
     assert set(on_test) == {"best-f1", "fpr-5%", "fpr-1%"} and on_test["fpr-5%"]["cutoff"] == cutoff
     card = (exported / "MODEL_CARD.md").read_text()
     t = on_test["fpr-5%"]

@@ -323,7 +323,7 @@ def _copy_detector(row: Mapping[str, Any], dest: Path, results_dir: str | Path) 
     src.download(dest, skip=NOT_DETECTOR_FILES)
     _bundle_plugin(dest)
     result = {k: v for k, v in row.items() if k != "best_val_auprc"}
-    for key in ("params", "config"):
+    for key in ("params", "config", "test_at_cutoffs"):  # JSON columns: objects in the JSON file
         if isinstance(result.get(key), str):
             result[key] = json.loads(result[key])
     write_atomic(dest / "sweep_result.json", json.dumps(result, indent=2, sort_keys=True, default=str))
