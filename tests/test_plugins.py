@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -167,9 +171,22 @@ def test_an_exported_plugin_detector_carries_its_plugin_file(tmp_path: Path) -> 
     for r in rows["best"]:  # every group chose that plugin detector's checkpoint
         r["checkpoint"] = str(tmp_path / "run" / "checkpoint")
     write_tables(root, rows, ("best",))
+    header = json.loads((tmp_path / "run" / "checkpoint" / "detector.json").read_text())
+    assert header["plugin_sha256"] == hashlib.sha256(plug.read_bytes()).hexdigest()  # the code it ran
     (dest,) = export(root, tmp_path / "exported")
     bundled = dest / "plugin" / "shipplug.py"
     assert bundled.read_text() == plug.read_text()
+    # The plugin edited since training: exported all the same (the user's call), and said.
+    source = plug.read_text()
+    plug.write_text(source + "\n# edited\n")
+    with contextlib.redirect_stderr(io.StringIO()) as err:
+        export(root, tmp_path / "exported")
+    said = f"adgan: warning: {plug} changed since the detector exported to {dest} was trained"
+    assert said in err.getvalue()
+    plug.write_text(source)
+    with contextlib.redirect_stderr(io.StringIO()) as err:
+        export(root, tmp_path / "exported")
+    assert "changed since" not in err.getvalue()
     card = (dest / "MODEL_CARD.md").read_text()
     assert f"a copy of the file is in `{bundled}`" in card and f"ADGAN_PLUGINS={bundled} adgan score" in card
 
