@@ -272,8 +272,10 @@ def export_isolation_forest(forest: IsolationForest) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- pca
 @dataclasses.dataclass
 class PCAConfig(DetectorConfig):
-    """n_components: principal components kept (clipped to min(N, D)); fit_samples: rows used for the fit
-    (seeded subsample, 0 = all).
+    """n_components: principal components kept (at most the N training rows; as many as the D features
+    or more is refused, since every direction kept leaves every score zero: set it below D for data of few
+    columns, e.g. ``--set n_components=2`` on the 8 of ``synthetic-tabular``); fit_samples: rows used for
+    the fit (seeded subsample, 0 = all).
 
     Default from validation AUPRC: 8 components gave the best mnist-5k mean (0.455; 4: 0.404, 16: 0.425,
     32: 0.390); on KDD99 4 to 32 components are within 0.006 of each other.
