@@ -255,6 +255,12 @@ def test_object_storage_is_the_default_with_credentials_from_the_platform() -> N
         assert "AWS_SECRET_ACCESS_KEY" not in manifest.read_text(), manifest.name
     workers = [t for k, t in _launcher("aws-gpu.yaml")["available_node_types"].items() if k != "head"]
     assert all(w["node_config"]["IamInstanceProfile"]["Name"] for w in workers)
+    # The head names its own profile: Ray's default one (ray-autoscaler-v1) may not pass the workers' role
+    # to the instances its autoscaler launches (iam:PassRole), so no worker would ever start.
+    head = _launcher("aws-gpu.yaml")["available_node_types"]["head"]["node_config"]
+    assert head["IamInstanceProfile"]["Name"] == "adgan-ray-head"
+    docs = " ".join((REPO / "docs" / "cluster.md").read_text().split())
+    assert "`iam:PassRole` on `arn:aws:iam::ACCOUNT:role/adgan-ray-worker`" in docs
     # The uninitialised placeholder bucket, the same in the RayJob and the launcher's instructions.
     entrypoint = _yaml(KUBERAY / "rayjob.yaml")["spec"]["entrypoint"]
     assert "s3://your-adgan-results/" in entrypoint
