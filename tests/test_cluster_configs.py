@@ -178,7 +178,7 @@ def _env(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def _assert_token_env(env: dict[str, dict[str, Any]], where: str) -> None:
     assert env.get("RAY_AUTH_MODE", {}).get("value") == "token", f"{where}: no RAY_AUTH_MODE=token"
     ref = env["RAY_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"]
-    assert ref == {"name": "adgan-ray-auth", "key": "token"}, where
+    assert ref == {"name": "adgan-ray-auth", "key": "auth_token"}, where
 
 
 def test_raycluster_holds_the_fields_kuberay_requires() -> None:
@@ -287,6 +287,9 @@ def test_every_ray_process_on_kuberay_uses_token_auth_and_stays_internal() -> No
     head = spec["headGroupSpec"]
     assert head["serviceType"] == "ClusterIP" and not head.get("enableIngress")
     assert head["rayStartParams"].get("dashboard-host", "127.0.0.1") != "0.0.0.0"
+    # The operator calls the dashboard too (a RayJob's status): it learns the token from authOptions, the
+    # Secret's key auth_token being the one every container reads.
+    assert spec["authOptions"] == {"mode": "token", "secretName": "adgan-ray-auth"}
     _assert_token_env({e["name"]: e for e in spec["autoscalerOptions"]["env"]}, "autoscaler")
     for group, template in _pod_templates(spec):
         for c in template["spec"]["containers"]:
