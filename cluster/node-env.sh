@@ -25,6 +25,10 @@ if [ -z "${AWS_ENDPOINT_URL:-}" ] && [ -s "$_adgan_secrets/aws_endpoint_url" ]; 
 fi
 unset _adgan_secrets
 export RAY_USAGE_STATS_ENABLED=0
+# A node joins only a head of the same Ray and Python versions, by default to the patch level (3.11.4 and
+# 3.11.9 are refused): machines you already have (cluster/local.yaml) seldom agree on that. The same minor
+# version is what Ray's pickled tasks need; a patch difference is then a warning.
+export RAY_DEFAULT_PYTHON_VERSION_MATCH_LEVEL=minor
 # Datasets placed once on the shared filesystem, when there is one (see docs/cluster.md).
 if [ -z "${ADGAN_DATA_DIR:-}" ] && [ -d /mnt/shared/data ]; then
     export ADGAN_DATA_DIR=/mnt/shared/data
