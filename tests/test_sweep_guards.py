@@ -20,7 +20,7 @@ import yaml
 from sweep_hold import until
 
 from adgan.errors import ConfigError
-from adgan.sweep.capacity import NodeType, bootstrap_node_types, refusal
+from adgan.sweep.capacity import NodeType, bootstrap_node_types, effective_gpu, refusal
 from adgan.sweep.lock import LOCK_FILE, ResultsLock, process_start
 from adgan.sweep.reaper import MARKER, clean_leftovers, ray_processes
 
@@ -104,6 +104,31 @@ def test_a_trial_no_node_can_hold_is_refused() -> None:
     assert refusal(want, two, [NodeType("g5", None)]) is None  # resources detected at start: may fit
     msg = refusal({"CPU": 1, "GPU": 1}, two, [NodeType("cpu-worker", {"CPU": 8.0})])
     assert msg.endswith("and no node type the autoscaler may add fits (cpu-worker: 8 CPUs, 0 GPUs)"), msg
+
+
+def test_a_gpu_sweep_waits_for_the_gpu_node_an_autoscaler_is_adding(capsys: pytest.CaptureFixture) -> None:
+    """Right after `make cluster-up` the head is up and the GPU worker still pulling its image: a sweep asking
+    for GPUs waits for it instead of running every trial on the workers' CPUs; where no GPU can come (a
+    local Ray, a cluster of CPU node types) it runs on CPU and says so; where one was declared but never
+    joined, it refuses."""
+    gpu_worker, cpu_worker = NodeType("gpu-worker", None), NodeType("cpu-worker", {"CPU": 8.0})
+    polls = iter([0.0, 0.0, 0.0, 1.0])  # the cluster's GPUs at each look: the worker joins at the fourth
+    asked: list[bool] = []  # the autoscaler asked for a GPU node while waiting, the request then withdrawn
+    assert effective_gpu(0.25, lambda: next(polls), [gpu_worker], local=False, name="s", poll_s=0,
+                         ask=asked.append) == 0.25
+    assert asked == [True, False]
+    err = capsys.readouterr().err
+    assert ("no node with a GPU has joined yet; waiting up to 900 s for one of the node types the "
+            "autoscaler may add (gpu-worker); --gpu 0 runs on CPU instead") in err
+    assert "a node with a GPU joined" in err
+    for local, types in ((True, [gpu_worker]), (False, [cpu_worker]), (False, [])):
+        assert effective_gpu(0.25, lambda: 0.0, types, local=local, name="s") == 0.0
+        assert "but the cluster has none: running on CPU" in capsys.readouterr().err
+    assert effective_gpu(0.0, lambda: 0.0, [gpu_worker], local=False, name="s") == 0.0  # none asked
+    never = r"s: trials ask for 0.25 GPU each, but no node with a GPU joined the cluster within 0 s although"
+    with pytest.raises(ConfigError, match=never + r" its autoscaler may add one \(gpu-worker\)"):
+        effective_gpu(0.25, lambda: 0.0, [gpu_worker], local=False, name="s", wait_s=0, ask=asked.append)
+    assert asked == [True, False, True, False]
 
 
 def test_node_types_of_the_cluster_launcher_config(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from adgan.errors import ConfigError
 
 BOOTSTRAP_CONFIG = Path("~/ray_bootstrap_config.yaml")
 JOIN_WAIT_S = 180.0  # how long a cluster joined with --address may take to show a node that fits
+GPU_WAIT_S = 900.0  # how long for a GPU node an autoscaler may add (a CUDA image pulled on a new instance)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,6 +120,61 @@ def check_cluster(request: Mapping[str, float], *, local: bool, where: str) -> N
         if reason is None:
             return
     raise ConfigError(f"{where}: {reason}; lower the request (resources.cpus, --gpu) or add such a node")
+
+
+def may_bring_gpus(node_types: Sequence[NodeType]) -> bool:
+    """Whether a node type an autoscaler may add could have a GPU (its resources unknown, or GPUs)."""
+    return any(t.resources is None or float(t.resources.get("GPU", 0)) > 0 for t in node_types)
+
+
+def effective_gpu(
+    asked: float,
+    gpus_now: Callable[[], float],
+    node_types: Sequence[NodeType],
+    *,
+    local: bool,
+    name: str,
+    wait_s: float = GPU_WAIT_S,
+    poll_s: float = 10.0,
+    ask: Callable[[bool], None] | None = None,
+) -> float:
+    """The GPU share per trial a sweep runs with: ``asked`` when the cluster has a GPU; on a cluster whose
+    autoscaler may still add a node with one (workers of a just-started cluster pull a CUDA image for
+    minutes), ``asked`` once such a node joined, waiting up to ``wait_s``; 0 (trials on CPU, said) on a
+    local Ray or a cluster that can never have one. ``ask(True)`` asks the autoscaler for a GPU node while
+    waiting (nothing else would: no trial has asked yet) and ``ask(False)`` withdraws that.
+
+    Raises:
+        ConfigError: A GPU was asked for, the cluster declares node types that may have one, and none
+            joined within ``wait_s`` (a sweep run on the GPU workers' CPUs would cost GPU prices).
+    """
+    if asked <= 0 or gpus_now() > 0:
+        return asked
+    if local or not may_bring_gpus(node_types):
+        print(f"[{name}] trials ask for {asked:g} GPU each (resources.gpu or --gpu) but the cluster has "
+              "none: running on CPU", file=sys.stderr)
+        return 0.0
+    types = ", ".join(t.name for t in node_types if t.resources is None or t.resources.get("GPU", 0))
+    print(f"[{name}] trials ask for {asked:g} GPU each but no node with a GPU has joined yet; waiting up to "
+          f"{wait_s:.0f} s for one of the node types the autoscaler may add ({types}); --gpu 0 runs on CPU "
+          "instead", file=sys.stderr)
+    if ask is not None:
+        ask(True)
+    try:
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            time.sleep(poll_s)
+            if gpus_now() > 0:
+                print(f"[{name}] a node with a GPU joined", file=sys.stderr)
+                return asked
+    finally:
+        if ask is not None:
+            ask(False)  # the trials' own requests keep what they need from now on
+    raise ConfigError(
+        f"{name}: trials ask for {asked:g} GPU each, but no node with a GPU joined the cluster within "
+        f"{wait_s:.0f} s although its autoscaler may add one ({types}); see why in the autoscaler's log "
+        "(`ray status`, monitor.log on the head), or run on CPU with --gpu 0"
+    )
 
 
 def check_local(cpus_per_trial: float, cpus: int, where: str) -> None:

@@ -40,7 +40,7 @@ from adgan.models import DETECTORS
 from adgan.runfiles import TUNE_EXPERIMENT
 from adgan.sweep import provenance, records
 from adgan.sweep.callback import SweepCallback, reconcile
-from adgan.sweep.capacity import check_cluster, check_local
+from adgan.sweep.capacity import check_cluster, check_local, declared_node_types, effective_gpu
 from adgan.sweep.grouped import OPTUNA_JOURNAL, GroupedScheduler, GroupedSearcher
 from adgan.sweep.lock import results_lock
 from adgan.sweep.reaper import LocalRayGuard
@@ -149,6 +149,15 @@ def _cluster_gpus() -> float:
     return float(ray.cluster_resources().get("GPU", 0.0))
 
 
+def _ask_autoscaler_for_a_gpu(on: bool) -> None:
+    """Ask the cluster's autoscaler for one GPU (``on``), or withdraw the request; a cluster without an
+    autoscaler ignores it."""
+    from ray.autoscaler.sdk import request_resources
+
+    with contextlib.suppress(Exception):  # (no autoscaler to ask: the wait alone then)
+        request_resources(bundles=[{"GPU": 1}] if on else [])
+
+
 def build_groups(spec: SweepSpec, device: str, threads: int) -> dict[str, tuple[dict[str, Any], dict, int]]:
     """``{group id: (base config, optuna space, budget)}`` for the grouped searcher."""
     out = {}
@@ -212,7 +221,8 @@ def run_sweep(
             _set_aside_stale_journal(journal)
         spec = _with_available_dataset(spec, results, resume)
         with _ray_session(address, num_cpus, dashboard):
-            gpu = _effective_gpu(spec)
+            gpu = effective_gpu(spec.gpu, _cluster_gpus, declared_node_types(), local=address is None,
+                                name=spec.name, ask=_ask_autoscaler_for_a_gpu)
             check_cluster({"CPU": spec.cpus, "GPU": gpu}, local=address is None, where=where)
             run_index = _start_record(spec, results, journal, resume, address, max_concurrent, use_wandb)
             status = "failed"
@@ -414,18 +424,6 @@ def _session_dir() -> str | None:
         return str(ray_worker._global_node.get_session_dir_path())
     except Exception:  # noqa: BLE001
         return None
-
-
-def _effective_gpu(spec: SweepSpec) -> float:
-    """The GPU share per trial: the spec's (or ``--gpu``), or 0 with a message on a cluster without GPUs."""
-    if spec.gpu > 0 and _cluster_gpus() == 0:
-        print(
-            f"[{spec.name}] trials ask for {spec.gpu} GPU each (resources.gpu or --gpu) but the cluster "
-            "has none: running on CPU",
-            file=sys.stderr,
-        )
-        return 0.0
-    return spec.gpu
 
 
 def _start_record(
