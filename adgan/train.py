@@ -147,8 +147,12 @@ class RunDir:
     def start(self, provenance: Mapping[str, Any]) -> None:
         """A new run: its provenance in ``config.json`` and an empty log."""
         if self.dir is not None:
+            from adgan.version import save_uncommitted_diff
+
             self.dir.mkdir(parents=True, exist_ok=True)
-            _write_json(self.dir / "config.json", provenance)
+            # A .dirty code version: its diff kept in the run directory, so that its code can be rebuilt.
+            diff = save_uncommitted_diff(lambda name, text: write_atomic(self.dir / name, text))
+            _write_json(self.dir / "config.json", {**provenance, **({"code_diff": diff} if diff else {})})
             write_atomic(self.dir / "metrics.jsonl", "")
 
     def log(self, record: Mapping[str, Any]) -> None:

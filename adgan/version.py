@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 __version__ = "0.1.0"
@@ -29,6 +31,30 @@ def code_version() -> str:
     except (OSError, subprocess.SubprocessError, ValueError):
         return __version__
     return f"{__version__}+g{sha}" + (".dirty" if dirty else "")
+
+
+def uncommitted_diff() -> str | None:
+    """``git diff HEAD`` of adgan's own checkout when its tracked files have uncommitted changes (what a
+    ``.dirty`` code version adds to its commit), else None."""
+    if not code_version().endswith(".dirty"):
+        return None
+    root = Path(__file__).resolve().parent.parent
+    try:
+        return subprocess.run(["git", "-C", str(root), "diff", "HEAD", "--binary"], capture_output=True,
+                              text=True, timeout=30, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def save_uncommitted_diff(write: Callable[[str, str], None]) -> str | None:
+    """Where a dirty checkout runs: ``write(name, text)`` the diff as ``code-<sha256[:12]>.diff`` and return
+    that name (recorded beside the code version, so that the run's code can be rebuilt); else None."""
+    diff = uncommitted_diff()
+    if not diff:
+        return None
+    name = f"code-{hashlib.sha256(diff.encode()).hexdigest()[:12]}.diff"
+    write(name, diff)
+    return name
 
 
 def versions() -> str:

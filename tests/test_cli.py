@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -364,3 +365,41 @@ def test_code_version_is_not_the_commit_of_a_repository_adgan_is_installed_in(tm
     assert module.code_version() == version.__version__
     if (Path(version.__file__).resolve().parent.parent / ".git").exists():  # adgan's own checkout does
         assert version.code_version().startswith(version.__version__ + "+g")
+
+
+def test_a_dirty_checkout_keeps_its_diff_beside_the_code_version(tmp_path: Path) -> None:
+    """A run from a checkout with uncommitted changes records ``<sha>.dirty``, which names no code: the
+    diff itself is written beside it (``code-<hash>.diff``), so that the run's code can be rebuilt."""
+    import importlib.util
+
+    from adgan import version
+
+    repo = tmp_path / "adgan-checkout"
+    (repo / "adgan").mkdir(parents=True)
+    shutil.copy(version.__file__, repo / "adgan" / "version.py")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "a"], check=True)
+
+    def load() -> object:
+        spec = importlib.util.spec_from_file_location("checkout_version", repo / "adgan" / "version.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    written: dict[str, str] = {}
+    clean = load()
+    assert "dirty" not in clean.code_version() and clean.save_uncommitted_diff(written.__setitem__) is None
+    with open(repo / "adgan" / "version.py", "a") as f:
+        f.write("# a local change\n")
+    dirty = load()
+    assert dirty.code_version().endswith(".dirty")
+    name = dirty.save_uncommitted_diff(written.__setitem__)
+    assert name is not None and re.fullmatch(r"code-[0-9a-f]{12}\.diff", name)
+    assert "+# a local change" in written[name]
+    # git apply on the commit rebuilds the code the run used
+    (tmp_path / name).write_text(written[name])
+    subprocess.run([*git, "checkout", "-q", "--", "."], check=True)
+    subprocess.run([*git, "apply", str(tmp_path / name)], check=True)
+    assert (repo / "adgan" / "version.py").read_text().endswith("# a local change\n")

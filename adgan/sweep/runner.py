@@ -438,9 +438,11 @@ def _start_record(
     """Open this invocation's record in ``runs.json`` (``adgan.sweep.provenance``); Ray is up."""
     import ray
 
-    from adgan.version import code_version
+    from adgan.version import code_version, save_uncommitted_diff
 
     resources = ray.cluster_resources()
+    # A .dirty code version: its diff kept beside runs.json, so that the run's code can be rebuilt.
+    diff = save_uncommitted_diff(lambda name, text: results.child(name).write_text(text))
     return provenance.start_run(
         results,
         sweep=spec.name,
@@ -452,6 +454,7 @@ def _start_record(
         max_concurrent=max_concurrent,
         wandb=use_wandb,
         code_version=code_version(),
+        code_diff=diff,
         host=socket.gethostname(),
         pid=os.getpid(),
         journal=str(journal),
