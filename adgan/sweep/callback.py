@@ -55,7 +55,8 @@ ENDED_FLUSH_S = 0.5
 # What a trial's final report carries that its row needs (the rest is Tune's, or per epoch).
 FINISHED_KEYS = ("trial_id", "status", "message", "epochs_run", "fit_seconds", "score_seconds",
                  "wall_seconds", "best_val_auprc", "node_ip", "node_id", "code_version", "data_source",
-                 "data_sha256", "data_n_samples", "n_train", "n_val", "n_val_anomalies", "time_total_s")
+                 "data_sha256", "data_n_samples", "n_train", "n_val", "n_val_anomalies", "time_total_s",
+                 "resolved_config")
 
 
 def _group_cols(g: Group) -> dict[str, Any]:
