@@ -224,7 +224,6 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from adgan.atomic import write_atomic
     from adgan.data import prepare_file, prepare_image_folder
     from adgan.models import Detector
     from adgan.models.base import scores_of
@@ -242,16 +241,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     if not (src.is_file() or src.is_dir()):
         raise DataError(f"{src}: input file or folder not found")
     dest = args.output or str(src) + ".scores.csv"
-    if dest != "-" and src.is_file() and Path(dest).resolve() == src.resolve():
-        raise ConfigError(f"--output {dest}: that is the input file; the scores would replace the data")
-    if dest != "-" and not Path(dest).parent.is_dir():
-        raise ConfigError(f"--output {dest}: no folder {Path(dest).parent} to write it in")
-    if dest != "-" and Path(dest).is_dir():
-        raise ConfigError(f"--output {dest}: that is a folder; give the name of the CSV file to write")
-    if dest != "-" and Path(dest).suffix.lower() not in ("", ".csv", ".txt"):
-        # (the scores are written as CSV whatever the name: a .npy or .parquet of CSV text fails later)
-        raise ConfigError(f"--output {dest}: adgan score writes CSV (a 'score' column, and 'path' for a "
-                          f"folder of images); give a .csv name, not {Path(dest).suffix!r}")
+    if dest != "-":
+        _check_output(Path(dest), src)  # before scoring: a bad name fails at once, not after minutes
     cutoff = _cutoff(detector.meta, args.flag, args.checkpoint) if args.flag is not None else None
     info = detector.meta.get("data")
     if not info:
@@ -287,18 +278,39 @@ def cmd_score(args: argparse.Namespace) -> int:
     writer.writerow([*(["path"] if paths is not None else []), "score", *(["flagged"] if cutoff is not None
                                                                           else [])])
     writer.writerows(zip(*columns, strict=True))
-    text = buf.getvalue()
     if dest == "-":
-        sys.stdout.write(text)
+        sys.stdout.write(buf.getvalue())
     else:
-        target = Path(dest).resolve()  # (a link: its target is written, the link kept)
-        if not target.exists() or target.is_file():
-            write_atomic(target, text)  # an interrupted run leaves the previous file, not half of one
-        else:  # a named pipe or a device (/dev/stdout, >(gzip ...)): written through, not replaced
-            with open(target, "w") as out:
-                out.write(text)
+        _write_output(Path(dest), buf.getvalue())
         print(f"wrote {len(scores)} scores to {dest}", file=sys.stderr)
     return 0
+
+
+def _check_output(dest: Path, src: Path) -> None:
+    """Refuse an ``--output`` the scores cannot or should not be written to (``ConfigError``)."""
+    if src.is_file() and dest.resolve() == src.resolve():
+        raise ConfigError(f"--output {dest}: that is the input file; the scores would replace the data")
+    if not dest.parent.is_dir():
+        raise ConfigError(f"--output {dest}: no folder {dest.parent} to write it in")
+    if dest.is_dir():
+        raise ConfigError(f"--output {dest}: that is a folder; give the name of the CSV file to write")
+    if dest.suffix.lower() not in ("", ".csv", ".txt"):
+        # (the scores are written as CSV whatever the name: a .npy or .parquet of CSV text fails later)
+        raise ConfigError(f"--output {dest}: adgan score writes CSV (a 'score' column, and 'path' for a "
+                          f"folder of images); give a .csv name, not {dest.suffix!r}")
+
+
+def _write_output(dest: Path, text: str) -> None:
+    """The scores' CSV ``text`` to ``dest``: a file replaced atomically (an interrupted run leaves the
+    previous file, not half of one); a named pipe or a device (/dev/stdout, >(gzip ...)) written through."""
+    from adgan.atomic import write_atomic
+
+    target = dest.resolve()  # (a link: its target is written, the link kept)
+    if not target.exists() or target.is_file():
+        write_atomic(target, text)
+    else:
+        with open(target, "w") as out:
+            out.write(text)
 
 
 def _cutoff(meta: Mapping[str, Any], flag: str, checkpoint: str) -> float:

@@ -118,13 +118,11 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
         context: Sweep-wide settings passed once with ``tune.with_parameters``: ``sweep``, ``plugins``,
             ``results_dir``, ``wandb`` (None or ``{"project", "mode"}``).
     """
-    import ray
     from ray import tune
 
     from adgan.models import DETECTORS
     from adgan.sweep.grouped import GROUP_KEY
     from adgan.train import resolve_config, train
-    from adgan.version import code_version
 
     _load_plugins(context)
     # Tune logs every persisted checkpoint at INFO level from each worker; the sweep's progress lines
@@ -136,13 +134,7 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
     # adgan.train writes its run directory to a private temporary place; its logs are copied into the
     # trial directory (synced to the sweep's storage by Tune) and the checkpoints travel as Tune checkpoints.
     out = Path(tempfile.mkdtemp(prefix=f"adgan-{trial_id}-"))
-    node_id = ray.get_runtime_context().get_node_id()
-    facts: dict[str, Any] = {  # carried by every report of the trial
-        "trial_id": trial_id,
-        "node_ip": _node_ip(node_id),
-        "node_id": node_id,
-        "code_version": code_version(),
-    }
+    facts = _trial_facts(trial_id)  # carried by every report of the trial
     resume = _start_attempt(out)
     if resume is None:
         return
@@ -152,11 +144,8 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
     exit_code, final, best_so_far = 0, {}, {"best_val_auprc": float("nan")}
     try:
         resolved = resolve_config(train_config)
-        # The row's config is the one training ran with, every default filled in: the sweep's trial config
-        # alone would not rebuild the run once a default changed.
-        facts["resolved_config"] = json.dumps(resolved, sort_keys=True, default=str)
         splits = splits_for(resolved)
-        facts.update(_data_facts(splits))
+        facts.update(_data_facts(splits), resolved_config=json.dumps(resolved, sort_keys=True, default=str))
         if resume is True:  # the epochs before the checkpoint, in case the driver never recorded them
             reporter.history = [{**facts, **_epoch_metrics(r)} for r in _logged_epochs(out)]
         model_cls = DETECTORS.get(resolved["model"])
@@ -192,6 +181,18 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
         _copy_logs(out, reporter.trial_dir)
         shutil.rmtree(out, ignore_errors=True)
         reporter.close(final, exit_code)
+
+
+def _trial_facts(trial_id: str) -> dict[str, Any]:
+    """What every report of the trial carries from its start: where it runs and which code (its data and
+    resolved config, the row's ``config``: every default filled in, are added once known)."""
+    import ray
+
+    from adgan.version import code_version
+
+    node_id = ray.get_runtime_context().get_node_id()
+    return {"trial_id": trial_id, "node_ip": _node_ip(node_id), "node_id": node_id,
+            "code_version": code_version()}
 
 
 def _start_attempt(out: Path) -> bool | None:
