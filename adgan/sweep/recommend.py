@@ -37,10 +37,12 @@ from typing import Any
 import numpy as np
 
 CHANCE_QUANTILE = 0.95
-MIN_DRAWS = 1 << 13  # random rankings simulated at least (about 400 beyond one trial's 95th percentile)
-TAIL_DRAWS = 200  # simulated draws wanted beyond the quantile read off (else the tail is extrapolated)
+MIN_DRAWS = 1 << 10  # random rankings simulated at least
+MAX_DRAWS = 1 << 22  # and at most (few anomalies: a ranking costs little)
+TAIL_DRAWS = 50  # simulated draws wanted beyond the quantile read off (else the tail is extrapolated)
+NORMAL_FROM = 1000  # anomalies from which one ranking's AUPRC is taken as normal (a mean of many terms)
 TAIL_FIT = 1000  # the largest draws a Pareto tail is fit to, when extrapolating
-SIMULATED = 20_000_000  # ranked anomalies a simulation may draw (about a second)
+SIMULATED = 10_000_000  # ranked samples a split size's simulation may draw (about half a second)
 
 
 def finite(v: Any) -> bool:
@@ -70,86 +72,90 @@ def select_best(trials: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None
     return min(usable, key=trial_rank) if usable else None
 
 
+def _sparse(n: int, k: int) -> bool:
+    """Whether a ranking's anomaly ranks are drawn with replacement and repeats redrawn (few anomalies:
+    about ``k log k`` a ranking) rather than as the ``k`` smallest of ``n`` random keys (about ``n``)."""
+    return 4 * k <= n
+
+
 def _random_auprcs(rng: np.random.Generator, n: int, k: int, draws: int) -> np.ndarray:
     """The AUPRC (average precision) of ``draws`` random rankings of ``n`` samples holding ``k`` anomalies:
     (draws,).
 
-    Only where the anomalies land matters: a uniformly random ``k``-subset of the ``n`` ranks. Drawn as
-    ``k`` ranks with replacement, then every repeated rank drawn again until none repeats: the procedure
-    treats every rank alike, so the subset it ends with is uniform, and it costs about ``k log k`` a
-    ranking instead of ``n`` (the anomalies are usually the minority).
+    Only where the anomalies land matters: a uniformly random ``k``-subset of the ``n`` ranks. With few
+    anomalies (:func:`_sparse`) it is drawn as ``k`` ranks with replacement, every repeated rank drawn
+    again until none repeats (the procedure treats every rank alike, so the subset it ends with is
+    uniform; repeats are rare, so few rounds); otherwise as the ranks of the ``k`` smallest of ``n``
+    random keys (redrawing would take many rounds once anomalies fill much of the split).
     """
     hits = np.arange(1, k + 1, dtype=np.float64)
     out = np.empty(draws)
-    rows = max(1, 4_000_000 // k)  # rankings at a time: bounded memory
+    sparse = _sparse(n, k)
+    rows = max(1, 4_000_000 // (k if sparse else n))  # rankings at a time: bounded memory
     for start in range(0, draws, rows):
-        ranks = np.sort(rng.integers(0, n, size=(min(rows, draws - start), k)), axis=1)
-        while True:
-            repeated = np.zeros(ranks.shape, dtype=bool)
-            repeated[:, 1:] = ranks[:, 1:] == ranks[:, :-1]
-            count = int(repeated.sum())
-            if not count:
-                break
-            ranks[repeated] = rng.integers(0, n, size=count)
-            ranks.sort(axis=1)
-        out[start:start + len(ranks)] = (hits / (ranks + 1.0)).mean(axis=1)
+        m = min(rows, draws - start)
+        if sparse:
+            ranks = np.sort(rng.integers(0, n, size=(m, k)), axis=1)
+            while True:
+                repeated = np.zeros(ranks.shape, dtype=bool)
+                repeated[:, 1:] = ranks[:, 1:] == ranks[:, :-1]
+                count = int(repeated.sum())
+                if not count:
+                    break
+                ranks[repeated] = rng.integers(0, n, size=count)
+                ranks.sort(axis=1)
+        else:
+            ranks = np.sort(np.argpartition(rng.random((m, n)), k - 1, axis=1)[:, :k], axis=1)
+        out[start:start + m] = (hits / (ranks + 1.0)).mean(axis=1)
     return out
 
 
-def _draws_for(compared: int, k: int) -> int:
-    """How many random rankings to simulate for the best of ``compared``: enough that the quantile
-    ``0.95 ** (1 / compared)`` of one ranking's AUPRC has ``TAIL_DRAWS`` draws beyond it, within the
-    ``SIMULATED`` budget of ranked anomalies (a power of two, so that nearby counts share one simulation)."""
-    wanted = TAIL_DRAWS / (1.0 - CHANCE_QUANTILE ** (1.0 / compared))
-    draws = max(MIN_DRAWS, 1 << math.ceil(math.log2(wanted)))
-    return min(draws, max(MIN_DRAWS, 1 << int(math.log2(SIMULATED / k))))
-
-
-_SIMULATIONS: dict[tuple[int, int], np.ndarray] = {}  # (n, k) -> random-ranking AUPRCs drawn so far
-
-
-def _null_auprcs(n: int, k: int, draws: int) -> np.ndarray:
-    """The first ``draws`` seeded random-ranking AUPRCs of a split of ``n`` samples, ``k`` anomalies,
-    sorted: (draws,). Drawn in seeded blocks of ``MIN_DRAWS``, so that the first ``draws`` are the same
-    whatever was asked before (a longer simulation extends a shorter one)."""
-    have = _SIMULATIONS.get((n, k), np.empty(0))
-    if len(have) < draws:
-        blocks = [_random_auprcs(np.random.default_rng([n, k, b, 20261202]), n, k, MIN_DRAWS)
-                  for b in range(len(have) // MIN_DRAWS, -(-draws // MIN_DRAWS))]
-        have = _SIMULATIONS[(n, k)] = np.concatenate([have, *blocks])
-    return np.sort(have[:draws])
+@functools.lru_cache(maxsize=64)
+def _null_auprcs(n: int, k: int) -> np.ndarray:
+    """Seeded random-ranking AUPRCs of a split of ``n`` samples, ``k`` anomalies, sorted: (draws,), as many
+    draws (a power of two) as ``SIMULATED`` ranked samples allow, within [``MIN_DRAWS``, ``MAX_DRAWS``].
+    One simulation per split size, whatever K is asked: the level read off it never falls as K grows."""
+    cost = k if _sparse(n, k) else n
+    draws = min(MAX_DRAWS, max(MIN_DRAWS, 1 << int(math.log2(max(1.0, SIMULATED / cost)))))
+    return np.sort(_random_auprcs(np.random.default_rng([n, k, 20261202]), n, k, draws))
 
 
 def _pareto_tail_quantile(values: np.ndarray, beyond: float) -> float:
     """The value exceeded by a share ``beyond`` of the draws, extrapolated past the largest of the sorted
     ``values`` (``beyond * len(values)`` below ``TAIL_DRAWS``): a generalised Pareto law fit to the
-    ``TAIL_FIT`` largest draws' excesses by probability-weighted moments (Hosking and Wallis, 1987)."""
+    ``TAIL_FIT`` largest draws' excesses by probability-weighted moments (Hosking and Wallis, 1987); never
+    below the furthest quantile the draws themselves give (a lumpy law, few anomalies, fits poorly)."""
     m = min(TAIL_FIT, len(values) // 20)
     threshold = float(values[-m - 1])
+    floor = float(values[-TAIL_DRAWS])
     excess = values[-m:] - threshold  # ascending
     a0 = float(excess.mean())
     a1 = float((excess * np.arange(m - 1, -1, -1) / (m - 1)).mean())
-    if a0 <= 0 or a0 - 2 * a1 <= 0:  # no spread in the tail (a lumpy law): no extrapolation
-        return float(values[-1])
+    if a0 <= 0 or a0 - 2 * a1 <= 0:  # no spread in the tail: no extrapolation
+        return max(floor, float(values[-1]))
     shape = a0 / (a0 - 2 * a1) - 2  # Hosking's k (the tail index is -k)
     scale = 2 * a0 * a1 / (a0 - 2 * a1)
     p = beyond * len(values) / m  # the share beyond, among the tail's draws
     excess_q = scale * -math.log(p) if abs(shape) < 1e-9 else scale / shape * (1 - p**shape)
-    return min(1.0, threshold + excess_q)
+    return min(1.0, max(floor, threshold + excess_q))
 
 
 @functools.lru_cache(maxsize=256)
 def _null_best_auprc(n: int, k: int, compared: int) -> float:
     """The 95th percentile of the best AUPRC of ``compared`` independent random rankings: the quantile
     ``0.95 ** (1 / compared)`` of one ranking's AUPRC (the best of K is below x when all K are), read off
-    one seeded simulation, so that the level never falls as K grows. Where the budget leaves fewer than
-    ``TAIL_DRAWS`` draws beyond that quantile (thousands of trials compared on a split of thousands of
-    anomalies), a generalised Pareto tail extrapolates it."""
-    level = CHANCE_QUANTILE ** (1.0 / compared)
-    values = _null_auprcs(n, k, _draws_for(compared, k))
-    if (1.0 - level) * len(values) >= TAIL_DRAWS:
-        return float(np.quantile(values, level))
-    return _pareto_tail_quantile(values, 1.0 - level)
+    the split size's seeded simulation; where it leaves fewer than ``TAIL_DRAWS`` draws beyond that
+    quantile (many trials compared), a generalised Pareto tail extrapolates it. From ``NORMAL_FROM``
+    anomalies on, the normal quantile of the simulated mean and spread (AUPRC is then a mean of many
+    terms; a simulation of such splits affords few draws)."""
+    beyond = -math.expm1(math.log(CHANCE_QUANTILE) / compared)  # 1 - 0.95 ** (1/K), exact for huge K
+    values = _null_auprcs(n, k)
+    if k >= NORMAL_FROM:  # large splits: few draws are affordable, and the law is close to normal
+        z = statistics.NormalDist().inv_cdf(1.0 - beyond)
+        return min(1.0, float(values.mean() + values.std() * z))
+    if beyond * len(values) >= TAIL_DRAWS:
+        return float(np.quantile(values, 1.0 - beyond))
+    return _pareto_tail_quantile(values, beyond)
 
 
 def chance_threshold(n: Any, n_anomalies: Any, compared: Any = 1) -> float | None:
