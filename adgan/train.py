@@ -151,7 +151,7 @@ class RunDir:
 
             self.dir.mkdir(parents=True, exist_ok=True)
             # A .dirty code version: its diff kept in the run directory, so that its code can be rebuilt.
-            diff = save_uncommitted_diff(lambda name, text: write_atomic(self.dir / name, text))
+            diff = save_uncommitted_diff(lambda name, data: write_atomic(self.dir / name, data))
             _write_json(self.dir / "config.json", {**provenance, **({"code_diff": diff} if diff else {})})
             write_atomic(self.dir / "metrics.jsonl", "")
 

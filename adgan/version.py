@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,12 +19,15 @@ def code_version() -> str:
     version (an installed adgan whose site-packages lies inside some other repository, a project's
     ``.venv`` say, is not that repository's commit)."""
     root = Path(__file__).resolve().parent.parent
+    # The folder holding the package as imported: adgan/ may be a link to the package elsewhere in the
+    # checkout (repo/adgan -> repo/src/adgan), whose top is then above the link's target.
+    linked = Path(os.path.abspath(__file__)).parent.parent.resolve()
     try:
         top, sha = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "--show-toplevel", "--short=12", "HEAD"],
             capture_output=True, text=True, timeout=5, check=True,
-        ).stdout.split()
-        if Path(top).resolve() != root:
+        ).stdout.splitlines()  # (lines: the checkout's path may hold spaces)
+        if Path(top).resolve() not in (root, linked):
             return __version__
         dirty = subprocess.run(
             ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
@@ -40,20 +45,27 @@ def uncommitted_diff() -> str | None:
         return None
     root = Path(__file__).resolve().parent.parent
     try:
-        return subprocess.run(["git", "-C", str(root), "diff", "HEAD", "--binary"], capture_output=True,
-                              text=True, timeout=30, check=True).stdout
+        diff = subprocess.run(["git", "-C", str(root), "diff", "HEAD", "--binary"], capture_output=True,
+                              timeout=30, check=True).stdout
     except (OSError, subprocess.SubprocessError):
         return None
+    # Bytes as they are (a tracked file need not be UTF-8): undecodable ones kept as escapes, written back.
+    return diff.decode("utf-8", errors="surrogateescape")
 
 
-def save_uncommitted_diff(write: Callable[[str, str], None]) -> str | None:
-    """Where a dirty checkout runs: ``write(name, text)`` the diff as ``code-<sha256[:12]>.diff`` and return
+def save_uncommitted_diff(write: Callable[[str, bytes], None]) -> str | None:
+    """Where a dirty checkout runs: ``write(name, data)`` the diff as ``code-<sha256[:12]>.diff`` and return
     that name (recorded beside the code version, so that the run's code can be rebuilt); else None."""
-    diff = uncommitted_diff()
-    if not diff:
+    try:
+        diff = uncommitted_diff()
+        if not diff:
+            return None
+        data = diff.encode("utf-8", "surrogateescape")  # the bytes git gave
+        name = f"code-{hashlib.sha256(data).hexdigest()[:12]}.diff"
+        write(name, data)
+    except (OSError, UnicodeError) as exc:  # provenance on the side: never the reason a run fails
+        print(f"adgan: warning: the checkout's uncommitted changes were not saved: {exc}", file=sys.stderr)
         return None
-    name = f"code-{hashlib.sha256(diff.encode()).hexdigest()[:12]}.diff"
-    write(name, diff)
     return name
 
 

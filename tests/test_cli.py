@@ -374,9 +374,10 @@ def test_a_dirty_checkout_keeps_its_diff_beside_the_code_version(tmp_path: Path)
 
     from adgan import version
 
-    repo = tmp_path / "adgan-checkout"
+    repo = tmp_path / "my projects" / "adgan"  # (a space in the path)
     (repo / "adgan").mkdir(parents=True)
     shutil.copy(version.__file__, repo / "adgan" / "version.py")
+    (repo / "notes.csv").write_bytes("caf\u00e9,1\n".encode("latin-1"))  # a tracked file that is not UTF-8
     git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
     subprocess.run([*git, "init", "-q"], check=True)
     subprocess.run([*git, "add", "."], check=True)
@@ -388,18 +389,21 @@ def test_a_dirty_checkout_keeps_its_diff_beside_the_code_version(tmp_path: Path)
         spec.loader.exec_module(module)
         return module
 
-    written: dict[str, str] = {}
+    written: dict[str, bytes] = {}
     clean = load()
-    assert "dirty" not in clean.code_version() and clean.save_uncommitted_diff(written.__setitem__) is None
+    assert re.fullmatch(r"0\.\d+\.\d+\+g[0-9a-f]{12}", clean.code_version())
+    assert clean.save_uncommitted_diff(written.__setitem__) is None
     with open(repo / "adgan" / "version.py", "a") as f:
         f.write("# a local change\n")
+    (repo / "notes.csv").write_bytes("caf\u00e9,2\n".encode("latin-1"))
     dirty = load()
     assert dirty.code_version().endswith(".dirty")
     name = dirty.save_uncommitted_diff(written.__setitem__)
     assert name is not None and re.fullmatch(r"code-[0-9a-f]{12}\.diff", name)
-    assert "+# a local change" in written[name]
+    assert b"+# a local change" in written[name]
     # git apply on the commit rebuilds the code the run used
-    (tmp_path / name).write_text(written[name])
+    (tmp_path / name).write_bytes(written[name])
     subprocess.run([*git, "checkout", "-q", "--", "."], check=True)
     subprocess.run([*git, "apply", str(tmp_path / name)], check=True)
     assert (repo / "adgan" / "version.py").read_text().endswith("# a local change\n")
+    assert (repo / "notes.csv").read_bytes() == "caf\u00e9,2\n".encode("latin-1")

@@ -442,7 +442,7 @@ def _start_record(
 
     resources = ray.cluster_resources()
     # A .dirty code version: its diff kept beside runs.json, so that the run's code can be rebuilt.
-    diff = save_uncommitted_diff(lambda name, text: results.child(name).write_text(text))
+    diff = save_uncommitted_diff(lambda name, data: results.child(name).write_bytes(data))
     return provenance.start_run(
         results,
         sweep=spec.name,
