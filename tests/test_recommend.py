@@ -232,6 +232,11 @@ def test_rows_a_baseline_was_fit_on_are_said_where_they_differ(tmp_path: Path) -
     # resolved config): unknown, not the whole split; a GAN's config has none and fits every row.
     assert fit_rows({"n_train": 800, "family": "baseline", "config": {"k": 3}}) is None
     assert fit_rows({"n_train": 800, "family": "gan", "config": {"lr": 1e-3}}) == 800
+    from adgan.train import resolve_config  # a baseline without fit_samples (iforest): every row, resolved
+
+    iforest = resolve_config({"model": "iforest", "dataset": "synthetic-tabular", "anomaly_class": 0})
+    assert "fit_samples" not in iforest
+    assert fit_rows({"n_train": 800, "family": "baseline", "config": json.dumps(iforest)}) == 800
     root = tmp_path / "fit"
     rows = planted_sweep(root)
     for r in rows["best"]:

@@ -179,15 +179,17 @@ def fit_rows(row: Mapping[str, Any]) -> int | None:
     """The training rows a ``best.parquet`` row's detector was fit on: its ``n_train`` training normals, or
     the seeded subsample a ``fit_samples`` setting keeps (the baselines': kNN keeps 10,000 by default).
     None where that is not known: ``n_train`` not recorded, or a baseline whose row's config does not say
-    its ``fit_samples`` (rows of sweeps before trials recorded their resolved config hold only what the
-    spec set, and the default is the model's)."""
+    its ``fit_samples`` and is not the resolved one (rows of sweeps before trials recorded their resolved
+    config hold only what the spec set, and the default is the model's)."""
     if not finite(row.get("n_train")):
         return None
     config = row.get("config") or {}
     config = json.loads(config) if isinstance(config, str) else config
     kept = config.get("fit_samples") if isinstance(config, Mapping) else None
     n = int(row["n_train"])
-    if kept is None and row.get("family") == "baseline":
+    # A config resolved by the trial holds every run key (``bf16`` among them, which a sweep's own trial
+    # config holds only where its spec sets it): a baseline without fit_samples there fits every row.
+    if kept is None and row.get("family") == "baseline" and "bf16" not in config:
         return None
     return min(n, int(kept)) if finite(kept) and int(kept) > 0 else n
 
