@@ -111,7 +111,8 @@ def test_a_gpu_sweep_waits_for_the_gpu_node_an_autoscaler_is_adding(capsys: pyte
     for GPUs waits for it instead of running every trial on the workers' CPUs; where no GPU can come (a
     local Ray, a cluster of CPU node types) it runs on CPU and says so; where one was declared but never
     joined, it refuses."""
-    gpu_worker, cpu_worker = NodeType("gpu-worker", None), NodeType("cpu-worker", {"CPU": 8.0})
+    gpu_worker = NodeType("gpu-worker", {"CPU": 4.0, "GPU": 1.0})
+    cpu_worker = NodeType("cpu-worker", {"CPU": 8.0})
     polls = iter([0.0, 0.0, 0.0, 1.0])  # the cluster's GPUs at each look: the worker joins at the fourth
     asked: list[bool] = []  # the autoscaler asked for a GPU node while waiting, the request then withdrawn
     assert effective_gpu(0.25, lambda: next(polls), [gpu_worker], local=False, name="s", poll_s=0,
@@ -121,7 +122,8 @@ def test_a_gpu_sweep_waits_for_the_gpu_node_an_autoscaler_is_adding(capsys: pyte
     assert ("no node with a GPU has joined yet; waiting up to 900 s for one of the node types the "
             "autoscaler may add (gpu-worker); --gpu 0 runs on CPU instead") in err
     assert "a node with a GPU joined" in err
-    for local, types in ((True, [gpu_worker]), (False, [cpu_worker]), (False, [])):
+    detected = NodeType("any-worker", None)  # resources left to detection: may be CPU only, not waited for
+    for local, types in ((True, [gpu_worker]), (False, [cpu_worker]), (False, []), (False, [detected])):
         assert effective_gpu(0.25, lambda: 0.0, types, local=local, name="s") == 0.0
         assert "but the cluster has none: running on CPU" in capsys.readouterr().err
     assert effective_gpu(0.0, lambda: 0.0, [gpu_worker], local=False, name="s") == 0.0  # none asked
@@ -133,14 +135,15 @@ def test_a_gpu_sweep_waits_for_the_gpu_node_an_autoscaler_is_adding(capsys: pyte
 
 def test_node_types_of_the_cluster_launcher_config(tmp_path: Path) -> None:
     """``~/ray_bootstrap_config.yaml`` as ``ray up`` writes it from cluster/aws-gpu.yaml: the GPU worker
-    type's resources are detected from its instance type (unknown here), the head is no worker type."""
+    type declares its instance type's resources (left to detection they are unknown), the head is no worker
+    type."""
     config = yaml.safe_load((ROOT / "cluster" / "aws-gpu.yaml").read_text())
     path = tmp_path / "bootstrap.yaml"
     path.write_text(yaml.safe_dump(config))
-    assert bootstrap_node_types(path) == [NodeType("gpu-worker", None)]
-    config["available_node_types"]["gpu-worker"]["resources"] = {"CPU": 4, "GPU": 1}
-    path.write_text(yaml.safe_dump(config))
     assert bootstrap_node_types(path) == [NodeType("gpu-worker", {"CPU": 4.0, "GPU": 1.0})]
+    config["available_node_types"]["gpu-worker"]["resources"] = {}  # left to detection: unknown
+    path.write_text(yaml.safe_dump(config))
+    assert bootstrap_node_types(path) == [NodeType("gpu-worker", None)]
     assert bootstrap_node_types(tmp_path / "missing.yaml") == []
 
 

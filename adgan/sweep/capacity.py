@@ -123,8 +123,9 @@ def check_cluster(request: Mapping[str, float], *, local: bool, where: str) -> N
 
 
 def may_bring_gpus(node_types: Sequence[NodeType]) -> bool:
-    """Whether a node type an autoscaler may add could have a GPU (its resources unknown, or GPUs)."""
-    return any(t.resources is None or float(t.resources.get("GPU", 0)) > 0 for t in node_types)
+    """Whether a node type an autoscaler may add declares GPUs (a type whose resources are left to
+    detection may as well be CPU only: no sweep waits for it)."""
+    return any(t.resources is not None and float(t.resources.get("GPU", 0)) > 0 for t in node_types)
 
 
 def effective_gpu(
@@ -154,7 +155,7 @@ def effective_gpu(
         print(f"[{name}] trials ask for {asked:g} GPU each (resources.gpu or --gpu) but the cluster has "
               "none: running on CPU", file=sys.stderr)
         return 0.0
-    types = ", ".join(t.name for t in node_types if t.resources is None or t.resources.get("GPU", 0))
+    types = ", ".join(t.name for t in node_types if t.resources and t.resources.get("GPU", 0))
     print(f"[{name}] trials ask for {asked:g} GPU each but no node with a GPU has joined yet; waiting up to "
           f"{wait_s:.0f} s for one of the node types the autoscaler may add ({types}); --gpu 0 runs on CPU "
           "instead", file=sys.stderr)
