@@ -47,10 +47,11 @@ lint: $(STAMP)
 
 # Example datasets of one's own in every declarable format (PNG class folders, an MVTec-style folder, .npz,
 # CSV and Parquet tables), written from Fashion-MNIST and the KDD99 file into data/user/ for the
-# sweeps/own_*.yaml examples (KDD_DIR: where kddcup.data_10_percent[.gz] is).
-KDD_DIR ?= ../shared/data
+# sweeps/own_*.yaml examples. Fashion-MNIST and the KDD99 file are found where adgan looks for them (or
+# downloaded); KDD_DIR: a folder holding kddcup.data_10_percent[.gz], searched first.
+KDD_DIR ?=
 user-data: $(STAMP)
-	$(PY) benchmarks/make_user_datasets.py data/user --data-dir $(KDD_DIR)
+	$(PY) benchmarks/make_user_datasets.py data/user $(if $(KDD_DIR),--kdd-dir $(KDD_DIR))
 
 sweep-smoke: $(STAMP)
 	$(ADGAN) sweep sweeps/smoke.yaml $(SWEEP_ARGS)

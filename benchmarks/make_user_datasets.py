@@ -16,7 +16,7 @@ and loaded once as a check (``--no-check`` skips it). About 15 s on the 2-core d
 Usage::
 
     .venv/bin/python benchmarks/make_user_datasets.py OUT [--per-class 200] [--kdd-rows 20000] [--seed 0]
-        [--data-dir DIR]
+        [--data-dir DIR] [--kdd-dir DIR]
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from adgan.data import load_dataset, load_declaration_file, register_declared, s
 from adgan.data.datasets import FASHION
 from adgan.data.images import load_idx_dataset
 from adgan.data.kdd import FEATURES, LABEL
+from adgan.errors import DataError
 
 MVTEC_NORMAL = "Sneaker"
 MVTEC_DEFECTS = ("Sandal", "Ankle boot", "Bag")
@@ -64,7 +65,7 @@ def write_yaml(path: Path, decl: dict[str, Any]) -> None:
 
 
 def fashion(out: Path, per_class: int, seed: int, data_dir: str | None) -> list[Path]:
-    res = sources.resolve(sources.SPECS["fashion-mnist"], data_dir, download=False)
+    res = sources.resolve(sources.SPECS["fashion-mnist"], data_dir)  # found as adgan finds it
     raw = load_idx_dataset(res)
     return write_fashion(out, raw.images[:, 0], raw.labels, per_class, seed,
                          f"Fashion-MNIST from {res.directory}, seed {seed}")
@@ -110,7 +111,7 @@ def kdd_table(out: Path, n_rows: int, seed: int, data_dir: str | None) -> list[P
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
-    res = sources.resolve(sources.SPECS["kdd99"], data_dir, download=False)
+    res = sources.resolve(sources.SPECS["kdd99"], data_dir)
     path = res.files[0]
     with open(path, "rb") as fh:
         gz = fh.read(2) == b"\x1f\x8b"
@@ -155,7 +156,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--per-class", type=int, default=200, help="Fashion-MNIST images per class")
     p.add_argument("--kdd-rows", type=int, default=20_000, help="rows of the KDD table")
     p.add_argument("--seed", type=int, default=0, help="seed of the subsamples")
-    p.add_argument("--data-dir", default=None, help="folder searched first for the source files")
+    p.add_argument("--data-dir", default=None, help="folder searched first for Fashion-MNIST (otherwise "
+                   "where adgan looks: ADGAN_DATA_DIR, its cache, Debian's dataset-fashion-mnist; else "
+                   "downloaded)")
+    p.add_argument("--kdd-dir", default=None, help="folder searched first for kddcup.data_10_percent[.gz] "
+                   "(otherwise where adgan looks for KDD99; else downloaded)")
     p.add_argument("--no-check", action="store_true", help="do not load the written datasets")
     args = p.parse_args(argv)
     if args.per_class < 25:
@@ -166,8 +171,17 @@ def main(argv: list[str] | None = None) -> int:
     for folder in ("fashion-png", "fashion-mvtec"):
         shutil.rmtree(out / folder, ignore_errors=True)
     t0 = time.perf_counter()
-    declarations = fashion(out, args.per_class, args.seed, args.data_dir)
-    declarations += kdd_table(out, args.kdd_rows, args.seed, args.data_dir)
+    try:
+        declarations = fashion(out, args.per_class, args.seed, args.data_dir)
+    except DataError as exc:  # a source file not found: the message names where it was looked for
+        print(f"make_user_datasets: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        declarations += kdd_table(out, args.kdd_rows, args.seed, args.kdd_dir)
+    except DataError as exc:
+        print(f"make_user_datasets: error: {str(exc).replace('(--data-dir)', '(--kdd-dir, KDD_DIR=)')}",
+              file=sys.stderr)
+        return 2
     print(f"wrote {len(declarations)} datasets to {out} in {time.perf_counter() - t0:.1f}s: "
           + ", ".join(d.name for d in declarations))
     if not args.no_check:
