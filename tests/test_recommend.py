@@ -231,6 +231,9 @@ def test_rows_a_baseline_was_fit_on_are_said_where_they_differ(tmp_path: Path) -
     # A baseline row whose config does not say its fit_samples (a sweep before trials recorded their
     # resolved config): unknown, not the whole split; a GAN's config has none and fits every row.
     assert fit_rows({"n_train": 800, "family": "baseline", "config": {"k": 3}}) is None
+    from adgan.report.sections import _train_rows  # the report: at most the training normals
+
+    assert _train_rows({"n_train": 800, "family": "baseline", "config": {"k": 3}}) == "<= 800"
     assert fit_rows({"n_train": 800, "family": "gan", "config": {"lr": 1e-3}}) == 800
     from adgan.train import resolve_config  # a baseline without fit_samples (iforest): every row, resolved
 

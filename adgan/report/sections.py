@@ -95,10 +95,11 @@ def _detector(model: str | None, case: str | None) -> str:
 
 def _train_rows(row: Any) -> str:
     """The recommended detector's training normals: ``45360``, or ``10000 of 45360`` where its
-    ``fit_samples`` kept a subsample."""
+    ``fit_samples`` kept a subsample; ``<= 1000`` where the row does not say its fit_samples (older
+    sweeps: at most its training normals)."""
     used, n = fit_rows(row), row.get("n_train")
     if used is None:
-        return "-"
+        return f"<= {int(n)}" if isinstance(n, int | float) and not pd.isna(n) else "-"
     return str(used) if used == int(n) else f"{used} of {int(n)}"
 
 
