@@ -67,3 +67,8 @@ def test_the_wheel_installs_a_working_adgan_with_its_specs(tmp_path: Path) -> No
                 env)
     assert "plan of sweep 'smoke'" in plan and str(purelib / "adgan" / "specs" / "smoke.yaml") in plan, plan
     assert "estimate     wall" in plan and not (elsewhere / "r").exists()
+    # The own-data examples read a checkout's data/user/: from a wheel they say so instead of a bare path.
+    r = subprocess.run([str(venv / "bin" / "adgan"), "sweep", "own_images", "--dry-run", "--results", "r"],
+                       cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "reads the data/user/ folder of a source checkout (written there by `make " \
+        "user-data`)" in r.stderr, r.stderr[-2000:]

@@ -150,6 +150,16 @@ class Checker:
             )
 
 
+def _installed_example_hint(base_dir: Path | None) -> str:
+    """For a shipped example spec run from an installed adgan (``adgan sweep own_images``): its data are
+    the checkout's ``data/user/`` (``make user-data``), not beside the installed spec."""
+    if base_dir is None or "site-packages" not in Path(base_dir).resolve().parts:
+        return ""
+    return ("; this example spec of an installed adgan reads the data/user/ folder of a source checkout "
+            "(written there by `make user-data`): copy the spec (adgan specs shows where it is) beside your "
+            "own data and set dataset.declare to your declaration")
+
+
 def dataset_of(
     check: Checker, raw: Mapping[str, Any], known: list[str], base_dir: Path | None
 ) -> tuple[str, str | None, dict, dict | None]:
@@ -172,7 +182,8 @@ def dataset_of(
         try:
             declaration = resolve_declaration(value, base_dir=base_dir)
             if declaration is None:
-                raise ConfigError(f"{value}: no such declaration file (.yaml, .yml or .json)")
+                raise ConfigError(f"{value}: no such declaration file (.yaml, .yml or .json)"
+                                  + _installed_example_hint(base_dir))
             register_declared(declaration)
         except ConfigError as exc:
             raise check.fail("dataset.declare", clip(str(exc), 600)) from None
