@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
 import shutil
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,18 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue the interrupted run in --out (same options) after its last epoch")
     p.set_defaults(func=cmd_train)
+
+
+@contextlib.contextmanager
+def _resume_hint(out: Path, resumable: bool) -> Iterator[None]:
+    """On Ctrl-C during training: say how to continue (the state of every finished epoch is saved)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if resumable and _epochs_done(out):
+            print(f"\nadgan: stopped after epoch {_epochs_done(out)}; continue with the same command and "
+                  f"--resume (the state after each finished epoch is in {out})", file=sys.stderr)
+        raise
 
 
 def _epochs_done(out: Path) -> int:
@@ -139,9 +152,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     model_cls = DETECTORS.get(args.model)
     total = int(config.get("epochs", getattr(model_cls.Config, "epochs", 1))) if model_cls.is_iterative else 1
     summary: dict[str, Any] = {}
-    with tqdm(total=total, unit="epoch", desc=args.model, file=sys.stderr, dynamic_ncols=True) as bar:
-        if args.resume:
-            bar.update(_epochs_done(out))
+    done = _epochs_done(out) if args.resume else 0
+    if done:
+        print(f"resuming {out} after epoch {done} of {total}", file=sys.stderr)
+    # initial=: the epochs of the interrupted run count as done, not as done in no time (the rate, the ETA)
+    with tqdm(total=total, initial=done, unit="epoch", desc=args.model, file=sys.stderr,
+              dynamic_ncols=True) as bar, _resume_hint(out, model_cls.is_iterative):
         # The training state is saved after every epoch, so that an interrupted run can be resumed.
         for rec in train(config, out=args.out, save_state=model_cls.is_iterative, resume=args.resume):
             if rec["kind"] == "summary":

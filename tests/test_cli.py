@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -407,3 +408,25 @@ def test_a_dirty_checkout_keeps_its_diff_beside_the_code_version(tmp_path: Path)
     subprocess.run([*git, "apply", str(tmp_path / name)], check=True)
     assert (repo / "adgan" / "version.py").read_text().endswith("# a local change\n")
     assert (repo / "notes.csv").read_bytes() == "caf\u00e9,2\n".encode("latin-1")
+
+
+def test_ctrl_c_in_training_says_how_to_resume_and_the_resume_where_it_starts(tmp_path: Path) -> None:
+    import signal
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "adgan.cli", "train", "--model", "ganomaly", "--dataset", "synthetic-images",
+           "--epochs", "10", "--batch-size", "32", "--latent-dim", "16", "--set", "base_filters=8",
+           "--max-train", "64", "--threads", "1", "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        log = out / "metrics.jsonl"
+        while proc.poll() is None and not (log.is_file() and '"kind": "epoch"' in log.read_text()):
+            time.sleep(0.2)  # until the first epoch is logged (its state saved with it)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    assert "continue with the same command and --resume" in err and "adgan: interrupted" in err
+    resumed = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0 and f"resuming {out} after epoch" in resumed.stderr, resumed.stderr[-2000:]
