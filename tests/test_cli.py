@@ -416,8 +416,10 @@ def test_ctrl_c_in_training_says_how_to_resume_and_the_resume_where_it_starts(tm
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "adgan.cli", "train", "--model", "ganomaly", "--dataset", "synthetic-images",
            "--epochs", "10", "--batch-size", "32", "--latent-dim", "16", "--set", "base_filters=8",
-           "--max-train", "64", "--threads", "1", "--out", str(out)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+           "--max-train", "256", "--threads", "1", "--out", str(out)]
+    # SIGINT as a terminal's Ctrl-C delivers it: pytest-xdist's workers ignore it, and a child inherits that.
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         log = out / "metrics.jsonl"
         while proc.poll() is None and not (log.is_file() and '"kind": "epoch"' in log.read_text()):
