@@ -14,7 +14,6 @@ In the spirit of PyOD, kept stricter:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -469,9 +468,12 @@ class Detector(ABC, Generic[C]):
         plugin = _plugin_of(type(self))
         if plugin is not None:  # a detector of one's own: what a process loading it must import first
             header["plugin"] = plugin
-            source = getattr(sys.modules.get(type(self).__module__), "__file__", None)
-            if source and os.path.isfile(source):  # which code it was: the file may change afterwards
-                header["plugin_sha256"] = hashlib.sha256(Path(source).read_bytes()).hexdigest()
+            from adgan import plugins
+
+            # Which code it was: the plugin's file may change afterwards (export compares).
+            sha = plugins.fingerprints([plugin]).get(plugin)
+            if sha:
+                header["plugin_sha256"] = sha
         with replacing_dir(path) as tmp:
             (tmp / "detector.json").write_text(json.dumps(header, indent=2, sort_keys=True, default=str))
             torch.save(_to_saveable(self.state()), tmp / "state.pt")

@@ -12,7 +12,6 @@ temporary local copy and exported by copying their files down; the export itself
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -337,12 +336,14 @@ def _bundle_plugin(dest: Path) -> Path | None:
     the exported folder can be scored where the original file is not (``ADGAN_PLUGINS=<the copy>``).
     Returns the copy; None for adgan's own detectors, a plugin given as a module name (an installed
     package, to install there too) or a plugin file no longer at its recorded place."""
+    from adgan import plugins
+
     header = json.loads((dest / "detector.json").read_text())
     plugin = header.get("plugin")
     if not (isinstance(plugin, str) and plugin.endswith(".py") and Path(plugin).is_file()):
         return None
     trained_with = header.get("plugin_sha256")
-    if trained_with and hashlib.sha256(Path(plugin).read_bytes()).hexdigest() != trained_with:
+    if trained_with and plugins.fingerprints([plugin]).get(plugin) != trained_with:
         print(f"adgan: warning: {plugin} changed since the detector exported to {dest} was trained: the copy "
               "bundled is the file as it is now, which may not load or score it as trained", file=sys.stderr)
     copy = dest / PLUGIN_DIR / Path(plugin).name
