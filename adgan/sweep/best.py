@@ -29,6 +29,7 @@ from adgan.sweep.recommend import (
     finite,
     fit_rows,
     recommend,
+    scored,
     select_best,
     trials_compared,
     unanswered,
@@ -62,9 +63,7 @@ def evaluate_best(group_trials: list[Mapping[str, Any]], class_name: str) -> dic
         "n_stopped": counts["stopped early"],
         "n_diverged": counts["diverged"],
         "n_errored": counts["errored"],
-        # the trials select_best compared: a validation figure, not errored
-        "n_scored": sum(finite(t.get("best_val_auprc")) and t.get("status") != "errored"
-                        for t in group_trials),
+        "n_scored": sum(scored(t) for t in group_trials),
     }
     best = select_best(group_trials)
     if best is None:

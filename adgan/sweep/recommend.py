@@ -62,13 +62,17 @@ def trial_rank(t: Mapping[str, Any]) -> tuple[Any, ...]:
     return (-float(t["best_val_auprc"]), epoch_key, _params_text(t.get("params")), str(t.get("trial_id")))
 
 
+def scored(trial: Mapping[str, Any]) -> bool:
+    """Whether a trial competes for its group's choice: it reached a validation figure and did not error
+    (the trials counted in ``best.parquet``'s ``n_scored``, the K of the chance level)."""
+    return finite(trial.get("best_val_auprc")) and trial.get("status") != "errored"
+
+
 def select_best(trials: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
-    """The trial with the highest validation AUPRC among those with a checkpoint, ties broken by
-    :func:`trial_rank`. Only validation figures are read: test metrics, if a row carries any, play no part."""
-    usable = [
-        t for t in trials
-        if t.get("checkpoint") and finite(t.get("best_val_auprc")) and t.get("status") != "errored"
-    ]
+    """The trial with the highest validation AUPRC among the :func:`scored` ones with a checkpoint, ties
+    broken by :func:`trial_rank`. Only validation figures are read: test metrics, if a row carries any,
+    play no part."""
+    usable = [t for t in trials if t.get("checkpoint") and scored(t)]
     return min(usable, key=trial_rank) if usable else None
 
 
