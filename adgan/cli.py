@@ -80,9 +80,10 @@ def _resume_hint(out: Path, resumable: bool) -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt:
-        if resumable and _epochs_done(out):
-            print(f"\nadgan: stopped after epoch {_epochs_done(out)}; continue with the same command and "
-                  f"--resume (the state after each finished epoch is in {out})", file=sys.stderr)
+        done = _epochs_done(out) if resumable else 0
+        if done:
+            print(f"\nadgan: stopped after epoch {done}; continue with the same command and --resume (the "
+                  f"state after each finished epoch is in {out})", file=sys.stderr)
         raise
 
 

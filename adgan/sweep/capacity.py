@@ -122,10 +122,10 @@ def check_cluster(request: Mapping[str, float], *, local: bool, where: str) -> N
     raise ConfigError(f"{where}: {reason}; lower the request (resources.cpus, --gpu) or add such a node")
 
 
-def may_bring_gpus(node_types: Sequence[NodeType]) -> bool:
-    """Whether a node type an autoscaler may add declares GPUs (a type whose resources are left to
-    detection may as well be CPU only: no sweep waits for it)."""
-    return any(t.resources is not None and float(t.resources.get("GPU", 0)) > 0 for t in node_types)
+def gpu_node_types(node_types: Sequence[NodeType]) -> list[str]:
+    """The names of the node types an autoscaler may add that declare GPUs (a type whose resources are
+    left to detection may as well be CPU only: no sweep waits for it)."""
+    return [t.name for t in node_types if t.resources is not None and float(t.resources.get("GPU", 0)) > 0]
 
 
 def effective_gpu(
@@ -151,11 +151,11 @@ def effective_gpu(
     """
     if asked <= 0 or gpus_now() > 0:
         return asked
-    if local or not may_bring_gpus(node_types):
+    types = ", ".join(gpu_node_types(node_types))
+    if local or not types:
         print(f"[{name}] trials ask for {asked:g} GPU each (resources.gpu or --gpu) but the cluster has "
               "none: running on CPU", file=sys.stderr)
         return 0.0
-    types = ", ".join(t.name for t in node_types if t.resources and t.resources.get("GPU", 0))
     print(f"[{name}] trials ask for {asked:g} GPU each but no node with a GPU has joined yet; waiting up to "
           f"{wait_s:.0f} s for one of the node types the autoscaler may add ({types}); --gpu 0 runs on CPU "
           "instead", file=sys.stderr)
