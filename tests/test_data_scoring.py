@@ -141,32 +141,34 @@ def test_table_unseen_and_columns(tmp_path: Path) -> None:
         prepare_file(tmp_path / "extra.csv", info)
     with pytest.warns(UnseenCategoryWarning):
         assert np.array_equal(prepare_input(new.to_pandas(), info), x)  # a DataFrame of raw rows
+
+    def refused(name: str, content: str | bytes, pattern: str) -> None:
+        """``content`` as the file ``name`` to score: refused with a DataError matching ``pattern``."""
+        path = tmp_path / name
+        path.write_bytes(content.encode() if isinstance(content, str) else content)
+        with pytest.raises(DataError, match=pattern):
+            prepare_file(path, info)
+
     # A spreadsheet's semicolon export, and a Latin-1 file: said as such, as when training.
-    (tmp_path / "semi.csv").write_text("proto;rate;bytes;service\ntcp;0.5;1;http\n")
-    with pytest.raises(DataError, match=r"semi.csv: missing columns .*\(one column named with ';': only "
-                                        r"comma-separated files are read\)"):
-        prepare_file(tmp_path / "semi.csv", info)
-    (tmp_path / "latin1.csv").write_bytes("proto,rate,bytes,service\ntcp,0.5,1,caf\u00e9\n".encode("latin-1"))
-    with pytest.raises(DataError, match=r"latin1.csv: not UTF-8 text .*expected a UTF-8 CSV file"):
-        prepare_file(tmp_path / "latin1.csv", info)
+    refused("semi.csv", "proto;rate;bytes;service\ntcp;0.5;1;http\n",
+            r"semi.csv: missing columns .*\(one column named with ';': only "
+            r"comma-separated files are read\)")
+    refused("latin1.csv", "proto,rate,bytes,service\ntcp,0.5,1,caf\u00e9\n".encode("latin-1"),
+            r"latin1.csv: not UTF-8 text .*expected a UTF-8 CSV file")
     # A file without its header row, a header with stray spaces, pandas' index column: each said as such.
-    (tmp_path / "bare.csv").write_text("tcp,0.5,1,http\nudp,0.2,3,ftp\n")
-    with pytest.raises(DataError, match=r"bare.csv: missing columns .*\(the first line reads like data, not "
-                                        r"column names: a table needs its header row"):
-        prepare_file(tmp_path / "bare.csv", info)
-    (tmp_path / "spaced.csv").write_text("proto, rate,bytes,service\ntcp,0.5,1,http\n")
-    with pytest.raises(DataError, match=r"spaced.csv: missing column 'rate' .*\('rate' is there as ' rate', "
-                                        r"with spaces: rename it\)"):
-        prepare_file(tmp_path / "spaced.csv", info)
-    (tmp_path / "indexed.csv").write_text(",proto,rate,bytes,service\n0,tcp,0.5,1,http\n")
-    with pytest.raises(DataError, match=r"indexed.csv: column '' was not in the training table; .*\('' is "
-                                        r"often a row index that pandas wrote: to_csv / to_parquet with "
-                                        r"index=False leaves it out\)"):
-        prepare_file(tmp_path / "indexed.csv", info)
-    (tmp_path / "dup.csv").write_text("0,0.5,1,0\ntcp,0.5,1,http\n")
-    with pytest.raises(DataError, match=r"dup.csv: column name\(s\) '0' appear more than once; expected one "
-                                        r"column per name \(the first line reads like data"):
-        prepare_file(tmp_path / "dup.csv", info)
+    refused("bare.csv", "tcp,0.5,1,http\nudp,0.2,3,ftp\n",
+            r"bare.csv: missing columns .*\(the first line reads like data, not "
+            r"column names: a table needs its header row")
+    refused("spaced.csv", "proto, rate,bytes,service\ntcp,0.5,1,http\n",
+            r"spaced.csv: missing column 'rate' .*\('rate' is there as ' rate', "
+            r"with spaces: rename it\)")
+    refused("indexed.csv", ",proto,rate,bytes,service\n0,tcp,0.5,1,http\n",
+            r"indexed.csv: column '' was not in the training table; .*\('' is "
+            r"often a row index that pandas wrote: to_csv / to_parquet with "
+            r"index=False leaves it out\)")
+    refused("dup.csv", "0,0.5,1,0\ntcp,0.5,1,http\n",
+            r"dup.csv: column name\(s\) '0' appear more than once; expected one "
+            r"column per name \(the first line reads like data")
     # Empty lines between rows are skipped, and said to be: the scores no longer match the file's lines.
     (tmp_path / "gaps.csv").write_text("proto,rate,bytes,service\ntcp,0.5,1,http\n\n\nudp,0.2,3,ftp\n\n")
     with pytest.warns(InputWarning, match=r"gaps.csv: 2 empty lines between the rows \(the first at line 3\) "
@@ -178,16 +180,12 @@ def test_table_unseen_and_columns(tmp_path: Path) -> None:
         assert len(prepare_file(tmp_path / "tail.csv", info)) == 1
     # A damaged gzip file: the reader's error, naming the file (the empty-line scan says nothing first).
     whole = gzip.compress(b"proto,rate,bytes,service\n" + b"tcp,0.5,1,http\n" * 2000)
-    (tmp_path / "cut.csv.gz").write_bytes(whole[:len(whole) // 2])
-    (tmp_path / "bad.csv.gz").write_bytes(whole[:20] + bytes(64) + whole[84:])
-    for name in ("cut.csv.gz", "bad.csv.gz"):
-        with pytest.raises(DataError, match=name):
-            prepare_file(tmp_path / name, info)
+    refused("cut.csv.gz", whole[:len(whole) // 2], "cut.csv.gz")
+    refused("bad.csv.gz", whole[:20] + bytes(64) + whole[84:], "bad.csv.gz")
     # Text in a numeric column of rows to score: the model's layout is fixed (no declaration to change).
-    (tmp_path / "text.csv").write_text("proto,rate,bytes,service\ntcp,fast,1,http\n")
-    with pytest.raises(DataError, match=r"text.csv: column 'rate' is not numeric \(row 1: 'fast'\); the "
-                                        r"model was trained on it as a numeric column: give it numbers"):
-        prepare_file(tmp_path / "text.csv", info)
+    refused("text.csv", "proto,rate,bytes,service\ntcp,fast,1,http\n",
+            r"text.csv: column 'rate' is not numeric \(row 1: 'fast'\); the "
+            r"model was trained on it as a numeric column: give it numbers")
 
 
 def test_integer_categories_written_as_floats(tmp_path: Path) -> None:
