@@ -38,19 +38,18 @@ def code_version() -> str:
     return f"{__version__}+g{sha}" + (".dirty" if dirty else "")
 
 
-def uncommitted_diff() -> str | None:
-    """``git diff HEAD`` of adgan's own checkout when its tracked files have uncommitted changes (what a
-    ``.dirty`` code version adds to its commit), else None."""
+def uncommitted_diff() -> bytes | None:
+    """``git diff HEAD`` of adgan's own checkout, as git wrote it (a tracked file need not be UTF-8), when
+    its tracked files have uncommitted changes (what a ``.dirty`` code version adds to its commit), else
+    None."""
     if not code_version().endswith(".dirty"):
         return None
     root = Path(__file__).resolve().parent.parent
     try:
-        diff = subprocess.run(["git", "-C", str(root), "diff", "HEAD", "--binary"], capture_output=True,
+        return subprocess.run(["git", "-C", str(root), "diff", "HEAD", "--binary"], capture_output=True,
                               timeout=30, check=True).stdout
     except (OSError, subprocess.SubprocessError):
         return None
-    # Bytes as they are (a tracked file need not be UTF-8): undecodable ones kept as escapes, written back.
-    return diff.decode("utf-8", errors="surrogateescape")
 
 
 def save_uncommitted_diff(write: Callable[[str, bytes], None]) -> str | None:
@@ -60,25 +59,28 @@ def save_uncommitted_diff(write: Callable[[str, bytes], None]) -> str | None:
         diff = uncommitted_diff()
         if not diff:
             return None
-        data = diff.encode("utf-8", "surrogateescape")  # the bytes git gave
-        name = f"code-{hashlib.sha256(data).hexdigest()[:12]}.diff"
-        write(name, data)
-    except (OSError, UnicodeError) as exc:  # provenance on the side: never the reason a run fails
+        name = f"code-{hashlib.sha256(diff).hexdigest()[:12]}.diff"
+        write(name, diff)
+    except OSError as exc:  # provenance on the side: never the reason a run fails
         print(f"adgan: warning: the checkout's uncommitted changes were not saved: {exc}", file=sys.stderr)
         return None
     return name
 
 
-def versions() -> str:
-    """What ``adgan --version`` prints: adgan's code version and the versions of the libraries whose
-    behaviour results depend on (read from the installed distributions: nothing is imported)."""
+def dist_version(dist: str) -> str | None:
+    """The installed version of distribution ``dist`` (read from its metadata: nothing is imported), or
+    None when it is not installed."""
     from importlib import metadata
 
-    def installed(dist: str) -> str:
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            return "not installed"
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
 
-    libs = ", ".join(f"{d} {installed(d)}" for d in ("torch", "ray", "optuna", "wandb", "scikit-learn"))
+
+def versions() -> str:
+    """What ``adgan --version`` prints: adgan's code version and the versions of the libraries whose
+    behaviour results depend on."""
+    libs = ", ".join(f"{d} {dist_version(d) or 'not installed'}"
+                     for d in ("torch", "ray", "optuna", "wandb", "scikit-learn"))
     return f"adgan {code_version()} ({libs})"

@@ -15,12 +15,12 @@ import platform
 import shlex
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from adgan.errors import DataError
 from adgan.sweep.storage import Location, location
+from adgan.version import dist_version
 
 FILE = "runs.json"
 
@@ -42,13 +42,6 @@ def _memory_gib() -> float | None:
         return None
 
 
-def _version(dist: str) -> str | None:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 def machine() -> dict[str, Any]:
     """The driver's machine: OS, CPU model, cores, memory, Python and library versions."""
     return {
@@ -57,7 +50,7 @@ def machine() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "memory_gib": _memory_gib(),
         "python": platform.python_version(),
-        **{dist: _version(dist) for dist in ("torch", "ray", "optuna", "wandb")},
+        **{dist: dist_version(dist) for dist in ("torch", "ray", "optuna", "wandb")},
     }
 
 
