@@ -154,9 +154,14 @@ class LoopbackCluster:
         return env
 
     def add_node(
-        self, num_cpus: int = 1, resources: dict[str, float] | None = None, timeout: float = 90
+        self,
+        num_cpus: int = 1,
+        resources: dict[str, float] | None = None,
+        timeout: float = 90,
+        extra_env: dict[str, str] | None = None,
     ) -> Node:
-        """Start a node (the head first) and wait until it has joined the cluster.
+        """Start a node (the head first) and wait until it has joined the cluster. ``extra_env`` is added to
+        the node's environment, which the Ray workers it starts (the trials run there) inherit.
 
         Raises:
             RuntimeError: The node did not start within ``timeout`` seconds (the message holds its log).
@@ -183,6 +188,7 @@ class LoopbackCluster:
         env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")  # `ray start --address` refuses to run with it
         marker = f"{self.id}/{name}"
         env[MARKER] = marker
+        env.update(extra_env or {})
         log = self.root / f"{name}.log"
         with open(log, "w") as out:
             proc = subprocess.Popen(

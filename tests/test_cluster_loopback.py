@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from localcluster import LoopbackCluster, listening_sockets
+from sweep_hold import held_trials, hold_env
 
 from adgan.sweep.results import read_table
 
@@ -80,6 +81,35 @@ def _retried_trials(exp_dir: Path) -> dict[str, int]:
     return out
 
 
+class Holds:
+    """Trials of one node that stop after epoch ``HOLD_EPOCH`` (``ADGAN_TEST_HOLD`` in the node's
+    environment; see ``adgan.sweep.trial._hold_if_asked``) until the test releases them, one by one or all:
+    the test acts on a node or a driver while it knows which trials are in flight where."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.env = hold_env(HOLD_EPOCH, folder)
+
+    def waiting(self) -> set[str]:
+        """Trials held now (not yet released)."""
+        if (self.folder / "release").exists():
+            return set()
+        return {t for t in held_trials(self.folder) if not (self.folder / f"{t}.release").exists()}
+
+    def release(self, trial_id: str) -> None:
+        (self.folder / f"{trial_id}.release").touch()
+
+    def release_all(self) -> None:
+        (self.folder / "release").touch()
+
+    def hold_again(self) -> None:
+        """Hold the trials that reach the epoch from now on (those released stay released)."""
+        (self.folder / "release").unlink(missing_ok=True)
+
+
+HOLD_EPOCH = 1  # GANomaly trials run 4 epochs; kNN trials (one epoch) never hold
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
     tmp = tmp_path_factory.mktemp("loopback")
@@ -87,13 +117,16 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
     out: dict = {"results": results}
     drivers: list[subprocess.Popen] = []
     cluster = LoopbackCluster()
+    holds = {name: Holds(tmp / "holds" / name) for name in ("head", "worker1", "worker2")}
     try:
-        cluster.add_node(num_cpus=1)  # the head
-        worker = cluster.add_node(num_cpus=1)
+        cluster.add_node(num_cpus=1, extra_env=holds["head"].env)
+        worker = cluster.add_node(num_cpus=1, extra_env=holds["worker1"].env)
         out["listening"] = listening_sockets(cluster.pids())
         out["nodes"] = cluster.describe()
 
-        # Sweep A: the worker node dies while it runs a trial, after it finished at least one.
+        # Sweep A: the worker node dies while it runs a trial, after it finished one. The head's first
+        # GANomaly trial stays held, so every other trial goes to the worker; the worker's first held trial
+        # is let go (if it had finished none yet) and its next one is in flight when the node is killed.
         spec_a = tmp / "a.yaml"
         spec_a.write_text(SPEC.replace("@NAME@", "lost-node"))
         log_a = tmp / "a.log"
@@ -101,35 +134,54 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
         worker_id = out["nodes"]["worker1"]["node_id"]
         trials_a = results / "lost-node" / "trials.parquet"
 
-        def worker_busy_again() -> bool:
-            done = [r for r in _rows(trials_a) if r["node_id"] == worker_id]
-            busy = [p for p in worker.pids() if _title(p).startswith("ray::") and ".train" in _title(p)]
-            return bool(done) and bool(busy)
+        def worker_holds_after_finishing_one() -> bool:
+            for trial_id in holds["worker1"].waiting():
+                if any(r["node_id"] == worker_id for r in _rows(trials_a)):
+                    return True
+                holds["worker1"].release(trial_id)
+            return False
 
-        _wait(proc, worker_busy_again, log_a, 600)
+        _wait(proc, worker_holds_after_finishing_one, log_a, 600)
         out["done_before_kill"] = len(_rows(trials_a))
-        out["worker_titles"] = [_title(p) for p in worker.pids()]
+        out["held_on_worker"] = holds["worker1"].waiting()  # the worker's one trial in flight (1 CPU)
         cluster.kill_node(worker)
         out["worker_left"] = worker.pids()
+        holds["head"].release_all()
         assert proc.wait(timeout=600) == 0, log_a.read_text()[-5000:]
         out["a_log"] = log_a.read_text()
 
-        # Sweep B, on the same cluster with a new worker: the driver is killed mid-sweep, then resumed.
-        cluster.add_node(num_cpus=1)
+        # Sweep B, on the same cluster with a new worker: the driver is killed once three trials finished
+        # (held trials let go until then) while a trial is held in flight, then resumed.
+        holds["head"].hold_again()
+        cluster.add_node(num_cpus=1, extra_env=holds["worker2"].env)
         spec_b = tmp / "b.yaml"
         spec_b.write_text(SPEC.replace("@NAME@", "resumed"))
         log_b = tmp / "b.log"
         drivers.append(proc := _sweep(cluster, spec_b, results, log_b))
         trials_b = results / "resumed" / "trials.parquet"
-        _wait(proc, lambda: len(_rows(trials_b)) >= 3, log_b, 600)
+        node_holds = [holds["head"], holds["worker2"]]
+
+        def three_finished_and_one_held() -> bool:
+            finished = len(_rows(trials_b))
+            for h in node_holds:
+                for trial_id in h.waiting():
+                    if finished >= 3:
+                        return True
+                    h.release(trial_id)
+            return False
+
+        _wait(proc, three_finished_and_one_held, log_b, 600)
         out["b_killed_after"] = len(_rows(trials_b))
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
-        time.sleep(2)
+        for h in node_holds:
+            h.release_all()
         drivers.append(proc := _sweep(cluster, spec_b, results, log_b, "--resume"))
         assert proc.wait(timeout=600) == 0, log_b.read_text()[-5000:]
         out["nodes_end"] = cluster.describe()
     finally:
+        for h in holds.values():
+            h.release_all()  # no trial process left waiting, whatever failed
         for p in drivers:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(p.pid, signal.SIGKILL)
@@ -141,14 +193,6 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
     out["head_id"] = out["nodes"]["head"]["node_id"]
     out["worker_id"] = out["nodes"]["worker1"]["node_id"]
     return out
-
-
-def _title(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
 
 
 def test_cluster_listens_on_loopback_only(runs: dict) -> None:
@@ -191,7 +235,7 @@ def test_lost_node_trials_retried_elsewhere(runs: dict) -> None:
     out = runs["results"] / "lost-node"
     trials = {t["trial_id"]: t for t in read_table(out, "trials")}
     retried = _retried_trials(out / "tune")
-    assert retried, "no trial was restarted after the worker node died"
+    assert set(retried) == runs["held_on_worker"], "not the trial in flight on the lost node was retried"
     for trial_id in retried:
         assert trials[trial_id]["node_id"] == runs["head_id"]  # finished on the surviving node
         assert trials[trial_id]["status"] in {"completed", "stopped early"}

@@ -300,9 +300,10 @@ class _Reporter:
 def _hold_if_asked(trial_id: str, epoch: int) -> None:
     """Test hook, set by tests only: with ``ADGAN_TEST_HOLD=<epoch>:<directory>`` in the sweep's
     environment, a trial that has reported epoch ``<epoch>`` (not its last) writes
-    ``<directory>/<trial id>.held`` and waits until ``<directory>/release`` exists. A test can then act
-    (kill the driver, start a second sweep) while trials are provably in flight at a known epoch, whatever
-    the machine's load, instead of racing the sweep."""
+    ``<directory>/<trial id>.held`` and waits until ``<directory>/release`` (every trial) or
+    ``<directory>/<trial id>.release`` (this one) exists. A test can then act (kill the driver or a node,
+    start a second sweep) while trials are provably in flight at a known epoch, whatever the machine's
+    load, instead of racing the sweep."""
     hold = os.environ.get(HOLD_ENV)
     if not hold:
         return
@@ -310,7 +311,7 @@ def _hold_if_asked(trial_id: str, epoch: int) -> None:
     if int(at) != epoch:
         return
     (Path(folder) / f"{trial_id}.held").write_text(str(os.getpid()))
-    while not (Path(folder) / "release").exists():
+    while not any((Path(folder) / name).exists() for name in ("release", f"{trial_id}.release")):
         time.sleep(0.05)
 
 
