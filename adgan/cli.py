@@ -9,7 +9,7 @@ import math
 import os
 import shutil
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +68,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CPU with AMX, or CUDA)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all CPUs given)")
     p.add_argument("--out", required=True, help="run directory (checkpoint/, metrics.jsonl, summary.json)")
-    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a run already in --out (kept if the new run fails before its first epoch)")
     p.add_argument("--resume", action="store_true",
                    help="continue the interrupted run in --out (same options) after its last epoch")
     p.set_defaults(func=cmd_train)
@@ -109,12 +110,9 @@ def parse_sets(items: Sequence[str]) -> dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from adgan.data import list_datasets, resolve_declaration
-    from adgan.models import DETECTORS
     from adgan.runfiles import RUN_FILES
-    from adgan.train import resolve_config, train
+    from adgan.train import resolve_config
 
     declaration = resolve_declaration(args.dataset)
     if declaration is None and args.dataset.lower().endswith((".yaml", ".yml", ".json")):
@@ -145,32 +143,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"{out} already holds a run ({previous[0].name}); pass --resume to continue it or --overwrite "
             "to replace it"
         )
-    for path in previous if args.overwrite else []:  # no file of the old run may stay beside the new one
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
-    model_cls = DETECTORS.get(args.model)
-    total = int(config.get("epochs", getattr(model_cls.Config, "epochs", 1))) if model_cls.is_iterative else 1
-    summary: dict[str, Any] = {}
-    done = _epochs_done(out) if args.resume else 0
-    if done:
-        print(f"resuming {out} after epoch {done} of {total}", file=sys.stderr)
-    # initial=: the epochs of the interrupted run count as done, not as done in no time (the rate, the ETA)
-    with tqdm(total=total, initial=done, unit="epoch", desc=args.model, file=sys.stderr,
-              dynamic_ncols=True) as bar, _resume_hint(out, model_cls.is_iterative):
-        # The training state is saved after every epoch, so that an interrupted run can be resumed.
-        for rec in train(config, out=args.out, save_state=model_cls.is_iterative, resume=args.resume):
-            if rec["kind"] == "summary":
-                summary = rec
-                break
-            losses = " ".join(f"{k[5:]}={v:.4g}" for k, v in rec.items() if k.startswith("loss_"))
-            bar.write(
-                f"epoch {rec['epoch']:3d}  val AUPRC {rec['val_auprc']:.4f}  AUROC {rec['val_auroc']:.4f}  "
-                f"{losses}  {rec['epoch_seconds']:.1f}s {rec['samples_per_s']:.0f} samples/s"
-                + ("  *best" if rec["is_best"] else "")
-            )
-            bar.update(1)
+    with _replacing(out, previous if args.overwrite else []) as new_run_started:
+        summary = _train_with_progress(args, config, out, new_run_started)
     if summary.get("status") == "diverged":
         print(f"diverged: {summary['message']}", file=sys.stderr)
         return 3
@@ -185,6 +159,81 @@ def cmd_train(args: argparse.Namespace) -> int:
         + f"checkpoint: {summary['checkpoint']}"
     )
     return 0
+
+
+@contextlib.contextmanager
+def _replacing(out: Path, previous: Sequence[Path]) -> Iterator[Callable[[], None]]:
+    """``--overwrite``: the old run's files (``previous``, in ``out``) are set aside in ``out/.replaced``
+    and deleted once the new run has its first result (the caller calls the function yielded), put back if
+    it fails before that: a data file the new run refuses, or a typo found on loading, must not cost the
+    old run. From its first epoch on the new run is the one to keep (``--resume`` continues it)."""
+    from adgan.runfiles import RUN_FILES
+
+    if not previous:
+        yield lambda: None
+        return
+    aside = out / ".replaced"
+    shutil.rmtree(aside, ignore_errors=True)  # left by a replace that was killed: it was asked for then
+    aside.mkdir()
+    old_diffs = list(out.glob("code-*.diff"))  # a dirty checkout's diff, named by the old config.json
+    for path in [*previous, *old_diffs]:
+        path.rename(aside / path.name)
+    started = False
+
+    def new_run_started() -> None:
+        nonlocal started
+        if not started:
+            started = True
+            shutil.rmtree(aside, ignore_errors=True)
+
+    try:
+        yield new_run_started
+    finally:
+        if not started:
+            for new in [out / name for name in RUN_FILES] + list(out.glob("code-*.diff")):
+                if new.is_dir():
+                    shutil.rmtree(new)
+                elif new.exists():
+                    new.unlink()
+            for path in aside.iterdir():
+                path.rename(out / path.name)
+            aside.rmdir()
+            print(f"adgan: the run in {out} was kept: the new run failed before its first epoch",
+                  file=sys.stderr)
+
+
+def _train_with_progress(args: argparse.Namespace, config: dict[str, Any], out: Path,
+                         on_first: Callable[[], None]) -> dict[str, Any]:
+    """Run ``train(config)`` with a progress bar and a line per epoch; return its summary record.
+    ``on_first()`` is called with the first record (an epoch's, or the summary of a run that ended first)."""
+    from tqdm import tqdm
+
+    from adgan.models import DETECTORS
+    from adgan.train import train
+
+    model_cls = DETECTORS.get(args.model)
+    total = int(config.get("epochs", getattr(model_cls.Config, "epochs", 1))) if model_cls.is_iterative else 1
+    summary: dict[str, Any] = {}
+    done = _epochs_done(out) if args.resume else 0
+    if done:
+        print(f"resuming {out} after epoch {done} of {total}", file=sys.stderr)
+    # initial=: the epochs of the interrupted run count as done, not as done in no time (the rate, the ETA)
+    with tqdm(total=total, initial=done, unit="epoch", desc=args.model, file=sys.stderr,
+              dynamic_ncols=True) as bar, _resume_hint(out, model_cls.is_iterative):
+        # The training state is saved after every epoch, so that an interrupted run can be resumed.
+        for rec in train(config, out=args.out, save_state=model_cls.is_iterative, resume=args.resume):
+            on_first()
+            if rec["kind"] == "summary":
+                summary = rec
+                break
+            losses = " ".join(f"{k[5:]}={v:.4g}" for k, v in rec.items() if k.startswith("loss_"))
+            bar.write(
+                f"epoch {rec['epoch']:3d}  val AUPRC {rec['val_auprc']:.4f}  AUROC {rec['val_auroc']:.4f}  "
+                f"{losses}  {rec['epoch_seconds']:.1f}s {rec['samples_per_s']:.0f} samples/s"
+                + ("  *best" if rec["is_best"] else "")
+            )
+            bar.update(1)
+    return summary
 
 
 def _add_score(sub: argparse._SubParsersAction) -> None:

@@ -253,6 +253,31 @@ def test_train_overwrite_replaces_every_file_and_accepts_class_names(
     assert "hstripes, vstripes, checker, disk, ring" in capsys.readouterr().err
 
 
+def test_train_overwrite_keeps_the_old_run_when_the_new_one_fails_before_its_first_epoch(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "run"
+    assert main(["train", "--model", "knn", "--dataset", "synthetic-images", "--set", "k=3",
+                 "--out", str(out)]) == 0
+    before = {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    from PIL import Image
+
+    for name in ("a", "b"):  # too few images: found when the new run loads its data, not before
+        (tmp_path / "few" / name).mkdir(parents=True)
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "few" / name / "0.png")
+    bad = tmp_path / "few.yaml"
+    bad.write_text("name: few\nformat: image-folder\nroot: few\nchannels: 1\n")
+    assert main(["train", "--model", "knn", "--dataset", str(bad), "--out", str(out), "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert "fewer than min_per_class" in err and f"the run in {out} was kept" in err
+    assert {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()} == before
+    # Once the new run has its first epoch, it replaces the old one: nothing of the old is left aside.
+    assert main(["train", "--model", "knn", "--dataset", "synthetic-images", "--set", "k=5",
+                 "--out", str(out), "--overwrite"]) == 0
+    assert json.loads((out / "config.json").read_text())["config"]["k"] == 5
+    assert not (out / ".replaced").exists()
+
+
 def test_score_names_a_damaged_checkpoint(
     trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
