@@ -446,9 +446,12 @@ def test_ctrl_c_in_training_says_how_to_resume_and_the_resume_where_it_starts(tm
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
-        log = out / "metrics.jsonl"
-        while proc.poll() is None and not (log.is_file() and '"kind": "epoch"' in log.read_text()):
-            time.sleep(0.2)  # until the first epoch is logged (its state saved with it)
+        log, state = out / "metrics.jsonl", out / "train_state.pt"
+        # Until the first epoch is logged and its state saved (after the log line, atomically).
+        while proc.poll() is None and not (
+            log.is_file() and '"kind": "epoch"' in log.read_text() and state.is_file()
+        ):
+            time.sleep(0.2)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=300)
     finally:

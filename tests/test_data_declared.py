@@ -307,6 +307,38 @@ def test_table_one_class_and_subset(tmp_path: Path) -> None:
     assert s.info.protocol.startswith("pooled-80-20-v1(test_fraction=0.3, ")
 
 
+def test_table_labels_written_as_floats_are_the_integers(tmp_path: Path) -> None:
+    """pandas writes a float label column as "1.0" to CSV; Parquet's floats read as text are "1": either
+    file gives the classes 1, 2, 10 (in numeric order), as the docs say ("1" and "1.0" are one label);
+    0.0/1.0 flags are flags, and ``anomaly_values: [1.0]`` names the label 1.0."""
+    import pyarrow.parquet as pq
+
+    labels = [1.0, 2.0, 10.0] * 20
+    (tmp_path / "t.csv").write_text("a,lab\n" + "".join(f"{i}.0,{v!r}\n" for i, v in enumerate(labels)))
+    pq.write_table(pa.table({"a": [float(i) for i in range(60)], "lab": labels}), tmp_path / "t.parquet")
+    for suffix in ("csv", "parquet"):
+        path = tmp_path / f"t.{suffix}"
+        name = register_declared({"name": f"f{suffix}", "format": "table", "path": str(path),
+                                  "label_column": "lab"})
+        assert dataset_classes(name) == ("1", "2", "10")
+        assert load_dataset(name, "10", verbose=False).info.anomaly_class == 2
+    mixed = tmp_path / "mixed.csv"  # one label spelled two ways is one class
+    mixed.write_text("a,lab\n" + "".join(f"{i},{'1' if i % 2 else '1.0'}\n{i},2\n" for i in range(20)))
+    assert dataset_classes(register_declared({"name": "mixed", "format": "table", "path": str(mixed),
+                                              "label_column": "lab"})) == ("1", "2")
+    flags = tmp_path / "flags.csv"
+    flags.write_text("a,flag\n" + "".join(f"{i},{1.0 if i % 5 == 0 else 0.0}\n" for i in range(100)))
+    for i, extra in enumerate(({}, {"anomaly_values": [1.0]}, {"anomaly_values": [1]})):
+        name = register_declared({"name": f"flags{i}",
+                                  "format": "table", "path": str(flags), "label_column": "flag",
+                                  "labels": "anomaly", **extra})
+        s = load_dataset(name, 0, verbose=False)
+        assert int(s.val.y.sum() + s.test.y.sum()) == 20
+    from adgan.data.declared import _label_texts  # .npz labels stored as text compare the same way
+
+    assert _label_texts(np.array(["1.0", "2", "x", "2.5"]), "y").tolist() == ["1", "2", "x", "2.5"]
+
+
 @pytest.mark.parametrize(
     ("decl", "message"),
     [

@@ -83,7 +83,7 @@ def test_kdd_unseen_categories_counted_or_refused(tmp_path: Path, fake_data_dir:
         x = prepare_file(path, info)
     messages = [str(w.message) for w in record]
     assert len(messages) == 2
-    assert "new.csv.gz: column 'service': 3 rows hold values not seen in training" in messages[0]
+    assert "new.csv.gz: column 'service': 3 rows hold values outside the KDD99 schema" in messages[0]
     assert "'quic' (3 rows)" in messages[0] and "strict=True (adgan score --strict)" in messages[0]
     assert "column 'is_host_login': 1 row holds" in messages[1] and "1 (1 row)" in messages[1]
     service = [j for j, c in enumerate(info["preprocessing"]["columns"]) if c.startswith("service-")]
@@ -118,7 +118,7 @@ def test_table_unseen_and_columns(tmp_path: Path) -> None:
     with pytest.warns(UnseenCategoryWarning) as record:
         x = prepare_file(tmp_path / "new.csv", info)
     assert [str(w.message).split(": ", 1)[1][:40] for w in record] == [
-        "column 'service': 1 row holds values not", "column 'proto': 2 rows hold values not s"]
+        "column 'service': 1 row holds values out", "column 'proto': 2 rows hold values outsi"]
     assert "'sctp' (2 rows)" in str(record[1].message)
     assert info["preprocessing"]["columns"] == ["bytes", "rate", "service=ftp", "service=http",
                                                 "service=smtp", "proto=icmp", "proto=tcp", "proto=udp"]
@@ -131,7 +131,7 @@ def test_table_unseen_and_columns(tmp_path: Path) -> None:
         prepared = prepare_file(tmp_path / "new.csv", scaled)
     assert np.allclose(prepared, (x - lo) / np.where(hi > lo, hi - lo, 1))
     with pytest.raises(DataError, match=r"new.csv: row 3: column 'service' has value 'gopher', outside the "
-                                        r"categories seen in training \(known: ftp, http, smtp\)"):
+                                        r"categories of the training file \(known: ftp, http, smtp\)"):
         prepare_file(tmp_path / "new.csv", info, strict=True)
     pcsv.write_csv(new.drop_columns(["rate"]), tmp_path / "short.csv")
     with pytest.raises(DataError, match=r"short.csv: missing column 'rate' of the training table"):
@@ -190,7 +190,7 @@ def test_table_unseen_and_columns(tmp_path: Path) -> None:
 
 def test_integer_categories_written_as_floats(tmp_path: Path) -> None:
     """An integer category column that pandas wrote as floats ("75001.0", as it does for a column with a
-    missing cell) encodes as the integers seen in training; other values stay unseen."""
+    missing cell) encodes as the integers of the training file; other values stay unseen."""
     import pyarrow.parquet as pq
 
     n = 60
@@ -205,8 +205,18 @@ def test_integer_categories_written_as_floats(tmp_path: Path) -> None:
     ints = prepare_file(tmp_path / "ints.csv", info)
     assert np.array_equal(prepare_file(tmp_path / "floats.csv", info), ints)
     (tmp_path / "other.csv").write_text("zip,rate\n75002.5,1\n75009.0,2\n")
-    with pytest.warns(UnseenCategoryWarning, match=r"'75002.5' \(1 row\).*'75009.0' \(1 row\)"):
+    with pytest.warns(UnseenCategoryWarning, match=r"'75002.5' \(1 row\).*'75009' \(1 row\)"):
         prepare_file(tmp_path / "other.csv", info)
+    # Trained on the floats' spelling (a CSV pandas wrote): the categories are the integers, and both
+    # spellings of new rows encode as them, as for the Parquet file of the same table.
+    (tmp_path / "t.csv").write_text("zip,rate,label\n" + "".join(
+        f"{75001 + i % 3}.0,{float(i % 7)},{'ok' if i < n - 12 else 'bad'}\n" for i in range(n)))
+    register_declared({"name": "zips-csv", "format": "table", "path": str(tmp_path / "t.csv"),
+                       "label_column": "label", "categorical": ["zip"], "min_per_class": 5})
+    from_csv = _checkpoint_info(load_dataset("zips-csv", 0, scale=False, verbose=False).info)
+    assert from_csv["preprocessing"]["categories"] == info["preprocessing"]["categories"]
+    assert np.array_equal(prepare_file(tmp_path / "ints.csv", from_csv), ints)
+    assert np.array_equal(prepare_file(tmp_path / "floats.csv", from_csv), ints)
 
 
 # ----- raw files equal the data layer -----

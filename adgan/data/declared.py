@@ -502,7 +502,10 @@ def _label_texts(y: np.ndarray, where: str) -> np.ndarray:
             return y.astype(np.int64).astype(str)
         return np.array([label_text_of(float(v)) for v in y], dtype=str)
     if y.dtype.kind in "UO":
-        return y.astype(str)
+        import pyarrow as pa
+
+        texts = tables.integer_texts(pa.array(y.astype(str), type=pa.string()))
+        return np.asarray(texts.to_numpy(zero_copy_only=False), dtype=str)
     raise DataError(f"{where}: labels of dtype {y.dtype} are not supported; use integers or text")
 
 
@@ -713,7 +716,8 @@ def _check_label_column(path: Path, d: dict[str, Any]) -> None:
 def _table_labels_cached(path: str, size: int, mtime_ns: int, label_column: str) -> np.ndarray:
     p = Path(path)
     table = tables.read_table(p, [label_column], [label_column])
-    texts = np.asarray(tables.text_values(table.column(label_column), label_column, path), dtype=str)
+    column = tables.integer_texts(table.column(label_column))  # "1.0" is the label 1, as in the docs
+    texts = np.asarray(tables.text_values(column, label_column, path), dtype=str)
     _freeze(texts)
     return texts
 
@@ -741,7 +745,7 @@ def _load_table_cached(frozen: str, path: str, size: int, mtime_ns: int) -> RawT
     _check_label_column(p, d)
     table = tables.read_table(p, [*d["categorical"], d["label_column"]])
     label = d["label_column"]
-    texts = np.asarray(tables.text_values(table.column(label), label, where), dtype=str)
+    texts = np.asarray(tables.text_values(tables.integer_texts(table.column(label)), label, where), dtype=str)
     classes = DATASETS.get(d["name"]).classes if d["protocol"] == ONE_CLASS else None
     keep, labels, types = _labels_for(texts, d, classes, where)
     if not keep.all():

@@ -174,6 +174,16 @@ def read_table(path: Path, text_columns: Sequence[str], columns: Sequence[str] |
     return table
 
 
+def integer_texts(column: Any) -> Any:
+    """A text column with integers written as floats ("75001.0", "1.0") as the integers ("75001", "1"):
+    pandas writes an integer column holding a missing cell, or a float label, so in CSV, while Parquet's
+    floats read as text are "1" already; a value compares as the number it spells, whichever file held it.
+    ``column``: a pyarrow string (chunked) array; returns the same kind."""
+    import pyarrow.compute as pc
+
+    return pc.replace_substring_regex(column, r"^([+-]?\d+)\.0*$", r"\1")
+
+
 def _fold_booleans(column: Any) -> Any:
     """A categorical text column with boolean spellings made one: Parquet's booleans read as text are
     "true"/"false", pandas writes "True"/"False" to CSV, R "TRUE"/"FALSE"; all become "true"/"false", so
@@ -319,7 +329,7 @@ def fit_schema(table: Any, label_column: str, categorical: Sequence[str], drop_c
         _check_numeric_type(table.column(name), name, where)
     cats = []
     for name in categorical:
-        values = text_values(_fold_booleans(table.column(name)), name, where)
+        values = text_values(integer_texts(_fold_booleans(table.column(name))), name, where)
         cats.append((name, tuple(sorted(set(values.tolist())))))
         n_values = len(cats[-1][1])
         if n_values > MANY_CATEGORIES and n_values * 2 > table.num_rows:
@@ -374,26 +384,19 @@ def encode_table(table: Any, schema: TableSchema, where: str, *, strict: bool = 
         col = table.column(name)
         if not pa.types.is_string(col.type):
             col = pc.cast(col, pa.string())
-        col = _fold_booleans(col)
+        col = integer_texts(_fold_booleans(col))
         text_values(col, name, where)  # empty cells are errors, not categories
-        # (the stored categories folded too: a checkpoint written before folding kept "True")
-        known_values = _fold_booleans(pa.array(list(values), type=pa.string()))
+        # (the stored categories folded too: a checkpoint written before folding kept "True" or "75001.0")
+        known_values = integer_texts(_fold_booleans(pa.array(list(values), type=pa.string())))
         found = pc.index_in(col, value_set=known_values)
         codes = found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
         bad = np.flatnonzero(codes < 0)
-        if bad.size:
-            # An integer written as a float ("75001.0": pandas writes an integer column holding a missing
-            # cell so) is the integer's category when that one is known and the float's text is not.
-            as_int = pc.replace_substring_regex(col.take(pa.array(bad)), r"^([+-]?\d+)\.0*$", r"\1")
-            codes[bad] = pc.index_in(as_int, value_set=known_values).fill_null(-1).to_numpy(
-                zero_copy_only=False)
-            bad = np.flatnonzero(codes < 0)
         if bad.size:
             unseen.append(count_unseen(name, col.take(pa.array(bad)).to_pylist(), bad, values))
         known = np.flatnonzero(codes >= 0)
         out[known, offset + codes[known]] = 1.0
         offset += len(values)
-    handle_unseen(where, unseen, strict, "the categories seen in training")
+    handle_unseen(where, unseen, strict, "the categories of the training file")
     return out
 
 

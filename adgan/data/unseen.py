@@ -76,10 +76,11 @@ def handle_unseen(where: str, found: Sequence[UnseenValues], strict: bool, outsi
         items = list(u.counts.items())
         shown = ", ".join(f"{_plain(v)!r} ({n} row{'s' if n != 1 else ''})" for v, n in items[:SHOWN_VALUES])
         if len(items) > SHOWN_VALUES:
-            shown += f" and {len(items) - SHOWN_VALUES} more values"
+            more = len(items) - SHOWN_VALUES
+            shown += f" and {more} more value{'s' if more != 1 else ''}"
         warnings.warn(
             f"{where}: column {u.column!r}: {u.n_rows} {'rows hold' if u.n_rows != 1 else 'row holds'} "
-            f"values not seen in training, encoded as none of the known categories: {shown}; "
+            f"values outside {outside}, encoded as none of the known categories: {shown}; "
             "strict=True (adgan score --strict) refuses them instead",
             UnseenCategoryWarning, stacklevel=3,
         )
