@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -313,6 +314,25 @@ def test_a_class_without_any_checkpoint_is_said_to_have_no_answer(tmp_path: Path
     assert why[0] == ["trials", "reason", "e.g. group", "trial"]
     assert [r[0] for r in why[1:]] == [str(n_data_errors), str(len(range(0, n, 3)))]
     assert why[2][1] == "ValueError: bad"
+
+
+def test_export_checks_every_destination_before_copying_any(tmp_path: Path) -> None:
+    """One destination it may not replace stops the export before anything is written: --out never ends up
+    holding some models of this sweep beside others of an earlier one."""
+    root = tmp_path / "fake"
+    planted_sweep(root)
+    out = tmp_path / "exported"
+    first, *rest, last = export(root, out, per="group")
+    assert rest and all(p.parent == out for p in (first, *rest, last))
+    shutil.rmtree(first)
+    result = json.loads((last / "sweep_result.json").read_text())
+    (last / "sweep_result.json").write_text(json.dumps({**result, "sweep": "other"}))
+    with pytest.raises(DataError, match=rf"{last.name} holds the model exported from sweep 'other'"):
+        export(root, out, per="group")
+    assert not first.exists()  # checked first, copied nothing
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(DataError, match=r"--out .*afile: a file, not a folder"):
+        export(root, tmp_path / "afile")
 
 
 def test_export_folders_name_the_class_and_replace_only_their_own_earlier_export(tmp_path: Path) -> None:

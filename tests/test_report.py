@@ -448,6 +448,10 @@ def test_bad_results_directory_is_a_clear_error(tmp_path: Path, capsys: pytest.C
         build_report(tmp_path)
     assert cli_main(["report", str(tmp_path / "nope")]) == 2
     assert "results directory not found" in capsys.readouterr().err
+    make_sweep(tmp_path / "s", plan=SMALL_PLAN)
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(DataError, match=r"--out .*afile: a file, not a folder"):
+        build_report(tmp_path / "s", tmp_path / "afile")
     # The results root given instead of one sweep's directory: the sweeps in it are named.
     make_sweep(tmp_path / "root" / "mnist", plan=SMALL_PLAN)
     inside = re.escape(str(tmp_path / "root" / "mnist"))

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from adgan.atomic import write_atomic
+from adgan.errors import DataError
 from adgan.report import sections as sec
 from adgan.report.doc import Section, render_html, render_markdown
 from adgan.report.load import load_results
@@ -54,6 +55,9 @@ def build_report(
     refreshing the page while a sweep runs) never sees half a file. PNGs in ``out/figures`` that are not
     part of this report (left from an earlier one) are removed.
     """
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise DataError(f"--out {out}: a file, not a folder; the report writes report.md, report.html and "
+                        "figures/ into a folder")
     name, sections = build_sections(results_dir)
     loc = location(results_dir)
     # Results on an object store: the report is written here (a local directory), not into the store.

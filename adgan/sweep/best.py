@@ -267,18 +267,31 @@ def export(results_dir: str | Path, out: str | Path, *, per: str = "class") -> l
     if not rows:
         raise DataError(f"{results_dir}: no group has a chosen checkpoint yet")
     out = Path(out)
-    written = []
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {out}: a file, not a folder; export writes a folder per model into it")
     if per == "class":
         groups = _groups_without_result(results_dir, best)
-        for rec in recommend(rows):
-            rep = rec.chosen.representative
-            dest = _copy_detector(rep, out / _safe(_class_folder(rep)), results_dir)
-            write_atomic(dest / "MODEL_CARD.md", model_card(rec, results_dir, dest, groups))
-            written.append(dest)
+        recs = recommend(rows)
+        plan = [(rec.chosen.representative, _class_folder(rec.chosen.representative), rec) for rec in recs]
     else:
-        for r in rows:
-            name = f"{_class_folder(r)}_{r['model']}_{r['loss_case']}_s{r['seed']}"
-            written.append(_copy_detector(r, out / _safe(name), results_dir))
+        plan = [(r, f"{_class_folder(r)}_{r['model']}_{r['loss_case']}_s{r['seed']}", None) for r in rows]
+    # Every destination and source checked before anything is copied: an export that stops half-way would
+    # leave --out holding some classes of this sweep beside others of an earlier one.
+    dests = [out / _safe(name) for _, name, _ in plan]
+    for (row, _, _), dest in zip(plan, dests, strict=True):
+        _check_source(row, results_dir)
+        if dest.exists() or dest.is_symlink():
+            _check_replaceable(dest, row)
+    if len(set(dests)) < len(dests):
+        twice = next(d for d in dests if dests.count(d) > 1)
+        raise DataError(f"export: two models would be written to {twice} (names that differ only in "
+                        "characters a folder name cannot hold); export with --per group, or rename a class")
+    written = []
+    for (row, _, rec), dest in zip(plan, dests, strict=True):
+        _copy_detector(row, dest, results_dir)
+        if rec is not None:
+            write_atomic(dest / "MODEL_CARD.md", model_card(rec, results_dir, dest, groups))
+        written.append(dest)
     return written
 
 
@@ -308,12 +321,20 @@ def checkpoint_in(results_dir: str | Path, recorded: str) -> Location:
     return location(recorded)
 
 
-def _copy_detector(row: Mapping[str, Any], dest: Path, results_dir: str | Path) -> Path:
+def _check_source(row: Mapping[str, Any], results_dir: str | Path) -> Location:
+    """The chosen checkpoint of ``row``, found (a DataError naming it where it is missing)."""
     src = checkpoint_in(results_dir, row["checkpoint"])
     if not src.child("detector.json").is_file():
         raise DataError(f"{row['checkpoint']}: chosen checkpoint of {row['group_id']} is missing, and "
                         f"{location(results_dir).uri} holds no copy of it under {TUNE_EXPERIMENT}/ (results "
                         "moved without their tune/ folder?)")
+    return src
+
+
+def _copy_detector(row: Mapping[str, Any], dest: Path, results_dir: str | Path) -> Path:
+    """Copy ``row``'s chosen detector to ``dest`` (replacing an earlier export of it, checked by the caller)
+    with its ``sweep_result.json``."""
+    src = _check_source(row, results_dir)
     if dest.exists() or dest.is_symlink():
         _check_replaceable(dest, row)
         shutil.rmtree(dest)
