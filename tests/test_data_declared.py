@@ -590,6 +590,19 @@ def test_linked_folders_are_followed_once(tmp_path: Path) -> None:
     register_declared({"name": "linked", "format": "image-folder", "root": str(root), "channels": 1})
     raw = DATASETS.get("linked").load(None)
     assert len(raw.labels) == len(image_files(store / "ring")) + len(image_files(store / "disk"))
+    # One file reached from two class folders would be a sample of both classes: refused, naming both.
+    (root / "disk" / "more").symlink_to(store / "ring", target_is_directory=True)
+    register_declared({"name": "linked2", "format": "image-folder", "root": str(root), "channels": 1})
+    with pytest.raises(DataError, match=r"ring/batch1/000.png and .*disk/more/000.png are the same file .*: "
+                                        r"one image would be in both .*linked/disk and .*linked/ring;"):
+        DATASETS.get("linked2").load(None)
+    mvtec = write_mvtec_folder(tmp_path / "mvtec")  # a test image linked into train/good: a leak
+    test_good = image_files(mvtec / "test" / "good")[0]
+    (mvtec / "train" / "good" / "copy.png").symlink_to(test_good)
+    register_declared({"name": "nva-linked", "format": "normal-anomaly-folder", "root": str(mvtec),
+                       "channels": 1})
+    with pytest.raises(DataError, match=r"test/good/000.png and .*train/good/copy.png are the same file"):
+        DATASETS.get("nva-linked").load(None)
 
 
 def test_exif_orientation_is_applied(tmp_path: Path) -> None:

@@ -441,10 +441,13 @@ def _load_image_folder(frozen: str) -> RawImages:
     classes = DATASETS.get(d["name"]).classes
     files: list[Path] = []
     labels: list[int] = []
+    groups = []
     for k, name in enumerate(classes):
         found = _folder_files(root / name, d["min_per_class"])
         files += found
         labels += [k] * len(found)
+        groups.append((root / name, found))
+    folders.refuse_shared_files(groups)
     images, sizes, digest = _read_folder(root, files, d)
     y = np.asarray(labels, dtype=np.int64)
     _freeze(y)
@@ -472,10 +475,13 @@ def _load_nva_folder(frozen: str) -> RawImages:
     train = _folder_files(root / "train" / NORMAL_DIR, d["min_per_class"])
     test_good = _folder_files(root / "test" / NORMAL_DIR, 1)
     files, labels = train + test_good, [0] * (len(train) + len(test_good))
+    groups = [(root / "train" / NORMAL_DIR, train), (root / "test" / NORMAL_DIR, test_good)]
     for k, name in enumerate(defects, 1):
         found = _folder_files(root / "test" / name, 1)
         files += found
         labels += [k] * len(found)
+        groups.append((root / "test" / name, found))
+    folders.refuse_shared_files(groups)
     images, sizes, digest = _read_folder(root, files, d)
     y = np.asarray(labels, dtype=np.int64)
     train_part = np.zeros(y.shape, dtype=bool)

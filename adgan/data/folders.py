@@ -75,6 +75,25 @@ def image_files(folder: str | os.PathLike[str]) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
+def refuse_shared_files(groups: Sequence[tuple[Path, Sequence[Path]]]) -> None:
+    """Refuse one file (the same file through links) found in two of ``groups`` (``(folder, its image
+    files)``: class folders, or train/ and test/): it would be a sample of two classes, or of training and
+    test. Links are followed within a folder (``image_files``); across folders they would mislabel.
+
+    Raises:
+        DataError: Naming both paths and their folders.
+    """
+    first: dict[str, tuple[Path, Path]] = {}
+    for folder, files in groups:
+        for path in files:
+            real = os.path.realpath(path)
+            seen = first.setdefault(real, (folder, path))
+            if seen[0] != folder:
+                raise DataError(f"{path} and {seen[1]} are the same file ({real}, through a link): one image "
+                                f"would be in both {seen[0]} and {folder}; remove the link or copy the file "
+                                "where it belongs")
+
+
 def subfolders(folder: Path) -> list[Path]:
     """The visible subfolders of ``folder``, sorted by name."""
     return sorted((p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")),
