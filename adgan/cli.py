@@ -44,8 +44,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", required=True, metavar="NAME|FILE",
                    help=f"a dataset name ({', '.join(list_datasets())}) or a declaration file of your own "
                    "data (.yaml/.json: image folders, .npz, CSV/Parquet tables; see docs/protocol.md)")
-    p.add_argument("--anomaly-class", default=0,
-                   help="the class treated as anomalous: its index or its name (e.g. 3 or Dress)")
+    p.add_argument("--anomaly-class", default=None,
+                   help="the class treated as anomalous: its name or index (e.g. Dress or 3; where class "
+                   "names are numbers, a number is a name: docs/protocol.md) (default: the first class)")
     p.add_argument("--loss-case", default=None, help=f"loss case (default: the model's first); what each "
                    f"trains and scores with: docs/models.md. {cases}")
     p.add_argument("--seed", type=int, default=0, help="seed of the split, initialisation and batches")
@@ -124,7 +125,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     config: dict[str, Any] = {
         "model": args.model, "dataset": declaration["name"] if declaration else args.dataset,
-        "dataset_decl": declaration, "anomaly_class": args.anomaly_class, "seed": args.seed,
+        "dataset_decl": declaration,
+        "anomaly_class": 0 if args.anomaly_class is None else args.anomaly_class, "seed": args.seed,
         "data_dir": args.data_dir, "image_size": args.image_size, "scale": args.scale,
         "max_train": args.max_train, "device": args.device, "bf16": args.bf16, "threads": args.threads,
     }
@@ -133,7 +135,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if value is not None:
             config[key] = value
     config.update(parse_sets(args.set))
-    resolve_config(config)  # a bad value is reported before the progress bar starts
+    resolved = resolve_config(config)  # a bad value is reported before the progress bar starts
+    print(_class_line(resolved, given=args.anomaly_class is not None), file=sys.stderr)
     out = Path(args.out)
     previous = [out / name for name in RUN_FILES if (out / name).exists()]
     if args.resume and args.overwrite:
@@ -159,6 +162,20 @@ def cmd_train(args: argparse.Namespace) -> int:
         + f"checkpoint: {summary['checkpoint']}"
     )
     return 0
+
+
+def _class_line(resolved: Mapping[str, Any], given: bool) -> str:
+    """Which class the run treats as the anomaly, by name and index (a default, or a number read as a
+    name, is never left to guess)."""
+    from adgan.data import dataset_classes
+
+    classes = dataset_classes(resolved["dataset"])
+    k = int(resolved["anomaly_class"])
+    if len(classes) == 1:  # normal vs anomaly: nothing to choose
+        return f"anomaly class {classes[0]!r} (the dataset's one class)"
+    shown = ", ".join(f"{i}={c}" for i, c in enumerate(classes[:12])) + (" ..." if len(classes) > 12 else "")
+    return (f"anomaly class {classes[k]!r} (index {k}; classes {shown})"
+            + ("" if given else ": the first class, as no --anomaly-class was given"))
 
 
 @contextlib.contextmanager

@@ -568,7 +568,13 @@ def test_classes_named_with_numbers_are_read_by_name(tmp_path: Path, capsys: pyt
     args = ["train", "--model", "knn", "--dataset", name, "--anomaly-class", "2", "--out", str(out)]
     assert main(args) == 0
     assert json.loads((out / "summary.json").read_text())["config"]["anomaly_class"] == 4
-    capsys.readouterr()
+    assert "anomaly class '2' (index 4; classes 0=1, 1=10, 2=11, 3=12, 4=2," in capsys.readouterr().err
+    # No --anomaly-class: the first class, said by name, never left to guess.
+    assert main(["train", "--model", "knn", "--dataset", name, "--out", str(tmp_path / "first")]) == 0
+    assert "anomaly class '1' (index 0; classes 0=1, 1=10, 2=11, 3=12, 4=2, 5=3, 6=4, 7=5, 8=6, 9=7, " \
+           "10=8, 11=9): the first class, as no --anomaly-class was given" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match=r"no class 'cat'; expected a class name \(index=name\): 0=1, "):
+        class_index(classes, "cat", name)
     # Names that are their own indices ("0".."9", as MNIST's) leave numbers as indices.
     assert class_index(tuple(str(i) for i in range(10)), 3, "digits") == 3
 

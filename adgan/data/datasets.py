@@ -195,8 +195,8 @@ def class_index(classes: Sequence[str], value: int | str, dataset: str) -> int:
     listing = ", ".join(f"{i}={c}" for i, c in enumerate(classes)) if numeric_names else ", ".join(classes)
     if isinstance(value, bool) or not text.lstrip("-").isdigit():
         hint = did_you_mean(text, classes)
-        raise ConfigError(f"dataset {dataset!r} has no class {value!r}{hint}; expected a class name or "
-                          f"index: {listing}")
+        expected = "a class name (index=name)" if numeric_names else "a class name or index"
+        raise ConfigError(f"dataset {dataset!r} has no class {value!r}{hint}; expected {expected}: {listing}")
     if numeric_names:
         raise ConfigError(
             f"dataset {dataset!r} has no class named {text!r}; its class names are numbers themselves, so a "
