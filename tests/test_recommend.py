@@ -70,6 +70,14 @@ def test_best_report_and_export_give_the_same_validation_choice(tmp_path: Path,
     row = row_of(table, "0")
     assert row["recommended"] == "egbad [fm-fm]" and row["test AUPRC"].startswith("0.5000 ± ")
     assert row["kNN (test)"] == "0.9700" and row["beats chance (val)"] == "yes"
+    # ... and says, for that detector, what the cutoffs it chose on validation do on test (as the card).
+    cut = html_tables(html).tables["Recommended detector per class at the cutoffs chosen on validation (test)"]
+    assert cut[0] == ["dataset", "class", "detector", "--flag", "precision", "recall", "F1", "false alarms"]
+    rep = rec.chosen.representative
+    for name, f in json.loads(rep["test_at_cutoffs"]).items():
+        line = next(r for r in cut[1:] if r[3] == name)
+        assert line[:3] == ["mnist-5k", "0", "egbad [fm-fm]"]
+        assert line[4:7] == [f"{f['precision']:.4f}", f"{f['recall']:.4f}", f"{f['f1']:.4f}"]
 
     # adgan export (default: per class) ships that detector, with a model card.
     (dest,) = export(root, tmp_path / "exported")

@@ -25,7 +25,7 @@ from adgan.report.figures import png_size
 from adgan.report.published import match_dataset, verdict
 
 SECTIONS = ("recommendation", "overview", "per-class", "gan-vs-baseline", "loss-cases", "quality-cost",
-            "kdd99", "published", "learning-curves", "sweep-cost", "progress")
+            "thresholds", "published", "learning-curves", "sweep-cost", "progress")
 MAX_EPOCHS = 4
 FAMILY = {"egbad": "gan", "ganomaly": "gan", "knn": "baseline", "iforest": "baseline"}
 # (dataset, model, classes, loss cases, seeds); egbad on mnist-5k runs two loss cases and two seeds.
@@ -239,6 +239,7 @@ def test_report_has_every_section_table_and_figure(full_report: Any) -> None:
                     "mnist-5k: test AUPRC", "mnist-5k: test AUROC", "mnist-5k / egbad: test (validation) "
                     "AUPRC per loss case", GVB,
                     "mnist-5k: quality vs cost (means over classes)", "KDD99 test metrics per model",
+                    "mnist-5k: test precision, recall, F1",
                     "Cost per group", MNIST_TITLE,
                     "KDD99 (`normal.` is the anomaly): precision / recall / F1"):
         assert caption in parsed.tables, caption

@@ -115,15 +115,14 @@ def quality_vs_cost(chosen: pd.DataFrame, notes: list[str]) -> pd.DataFrame | No
     return out
 
 
-def kdd_rows(chosen: pd.DataFrame, notes: list[str]) -> pd.DataFrame | None:
-    """The KDD99 rows (precision/recall/F1 at the threshold used), one per model."""
-    kdd = chosen[chosen["dataset"].str.startswith("kdd")]
-    if kdd.empty:
+def prf_rows(chosen: pd.DataFrame, notes: list[str]) -> pd.DataFrame | None:
+    """The rows with test precision/recall/F1 (at the protocol's threshold: the test split's top share
+    flagged), one per (dataset, model, class); None (with a note) where best.parquet holds none."""
+    cols = ["test_precision", "test_recall", "test_f1"]
+    if chosen.empty or not has_columns(chosen, cols) or chosen[cols].isna().all().all():
+        notes.append("best.parquet holds no test precision/recall/F1: the tables are left out.")
         return None
-    if kdd[["test_precision", "test_recall", "test_f1"]].isna().all().all():
-        notes.append("best.parquet holds no test precision/recall/F1: the KDD99 table is left out.")
-        return None
-    return kdd.reset_index(drop=True)
+    return chosen.dropna(subset=["test_f1"]).reset_index(drop=True)
 
 
 def max_epochs_of(trials: pd.DataFrame) -> pd.Series:

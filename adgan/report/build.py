@@ -41,7 +41,8 @@ def build_sections(results_dir: str | os.PathLike[str]) -> tuple[str, list[Secti
     ctx = sec.make_context(res, load_published())
     # The answer first; the progress of every group (long for big sweeps) last.
     builders = (sec.recommendation, sec.overview, sec.per_class, sec.gan_vs_baseline, sec.loss_cases,
-                sec.quality_vs_cost, sec.kdd99, published_section, learning_curves, sweep_cost, sec.progress)
+                sec.quality_vs_cost, sec.thresholds, published_section, learning_curves, sweep_cost,
+                sec.progress)
     return res.name, [build(ctx) for build in builders]
 
 
