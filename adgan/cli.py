@@ -9,6 +9,7 @@ import math
 import os
 import shutil
 import sys
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -304,7 +305,6 @@ def resolve_checkpoint(path: str | Path) -> Path:
 def cmd_score(args: argparse.Namespace) -> int:
     import csv
     import io
-    import warnings
 
     import numpy as np
 
@@ -474,6 +474,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # does not stop them.
         print(f"adgan: warning: {exc} (not needed by this command: going on)", file=sys.stderr)
     args = build_parser(argv).parse_args(argv)
+    shown = warnings.showwarning
+    warnings.showwarning = _input_warnings_as_lines(shown)
     try:
         return int(args.func(args) or 0)
     except AdganError as exc:
@@ -489,6 +491,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("adgan: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = shown
+
+
+def _input_warnings_as_lines(show: Callable[..., None]) -> Callable[..., None]:
+    """A ``warnings.showwarning`` that prints adgan's own warnings about the user's input
+    (``InputWarning``) as one line, as its errors are, and passes any other warning to ``show``."""
+
+    def show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                     file: Any = None, line: str | None = None) -> None:
+        if issubclass(category, InputWarning):
+            print(f"adgan: warning: {message}", file=sys.stderr)
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    return show_warning
 
 
 if __name__ == "__main__":

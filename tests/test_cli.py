@@ -278,6 +278,20 @@ def test_train_overwrite_keeps_the_old_run_when_the_new_one_fails_before_its_fir
     assert not (out / ".replaced").exists()
 
 
+def test_train_shows_input_warnings_as_adgan_lines(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """adgan's warnings about the user's input read as its errors do (one 'adgan: warning:' line), in train
+    as in score, not as Python's file:line report."""
+    rows = "".join(f"u{i},{i % 7},{int(i % 10 == 0)}\n" for i in range(300))
+    (tmp_path / "ids.csv").write_text("id,a,flag\n" + rows)
+    decl = tmp_path / "ids.yaml"
+    decl.write_text("name: ids\nformat: table\npath: ids.csv\nlabel_column: flag\nlabels: anomaly\n"
+                    "categorical: [id]\n")
+    assert main(["train", "--model", "knn", "--dataset", str(decl), "--out", str(tmp_path / "run")]) == 0
+    err = capsys.readouterr().err
+    assert "adgan: warning: dataset 'ids'" in err and "an identifier rather than a category?" in err
+    assert "InputWarning" not in err
+
+
 def test_score_names_a_damaged_checkpoint(
     trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

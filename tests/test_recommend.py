@@ -71,7 +71,8 @@ def test_best_report_and_export_give_the_same_validation_choice(tmp_path: Path,
     assert row["recommended"] == "egbad [fm-fm]" and row["test AUPRC"].startswith("0.5000 ± ")
     assert row["kNN (test)"] == "0.9700" and row["beats chance (val)"] == "yes"
     # ... and says, for that detector, what the cutoffs it chose on validation do on test (as the card).
-    cut = html_tables(html).tables["Recommended detector per class at the cutoffs chosen on validation (test)"]
+    tables = html_tables(html).tables
+    cut = tables["Recommended detector per class at the cutoffs chosen on validation (test)"]
     assert cut[0] == ["dataset", "class", "detector", "--flag", "precision", "recall", "F1", "false alarms"]
     rep = rec.chosen.representative
     for name, f in json.loads(rep["test_at_cutoffs"]).items():
