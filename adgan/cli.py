@@ -159,10 +159,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         + "".join(f"at the {name} cutoff chosen on validation ({c['cutoff']:.6g}): test precision "
                   f"{c['precision']:.4f} recall {c['recall']:.4f} F1 {c['f1']:.4f}, false alarms "
                   f"{c['false_alarm_rate']:.1%} (adgan score --flag {name})\n"
-                  for name, c in (summary.get("test_at_cutoffs") or {}).items())
+                  for name, c in _in_cutoff_order(summary.get("test_at_cutoffs")))
         + f"checkpoint: {summary['checkpoint']}"
     )
     return 0
+
+
+def _in_cutoff_order(figures: Mapping[str, Any] | None) -> list[tuple[str, Any]]:
+    """``(name, figures)`` of a run's cutoffs in their fixed order (a resumed run reads them from JSON)."""
+    from adgan.metrics import cutoff_order
+
+    return [(name, figures[name]) for name in cutoff_order(figures or {})]
 
 
 def _class_line(resolved: Mapping[str, Any], given: bool) -> str:
@@ -366,7 +373,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         sys.stdout.write(buf.getvalue())
     else:
         _write_output(Path(dest), buf.getvalue())
-        print(f"wrote {len(scores)} scores to {dest}", file=sys.stderr)
+        print(f"wrote {len(scores)} score{'s' if len(scores) != 1 else ''} to {dest}", file=sys.stderr)
     return 0
 
 

@@ -21,6 +21,8 @@ NaN/inf scores, mismatched lengths, labels other than 0/1) raise ``DataError`` s
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 
 from adgan.errors import DataError
@@ -169,6 +171,23 @@ def _figures(cutoff: float, tp: float, fp: float, positives: float, negatives: f
             "flagged": (tp + fp) / (positives + negatives)}
 
 
+def cutoff_order(names: Iterable[str]) -> list[str]:
+    """Cutoff names in the order ``cutoffs`` makes them (``best-f1``, then ``fpr-5%``, ``fpr-1%``: most
+    flagged first), whatever order a JSON file kept them in; unknown names last, by name."""
+
+    def key(name: str) -> tuple[int, float, str]:
+        if name == "best-f1":
+            return (0, 0.0, name)
+        if name.startswith("fpr-") and name.endswith("%"):
+            try:
+                return (1, -float(name[4:-1]), name)
+            except ValueError:
+                pass
+        return (2, 0.0, name)
+
+    return sorted(names, key=key)
+
+
 def cutoffs(y: np.ndarray, s: np.ndarray) -> dict[str, dict[str, float]]:
     """Score cutoffs chosen on the labelled split ``y`` (N,), ``s`` (N,) (validation) for flagging new data
     (flagged = ``score >= cutoff``), each with that split's figures (``at_cutoff``'s keys):
@@ -196,7 +215,7 @@ def cutoffs(y: np.ndarray, s: np.ndarray) -> dict[str, dict[str, float]]:
         return _figures(c, float(tps[i]), float(fps[i]), positives, negatives)
 
     f1 = 2 * tps / (2 * tps + fps + (positives - tps))
-    out = {"best-f1": cut(int(np.flatnonzero(f1 == f1.max())[-1]))}
+    out = {"best-f1": cut(int(np.flatnonzero(f1 == f1.max())[-1]))}  # (in cutoff_order's order)
     for rate in FALSE_ALARM_RATES:
         within = np.flatnonzero(fps <= rate * negatives)
         out[f"fpr-{rate:.0%}"] = cut(int(within[-1]) if within.size else -1)

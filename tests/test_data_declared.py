@@ -413,7 +413,7 @@ def test_a_parquet_index_column_is_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("decl", "message"),
     [
-        ({"chanels": 1}, r"unknown key 'chanels' \(did you mean 'channels'\?\); a 'image-folder' declaration "
+        ({"chanels": 1}, r"unknown key 'chanels' \(did you mean 'channels'\?\); the format 'image-folder' "
                          r"accepts: name, format, .*root, channels, image_size"),
         ({"channels": 2}, r"'channels' must be 1 \(grayscale\) or 3 \(RGB\), got 2"),
         ({"channels": None}, r"the key 'channels' is required for format 'image-folder'"),

@@ -144,6 +144,14 @@ def test_cutoffs_chosen_on_a_split_flag_what_brute_force_would() -> None:
             assert chosen[f"fpr-{rate:.0%}"]["false_alarm_rate"] <= rate
 
 
+def test_cutoff_order_is_the_order_cutoffs_makes_them_whatever_json_kept() -> None:
+    y, s = np.r_[np.zeros(50), np.ones(10)].astype(int), np.arange(60.0)
+    made = list(metrics.cutoffs(y, s))
+    assert metrics.cutoff_order(sorted(made)) == made == ["best-f1", "fpr-5%", "fpr-1%"]
+    order = metrics.cutoff_order(["x", "fpr-1%", "best-f1", "fpr-10%"])
+    assert order == ["best-f1", "fpr-10%", "fpr-1%", "x"]
+
+
 def test_at_cutoff_counts_ties_at_the_cutoff_as_flagged() -> None:
     y = np.array([0, 0, 1, 1])
     got = metrics.at_cutoff(y, np.array([0.1, 0.5, 0.5, 0.9]), 0.5)

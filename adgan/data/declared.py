@@ -139,8 +139,8 @@ def normalize_declaration(decl: Mapping[str, Any], base_dir: PathLike | None = N
     allowed = [k.lstrip("!") for k in _COMMON + _FORMAT_KEYS[fmt]]
     for key in decl:
         if key not in allowed:
-            raise ConfigError(f"{where}: unknown key {key!r}{did_you_mean(key, allowed)}; a {fmt!r} "
-                              f"declaration accepts: {', '.join(allowed)}")
+            raise ConfigError(f"{where}: unknown key {key!r}{did_you_mean(key, allowed)}; the format "
+                              f"{fmt!r} accepts: {', '.join(allowed)}")
     # An optional key set to None (null) means "not given": a normalised declaration normalises to itself.
     decl = {k: v for k, v in decl.items() if v is not None}
     for key in _COMMON + _FORMAT_KEYS[fmt]:
@@ -411,7 +411,8 @@ def _folder_classes(d: dict[str, Any]) -> tuple[str, ...]:
 def _folder_files(folder: Path, minimum: int) -> list[Path]:
     files = folders.image_files(folder)
     if not files:
-        raise DataError(f"{folder}: no image files ({', '.join(folders.IMAGE_EXTENSIONS)}, any letter case)")
+        raise DataError(f"{folder}: no image files ({', '.join(folders.IMAGE_EXTENSIONS)}, any letter case); "
+                        "add images, or leave the folder out with 'classes' (image-folder)")
     if len(files) < minimum:
         raise DataError(f"{folder}: {len(files)} images, fewer than min_per_class {minimum}; add images, "
                         "lower min_per_class or leave the class out with 'classes'")

@@ -93,8 +93,11 @@ def _check(name: str, idx: SplitIndices, is_anomaly: np.ndarray) -> SplitIndices
         if not y.any() or y.all():
             problems.append(f"{part} lacks {'anomalies' if not y.any() else 'normals'}")
     if problems:
+        hint = ("; validation takes the first floor(n * val_anomaly_fraction) anomalies (default 0.2: "
+                "at least 5 anomalies needed) and test the rest: add anomalies, or raise "
+                "val_anomaly_fraction in the declaration" if "val lacks anomalies" in problems else "")
         raise DataError(f"{name}: too few samples to split ({', '.join(problems)}; "
-                        f"{int(is_anomaly.sum())} anomalies, {int((~is_anomaly).sum())} normals)")
+                        f"{int(is_anomaly.sum())} anomalies, {int((~is_anomaly).sum())} normals){hint}")
     return idx
 
 

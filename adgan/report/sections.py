@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from adgan.metrics import cutoff_order
 from adgan.report import analysis, figures
 from adgan.report.doc import Figure, Section, Table
 from adgan.report.load import SweepResults, class_label, has_columns
@@ -457,7 +458,8 @@ def _cutoff_rows(ctx: Context) -> list[list[str]]:
         rep, c = rec.chosen.representative, rec.chosen
         raw = rep.get("test_at_cutoffs")
         figures = json.loads(raw) if isinstance(raw, str) else raw if isinstance(raw, dict) else None
-        for name, f in (figures or {}).items():  # (null/NaN in rows written before cutoffs)
+        for name in cutoff_order(figures or {}):  # (null/NaN in rows written before cutoffs)
+            f = figures[name]
             label = ctx.label(c.dataset, int(c.anomaly_class))
             rows.append([c.dataset, label, _detector(c.model, c.loss_case), name, metric4(f.get("precision")),
                          metric4(f.get("recall")), metric4(f.get("f1")),

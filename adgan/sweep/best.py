@@ -22,6 +22,7 @@ from typing import Any
 
 from adgan.atomic import write_atomic
 from adgan.errors import DataError, clip
+from adgan.metrics import cutoff_order
 from adgan.runfiles import NOT_DETECTOR_FILES, PLUGIN_DIR, TUNE_EXPERIMENT
 from adgan.sweep.recommend import (
     Recommendation,
@@ -423,7 +424,8 @@ def _labels_section(rep: Mapping[str, Any], meta: Mapping[str, Any], dest: Path)
             "recall / F1 / false alarms |",
             "| --- | --- | --- | --- |",
         ]
-        for name, c in chosen.items():
+        for name in cutoff_order(chosen):
+            c = chosen[name]
             t = test.get(name) or dash
             lines.append(
                 f"| `{name}` | {c['cutoff']:.9g} | {_fmt(c['precision'], 3)} / {_fmt(c['recall'], 3)} / "

@@ -211,7 +211,7 @@ def plan_text(
         if gpu > 0 and not _local_gpus():
             gpu = 0.0  # as the sweep would: no GPU here, trials on CPU
         slots = slots_here(spec, cpus, gpu, max_concurrent)
-        where = f"this machine: {cpus} CPUs" + (f", {_local_gpus()} GPUs" if gpu > 0 else "")
+        where = f"this machine: {_n(cpus, 'CPU')}" + (f", {_n(_local_gpus(), 'GPU')}" if gpu > 0 else "")
     else:
         slots, where, gpu = _cluster_slots(spec, address, max_concurrent)
     from adgan.sweep.storage import location
@@ -238,7 +238,7 @@ def plan_text(
         f"  epochs       up to {spec.budget.max_epochs} per GAN trial, 1 per baseline trial (ASHA grace "
         f"{spec.budget.grace_period}, reduction {spec.budget.reduction_factor:g})",
         f"  per trial    {_n(spec.cpus, 'CPU')}, {_n(gpu, 'GPU')}",
-        f"  at once      {slots} trials ({where}{limit})",
+        f"  at once      {_n(slots, 'trial')} ({where}{limit})",
         f"  cost/model   {per_model} ({source})",
     ]
     if slots == 0:  # (an estimate of a sweep that cannot run here would only mislead)
@@ -270,7 +270,8 @@ def _cluster_slots(spec: SweepSpec, address: str, max_concurrent: int | None) ->
         res = ray.cluster_resources()
         gpu = spec.gpu if float(res.get("GPU", 0)) > 0 else 0.0
         nodes = sum(bool(n.get("Alive")) for n in ray.nodes())
-        where = f"cluster {address}: {nodes} nodes, {res.get('CPU', 0):g} CPUs, {res.get('GPU', 0):g} GPUs"
+        where = (f"cluster {address}: {_n(nodes, 'node')}, {_n(res.get('CPU', 0), 'CPU')}, "
+                 f"{_n(res.get('GPU', 0), 'GPU')}")
         return slots_on_cluster(spec, gpu, max_concurrent), where, gpu
     finally:
         if started:
