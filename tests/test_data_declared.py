@@ -374,6 +374,8 @@ def test_table_errors(tmp_path: Path, decl: dict, message: str) -> None:
         ("bytes,proto,label\n1.0,tcp,ok\n2.0,udp,\n", r"row 2: column 'label' is empty"),
         ("bytes;proto;label\n1.0;tcp;ok\n",
          r"bytes;proto;label \(one column named with ';': only comma-separated files are read\)"),
+        ("bytes,proto,label\n1.0,tcp,ok\n2.0,udp\n3.0,tcp,ok\n",  # a cell missing: the line is named
+         r"Expected 3 columns, got 2.* \(line 3 of the file holds 2 cells, the header 3"),
     ],
 )
 def test_table_files_a_user_might_have(tmp_path: Path, text: str, message: str) -> None:
@@ -384,6 +386,20 @@ def test_table_files_a_user_might_have(tmp_path: Path, text: str, message: str) 
                               "min_per_class": 1})
     with pytest.raises(DataError, match=message):
         dataset_classes(name)
+        load_dataset(name, 0, verbose=False)
+
+
+def test_a_date_column_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    stamps = pa.array(np.datetime64("2024-01-01T00:00:00") + np.arange(40) * np.timedelta64(1, "h"))
+    pq.write_table(pa.table({"t": stamps, "bytes": np.arange(40.0), "label": ["ok", "scan"] * 20}),
+                   tmp_path / "t.parquet")
+    name = register_declared({"name": "dated", "format": "table", "path": str(tmp_path / "t.parquet"),
+                              "label_column": "label", "min_per_class": 1})
+    with pytest.raises(DataError, match=r"column 't' is not numeric \(dates or times, e.g. '2024-01-01 "
+                                        r"00:00:00'\); convert it to numbers first .* or list it in "
+                                        r"'drop_columns'"):
         load_dataset(name, 0, verbose=False)
 
 

@@ -283,6 +283,28 @@ def test_float_npz_images_score_in_their_declared_range(tmp_path: Path, pixel_ra
     np.testing.assert_allclose(prepare_file(tmp_path / "u8.npy", info), s.test.x, atol=2e-6)
 
 
+def test_plain_rows_score_from_a_headerless_csv(tmp_path: Path) -> None:
+    """A model trained on plain rows (an .npz of (N, D)) scores a numeric CSV without header as those rows;
+    a header row, or text in a cell, is named by its line and column as the file numbers them."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(200, 3)), (np.arange(200) % 10 == 0).astype(int)
+    np.savez(tmp_path / "rows.npz", x=x, y=y)
+    register_declared({"name": "rows", "format": "npz", "path": str(tmp_path / "rows.npz"),
+                       "labels": "anomaly"})
+    s = load_dataset("rows", 0, seed=0, verbose=False)
+    info = _checkpoint_info(s.info)
+    test = split_indices("rows", 0, 0).test
+    np.savetxt(tmp_path / "new.csv", x[test], delimiter=",", fmt="%.17g")
+    np.testing.assert_allclose(prepare_file(tmp_path / "new.csv", info), s.test.x, rtol=1e-6)
+    (tmp_path / "header.csv").write_text("a,b,c\n1,2,3\n")
+    with pytest.raises(DataError, match=r"header.csv: expected a numeric CSV without header .*'a' to float64 "
+                                        r"on line 1, column 1; the first line looks like a header row"):
+        prepare_file(tmp_path / "header.csv", info)
+    (tmp_path / "text.csv").write_text("1,2,3\n4,x,6\n")
+    with pytest.raises(DataError, match=r"'x' to float64 on line 2, column 2\)$"):
+        prepare_file(tmp_path / "text.csv", info)
+
+
 def test_folder_for_builtin_dataset(tmp_path: Path) -> None:
     s = load_dataset("synthetic-images", 1, seed=0, image_size=32, verbose=False)
     info = _checkpoint_info(s.info)

@@ -13,6 +13,7 @@ reported with an ``UnseenCategoryWarning``; ``strict=True`` refuses them (``adga
 from __future__ import annotations
 
 import os
+import re
 import warnings
 import zlib
 from pathlib import Path
@@ -160,7 +161,15 @@ def _numeric_rows(path: Path) -> np.ndarray:
     try:
         return np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2)
     except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: expected a numeric CSV without header, or a Parquet file ({exc})") from None
+        message = str(exc).rstrip(".")
+        at = re.search(r"at row (\d+), column (\d+)", message)
+        if at:  # numpy counts rows from 0 and columns from 1: say the file's line and column
+            line, column = int(at.group(1)) + 1, int(at.group(2))
+            message = message[: at.start()] + f"on line {line}, column {column}" + message[at.end():]
+            if line == 1:
+                message += "; the first line looks like a header row: remove it"
+        raise DataError(f"{path}: expected a numeric CSV without header (this model was trained on plain "
+                        f"rows), or a Parquet file ({message})") from None
 
 
 def _scaled(x: np.ndarray, prep: dict[str, Any], where: str = "input") -> np.ndarray:

@@ -164,7 +164,7 @@ def read_table(path: Path, text_columns: Sequence[str], columns: Sequence[str] |
         if "invalid UTF8" in str(exc):
             raise DataError(f"{path}: not UTF-8 text ({exc}); expected a UTF-8 CSV file (save it as UTF-8, "
                             "e.g. `iconv -f latin1 -t utf-8`)") from None
-        raise DataError(f"{path}: {exc}") from None
+        raise DataError(f"{path}: {exc}{_ragged_hint(path, str(exc))}") from None
     twice = sorted({n for n in table.column_names if table.column_names.count(n) > 1})
     if twice:
         raise DataError(f"{path}: column name(s) {', '.join(map(repr, twice))} appear more than once; "
@@ -182,6 +182,28 @@ def integer_texts(column: Any) -> Any:
     import pyarrow.compute as pc
 
     return pc.replace_substring_regex(column, r"^([+-]?\d+)\.0*$", r"\1")
+
+
+def _ragged_hint(path: Path, message: str) -> str:
+    """For Arrow's "Expected N columns, got M" (which names no line): the first line of the CSV whose
+    number of cells differs from the header's, read again with Python's csv module (only on that error)."""
+    import csv
+    import gzip
+
+    if "Expected" not in message or "columns, got" not in message:
+        return ""
+    opener = gzip.open if _is_gzip(path) else open
+    try:
+        with opener(path, "rt", newline="", encoding="utf-8") as fh:
+            reader = csv.reader(fh)
+            width = len(next(reader))
+            for row in reader:
+                if row and len(row) != width:
+                    return (f" (line {reader.line_num} of the file holds {len(row)} cells, the header "
+                            f"{width}: a missing or extra comma, or a comma inside an unquoted value)")
+    except (OSError, UnicodeDecodeError, csv.Error, StopIteration):
+        pass
+    return ""
 
 
 def _fold_booleans(column: Any) -> Any:
@@ -214,6 +236,8 @@ def _first_non_number(column: Any) -> str:
 
     if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
         valid = column.drop_null()
+        if pa.types.is_temporal(column.type) and len(valid):  # the value as the file shows it, not its repr
+            return f"dates or times, e.g. {str(valid[0].as_py())!r}"
         return f"e.g. {valid[0].as_py()!r}" if len(valid) else "no values"
     is_number = pc.fill_null(pc.match_substring_regex(column, _NUMBER), True)
     bad = np.flatnonzero(~is_number.to_numpy(zero_copy_only=False))
@@ -230,8 +254,12 @@ def _check_numeric_type(col: Any, name: str, where: str, fix: str | None = None)
     typ = col.type
     if not (pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_boolean(typ)
             or pa.types.is_decimal(typ)):
-        raise DataError(f"{where}: column {name!r} is not numeric ({_first_non_number(col)}); " + (
-            fix or "declare it in 'categorical' to one-hot encode it, or in 'drop_columns' to leave it out"))
+        default = "declare it in 'categorical' to one-hot encode it, or in 'drop_columns' to leave it out"
+        if pa.types.is_temporal(typ):  # one category per time stamp would be no feature at all
+            default = ("convert it to numbers first (e.g. seconds since 1970, or the hour of the day), or "
+                       "list it in 'drop_columns' to leave it out")
+        raise DataError(f"{where}: column {name!r} is not numeric ({_first_non_number(col)}); "
+                        + (fix or default))
 
 
 def _numeric(table: Any, name: str, where: str) -> np.ndarray:
