@@ -294,6 +294,10 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
                    help="also write a 'flagged' column (1 = score at or above the cutoff): best-f1, "
                    "fpr-5%% or fpr-1%% (cutoffs the checkpoint chose on its validation split: the highest "
                    "F1 there, or at most 5%%/1%% of its normals flagged; see MODEL_CARD.md), or a score")
+    p.add_argument("--keep", action="append", default=[], metavar="COLUMN",
+                   help="copy this column of the input table (CSV with a header row, or Parquet) into the "
+                   "output, before the score: an id or a time to join the scores on; it need not be a "
+                   "feature of the model (repeatable)")
     p.set_defaults(func=cmd_score)
 
 
@@ -339,35 +343,43 @@ def cmd_score(args: argparse.Namespace) -> int:
     if not info:
         raise DataError(f"{args.checkpoint}: the checkpoint records no data preprocessing facts")
     paths: list[str] | None = None
+    kept = _kept(src, info, args.keep)  # before scoring: a wrong name fails at once
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", InputWarning)
         if src.is_dir():  # rows in sorted relative-path order, written beside the scores
             x, paths = prepare_image_folder(src, info)
         else:
-            x = prepare_file(src, info, strict=args.strict, pixel_range=args.pixel_range)
+            x = prepare_file(src, info, strict=args.strict, pixel_range=args.pixel_range, keep=args.keep)
     for w in caught:  # adgan's own about the input (unseen categories, the float-pixel range): one line each
         if issubclass(w.category, InputWarning):
             print(f"adgan: warning: {w.message}", file=sys.stderr)
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     scores = scores_of(detector, x)
+    if any(len(values) != len(scores) for _, values in kept):  # (the scores' own reader: a guard)
+        raise DataError(f"{src}: {len(kept[0][1])} rows in the kept columns, {len(scores)} scores")
     columns = [[f"{s:.9g}" for s in scores]]
     unscored = np.isnan(scores)
     if unscored.any():  # the contract allows NaN: a row the detector could not score (never "normal")
         print(f"adgan: warning: {int(unscored.sum())} of {len(scores)} scores are NaN (the first at row "
               f"{int(np.argmax(unscored)) + 1}): the detector could not score those rows"
               + ("; their flagged cell is left empty" if cutoff is not None else ""), file=sys.stderr)
+    header = ["score"]
     if cutoff is not None:
         flagged = scores >= cutoff
         columns.append(["" if u else "1" if f else "0" for f, u in zip(flagged, unscored, strict=True)])
+        header.append("flagged")
         print(f"flagged {int(flagged.sum())} of {len(scores) - int(unscored.sum())} scored rows at score "
               f"cutoff {cutoff:.9g} ({args.flag})", file=sys.stderr)
     if paths is not None:
         columns.insert(0, paths)
+        header.insert(0, "path")
+    for name, values in reversed(kept):  # (first, in the order given)
+        columns.insert(0, values)
+        header.insert(0, name)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow([*(["path"] if paths is not None else []), "score", *(["flagged"] if cutoff is not None
-                                                                          else [])])
+    writer.writerow(header)
     writer.writerows(zip(*columns, strict=True))
     if dest == "-":
         sys.stdout.write(buf.getvalue())
@@ -375,6 +387,18 @@ def cmd_score(args: argparse.Namespace) -> int:
         _write_output(Path(dest), buf.getvalue())
         print(f"wrote {len(scores)} score{'s' if len(scores) != 1 else ''} to {dest}", file=sys.stderr)
     return 0
+
+
+def _kept(src: Path, info: dict[str, Any], names: Sequence[str]) -> list[tuple[str, list[str]]]:
+    """``adgan score --keep``: the input's columns ``names`` with their values, one per data row."""
+    if not names:
+        return []
+    from adgan.data import kept_columns
+
+    taken = [n for n in names if n in ("score", "flagged", "path")]
+    if taken or len(set(names)) < len(names):
+        raise ConfigError(f"--keep {(taken or names)[0]}: the output already has a column of that name")
+    return list(zip(names, kept_columns(src, info, names), strict=True))
 
 
 def _check_output(dest: Path, src: Path) -> None:

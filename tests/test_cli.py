@@ -292,6 +292,38 @@ def test_train_shows_input_warnings_as_adgan_lines(tmp_path: Path, capsys: pytes
     assert "InputWarning" not in err
 
 
+def test_score_keeps_columns_of_the_input_table_beside_the_scores(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """--keep copies an id (not a feature: dropped in training, or absent from it) and a feature column into
+    the output, row for row with the scores, in the order given; bad uses are refused by name."""
+    rows = "".join(f"u{i},{(i * 7) % 11}.5,{'xy'[i % 2]},{int(i % 10 == 0)}\n" for i in range(200))
+    (tmp_path / "t.csv").write_text("id,a,c,flag\n" + rows)
+    decl = tmp_path / "t.yaml"
+    decl.write_text("name: kept\nformat: table\npath: t.csv\nlabel_column: flag\nlabels: anomaly\n"
+                    "categorical: [c]\ndrop_columns: [id]\n")
+    assert main(["train", "--model", "knn", "--dataset", str(decl), "--out", str(tmp_path / "run")]) == 0
+    new = tmp_path / "new.csv"
+    new.write_text("a,id,c\n0.5,u7,x\n99.5,,y\n3.5,u9,y\n")  # an empty id is kept as empty
+    out = tmp_path / "s.csv"
+    base = ["score", "--checkpoint", str(tmp_path / "run"), "--input", str(new), "--output", str(out)]
+    assert main([*base, "--keep", "id", "--keep", "a"]) == 0
+    lines = out.read_text().splitlines()
+    assert lines[0] == "id,a,score" and [ln.split(",")[:2] for ln in lines[1:]] == [
+        ["u7", "0.5"], ["", "99.5"], ["u9", "3.5"]]
+    assert main([*base[:-2], "--output", str(tmp_path / "plain.csv")]) == 0  # the id is dropped in training
+    scores = [ln.split(",")[-1] for ln in lines[1:]]
+    assert [ln for ln in (tmp_path / "plain.csv").read_text().splitlines()[1:]] == scores
+    capsys.readouterr()
+    assert main([*base, "--keep", "nope"]) == 2
+    assert "no column 'nope' to keep; its columns are: a, id, c" in capsys.readouterr().err
+    assert main([*base, "--keep", "score"]) == 2
+    assert "--keep score: the output already has a column of that name" in capsys.readouterr().err
+    np.save(tmp_path / "x.npy", np.zeros((2, 3), np.float32))
+    assert main([*base[:3], "--input", str(tmp_path / "x.npy"), "--output", "-", "--keep", "id"]) == 2
+    assert "--keep copies columns of a table with named columns" in capsys.readouterr().err
+
+
 def test_score_names_a_damaged_checkpoint(
     trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

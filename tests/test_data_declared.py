@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -387,6 +388,24 @@ def test_table_files_a_user_might_have(tmp_path: Path, text: str, message: str) 
     with pytest.raises(DataError, match=message):
         dataset_classes(name)
         load_dataset(name, 0, verbose=False)
+
+
+def test_a_numeric_column_counting_the_rows_is_warned_about(tmp_path: Path) -> None:
+    """A row number or id left among the features would make the file's order part of the model."""
+    from adgan.errors import InputWarning
+
+    rows = "".join(f"{1000 + i},{(i * 37) % 101}.5,{'ok' if i % 5 else 'scan'}\n" for i in range(100))
+    (tmp_path / "t.csv").write_text("row,bytes,label\n" + rows)
+    decl = {"name": "numbered-rows", "format": "table", "path": str(tmp_path / "t.csv"),
+            "label_column": "label"}
+    with pytest.warns(InputWarning, match=r"numeric column 'row' counts the rows \(1000, 1001, 1002, "
+                                          r"\.\.\.\): a row number or an id rather than a feature\? list "
+                                          r"it in 'drop_columns'"):
+        load_dataset(register_declared(decl), 0, verbose=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InputWarning)  # dropped: nothing to say; 'bytes' is no counter
+        dropped = register_declared({**decl, "name": "dropped", "drop_columns": ["row"]})
+        load_dataset(dropped, 0, verbose=False)
 
 
 def test_a_date_column_is_refused_with_what_to_do(tmp_path: Path) -> None:

@@ -52,7 +52,7 @@ from adgan.data.declared import (
     resolve_declaration,
 )
 from adgan.data.kdd import read_kdd_csv_rows
-from adgan.data.prepare import prepare_file, prepare_image_folder, prepare_input
+from adgan.data.prepare import kept_columns, prepare_file, prepare_image_folder, prepare_input
 from adgan.data.protocol import SplitFractions, SplitIndices
 from adgan.data.types import DatasetInfo, Split, Splits
 from adgan.data.unseen import UnseenCategoryWarning
@@ -60,7 +60,7 @@ from adgan.data.unseen import UnseenCategoryWarning
 __all__ = [
     "DATASETS", "DatasetInfo", "Split", "SplitFractions", "SplitIndices", "Splits", "UnseenCategoryWarning",
     "class_index", "dataset_available", "dataset_classes", "dataset_kind", "default_scale", "list_datasets",
-    "load_dataset",
-    "load_declaration_file", "normalize_declaration", "prepare_file", "prepare_image_folder", "prepare_input",
+    "kept_columns", "load_dataset", "load_declaration_file", "normalize_declaration", "prepare_file",
+    "prepare_image_folder", "prepare_input",
     "read_kdd_csv_rows", "register_declared", "resolve_declaration", "split_indices",
 ]

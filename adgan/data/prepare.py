@@ -16,6 +16,7 @@ import os
 import re
 import warnings
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -257,13 +258,39 @@ def _prepare_image_files(files: list[Path], info: dict[str, Any], where: str) ->
     return to_model_space(raw, size)
 
 
+def kept_columns(path: str | os.PathLike[str], info: dict[str, Any], names: Sequence[str]) -> list[list[str]]:
+    """Columns ``names`` of a declared table's file to score (CSV with its header row, or Parquet), as text,
+    one value per data row in the order ``prepare_file`` scores them (an empty cell is ""): what
+    ``adgan score --keep`` copies beside the scores (an id, a timestamp), features of the model or not.
+
+    Raises:
+        DataError: The model was not trained on a declared table, or a column is not in the file.
+    """
+    path = Path(path)
+    prep = info.get("preprocessing") or {}
+    named = path.name.lower().endswith(tables.CSV_SUFFIXES + tables.PARQUET_SUFFIXES)
+    if info.get("kind") != "tabular" or prep.get("format") != tables.FORMAT or not named:
+        raise DataError(f"{path}: --keep copies columns of a table with named columns (CSV with a header "
+                        "row, or Parquet) to score with a model trained on a declared table; this model or "
+                        "input has no column names")
+    have = tables.table_columns(path)
+    missing = [n for n in names if n not in have]
+    if missing:
+        raise DataError(f"{path}: no column {', '.join(map(repr, missing))} to keep; its columns are: "
+                        f"{', '.join(have)}")
+    table = tables.read_table(path, list(names), list(dict.fromkeys(names)))
+    return [["" if v is None else str(v) for v in table.column(n).to_pylist()] for n in names]
+
+
 def prepare_file(
     path: str | os.PathLike[str],
     info: dict[str, Any],
     strict: bool = False,
     pixel_range: tuple[float, float] | None = None,
+    keep: Sequence[str] = (),
 ) -> np.ndarray:
-    """Read ``path`` and prepare it like ``prepare_input``.
+    """Read ``path`` and prepare it like ``prepare_input``. ``keep``: columns of a declared table's file
+    that are carried beside the scores (``kept_columns``), allowed there without being features.
 
     - ``.npy`` (numpy arrays, no pickles) or ``.npz`` (its ``x``) for any dataset;
     - a folder of images (flat or with subfolders) or one image file for image datasets, rows in the order
@@ -329,6 +356,8 @@ def prepare_file(
         if prep.get("format") == tables.FORMAT:
             schema = tables.TableSchema.from_dict(prep)
             table = tables.read_table(path, [*schema.categorical, schema.label_column])
+            features = {*schema.numeric, *schema.categorical}
+            table = table.drop_columns([c for c in keep if c in table.column_names and c not in features])
             return _prepare_table(table, info, str(path), strict)
         arr = _numeric_rows(path)
     try:

@@ -262,6 +262,19 @@ def _check_numeric_type(col: Any, name: str, where: str, fix: str | None = None)
                         + (fix or default))
 
 
+def _warn_if_row_number(col: Any, name: str, where: str) -> None:
+    """Warn about a numeric column that counts the rows (k, k+1, k+2, ...): a row number or an id, which as
+    a feature would make the file's order part of the model."""
+    if col.null_count or len(col) < 20:
+        return
+    values = np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)
+    if np.all(np.diff(values) == 1.0):
+        warnings.warn(f"{where}: numeric column {name!r} counts the rows ({values[0]:g}, {values[1]:g}, "
+                      f"{values[2]:g}, ...): a row number or an id rather than a feature? list it in "
+                      "'drop_columns' (adgan score --keep carries it beside the scores)", InputWarning,
+                      stacklevel=3)
+
+
 def _numeric(table: Any, name: str, where: str) -> np.ndarray:
     """A numeric column of rows to encode as float64 (N,); refuses text, empty cells and non-finite values."""
     col = table.column(name)
@@ -355,6 +368,7 @@ def fit_schema(table: Any, label_column: str, categorical: Sequence[str], drop_c
     numeric = tuple(n for n in names if n not in skip)
     for name in numeric:
         _check_numeric_type(table.column(name), name, where)
+        _warn_if_row_number(table.column(name), name, where)
     cats = []
     for name in categorical:
         values = text_values(integer_texts(_fold_booleans(table.column(name))), name, where)
@@ -401,7 +415,8 @@ def encode_table(table: Any, schema: TableSchema, where: str, *, strict: bool = 
     if extra and not training:
         raise DataError(f"{where}: column{'s' if len(extra) > 1 else ''} {', '.join(map(repr, extra))} "
                         f"{'were' if len(extra) > 1 else 'was'} not in the training table; expected the "
-                        f"columns {', '.join(needed)}{_index_hint(extra[0])}")
+                        f"columns {', '.join(needed)}{_index_hint(extra[0])} (an id to carry beside the "
+                        "scores: adgan score --keep COLUMN)")
     n = table.num_rows
     out = np.zeros((n, len(schema.columns)), dtype=np.float64)
     for j, name in enumerate(schema.numeric):
