@@ -110,3 +110,23 @@ def test_offline_runs_cannot_be_resumed_by_id(offline: Path) -> None:
     assert not resumed
     runs = read_runs(offline / "wandb")
     assert len(runs) == 2 and runs[0].run_id == runs[1].run_id and not runs[1].history
+
+
+def test_a_sweep_resumed_without_new_answers_logs_no_second_summary_run(
+    offline: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from test_recommend import planted_sweep
+    from test_report import write_tables
+
+    from adgan.sweep.wandb_log import log_sweep_summary
+
+    rows = planted_sweep(offline)
+    first = log_sweep_summary(offline, project="p", mode="offline", sweep="fake", dataset="mnist-5k")
+    assert first and Path(first).is_dir()
+    again = log_sweep_summary(offline, project="p", mode="offline", sweep="fake", dataset="mnist-5k")
+    assert again == first and len(list((offline / "wandb").glob("offline-run-*"))) == 1
+    assert "the summary run of these results exists" in capsys.readouterr().err
+    rows["best"][0]["test_auprc"] = 0.123  # the results changed (a resumed sweep finished more groups)
+    write_tables(offline, rows, ("best",))
+    third = log_sweep_summary(offline, project="p", mode="offline", sweep="fake", dataset="mnist-5k")
+    assert third and third != first and len(list((offline / "wandb").glob("offline-run-*"))) == 2

@@ -27,6 +27,7 @@ later replace the earlier's data), so offline the test figures live in the summa
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import netrc
@@ -37,9 +38,13 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from adgan.atomic import write_atomic
+
 # Test metrics a chosen trial gets (``best.parquet`` columns).
 TEST_KEYS = ("test_auprc", "test_auroc", "test_auprc_trapz", "test_f1", "test_precision", "test_recall",
              "test_threshold", "test_q", "n_test")
+# In the runs' folder: which best rows the last summary run was logged for, and where it is.
+SUMMARY_MARKER = "adgan-summary.json"
 _SETTINGS = {"console": "off", "silent": True, "x_disable_stats": True, "save_code": False}
 
 
@@ -278,6 +283,18 @@ def _log_sweep_summary(results_dir: str, project: str, mode: str, sweep: str, da
     rows = read_table(results_dir, "best", missing_ok=True)
     if not rows or mode == "disabled":
         return None
+    # A resumed sweep that chose nothing new (e.g. resumed after it had finished) logs no second summary run.
+    marker = Path(run_parent(results_dir)) / "wandb" / SUMMARY_MARKER
+    digest = hashlib.sha256(json.dumps(rows, sort_keys=True, default=str).encode()).hexdigest()
+    try:
+        earlier = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        earlier = {}
+    same = earlier.get("best_sha256") == digest and earlier.get("mode") == mode
+    if same and Path(str(earlier.get("run_dir"))).is_dir():
+        print(f"[{sweep}] W&B: the summary run of these results exists: {earlier['run_dir']}",
+              file=sys.stderr)
+        return str(earlier["run_dir"])
     for r in rows:  # the family and class name, also for rows of an older schema
         r.setdefault("family", DETECTORS.get(r["model"]).family if r.get("model") in DETECTORS.names()
                      else None)
@@ -331,6 +348,7 @@ def _log_sweep_summary(results_dir: str, project: str, mode: str, sweep: str, da
         finally:
             run.finish()
             wandb.teardown()
+    write_atomic(marker, json.dumps({"best_sha256": digest, "mode": mode, "run_dir": run_dir}))
     return run_dir
 
 
