@@ -17,6 +17,7 @@ from typing import Any
 from adgan.errors import AdganError, ConfigError, DataError, InputWarning
 
 TRAIN_HELP = "train one detector on one dataset and anomaly class"
+REPLACED = ".replaced"  # in a run directory: the old run while --overwrite has not yet replaced it
 
 
 class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -94,7 +95,7 @@ def _epochs_done(out: Path) -> int:
     """Epochs an interrupted run in ``out`` logged (for the progress bar of ``--resume``)."""
     log = out / "metrics.jsonl"
     lines = log.read_text().splitlines() if log.is_file() else []
-    return sum(1 for line in lines if line.strip() and json.loads(line).get("kind") == "epoch")
+    return sum(1 for line in lines if '"kind": "epoch"' in line)  # (a line cut by a kill counts none)
 
 
 def parse_sets(items: Sequence[str]) -> dict[str, Any]:
@@ -135,10 +136,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         value = getattr(args, key)
         if value is not None:
             config[key] = value
-    config.update(parse_sets(args.set))
+    sets = parse_sets(args.set)
+    config.update(sets)
     resolved = resolve_config(config)  # a bad value is reported before the progress bar starts
-    print(_class_line(resolved, given=args.anomaly_class is not None), file=sys.stderr)
+    given = args.anomaly_class is not None or "anomaly_class" in sets
+    print(_class_line(resolved, given=given), file=sys.stderr)
     out = Path(args.out)
+    _recover_replaced(out)
     previous = [out / name for name in RUN_FILES if (out / name).exists()]
     if args.resume and args.overwrite:
         raise AdganError("--resume continues the run in --out, --overwrite replaces it: pass one of them")
@@ -186,6 +190,34 @@ def _class_line(resolved: Mapping[str, Any], given: bool) -> str:
             + ("" if given else ": the first class, as no --anomaly-class was given"))
 
 
+def _recover_replaced(out: Path) -> None:
+    """An ``--overwrite`` killed before the new run's first epoch (SIGKILL, out of memory: no ``finally``)
+    left the old run in ``out/.replaced``: put it back (the new run's files, if any, had no epoch). Killed
+    after, while the old run was being deleted: finish deleting it."""
+    from adgan.runfiles import RUN_FILES
+
+    aside = out / REPLACED
+    if not aside.is_dir():
+        return
+    if _epochs_done(out):
+        shutil.rmtree(aside, ignore_errors=True)
+        return
+    _put_back(out, aside, RUN_FILES)
+    print(f"adgan: put back the run in {out} that an interrupted --overwrite had set aside", file=sys.stderr)
+
+
+def _put_back(out: Path, aside: Path, names: Sequence[str]) -> None:
+    """Remove the files ``names`` (and code diffs) of a new run in ``out`` and move the set-aside run back."""
+    for new in [out / name for name in names] + list(out.glob("code-*.diff")):
+        if new.is_dir():
+            shutil.rmtree(new)
+        elif new.exists():
+            new.unlink()
+    for path in aside.iterdir():
+        path.rename(out / path.name)
+    aside.rmdir()
+
+
 @contextlib.contextmanager
 def _replacing(out: Path, previous: Sequence[Path]) -> Iterator[Callable[[], None]]:
     """``--overwrite``: the old run's files (``previous``, in ``out``) are set aside in ``out/.replaced``
@@ -197,8 +229,7 @@ def _replacing(out: Path, previous: Sequence[Path]) -> Iterator[Callable[[], Non
     if not previous:
         yield lambda: None
         return
-    aside = out / ".replaced"
-    shutil.rmtree(aside, ignore_errors=True)  # left by a replace that was killed: it was asked for then
+    aside = out / REPLACED  # (none left here: _recover_replaced ran first)
     aside.mkdir()
     old_diffs = list(out.glob("code-*.diff"))  # a dirty checkout's diff, named by the old config.json
     for path in [*previous, *old_diffs]:
@@ -215,14 +246,7 @@ def _replacing(out: Path, previous: Sequence[Path]) -> Iterator[Callable[[], Non
         yield new_run_started
     finally:
         if not started:
-            for new in [out / name for name in RUN_FILES] + list(out.glob("code-*.diff")):
-                if new.is_dir():
-                    shutil.rmtree(new)
-                elif new.exists():
-                    new.unlink()
-            for path in aside.iterdir():
-                path.rename(out / path.name)
-            aside.rmdir()
+            _put_back(out, aside, RUN_FILES)
             print(f"adgan: the run in {out} was kept: the new run failed before its first epoch",
                   file=sys.stderr)
 
@@ -343,18 +367,13 @@ def cmd_score(args: argparse.Namespace) -> int:
     if not info:
         raise DataError(f"{args.checkpoint}: the checkpoint records no data preprocessing facts")
     paths: list[str] | None = None
-    kept = _kept(src, info, args.keep)  # before scoring: a wrong name fails at once
-    with warnings.catch_warnings(record=True) as caught:
+    kept = _kept(src, info, args.keep, args.flag is not None)  # before scoring: a wrong name fails at once
+    with warnings.catch_warnings():  # every warning about the input said (one line each: main's hook)
         warnings.simplefilter("always", InputWarning)
         if src.is_dir():  # rows in sorted relative-path order, written beside the scores
             x, paths = prepare_image_folder(src, info)
         else:
             x = prepare_file(src, info, strict=args.strict, pixel_range=args.pixel_range, keep=args.keep)
-    for w in caught:  # adgan's own about the input (unseen categories, the float-pixel range): one line each
-        if issubclass(w.category, InputWarning):
-            print(f"adgan: warning: {w.message}", file=sys.stderr)
-        else:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     scores = scores_of(detector, x)
     if any(len(values) != len(scores) for _, values in kept):  # (the scores' own reader: a guard)
         raise DataError(f"{src}: {len(kept[0][1])} rows in the kept columns, {len(scores)} scores")
@@ -389,15 +408,17 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
-def _kept(src: Path, info: dict[str, Any], names: Sequence[str]) -> list[tuple[str, list[str]]]:
+def _kept(src: Path, info: dict[str, Any], names: Sequence[str], flags: bool) -> list[tuple[str, list[str]]]:
     """``adgan score --keep``: the input's columns ``names`` with their values, one per data row."""
     if not names:
         return []
     from adgan.data import kept_columns
 
-    taken = [n for n in names if n in ("score", "flagged", "path")]
-    if taken or len(set(names)) < len(names):
-        raise ConfigError(f"--keep {(taken or names)[0]}: the output already has a column of that name")
+    for name in names:
+        if name == "score" or (name == "flagged" and flags):
+            raise ConfigError(f"--keep {name}: the output has a column of that name already (adgan's)")
+        if names.count(name) > 1:
+            raise ConfigError(f"--keep {name}: given twice")
     return list(zip(names, kept_columns(src, info, names), strict=True))
 
 
@@ -533,7 +554,9 @@ def _input_warnings_as_lines(show: Callable[..., None]) -> Callable[..., None]:
     def show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
                      file: Any = None, line: str | None = None) -> None:
         if issubclass(category, InputWarning):
-            print(f"adgan: warning: {message}", file=sys.stderr)
+            from tqdm import tqdm
+
+            tqdm.write(f"adgan: warning: {message}", file=sys.stderr)  # (above a progress bar, if one runs)
         else:
             show(message, category, filename, lineno, file, line)
 

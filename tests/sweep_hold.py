@@ -91,3 +91,68 @@ def wait_for(proc: subprocess.Popen, done: Callable[[], bool], log: Path, timeou
         if proc.poll() is not None or time.monotonic() > deadline:
             raise AssertionError(f"gave up waiting (driver rc={proc.poll()}):\n{log.read_text()[-4000:]}")
         time.sleep(0.2)
+
+
+class NodeHolds:
+    """The hold folder of one Ray node (``env`` goes into the node's environment, which its trials
+    inherit): the test releases its held trials one by one or all, and so decides which trials are in
+    flight where when it kills a node or a driver."""
+
+    def __init__(self, folder: Path, epoch: int) -> None:
+        self.folder = folder
+        self.env = hold_env(epoch, folder)
+        self.released: set[str] = set()
+
+    def waiting(self) -> set[str]:
+        """Trials held now (not yet released)."""
+        if (self.folder / "release").exists():
+            return set()
+        return held_trials(self.folder) - self.released
+
+    def release(self, trial_id: str) -> None:
+        self.released.add(trial_id)
+        (self.folder / f"{trial_id}.release").touch()
+
+    def release_all(self) -> None:
+        (self.folder / "release").touch()
+
+    def hold_again(self) -> None:
+        """Hold the trials that reach the epoch from now on, as at the start (a new sweep's)."""
+        for path in [*self.folder.glob("*.held"), *self.folder.glob("*.release"), self.folder / "release"]:
+            path.unlink(missing_ok=True)
+        self.released.clear()
+
+
+def worker_busy_after_one(worker: NodeHolds, worker_rows: Callable[[], int]) -> Callable[[], bool]:
+    """A condition for losing a worker node with a trial in flight after it finished one (1 CPU per node,
+    trials that hold; ``worker_rows()``: the worker's finished trials in the results). The head's held
+    trial is never released before (so every other trial runs on the worker); the worker's first held
+    trial is released, and its next held one is the trial in flight once a row of the worker is written
+    (waiting for the row, never releasing the next: a late flush of the results cannot make it pass by)."""
+
+    def done() -> bool:
+        waiting = worker.waiting()
+        if not worker.released:
+            for trial_id in sorted(waiting)[:1]:
+                worker.release(trial_id)
+            return False
+        return bool(waiting) and worker_rows() > 0
+
+    return done
+
+
+def finished_while_held(nodes: list[NodeHolds], finished: Callable[[], int], n: int) -> Callable[[], bool]:
+    """A condition for killing a driver with ``n`` trials finished and one held in flight: the first ``n``
+    held trials (over ``nodes``) are released, later ones stay held; done once ``finished()`` (rows in the
+    results) reaches ``n`` while one is held."""
+
+    def done() -> bool:
+        released = sum(len(h.released) for h in nodes)
+        for h in nodes:
+            for trial_id in sorted(h.waiting()):
+                if released < n:
+                    h.release(trial_id)
+                    released += 1
+        return finished() >= n and any(h.waiting() for h in nodes)
+
+    return done

@@ -276,6 +276,18 @@ def test_train_overwrite_keeps_the_old_run_when_the_new_one_fails_before_its_fir
                  "--out", str(out), "--overwrite"]) == 0
     assert json.loads((out / "config.json").read_text())["config"]["k"] == 5
     assert not (out / ".replaced").exists()
+    # Killed (no `finally`) while the new run loaded its data: the next command puts the old run back.
+    before = {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    (out / ".replaced").mkdir()
+    for path in [p for p in out.iterdir() if p.name != ".replaced"]:  # as --overwrite sets it aside
+        path.rename(out / ".replaced" / path.name)
+    (out / "config.json").write_text("{}")  # what the killed new run had written
+    capsys.readouterr()
+    assert main(["train", "--model", "knn", "--dataset", "synthetic-images", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"put back the run in {out} that an interrupted --overwrite had set aside" in err
+    assert f"{out} already holds a run" in err
+    assert {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()} == before
 
 
 def test_train_shows_input_warnings_as_adgan_lines(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -318,7 +330,9 @@ def test_score_keeps_columns_of_the_input_table_beside_the_scores(
     assert main([*base, "--keep", "nope"]) == 2
     assert "no column 'nope' to keep; its columns are: a, id, c" in capsys.readouterr().err
     assert main([*base, "--keep", "score"]) == 2
-    assert "--keep score: the output already has a column of that name" in capsys.readouterr().err
+    assert "--keep score: the output has a column of that name already" in capsys.readouterr().err
+    assert main([*base, "--keep", "id", "--keep", "a", "--keep", "a"]) == 2
+    assert "--keep a: given twice" in capsys.readouterr().err
     np.save(tmp_path / "x.npy", np.zeros((2, 3), np.float32))
     assert main([*base[:3], "--input", str(tmp_path / "x.npy"), "--output", "-", "--keep", "id"]) == 2
     assert "--keep copies columns of a table with named columns" in capsys.readouterr().err

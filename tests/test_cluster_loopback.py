@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from localcluster import LoopbackCluster, listening_sockets
-from sweep_hold import held_trials, hold_env
+from sweep_hold import NodeHolds, finished_while_held, worker_busy_after_one
 
 from adgan.sweep.results import read_table
 
@@ -81,32 +81,6 @@ def _retried_trials(exp_dir: Path) -> dict[str, int]:
     return out
 
 
-class Holds:
-    """Trials of one node that stop after epoch ``HOLD_EPOCH`` (``ADGAN_TEST_HOLD`` in the node's
-    environment; see ``adgan.sweep.trial._hold_if_asked``) until the test releases them, one by one or all:
-    the test acts on a node or a driver while it knows which trials are in flight where."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.env = hold_env(HOLD_EPOCH, folder)
-
-    def waiting(self) -> set[str]:
-        """Trials held now (not yet released)."""
-        if (self.folder / "release").exists():
-            return set()
-        return {t for t in held_trials(self.folder) if not (self.folder / f"{t}.release").exists()}
-
-    def release(self, trial_id: str) -> None:
-        (self.folder / f"{trial_id}.release").touch()
-
-    def release_all(self) -> None:
-        (self.folder / "release").touch()
-
-    def hold_again(self) -> None:
-        """Hold the trials that reach the epoch from now on (those released stay released)."""
-        (self.folder / "release").unlink(missing_ok=True)
-
-
 HOLD_EPOCH = 1  # GANomaly trials run 4 epochs; kNN trials (one epoch) never hold
 
 
@@ -117,16 +91,15 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
     out: dict = {"results": results}
     drivers: list[subprocess.Popen] = []
     cluster = LoopbackCluster()
-    holds = {name: Holds(tmp / "holds" / name) for name in ("head", "worker1", "worker2")}
+    holds = {name: NodeHolds(tmp / "holds" / name, HOLD_EPOCH) for name in ("head", "worker1", "worker2")}
     try:
         cluster.add_node(num_cpus=1, extra_env=holds["head"].env)
         worker = cluster.add_node(num_cpus=1, extra_env=holds["worker1"].env)
         out["listening"] = listening_sockets(cluster.pids())
         out["nodes"] = cluster.describe()
 
-        # Sweep A: the worker node dies while it runs a trial, after it finished one. The head's first
-        # GANomaly trial stays held, so every other trial goes to the worker; the worker's first held trial
-        # is let go (if it had finished none yet) and its next one is in flight when the node is killed.
+        # Sweep A: the worker node dies while it runs a trial, after it finished one (see
+        # sweep_hold.worker_busy_after_one: the head's held trial stays held until then).
         spec_a = tmp / "a.yaml"
         spec_a.write_text(SPEC.replace("@NAME@", "lost-node"))
         log_a = tmp / "a.log"
@@ -134,14 +107,10 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
         worker_id = out["nodes"]["worker1"]["node_id"]
         trials_a = results / "lost-node" / "trials.parquet"
 
-        def worker_holds_after_finishing_one() -> bool:
-            for trial_id in holds["worker1"].waiting():
-                if any(r["node_id"] == worker_id for r in _rows(trials_a)):
-                    return True
-                holds["worker1"].release(trial_id)
-            return False
+        def worker_rows() -> int:
+            return sum(r["node_id"] == worker_id for r in _rows(trials_a))
 
-        _wait(proc, worker_holds_after_finishing_one, log_a, 600)
+        _wait(proc, worker_busy_after_one(holds["worker1"], worker_rows), log_a, 600)
         out["done_before_kill"] = len(_rows(trials_a))
         out["held_on_worker"] = holds["worker1"].waiting()  # the worker's one trial in flight (1 CPU)
         cluster.kill_node(worker)
@@ -151,7 +120,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
         out["a_log"] = log_a.read_text()
 
         # Sweep B, on the same cluster with a new worker: the driver is killed once three trials finished
-        # (held trials let go until then) while a trial is held in flight, then resumed.
+        # while a trial is held in flight (the first three held are let go), then resumed.
         holds["head"].hold_again()
         cluster.add_node(num_cpus=1, extra_env=holds["worker2"].env)
         spec_b = tmp / "b.yaml"
@@ -161,16 +130,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
         trials_b = results / "resumed" / "trials.parquet"
         node_holds = [holds["head"], holds["worker2"]]
 
-        def three_finished_and_one_held() -> bool:
-            finished = len(_rows(trials_b))
-            for h in node_holds:
-                for trial_id in h.waiting():
-                    if finished >= 3:
-                        return True
-                    h.release(trial_id)
-            return False
-
-        _wait(proc, three_finished_and_one_held, log_b, 600)
+        _wait(proc, finished_while_held(node_holds, lambda: len(_rows(trials_b)), 3), log_b, 600)
         out["b_killed_after"] = len(_rows(trials_b))
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)

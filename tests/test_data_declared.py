@@ -315,21 +315,25 @@ def test_table_labels_written_as_floats_are_the_integers(tmp_path: Path) -> None
     import pyarrow.parquet as pq
 
     labels = [1.0, 2.0, 10.0] * 20
-    (tmp_path / "t.csv").write_text("a,lab\n" + "".join(f"{i}.0,{v!r}\n" for i, v in enumerate(labels)))
-    pq.write_table(pa.table({"a": [float(i) for i in range(60)], "lab": labels}), tmp_path / "t.parquet")
+    (tmp_path / "t.csv").write_text("a,lab\n" + "".join(f"{3 * i}.0,{v!r}\n" for i, v in enumerate(labels)))
+    pq.write_table(pa.table({"a": [3.0 * i for i in range(60)], "lab": labels}), tmp_path / "t.parquet")
     for suffix in ("csv", "parquet"):
         path = tmp_path / f"t.{suffix}"
         name = register_declared({"name": f"f{suffix}", "format": "table", "path": str(path),
                                   "label_column": "lab"})
         assert dataset_classes(name) == ("1", "2", "10")
+        picked = register_declared({"name": f"p{suffix}", "format": "table", "path": str(path),
+                                    "label_column": "lab", "classes": ["10.0", "1.0"]})  # as quoted text
+        assert dataset_classes(picked) == ("10", "1")
         assert load_dataset(name, "10", verbose=False).info.anomaly_class == 2
     mixed = tmp_path / "mixed.csv"  # one label spelled two ways is one class
     mixed.write_text("a,lab\n" + "".join(f"{i},{'1' if i % 2 else '1.0'}\n{i},2\n" for i in range(20)))
     assert dataset_classes(register_declared({"name": "mixed", "format": "table", "path": str(mixed),
                                               "label_column": "lab"})) == ("1", "2")
     flags = tmp_path / "flags.csv"
-    flags.write_text("a,flag\n" + "".join(f"{i},{1.0 if i % 5 == 0 else 0.0}\n" for i in range(100)))
-    for i, extra in enumerate(({}, {"anomaly_values": [1.0]}, {"anomaly_values": [1]})):
+    flags.write_text("a,flag\n" + "".join(f"{i % 7},{1.0 if i % 5 == 0 else 0.0}\n" for i in range(100)))
+    quoted = {"anomaly_values": ["1.0"]}  # as text in the declaration
+    for i, extra in enumerate(({}, {"anomaly_values": [1.0]}, {"anomaly_values": [1]}, quoted)):
         name = register_declared({"name": f"flags{i}",
                                   "format": "table", "path": str(flags), "label_column": "flag",
                                   "labels": "anomaly", **extra})

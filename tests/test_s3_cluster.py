@@ -27,7 +27,8 @@ def lost_node(s3: S3Server, tmp_path_factory: pytest.TempPathFactory) -> dict[st
     """The lost-node sweep of tests/test_cluster_loopback.py with its results on the store: the worker node
     is SIGKILLed while it runs a trial, after it finished at least one."""
     from localcluster import LoopbackCluster
-    from test_cluster_loopback import SPEC, _title
+    from sweep_hold import NodeHolds, worker_busy_after_one
+    from test_cluster_loopback import HOLD_EPOCH, SPEC
 
     tmp = tmp_path_factory.mktemp("s3-cluster")
     uri = s3.bucket_uri("results")
@@ -37,9 +38,10 @@ def lost_node(s3: S3Server, tmp_path_factory: pytest.TempPathFactory) -> dict[st
     out: dict[str, Any] = {"uri": f"{uri}/lost-node"}
     cluster = LoopbackCluster()  # its nodes inherit this process's environment: the store's address
     proc = None
+    head_holds, worker_holds = (NodeHolds(tmp / "holds" / n, HOLD_EPOCH) for n in ("head", "worker"))
     try:
-        cluster.add_node(num_cpus=1)
-        worker = cluster.add_node(num_cpus=1)
+        cluster.add_node(num_cpus=1, extra_env=head_holds.env)
+        worker = cluster.add_node(num_cpus=1, extra_env=worker_holds.env)
         out["nodes"] = cluster.describe()
         worker_id = out["nodes"]["worker1"]["node_id"]
         cmd = _cli("sweep", str(spec), "--address", cluster.address, "--results", uri, "--no-wandb",
@@ -47,16 +49,19 @@ def lost_node(s3: S3Server, tmp_path_factory: pytest.TempPathFactory) -> dict[st
         env = cluster.env | {"PYTHONUNBUFFERED": "1", "ADGAN_HOME": str(tmp / "home")}
         proc = _start(cmd, env, log)
 
-        def worker_busy_again() -> bool:
-            done = [r for r in read_table(out["uri"], "trials", missing_ok=True) if r["node_id"] == worker_id]
-            busy = [p for p in worker.pids() if _title(p).startswith("ray::") and ".train" in _title(p)]
-            return bool(done) and bool(busy)
+        def worker_rows() -> int:
+            return sum(r["node_id"] == worker_id for r in read_table(out["uri"], "trials", missing_ok=True))
 
-        _wait(proc, worker_busy_again, log, 600)
+        # The worker node is killed with a held trial in flight, after it finished one (see sweep_hold).
+        _wait(proc, worker_busy_after_one(worker_holds, worker_rows), log, 600)
         out["done_before_kill"] = len(read_table(out["uri"], "trials", missing_ok=True))
+        out["held_on_worker"] = worker_holds.waiting()
         cluster.kill_node(worker)
+        head_holds.release_all()
         assert proc.wait(timeout=600) == 0, log.read_text()[-5000:]
     finally:
+        for h in (head_holds, worker_holds):
+            h.release_all()  # no trial process left waiting, whatever failed
         if proc is not None:
             _kill(proc)
         cluster.shutdown()
@@ -80,7 +85,7 @@ def test_lost_worker_node_loses_and_duplicates_no_row(lost_node: dict[str, Any])
         assert sorted(e["epoch"] for e in epochs if e["trial_id"] == t["trial_id"]) == list(
             range(1, t["epochs_run"] + 1))
     retried = [tid for tid, meta in lost_node["state"].items() if meta.get("num_failures")]
-    assert retried, "no trial was restarted after the worker node died"
+    assert set(retried) == lost_node["held_on_worker"], "not the trial in flight on the lost node was retried"
     by_id = {t["trial_id"]: t for t in trials}
     assert all(by_id[tid]["node_id"] == head_id for tid in retried)  # finished on the surviving node
     assert sorted(b["group_id"] for b in best) == sorted(GROUPS)

@@ -636,8 +636,16 @@ def test_a_resume_refuses_data_or_a_declaration_changed_since_the_start(tmp_path
     _with_available_dataset(started, results, resume=False)  # records dataset.json as a start does
     recorded = json.loads((tmp_path / "results" / "dataset.json").read_text())
     assert recorded["n_samples"] == 200 and len(recorded["sha256"]) == 64
+    assert recorded["classes"] == ["odd", "usual"]
     check_same_spec(spec(), results)
     _with_available_dataset(spec(), results, resume=True)  # the same data: resumed
+    # The same files read into other classes (a sweep started by an adgan that read labels otherwise).
+    (tmp_path / "results" / "dataset.json").write_text(json.dumps({**recorded, "classes": ["usual", "odd"]}))
+    with pytest.raises(ConfigError, match=r"--resume: the classes of dataset 'mine-table' were \['usual', "
+                                          r"'odd'\] when sweep 'mine' started and are read as \['odd', "
+                                          r"'usual'\] now"):
+        _with_available_dataset(spec(), results, resume=True)
+    (tmp_path / "results" / "dataset.json").write_text(json.dumps(recorded))
     # (the resume is a new process: here the declaration and the data loaded are forgotten by hand)
     DATASETS.unregister("mine-table")
     with pytest.raises(ConfigError, match=r"mine-sweep.yaml: --resume: the spec differs .* in: "

@@ -91,14 +91,15 @@ def _text_list(where: str, key: str, value: Any, scalars: bool = False) -> list[
 
 
 def label_text_of(value: Any) -> str:
-    """A label value as text, as labels are compared: ``1``, ``1.0``, ``True`` and ``"1"`` are ``"1"``."""
+    """A label value as text, as labels are compared: ``1``, ``1.0``, ``True``, ``"1"`` and ``"1.0"`` are
+    ``"1"`` (a file's label texts go through ``tables.integer_texts`` alike)."""
     if isinstance(value, (bool, np.bool_)):
         return "1" if value else "0"
     if isinstance(value, (int, np.integer)):
         return str(int(value))
     if isinstance(value, (float, np.floating)):
         return str(int(value)) if float(value).is_integer() else repr(float(value))
-    return str(value)
+    return re.sub(tables.INTEGER_TEXT, r"\1", str(value))
 
 
 def _path(where: str, key: str, value: Any, base_dir: Path) -> str:

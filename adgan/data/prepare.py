@@ -164,13 +164,26 @@ def _numeric_rows(path: Path) -> np.ndarray:
     except (OSError, ValueError) as exc:
         message = str(exc).rstrip(".")
         at = re.search(r"at row (\d+), column (\d+)", message)
-        if at:  # numpy counts rows from 0 and columns from 1: say the file's line and column
-            line, column = int(at.group(1)) + 1, int(at.group(2))
+        if at:  # numpy counts data rows from 0 (blank and # lines skipped): say the file's line
+            line, column = _file_line(path, int(at.group(1))), int(at.group(2))
             message = message[: at.start()] + f"on line {line}, column {column}" + message[at.end():]
             if line == 1:
                 message += "; the first line looks like a header row: remove it"
         raise DataError(f"{path}: expected a numeric CSV without header (this model was trained on plain "
                         f"rows), or a Parquet file ({message})") from None
+
+
+def _file_line(path: Path, data_row: int) -> int:
+    """The line number (from 1) of numpy.loadtxt's data row ``data_row`` (from 0): loadtxt skips blank lines
+    and lines that are only a ``#`` comment."""
+    with open(path, errors="replace") as fh:
+        rows = -1
+        for number, text in enumerate(fh, 1):
+            if text.split("#", 1)[0].strip():
+                rows += 1
+                if rows == data_row:
+                    return number
+    return data_row + 1
 
 
 def _scaled(x: np.ndarray, prep: dict[str, Any], where: str = "input") -> np.ndarray:

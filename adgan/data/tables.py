@@ -174,6 +174,10 @@ def read_table(path: Path, text_columns: Sequence[str], columns: Sequence[str] |
     return table
 
 
+# An integer written as a float ("75001.0"), the integer being group 1.
+INTEGER_TEXT = r"^([+-]?\d+)\.0*$"
+
+
 def integer_texts(column: Any) -> Any:
     """A text column with integers written as floats ("75001.0", "1.0") as the integers ("75001", "1"):
     pandas writes an integer column holding a missing cell, or a float label, so in CSV, while Parquet's
@@ -181,7 +185,7 @@ def integer_texts(column: Any) -> Any:
     ``column``: a pyarrow string (chunked) array; returns the same kind."""
     import pyarrow.compute as pc
 
-    return pc.replace_substring_regex(column, r"^([+-]?\d+)\.0*$", r"\1")
+    return pc.replace_substring_regex(column, INTEGER_TEXT, r"\1")
 
 
 def _ragged_hint(path: Path, message: str) -> str:

@@ -704,7 +704,8 @@ def _data_facts(spec: SweepSpec) -> dict[str, Any]:
     """What the sweep's data is: its source files' sha256, sample count and source line (the splits of
     the first group, loaded once per process: ``available_dataset`` loaded them already)."""
     info = _first_splits(spec).info
-    return {"sha256": info.sha256, "n_samples": info.n_samples, "source": info.source}
+    return {"sha256": info.sha256, "n_samples": info.n_samples, "source": info.source,
+            "classes": list(info.classes)}
 
 
 def _first_splits(spec: SweepSpec) -> Splits:
@@ -734,7 +735,14 @@ def _check_same_data(spec: SweepSpec, recorded: Mapping[str, Any]) -> None:
             "with: restore that data, or run the sweep on the new data as a new sweep (another name or "
             "--results)"
         )
-
+    if "classes" in recorded and list(recorded["classes"]) != now["classes"]:
+        # The same files read into other class names (an adgan that reads labels differently): the group ids
+        # (class indices) of the results would name other classes than the new trials'.
+        raise ConfigError(
+            f"{spec.path}: --resume: the classes of dataset {spec.dataset!r} were {recorded['classes']} when "
+            f"sweep {spec.name!r} started and are read as {now['classes']} now (an adgan that reads labels "
+            "differently); a resume cannot mix them: run it as a new sweep (another name or --results)"
+        )
 
 def available_dataset(spec: SweepSpec) -> SweepSpec:
     """The spec's dataset when its files load, else its fallback (saying so). Missing data without a
