@@ -126,7 +126,9 @@ def test_a_sweep_resumed_without_new_answers_logs_no_second_summary_run(
     again = log_sweep_summary(offline, project="p", mode="offline", sweep="fake", dataset="mnist-5k")
     assert again == first and len(list((offline / "wandb").glob("offline-run-*"))) == 1
     assert "the summary run of these results exists" in capsys.readouterr().err
+    other = log_sweep_summary(offline, project="q", mode="offline", sweep="fake", dataset="mnist-5k")
+    assert other != first  # another W&B project gets its own
     rows["best"][0]["test_auprc"] = 0.123  # the results changed (a resumed sweep finished more groups)
     write_tables(offline, rows, ("best",))
     third = log_sweep_summary(offline, project="p", mode="offline", sweep="fake", dataset="mnist-5k")
-    assert third and third != first and len(list((offline / "wandb").glob("offline-run-*"))) == 2
+    assert third and third not in (first, other) and len(list((offline / "wandb").glob("offline-run-*"))) == 3

@@ -210,6 +210,12 @@ def _ragged_hint(path: Path, message: str) -> str:
     return ""
 
 
+def category_texts(column: Any) -> Any:
+    """A categorical text column as its categories are compared: boolean spellings folded, integers
+    written as floats made integers (``_fold_booleans``, ``integer_texts``)."""
+    return integer_texts(_fold_booleans(column))
+
+
 def _fold_booleans(column: Any) -> Any:
     """A categorical text column with boolean spellings made one: Parquet's booleans read as text are
     "true"/"false", pandas writes "True"/"False" to CSV, R "TRUE"/"FALSE"; all become "true"/"false", so
@@ -375,7 +381,7 @@ def fit_schema(table: Any, label_column: str, categorical: Sequence[str], drop_c
         _warn_if_row_number(table.column(name), name, where)
     cats = []
     for name in categorical:
-        values = text_values(integer_texts(_fold_booleans(table.column(name))), name, where)
+        values = text_values(category_texts(table.column(name)), name, where)
         cats.append((name, tuple(sorted(set(values.tolist())))))
         n_values = len(cats[-1][1])
         if n_values > MANY_CATEGORIES and n_values * 2 > table.num_rows:
@@ -431,10 +437,10 @@ def encode_table(table: Any, schema: TableSchema, where: str, *, strict: bool = 
         col = table.column(name)
         if not pa.types.is_string(col.type):
             col = pc.cast(col, pa.string())
-        col = integer_texts(_fold_booleans(col))
+        col = category_texts(col)
         text_values(col, name, where)  # empty cells are errors, not categories
         # (the stored categories folded too: a checkpoint written before folding kept "True" or "75001.0")
-        known_values = integer_texts(_fold_booleans(pa.array(list(values), type=pa.string())))
+        known_values = category_texts(pa.array(list(values), type=pa.string()))
         found = pc.index_in(col, value_set=known_values)
         codes = found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
         bad = np.flatnonzero(codes < 0)

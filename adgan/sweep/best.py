@@ -279,14 +279,16 @@ def export(results_dir: str | Path, out: str | Path, *, per: str = "class") -> l
     # Every destination and source checked before anything is copied: an export that stops half-way would
     # leave --out holding some classes of this sweep beside others of an earlier one.
     dests = [out / _safe(name) for _, name, _ in plan]
+    folded = [d.name.casefold() for d in dests]  # (one folder on case-insensitive file systems)
+    if len(set(folded)) < len(folded):
+        twice = next(d for d, f in zip(dests, folded, strict=True) if folded.count(f) > 1)
+        raise DataError(f"export: two models would be written to {twice} (names that differ only in "
+                        "letter case or in characters a folder name cannot hold); export with --per group, "
+                        "or rename a class")
     for (row, _, _), dest in zip(plan, dests, strict=True):
         _check_source(row, results_dir)
         if dest.exists() or dest.is_symlink():
             _check_replaceable(dest, row)
-    if len(set(dests)) < len(dests):
-        twice = next(d for d in dests if dests.count(d) > 1)
-        raise DataError(f"export: two models would be written to {twice} (names that differ only in "
-                        "characters a folder name cannot hold); export with --per group, or rename a class")
     written = []
     for (row, _, rec), dest in zip(plan, dests, strict=True):
         _copy_detector(row, dest, results_dir)

@@ -290,7 +290,7 @@ def _log_sweep_summary(results_dir: str, project: str, mode: str, sweep: str, da
         earlier = json.loads(marker.read_text())
     except (OSError, ValueError):
         earlier = {}
-    same = earlier.get("best_sha256") == digest and earlier.get("mode") == mode
+    same = [earlier.get(k) for k in ("best_sha256", "mode", "project")] == [digest, mode, project]
     if same and Path(str(earlier.get("run_dir"))).is_dir():
         print(f"[{sweep}] W&B: the summary run of these results exists: {earlier['run_dir']}",
               file=sys.stderr)
@@ -348,7 +348,9 @@ def _log_sweep_summary(results_dir: str, project: str, mode: str, sweep: str, da
         finally:
             run.finish()
             wandb.teardown()
-    write_atomic(marker, json.dumps({"best_sha256": digest, "mode": mode, "run_dir": run_dir}))
+    if exported:  # (without its checkpoints, a later resume that finds them logs the summary run again)
+        write_atomic(marker, json.dumps({"best_sha256": digest, "mode": mode, "project": project,
+                                         "run_dir": run_dir}))
     return run_dir
 
 
