@@ -290,15 +290,22 @@ def test_train_overwrite_keeps_the_old_run_when_the_new_one_fails_before_its_fir
     assert {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()} == before
 
 
+def _train_on_table(tmp_path: Path, name: str, text: str, declared: str) -> Path:
+    """kNN trained on the CSV ``text`` (label column ``flag``, 0/1) declared as dataset ``name`` with the
+    declaration lines ``declared``; returns its run directory."""
+    (tmp_path / "t.csv").write_text(text)
+    decl = tmp_path / "t.yaml"
+    decl.write_text(f"name: {name}\nformat: table\npath: t.csv\nlabel_column: flag\nlabels: anomaly\n"
+                    + declared)
+    assert main(["train", "--model", "knn", "--dataset", str(decl), "--out", str(tmp_path / "run")]) == 0
+    return tmp_path / "run"
+
+
 def test_train_shows_input_warnings_as_adgan_lines(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """adgan's warnings about the user's input read as its errors do (one 'adgan: warning:' line), in train
     as in score, not as Python's file:line report."""
     rows = "".join(f"u{i},{i % 7},{int(i % 10 == 0)}\n" for i in range(300))
-    (tmp_path / "ids.csv").write_text("id,a,flag\n" + rows)
-    decl = tmp_path / "ids.yaml"
-    decl.write_text("name: ids\nformat: table\npath: ids.csv\nlabel_column: flag\nlabels: anomaly\n"
-                    "categorical: [id]\n")
-    assert main(["train", "--model", "knn", "--dataset", str(decl), "--out", str(tmp_path / "run")]) == 0
+    _train_on_table(tmp_path, "ids", "id,a,flag\n" + rows, "categorical: [id]\n")
     err = capsys.readouterr().err
     assert "adgan: warning: dataset 'ids'" in err and "an identifier rather than a category?" in err
     assert "InputWarning" not in err
@@ -310,11 +317,7 @@ def test_score_keeps_columns_of_the_input_table_beside_the_scores(
     """--keep copies an id (not a feature: dropped in training, or absent from it) and a feature column into
     the output, row for row with the scores, in the order given; bad uses are refused by name."""
     rows = "".join(f"u{i},{(i * 7) % 11}.5,{'xy'[i % 2]},{int(i % 10 == 0)}\n" for i in range(200))
-    (tmp_path / "t.csv").write_text("id,a,c,flag\n" + rows)
-    decl = tmp_path / "t.yaml"
-    decl.write_text("name: kept\nformat: table\npath: t.csv\nlabel_column: flag\nlabels: anomaly\n"
-                    "categorical: [c]\ndrop_columns: [id]\n")
-    assert main(["train", "--model", "knn", "--dataset", str(decl), "--out", str(tmp_path / "run")]) == 0
+    _train_on_table(tmp_path, "kept", "id,a,c,flag\n" + rows, "categorical: [c]\ndrop_columns: [id]\n")
     new = tmp_path / "new.csv"
     new.write_text("a,id,c\n0.5,u7,x\n99.5,,y\n3.5,u9,y\n")  # an empty id is kept as empty
     out = tmp_path / "s.csv"
