@@ -183,3 +183,16 @@ def test_plain_tabular(tmp_path: Path) -> None:
         prepare_input(np.array([[0.0] * 8, [np.nan] + [0.0] * 7]), info)
     with pytest.raises(DataError, match="image input must be a .npy array"):
         prepare_file(tmp_path / "rows.csv", _saved_info(load_dataset("synthetic-images", 0, verbose=False)))
+
+
+def test_numpy_files_that_are_not_what_scoring_needs_are_named(tmp_path: Path) -> None:
+    info = load_dataset("synthetic-images", 0, verbose=False).info.to_dict()
+    np.savez(tmp_path / "other.npz", a=np.zeros((2, 3)))
+    with pytest.raises(DataError, match=r"other.npz: expected an array 'x' in the .npz file; it holds a$"):
+        prepare_file(tmp_path / "other.npz", info)
+    (tmp_path / "text.npy").write_text("1,2,3\n")
+    with pytest.raises(DataError, match=r"text.npy: not a numeric .npy array written by numpy.save"):
+        prepare_file(tmp_path / "text.npy", info)
+    np.save(tmp_path / "empty.npy", np.zeros((0, 1, 32, 32), np.float32))
+    with pytest.raises(DataError, match=r"empty.npy: holds no samples \(shape \(0, 1, 32, 32\)\)"):
+        prepare_file(tmp_path / "empty.npy", info)

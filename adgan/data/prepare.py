@@ -295,6 +295,28 @@ def kept_columns(path: str | os.PathLike[str], info: dict[str, Any], names: Sequ
     return [["" if v is None else str(v) for v in table.column(n).to_pylist()] for n in names]
 
 
+def _numpy_file(path: Path, suffix: str) -> np.ndarray:
+    """The array of a ``.npy`` file, or the ``x`` of an ``.npz`` file, with at least one sample."""
+    names: list[str] = []
+    try:
+        if suffix == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                names = list(z.files)
+                arr = np.asarray(z["x"]) if "x" in names else None
+        else:
+            arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:  # EOFError: an empty or truncated file
+        # numpy reports any file that is not .npy as "pickled data": say what was expected instead.
+        written = "numeric .npz file written by numpy.savez" if suffix == ".npz" else (
+            "numeric .npy array written by numpy.save")
+        raise DataError(f"{path}: not a {written} ({exc or 'the file is empty'})") from None
+    if arr is None:
+        raise DataError(f"{path}: expected an array 'x' in the .npz file; it holds {', '.join(names)}")
+    if arr.ndim == 0 or arr.shape[0] == 0:
+        raise DataError(f"{path}: holds no samples (shape {arr.shape}); expected N >= 1 rows or images")
+    return arr
+
+
 def prepare_file(
     path: str | os.PathLike[str],
     info: dict[str, Any],
@@ -329,27 +351,8 @@ def prepare_file(
     if info.get("kind") == "image" and folders.is_image_file(path):
         return _prepare_image_files([path], info, str(path))
     suffix = path.suffix.lower()  # (data.NPY as data.npy: image files and tables are matched so too)
-    if suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                names = list(z.files)
-                arr = np.asarray(z["x"]) if "x" in names else None
-        except (OSError, ValueError, EOFError) as exc:  # EOFError: an empty or truncated file
-            raise DataError(f"{path}: not a numeric .npz file written by numpy.savez "
-                            f"({exc or 'the file is empty'})") from None
-        if arr is None:
-            raise DataError(f"{path}: expected an array 'x' in the .npz file; it holds {', '.join(names)}")
-        if arr.ndim == 0 or arr.shape[0] == 0:
-            raise DataError(f"{path}: holds no samples (shape {arr.shape}); expected N >= 1 rows or images")
-    elif suffix == ".npy":
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, EOFError) as exc:  # EOFError: an empty or truncated file
-            # numpy reports any file that is not .npy as "pickled data": say what was expected instead.
-            raise DataError(f"{path}: not a numeric .npy array written by numpy.save "
-                            f"({exc or 'the file is empty'})") from None
-        if arr.ndim == 0 or arr.shape[0] == 0:
-            raise DataError(f"{path}: holds no samples (shape {arr.shape}); expected N >= 1 rows or images")
+    if suffix in (".npz", ".npy"):
+        arr = _numpy_file(path, suffix)
     else:
         if info.get("kind") != "tabular":
             raise DataError(f"{path}: image input must be a .npy array, an image file or a folder of images "

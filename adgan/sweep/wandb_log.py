@@ -285,16 +285,12 @@ def _log_sweep_summary(results_dir: str, project: str, mode: str, sweep: str, da
         return None
     # A resumed sweep that chose nothing new (e.g. resumed after it had finished) logs no second summary run.
     marker = Path(run_parent(results_dir)) / "wandb" / SUMMARY_MARKER
-    digest = hashlib.sha256(json.dumps(rows, sort_keys=True, default=str).encode()).hexdigest()
-    try:
-        earlier = json.loads(marker.read_text())
-    except (OSError, ValueError):
-        earlier = {}
-    same = [earlier.get(k) for k in ("best_sha256", "mode", "project")] == [digest, mode, project]
-    if same and Path(str(earlier.get("run_dir"))).is_dir():
-        print(f"[{sweep}] W&B: the summary run of these results exists: {earlier['run_dir']}",
-              file=sys.stderr)
-        return str(earlier["run_dir"])
+    key = {"best_sha256": hashlib.sha256(json.dumps(rows, sort_keys=True, default=str).encode()).hexdigest(),
+           "mode": mode, "project": project}
+    earlier = _summary_logged(marker, key)
+    if earlier:
+        print(f"[{sweep}] W&B: the summary run of these results exists: {earlier}", file=sys.stderr)
+        return earlier
     for r in rows:  # the family and class name, also for rows of an older schema
         r.setdefault("family", DETECTORS.get(r["model"]).family if r.get("model") in DETECTORS.names()
                      else None)
@@ -349,9 +345,19 @@ def _log_sweep_summary(results_dir: str, project: str, mode: str, sweep: str, da
             run.finish()
             wandb.teardown()
     if exported:  # (without its checkpoints, a later resume that finds them logs the summary run again)
-        write_atomic(marker, json.dumps({"best_sha256": digest, "mode": mode, "project": project,
-                                         "run_dir": run_dir}))
+        write_atomic(marker, json.dumps({**key, "run_dir": run_dir}))
     return run_dir
+
+
+def _summary_logged(marker: Path, key: Mapping[str, Any]) -> str | None:
+    """The directory of the summary run ``marker`` records for ``key`` (the best rows' sha256, the mode and
+    the project), if it is still there; else None."""
+    try:
+        earlier = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return None
+    run_dir = str(earlier.get("run_dir"))
+    return run_dir if all(earlier.get(k) == v for k, v in key.items()) and Path(run_dir).is_dir() else None
 
 
 def _artifact_name(name: str) -> str:
