@@ -380,3 +380,22 @@ def test_export_folders_name_the_class_and_replace_only_their_own_earlier_export
     with pytest.raises(DataError, match=r"holds the model exported from sweep 'other' \(mnist-5k, class 0\), "
                                         r"not one of sweep 'fake': not replaced"):
         export(root, tmp_path / "exported")
+
+
+def test_the_report_breaks_ties_as_best_and_export_do(tmp_path: Path) -> None:
+    """Two loss cases tied on validation AUPRC and AUROC: the report's per-model choice (the loss-case
+    star, the GAN-vs-baseline table) is the recommendation's (names break the tie), never the faster fit
+    (a timing, which differs between identical runs)."""
+    root = tmp_path / "fake"
+    rows = planted_sweep(root)
+    for r in rows["best"]:
+        if r["model"] == "egbad":
+            r.update(val_auprc=0.80, val_auroc=0.90, fit_seconds=9.0 if r["loss_case"] == "bce-bce" else 1.0)
+    write_tables(root, rows, ("best",))
+    (rec,) = recommend(rows["best"])
+    assert (rec.chosen.model, rec.chosen.loss_case) == ("egbad", "bce-bce")
+    tables = html_tables(build_report(root, tmp_path / "report").html.read_text()).tables
+    cases = row_of(tables["mnist-5k / egbad: test (validation) AUPRC per loss case"], "0")
+    assert cases["bce-bce"].endswith(" *") and not cases["fm-fm"].endswith(" *")
+    gvb = row_of(tables["mnist-5k: best GAN vs best baseline (test AUPRC; both chosen on validation)"], "0")
+    assert gvb["best GAN"].startswith("egbad [bce-bce]")

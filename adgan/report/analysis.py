@@ -61,13 +61,15 @@ def per_class(best: pd.DataFrame) -> pd.DataFrame:
 
 
 def _pick_on_validation(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-    """Per ``by`` group, the first row in the order of ``adgan.sweep.recommend.Candidate.rank``: highest
-    mean validation AUPRC, then validation AUROC, then lower fit seconds, then model and loss case."""
+    """Per ``by`` group, the first row in the order of ``adgan.sweep.recommend.Candidate.rank`` (the order
+    ``adgan best`` and ``adgan export`` choose in): highest mean validation AUPRC, then validation AUROC,
+    then a baseline before a GAN, then model and loss case names. Nothing that varies between identical
+    runs (timings) breaks a tie."""
     ranked = frame.assign(
         _v=-frame["val_auprc"].fillna(-math.inf), _a=-frame["val_auroc"].fillna(-math.inf),
-        _f=frame["fit_seconds"].fillna(math.inf),
-    ).sort_values([*by, "_v", "_a", "_f", "model", "loss_case"], kind="stable")
-    return ranked.groupby(by, sort=True).head(1).drop(columns=["_v", "_a", "_f"]).reset_index(drop=True)
+        _g=frame["family"] != "baseline",
+    ).sort_values([*by, "_v", "_a", "_g", "model", "loss_case"], kind="stable")
+    return ranked.groupby(by, sort=True).head(1).drop(columns=["_v", "_a", "_g"]).reset_index(drop=True)
 
 
 def chosen_per_model(classes: pd.DataFrame) -> pd.DataFrame:
