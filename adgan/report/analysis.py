@@ -51,6 +51,9 @@ def per_class(best: pd.DataFrame) -> pd.DataFrame:
     grouped = best.groupby(CLASS_KEYS, sort=True)
     out = grouped[cols].mean()
     out["test_auprc_std"] = grouped["test_auprc"].std(ddof=1) if len(best) else np.nan
+    if "test_threshold" in best.columns:  # score scales differ between seeds' settings: a mean means nothing
+        out["test_threshold_min"] = grouped["test_threshold"].min()
+        out["test_threshold_max"] = grouped["test_threshold"].max()
     out["n_seeds"] = grouped.size()
     out["class_name"] = grouped["class_name"].first()
     out["family"] = grouped["family"].first()

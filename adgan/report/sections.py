@@ -432,7 +432,7 @@ def thresholds(ctx: Context) -> Section:
             part = part.sort_values(["anomaly_class", "test_f1"], ascending=[True, False])
             table = [[r["model"], r["loss_case"], ctx.label(ds, int(r["anomaly_class"])),
                       metric4(r["test_precision"]), metric4(r["test_recall"]), metric4(r["test_f1"]),
-                      numeric(r.get("test_threshold", np.nan), 4),
+                      _threshold(r),
                       "-" if pd.isna(r.get("test_q", np.nan)) else f"{r['test_q']:.0%}",
                       metric4(r["test_auprc"]), metric4(r.get("test_auroc", np.nan)),
                       numeric(r.get("n_seeds", np.nan), 0)] for _, r in part.iterrows()]
@@ -448,6 +448,15 @@ def thresholds(ctx: Context) -> Section:
         s.notes.append("No recommended detector records cutoffs chosen on validation (trained by an adgan "
                        "before them).")
     return s
+
+
+def _threshold(row: Any) -> str:
+    """The test threshold of a (dataset, model, class) row: one value, or each seed's range (the seeds'
+    settings score on other scales: their mean would be no one's threshold)."""
+    lo, hi = row.get("test_threshold_min", np.nan), row.get("test_threshold_max", np.nan)
+    if pd.notna(lo) and pd.notna(hi) and lo != hi:
+        return f"{lo:.4g} to {hi:.4g} (per seed)"
+    return numeric(row.get("test_threshold", np.nan), 4)
 
 
 def _cutoff_rows(ctx: Context) -> list[list[str]]:
