@@ -100,7 +100,8 @@ def _group_rows(rng: np.random.Generator, ds: str, model: str, cls: int, case: s
         "val_auprc": val, "val_auroc": val + 0.05, "best_epoch": pick["best_epoch"],
         "test_auprc": test, "test_auroc": test + 0.05, "test_auprc_trapz": test - 0.01,
         "test_f1": test - 0.02, "test_precision": test - 0.01, "test_recall": test - 0.03,
-        "test_threshold": 1.2345 + 10 * seed, "test_q": 0.2, "n_test": N_TEST, "n_test_anomalies": N_TEST_ANOM,
+        "test_threshold": 1.2345 + 10 * seed, "test_q": 0.2, "n_test": N_TEST,
+        "n_test_anomalies": N_TEST_ANOM,
         "n_train": 800, "n_val": N_VAL, "n_val_anomalies": N_VAL_ANOM, "fit_seconds": pick["fit_seconds"],
         "n_trials": len(plans), "checkpoint": f"/ckpt/{gid}", "data_source": f"embedded {ds}",
         "code_version": "abc123"}

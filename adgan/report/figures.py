@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, MaxNLocator
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
 DPI = 90
 # Colour-blind-safe qualitative palette (Okabe-Ito), cycled.
@@ -149,23 +149,27 @@ def learning_curves(
     return _png(fig)
 
 
-def cost_scatter(rows: pd.DataFrame, *, title: str) -> bytes:
+def cost_scatter(rows: pd.DataFrame, *, title: str, colours: Mapping[str, str] | None = None) -> bytes:
     """Mean test AUPRC against mean fit+score seconds per model (log x), GANs as circles, baselines as
-    squares."""
+    squares; ``colours``: model -> colour (as in the report's bar charts), else the palette in row order."""
     fig = Figure(figsize=(6.0, 4.0))
     fig.subplots_adjust(left=0.13, right=0.96, top=0.9, bottom=0.14)
     ax = fig.add_subplot()
     for k, row in enumerate(rows.itertuples(index=False)):
         marker = "s" if row.family == "baseline" else "o"
+        colour = (colours or {}).get(str(row.model), PALETTE[k % len(PALETTE)])
         ax.scatter([max(row.cost_seconds, 1e-3)], [row.test_auprc], marker=marker, s=60,
-                   color=PALETTE[k % len(PALETTE)], label=str(row.model))
+                   color=colour, label=str(row.model))
         ax.annotate(str(row.model), (max(row.cost_seconds, 1e-3), row.test_auprc), fontsize=8,
                     xytext=(4, 4), textcoords="offset points")
     ax.set_xscale("log")
     ax.margins(x=0.3, y=0.15)  # room for the model names
     plain = FuncFormatter(lambda v, _: f"{v:g}")
     ax.xaxis.set_major_formatter(plain)
-    ax.xaxis.set_minor_formatter(plain)
+    # Minor ticks labelled only within one decade (else no major tick shows a number); over more, their
+    # labels would run into each other.
+    seconds = rows["cost_seconds"].clip(lower=1e-3)
+    ax.xaxis.set_minor_formatter(plain if seconds.max() < 10 * seconds.min() else NullFormatter())
     ax.set_xlabel("mean fit + score seconds of the chosen trial (log)")
     ax.set_ylabel("mean test AUPRC over classes")
     ax.set_title(title)

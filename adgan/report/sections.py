@@ -403,8 +403,11 @@ def quality_vs_cost(ctx: Context) -> Section:
         return s
     for ds, rows in qc.groupby("dataset", sort=True):
         rows = rows.sort_values("test_auprc", ascending=False)
+        # Each model in the colour of its bars in the per-class chart (same order, same palette).
+        order = model_order(ctx.chosen.loc[ctx.chosen["dataset"] == ds, "model"], ctx.families)
+        colours = {m: figures.PALETTE[i % len(figures.PALETTE)] for i, m in enumerate(order)}
         s.blocks.append(Figure(f"quality-cost-{ds}", f"{ds}: test AUPRC against fit+score seconds",
-                               figures.cost_scatter(rows, title=f"{ds}: quality vs cost")))
+                               figures.cost_scatter(rows, title=f"{ds}: quality vs cost", colours=colours)))
         table = [[r.model, r.family, str(r.classes), metric4(r.test_auprc),
                   metric4(getattr(r, "test_auroc", np.nan)),
                   numeric(r.fit_seconds, 1), numeric(r.score_seconds, 1), numeric(r.cost_seconds, 1)]
