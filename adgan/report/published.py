@@ -119,9 +119,10 @@ def budget_text(budget: dict[tuple[str, str], tuple[float, float]], dataset: str
 
 def differences(
     fig: PublishedFigure, protocol: dict[str, Any], ours: pd.Series, dataset: str, metric_col: str,
-    scaled: bool | None, max_train: int | None = None,
+    scaled: bool | None, max_train: int | None = None, inner_norm: bool = False,
 ) -> list[str]:
-    """What differs between the paper's protocol and our chosen row (empty when nothing known does)."""
+    """What differs between the paper's protocol and our chosen row (empty when nothing known does).
+    ``inner_norm``: our model standardised the features inside its networks (``tabular_norm``)."""
     diffs = []
     if dataset != fig.dataset:
         diffs.append(f"data: {dataset} instead of the full {fig.dataset}")
@@ -148,6 +149,8 @@ def differences(
     if want_scaled is not None and scaled is not None and scaled != want_scaled:
         diffs.append("features min-max scaled (paper: unscaled)" if scaled else "features unscaled "
                      "(paper: scaled)")
+    if inner_norm:
+        diffs.append("features standardised inside the networks (tabular_norm; the published code does not)")
     return diffs
 
 
@@ -177,11 +180,16 @@ def compare(
     budget: dict[tuple[str, str], tuple[float, float]],
     scaled: dict[str, bool | None],
     max_train: dict[tuple[str, str], int | None] | None = None,
+    by_case: pd.DataFrame | None = None,
+    inner_norm: dict[tuple[str, str], bool] | None = None,
 ) -> pd.DataFrame:
     """Rows of published figures for ``dataset``/``metric`` beside our chosen rows.
 
     Args:
         chosen: Per (dataset, model, class) rows chosen on validation (``analysis.chosen_per_model``).
+        by_case: Per (dataset, model, loss case, class) rows (``analysis.per_class``): where the paper's
+            loss case is known and we ran it, its row is compared rather than the loss case chosen.
+        inner_norm: (our dataset, model) -> whether its trials standardised features inside the networks.
         budget: (dataset, model) -> (max epochs, trials per group) of our sweep.
         scaled: our dataset -> whether its features were min-max scaled (None: unknown).
         max_train: (our dataset, model) -> the largest ``max_train`` subsample of the training normals
@@ -200,6 +208,11 @@ def compare(
         if ds is not None and fig.model is not None:
             match = chosen[(chosen["dataset"] == ds) & (chosen["model"] == fig.model)
                            & (chosen["anomaly_class"] == fig.anomaly_class)]
+            if fig.loss_case is not None and by_case is not None:  # the paper's own loss case, if run
+                same = by_case[(by_case["dataset"] == ds) & (by_case["model"] == fig.model)
+                               & (by_case["anomaly_class"] == fig.anomaly_class)
+                               & (by_case["loss_case"] == fig.loss_case)]
+                match = same if not same.empty else match
         row: dict[str, Any] = {
             "anomaly_class": fig.anomaly_class, "paper_model": fig.paper_model, "published": fig.value,
             "std": fig.std, "verified": fig.verified, "source": fig.source, "notes": fig.notes,
@@ -216,7 +229,8 @@ def compare(
             value = float(ours[col]) if col in ours.index and not pd.isna(ours[col]) else math.nan
             epochs = budget.get((ds, fig.model), (math.nan, math.nan))[0]
             diffs = differences(fig, protocol, ours, ds, col, scaled.get(ds),
-                                (max_train or {}).get((ds, fig.model)))
+                                (max_train or {}).get((ds, fig.model)),
+                                (inner_norm or {}).get((ds, fig.model), False))
             row.update({
                 "loss_case": ours["loss_case"], "ours": value, "n_seeds": ours.get("n_seeds", math.nan),
                 "diff": value - fig.value, "budget": budget_text(budget, ds, fig.model),
