@@ -66,19 +66,25 @@ def _is_number(cell: str) -> bool:
     return bool(_NUMBER.match(cell.strip()))
 
 
+def _prose(text: str) -> str:
+    """A paragraph as HTML: escaped, with Markdown's `code` spans (which the Markdown report renders) as
+    <code> rather than shown with their backticks."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+
+
 def render_html(title: str, intro: list[str], sections: list[Section]) -> str:
     """The whole report as one HTML document with every figure embedded."""
     e = html.escape
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
            '<meta name="viewport" content="width=device-width, initial-scale=1">',
            f"<title>{e(title)}</title><style>{CSS}</style></head><body>", f"<h1>{e(title)}</h1>"]
-    out += [f"<p>{e(p)}</p>" for p in intro]
+    out += [f"<p>{_prose(p)}</p>" for p in intro]
     out.append("<nav><ul>" + "".join(f'<li><a href="#{s.id}">{e(s.title)}</a></li>' for s in sections)
                + "</ul></nav>")
     for s in sections:
         out.append(f'<section id="{s.id}"><h2>{e(s.title)}</h2>')
-        out += [f"<p>{e(p)}</p>" for p in s.paragraphs]
-        out += [f'<div class="note">{e(n)}</div>' for n in s.notes]
+        out += [f"<p>{_prose(p)}</p>" for p in s.paragraphs]
+        out += [f'<div class="note">{_prose(n)}</div>' for n in s.notes]
         for block in s.blocks:
             if isinstance(block, Table):
                 out.append(_html_table(block))
