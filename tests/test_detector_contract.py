@@ -129,6 +129,24 @@ def test_save_load_gives_identical_scores(name: str, kind: str, tmp_path: Path) 
     np.testing.assert_array_equal(copy.deepcopy(f.det).score(f.x_test[:5]), f.det.score(f.x_test[:5]))
 
 
+@pytest.mark.parametrize("name", MODELS)
+def test_a_detector_fits_again_after_a_fit_and_after_loading(name: str, tmp_path: Path) -> None:
+    """Refitting (other hyperparameters, or a loaded checkpoint trained further) works for every detector;
+    a folder that is not a saved detector is never replaced by save."""
+    cls = DETECTORS.get(name)
+    kind = "tabular" if "tabular" in cls.input_kinds else "image"
+    x_train, x_test, _ = easy_split(kind, side=cls.preferred_image_size)
+    det = create_detector(name, **tiny(name)).fit(x_train)
+    assert det.fit(x_train) is det and np.isfinite(det.score(x_test)).all()
+    loaded = Detector.load(det.save(tmp_path / "ckpt"))
+    assert loaded.fit(x_train) is loaded and np.isfinite(loaded.score(x_test)).all()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    with pytest.raises(DataError, match=r"mine: exists and is not a saved detector .*: not replaced"):
+        det.save(tmp_path / "mine")
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "mine"
+
+
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("name", MODELS)
 def test_wrong_input_shape_is_refused(name: str, kind: str) -> None:

@@ -454,10 +454,16 @@ class Detector(ABC, Generic[C]):
         """Rebuild the fitted detector from ``state()``; ``self.input_shape`` is already set."""
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the detector to directory ``path`` atomically (a temporary sibling, then a rename)."""
+        """Write the detector to directory ``path`` atomically (a temporary sibling, then a rename). An
+        existing ``path`` is replaced whole when it is a saved detector (or empty); any other folder or
+        file there is refused (``DataError``), never deleted."""
         if self.input_shape is None:
             raise DataError(f"{self.name}: cannot save an unfitted detector")
         path = Path(path)
+        if path.exists() and not (path.is_dir() and ((path / "detector.json").is_file()
+                                                     or not any(path.iterdir()))):
+            raise DataError(f"{path}: exists and is not a saved detector (no detector.json): not replaced; "
+                            "save to a new or empty folder")
         header = {
             "format_version": FORMAT_VERSION,
             "model": self.name,

@@ -136,11 +136,11 @@ class KNN(_Baseline[KNNConfig]):
         self.load_state({"train": x[kept].copy()})
 
     def state(self) -> dict[str, Any]:
-        return {"train": self._train}
+        return {"train": self._rows}
 
     def load_state(self, state: dict[str, Any]) -> None:
-        self._train = np.asarray(torch.as_tensor(state["train"]).cpu(), dtype=np.float32)  # (M, D)
-        train64 = self._train.astype(np.float64)
+        self._rows = np.asarray(torch.as_tensor(state["train"]).cpu(), dtype=np.float32)  # (M, D)
+        train64 = self._rows.astype(np.float64)
         # Centring only improves the conditioning of the matmul distances that shortlist candidates.
         self._mean = train64.mean(axis=0)
         centred = torch.from_numpy(train64 - self._mean).to(self.device)
@@ -148,7 +148,7 @@ class KNN(_Baseline[KNNConfig]):
         self._sq_t = (centred * centred).sum(dim=1)[None, :]
 
     def _score(self, x: np.ndarray) -> np.ndarray:
-        k, m = self.config.k, len(self._train)
+        k, m = self.config.k, len(self._rows)
         n_cand = min(m, k + self._EXTRA_CANDIDATES)
         x64 = x.astype(np.float64)
         out = np.empty(len(x))
@@ -158,7 +158,7 @@ class KNN(_Baseline[KNNConfig]):
             # ||b||^2 - 2ab ranks the training rows like ||a - b||^2 (||a||^2 is constant along a row).
             approx = torch.addmm(self._sq_t, a, self._centred_t.T, alpha=-2.0)
             cand = torch.topk(approx, n_cand, dim=1, largest=False).indices.cpu().numpy()  # (B, n_cand)
-            diff = rows[:, None, :] - self._train[cand].astype(np.float64)  # exact, per row
+            diff = rows[:, None, :] - self._rows[cand].astype(np.float64)  # exact, per row
             d2 = np.sort((diff * diff).sum(axis=-1), axis=1)
             out[start:start + len(rows)] = np.sqrt(d2[:, k - 1])
         return out

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from adgan.errors import DataError, DivergedError
-from adgan.models.base import Detector, DetectorConfig
+from adgan.models.base import Detector, DetectorConfig, Range, ranged
 
 
 @dataclasses.dataclass
@@ -55,7 +55,7 @@ class GANConfig(DetectorConfig):
     lr: float = 2e-4
     beta1: float = 0.5
     epochs: int = 15
-    batch_size: int = 64
+    batch_size: int = ranged(64, Range(2, note="batch norm needs two samples a batch"))
     latent_dim: int = 0
     base_filters: int = 64
 
