@@ -100,7 +100,34 @@ def resolve_config(config: Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"image_size must be 28 or 32, got {run['image_size']!r}")
     if run["device"] not in ("auto", "cpu", "cuda") and not str(run["device"]).startswith("cuda:"):
         raise ConfigError(f"device must be auto, cpu or cuda[:N], got {run['device']!r}")
+    _check_run_values(run)
     return {**run, **detector.config.to_dict()}
+
+
+def _check_run_values(run: Mapping[str, Any]) -> None:
+    """The run keys' types and ranges, at the call (a string "false" for bf16 was taken as true, a
+    negative thread count failed deep in torch, a seed scikit-learn cannot take in the baselines' fit).
+
+    Raises:
+        ConfigError: Naming the key, what was expected and the value.
+    """
+    def whole(value: Any) -> bool:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+    checks = (
+        ("seed", whole(run["seed"]) and 0 <= run["seed"] < 2**32, "a whole number in 0 .. 2**32 - 1"),
+        ("max_train", run["max_train"] is None or (whole(run["max_train"]) and run["max_train"] >= 1),
+         "a whole number >= 1, or null (every training normal)"),
+        ("threads", run["threads"] is None or (whole(run["threads"]) and run["threads"] >= 1),
+         "a whole number >= 1, or null (the CPUs this process may use)"),
+        ("bf16", isinstance(run["bf16"], bool), "true or false"),
+        ("scale", run["scale"] is None or isinstance(run["scale"], bool), "true, false or null"),
+        ("data_dir", run["data_dir"] is None or isinstance(run["data_dir"], str | os.PathLike),
+         "a folder path, or null"),
+    )
+    for key, ok, expected in checks:
+        if not ok:
+            raise ConfigError(f"{key} must be {expected}, got {run[key]!r}")
 
 
 def pick_device(device: str) -> torch.device:
@@ -313,7 +340,8 @@ def _run(
     # Also on CUDA: data handling and some models' scoring run on the CPU, and Ray's cluster launcher
     # exports OMP_NUM_THREADS=1, which would otherwise leave one thread whatever the trial reserved.
     # Recorded as used: training's floating-point sums, so its figures in the last digits, depend on it.
-    cfg = {**cfg, "threads": int(cfg["threads"] or cpus_available())}
+    # The device too as used ("auto" names none: protocol.md's Reproducibility).
+    cfg = {**cfg, "device": str(device), "threads": int(cfg["threads"] or cpus_available())}
     torch.set_num_threads(cfg["threads"])
     splits = splits if splits is not None else load_splits(cfg)
     detector = detector_for(cfg)
@@ -377,12 +405,18 @@ def _check_splits_match(cfg: Mapping[str, Any], splits: Splits) -> None:
     """Preloaded splits are those the config names: the run records the config beside the data's facts,
     and metrics of one dataset, class or seed filed under another would be silently wrong."""
     info = splits.info
-    differ = [f"{key} {cfg[key]!r} (splits: {theirs!r})" for key, theirs in
-              (("dataset", info.name), ("anomaly_class", info.anomaly_class), ("seed", info.seed))
-              if cfg[key] != theirs]
+    prep = info.preprocessing
+    pairs = [("dataset", info.name), ("anomaly_class", info.anomaly_class), ("seed", info.seed),
+             ("max_train", prep.get("max_train"))]
+    if info.kind == "image":  # (the size the images were brought to: the model's input)
+        pairs.append(("image_size", info.input_shape[-1]))
+    elif "scale" in prep:
+        pairs.append(("scale", bool(prep["scale"])))
+    differ = [f"{key} {cfg[key]!r} (splits: {theirs!r})" for key, theirs in pairs if cfg[key] != theirs]
     if differ:
         raise ConfigError(f"train(config, splits=...): the splits are not the config's: {'; '.join(differ)}. "
-                          "Give the config the splits' dataset, anomaly_class and seed, or omit splits")
+                          "Give the config the splits' dataset, anomaly_class, seed, max_train, image_size "
+                          "and scale, or omit splits")
 
 
 def detector_for(cfg: Mapping[str, Any]) -> Detector:

@@ -203,13 +203,23 @@ def test_train_checks_its_config_at_the_call() -> None:
 
     splits = load_dataset("synthetic-images", 1, seed=5, verbose=False, max_train=64)
     with pytest.raises(ConfigError, match=r"the splits are not the config's: anomaly_class 0 \(splits: 1\); "
-                                          r"seed 0 \(splits: 5\)"):
+                                          r"seed 0 \(splits: 5\); max_train None \(splits: 64\)"):
         train({"model": "knn", "dataset": "synthetic-images"}, splits=splits)
     with pytest.raises(ConfigError, match=r"dataset 'synthetic-tabular' \(splits: 'synthetic-images'\)"):
         train({"model": "knn", "dataset": "synthetic-tabular", "anomaly_class": 0, "seed": 5}, splits=splits)
-    summary = list(train({"model": "knn", "dataset": "synthetic-images", "anomaly_class": 1, "seed": 5},
-                         splits=splits))[-1]
+    with pytest.raises(ConfigError, match=r"image_size 32 \(splits: 28\)"):  # the recorded config would lie
+        train({"model": "ganomaly", "dataset": "synthetic-images", "anomaly_class": 1, "seed": 5,
+               "max_train": 64, "image_size": 32}, splits=splits)
+    summary = list(train({"model": "knn", "dataset": "synthetic-images", "anomaly_class": 1, "seed": 5,
+                          "max_train": 64}, splits=splits))[-1]
     assert summary["data"]["anomaly_class"] == summary["config"]["anomaly_class"] == 1
+    assert summary["config"]["device"] != "auto"  # recorded as used: "cpu", or a CUDA device
+    # Run keys of the wrong type or range, at the call (not deep in torch or scikit-learn, or taken wrongly).
+    for key, value, expected in (("bf16", "false", "true or false"), ("threads", -2, "a whole number >= 1"),
+                                 ("seed", 2**32, r"a whole number in 0 \.\. 2\*\*32 - 1"),
+                                 ("max_train", 0, "a whole number >= 1"), ("scale", "yes", "true, false")):
+        with pytest.raises(ConfigError, match=rf"{key} must be {expected}.*, got {value!r}"):
+            train({"model": "knn", "dataset": "synthetic-tabular", key: value})
 
 
 def test_train_help_documents_every_option() -> None:
