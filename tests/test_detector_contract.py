@@ -140,6 +140,14 @@ def test_a_detector_fits_again_after_a_fit_and_after_loading(name: str, tmp_path
     assert det.fit(x_train) is det and np.isfinite(det.score(x_test)).all()
     loaded = Detector.load(det.save(tmp_path / "ckpt"))
     assert loaded.fit(x_train) is loaded and np.isfinite(loaded.score(x_test)).all()
+    # A refit refused at the call (a seed no detector takes, a single sample) leaves it as it was.
+    before = loaded.score(x_test)
+    with pytest.raises(ConfigError, match=r"seed must be a whole number in 0 \.\. 2\*\*32 - 1, got -1"):
+        loaded.fit_epochs(x_train, seed=-1)
+    if cls.family == "gan":  # (batch norm: two samples at least)
+        with pytest.raises(DataError, match=r"training needs at least 2 samples"):
+            loaded.fit_epochs(x_train[:1])
+    np.testing.assert_array_equal(loaded.score(x_test), before)
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("mine")
     with pytest.raises(DataError, match=r"mine: exists and is not a saved detector .*: not replaced"):

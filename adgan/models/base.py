@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 import os
 import pickle
 import sys
@@ -312,14 +313,25 @@ class Detector(ABC, Generic[C]):
         # Checked again: ``config`` is a plain dataclass, which a caller may have changed since (set_params
         # is the checked way).
         self.config = self._checked(self.config.to_dict())
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**32:
+            raise ConfigError(f"{self.name}: seed must be a whole number in 0 .. 2**32 - 1, got {seed!r}")
         before = self.input_shape
         self._set_input(x, device, bf16)
         try:
             checked = self.check_input(x, "training data")
+            self.check_training_data(checked)
         except DataError:
             self.input_shape = before  # refused data leaves the detector as it was
             raise
         return self._train(checked, int(seed), resume)
+
+    def check_training_data(self, x: np.ndarray) -> None:
+        """What a detector's training needs of its checked input ``x`` beyond its kind and shape (e.g. a
+        minimum number of samples), refused at ``fit_epochs``' call rather than at its first epoch.
+
+        Raises:
+            DataError: Saying what is needed.
+        """
 
     @abstractmethod
     def _train(

@@ -36,6 +36,7 @@ from torch import nn
 
 from adgan.errors import DataError, DivergedError
 from adgan.models.base import Detector, DetectorConfig, Range, ranged
+from adgan.models.nets import side_ladder
 
 
 @dataclasses.dataclass
@@ -142,6 +143,13 @@ class GANDetector(Detector[G]):
         for net in self.networks().values():
             net.train(mode)
 
+    def check_training_data(self, x: np.ndarray) -> None:
+        """Two samples at least (batch norm), and images of a side the networks are built for."""
+        if x.shape[0] < 2:
+            raise DataError(f"{self.name}: training needs at least 2 samples (batch norm), got {x.shape[0]}")
+        if x.ndim == 4:
+            side_ladder(x.shape[-1])
+
     # ----- the training loop -----
     def _train(
         self, xs: np.ndarray, seed: int, resume: Mapping[str, Any] | None
@@ -155,8 +163,6 @@ class GANDetector(Detector[G]):
             DivergedError: A loss became NaN or infinite.
         """
         warn_if_slow_bf16(self.name, self.device, self.bf16)
-        if xs.shape[0] < 2:
-            raise DataError(f"{self.name}: training needs at least 2 samples (batch norm), got {xs.shape[0]}")
         gen = seed_everything(seed)
         data = to_tensor(xs, self.device)
         if resume is None:
