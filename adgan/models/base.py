@@ -43,9 +43,11 @@ DETECTORS: Registry[type[Detector]] = Registry("detector")
 
 @dataclasses.dataclass
 class DetectorConfig:
-    """Hyperparameters shared by every detector; subclasses add their own fields.
+    """The hyperparameter every detector has (``loss_case``); subclasses add their own fields.
 
-    The shared vocabulary: ``lr``, ``epochs``, ``batch_size``, ``latent_dim``, ``loss_case``.
+    Names mean one thing wherever a detector has them (``SHARED_RANGES``): the GANs share ``lr``,
+    ``epochs``, ``batch_size``, ``latent_dim`` (``GANConfig``); a baseline has none of those it does not
+    use, and refuses them (kNN's ``batch_size`` is its scoring chunk).
     """
 
     loss_case: str = "default"
@@ -355,7 +357,8 @@ class Detector(ABC, Generic[C]):
         if progress is None:
             raise DataError(f"{self.name}: no training in progress to save: an iterative detector's training "
                             "loop calls self.track_progress(epoch, optimizers, generator) before each yield "
-                            "(GANDetector's loop does; see docs/architecture.md)")
+                            "(GANDetector's loop does; see docs/architecture.md); a detector that fits in "
+                            "one step declares is_iterative = False")
         epoch, optimizers, gen = progress
         return {
             "format_version": FORMAT_VERSION,
@@ -704,12 +707,12 @@ def _plugin_of(cls: type) -> str | None:
 def register_detector(cls: type[D]) -> type[D]:
     """Class decorator: register ``cls`` under ``cls.name``; it must declare its ``family``."""
     if not cls.name:
-        raise ValueError(f"{cls.__qualname__} has no name")
+        raise ConfigError(f"{cls.__qualname__} has no name")
     if cls.family not in FAMILIES:
-        raise ValueError(f"{cls.__qualname__}: family must be one of {FAMILIES}, got {cls.family!r}")
+        raise ConfigError(f"{cls.__qualname__}: family must be one of {FAMILIES}, got {cls.family!r}")
     missing = sorted(getattr(cls, "__abstractmethods__", ()))
     if missing:  # (else the first create_detector would fail with Python's own TypeError)
-        raise ValueError(f"{cls.__qualname__} ({cls.name!r}) does not define {', '.join(missing)}, which "
+        raise ConfigError(f"{cls.__qualname__} ({cls.name!r}) does not define {', '.join(missing)}, which "
                          "every detector must")
     from adgan.runkeys import RUN_DEFAULTS
 
@@ -718,7 +721,7 @@ def register_detector(cls: type[D]) -> type[D]:
         return DETECTORS.get(cls.name)  # type: ignore[return-value]
     clash = sorted(f.name for f in dataclasses.fields(cls.Config) if f.name in RUN_DEFAULTS)
     if clash:  # (a run's config is flat: such a hyperparameter would silently take the run key's value)
-        raise ValueError(f"{cls.__qualname__} ({cls.name!r}): hyperparameter(s) {', '.join(clash)} named "
+        raise ConfigError(f"{cls.__qualname__} ({cls.name!r}): hyperparameter(s) {', '.join(clash)} named "
                          f"like run keys of adgan.train ({', '.join(RUN_DEFAULTS)}); rename them")
     DETECTORS.register(cls.name)(cls)
     return cls
