@@ -130,7 +130,9 @@ def recommendation(ctx: Context) -> Section:
         "test split's anomaly share); test figures took no part in any choice. 'One model for every class' "
         "is the single detector with the best mean validation AUPRC over the classes (what shipping one "
         "model everywhere would give); kNN is the simplest strong baseline. `adgan export` ships exactly "
-        "these detectors and `adgan best` prints the same table."])
+        "these detectors and `adgan best` makes the same choice. The settings shown are those of the "
+        "exported seed's run (each seed chose its own on validation), while the AUPRCs are means over the "
+        "seeds: MODEL_CARD.md of `adgan export` gives the exported checkpoint's own test figures."])
     unanswered = _unanswered(ctx)
     if not ctx.recs and not unanswered:
         return missing_note(s, ctx)
@@ -298,7 +300,7 @@ def _chance(rows: pd.DataFrame) -> dict[int, float]:
 
 
 def per_class(ctx: Context) -> Section:
-    s = Section("per-class", "Best test AUPRC per class and model", paragraphs=[
+    s = Section("per-class", "Test AUPRC per class and model (settings chosen on validation)", paragraphs=[
         "The survey's Figure 5 for this sweep: per anomalous class, each model's test AUPRC at the "
         "configuration chosen on validation ([loss case] where a model ran several). The dashed line is "
         "AUPRC's chance level, the test split's anomaly share."])
@@ -424,9 +426,9 @@ def thresholds(ctx: Context) -> Section:
         "on test when the top share of the test samples is flagged (\"flagged\": the test split's anomaly "
         "share; 20% on KDD99, as Zenati et al. report it). Its threshold is a quantile of the test scores "
         "themselves: a figure to compare models and papers, not a cutoff one could ship.",
-        "For shipping: the score cutoffs each recommended detector chose on its validation split "
-        "(`adgan score --flag NAME` applies them; MODEL_CARD.md of `adgan export`), measured on test, which "
-        "took no part in choosing them."])
+        "For shipping: the score cutoffs the exported checkpoint of each recommended detector (one seed's "
+        "run) chose on its validation split (`adgan score --flag NAME` applies them; MODEL_CARD.md of "
+        "`adgan export`), measured on test, which took no part in choosing them."])
     if ctx.chosen is None:
         return missing_note(s, ctx)
     rows = analysis.prf_rows(ctx.chosen, s.notes)

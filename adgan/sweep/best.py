@@ -199,7 +199,7 @@ def best_table(results_dir: str | Path) -> str:
         "",
         "every group's chosen trial (validation AUPRC decides; test AUPRC shown)",
         f"{'class':<14} {'model':<9} {'loss case':<12} {'seed':>4} {'val AUPRC':>10} {'test AUPRC':>10} "
-        f"{'AUROC':>6} {'F1':>6}  hyperparameters",
+        f"{'test AUROC':>10} {'test F1':>7}  hyperparameters",
     ]
     flagged = False
     for r in rows:
@@ -209,7 +209,7 @@ def best_table(results_dir: str | Path) -> str:
         lines.append(
             f"{cls:<14} {r['model']:<9} {r['loss_case']:<12} {r['seed']:>4} "
             f"{_fmt(r['val_auprc']) + flag:>10} "
-            f"{_fmt(r['test_auprc']):>10} {_fmt(r['test_auroc'], 3):>6} {_fmt(r['test_f1'], 3):>6}  "
+            f"{_fmt(r['test_auprc']):>10} {_fmt(r['test_auroc'], 3):>10} {_fmt(r['test_f1'], 3):>7}  "
             + (_params(r["params"]) if r["checkpoint"] else "no trial finished with a checkpoint")
         )
     if flagged:
