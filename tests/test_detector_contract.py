@@ -408,3 +408,20 @@ def test_hyperparameters_without_a_plain_default_are_type_checked_too() -> None:
     for key, value, kind in (("alpha", "abc", "float"), ("beta", "abc", "float"), ("alpha", True, "float")):
         with pytest.raises(ConfigError, match=rf"hyperparameter '{key}' of model 'm': expected {kind}"):
             make_config(Cfg, "m", {key: value})
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_a_device_or_bf16_option_that_cannot_work_is_a_config_error(name: str) -> None:
+    import torch
+
+    x_train, _, _ = easy_split("tabular" if "tabular" in DETECTORS.get(name).input_kinds else "image",
+                               side=DETECTORS.get(name).preferred_image_size)
+    det = create_detector(name, **tiny(name))
+    with pytest.raises(ConfigError, match=r"device 'gpu0': expected cpu, cuda or cuda:N"):
+        det.fit_epochs(x_train, device="gpu0")
+    with pytest.raises(ConfigError, match=r"bf16 must be true or false, got 'false'"):
+        det.fit_epochs(x_train, bf16="false")  # (a string: bool("false") would have turned bf16 on)
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match=r"device 'cuda' was asked for but torch sees no CUDA device"):
+            det.fit_epochs(x_train, device="cuda")
+    assert det.input_shape is None  # refused before anything was recorded

@@ -414,6 +414,14 @@ class Detector(ABC, Generic[C]):
                 f"{self.name}: expected a non-empty array of shape (N, C, H, W) or (N, D) (every size >= 1), "
                 f"got {x.shape}"
             )
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, TypeError):
+            raise ConfigError(f"{self.name}: device {device!r}: expected cpu, cuda or cuda:N") from None
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"{self.name}: device {device!r} was asked for but torch sees no CUDA device")
+        if not isinstance(bf16, bool | np.bool_):
+            raise ConfigError(f"{self.name}: bf16 must be true or false, got {bf16!r}")
         kind = "image" if x.ndim == 4 else "tabular"
         if kind not in self.input_kinds:
             raise DataError(f"{self.name}: {kind} input is not supported (supports {self.input_kinds})")
@@ -427,7 +435,7 @@ class Detector(ABC, Generic[C]):
                 stacklevel=3,
             )
         self.input_shape = tuple(int(s) for s in x.shape[1:])
-        self.device = torch.device(device)
+        self.device = dev
         self.bf16 = bool(bf16)
         exact_float32(self.device)
 
