@@ -158,6 +158,8 @@ def at_cutoff(y: np.ndarray, s: np.ndarray, cutoff: float) -> dict[str, float]:
         nothing is flagged; ``flagged`` is the flagged share of the split.
     """
     y, s = _check(y, s)
+    if isinstance(cutoff, bool) or not isinstance(cutoff, int | float | np.number) or not np.isfinite(cutoff):
+        raise DataError(f"cutoff: expected a finite score value, got {cutoff!r}")
     flagged = s >= float(cutoff)
     tp, n_flagged = float(np.sum(flagged & (y == 1))), float(flagged.sum())
     return _figures(float(cutoff), tp, n_flagged - tp, float(y.sum()), float(y.size - y.sum()))

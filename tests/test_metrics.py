@@ -152,6 +152,13 @@ def test_cutoff_order_is_the_order_cutoffs_makes_them_whatever_json_kept() -> No
     assert order == ["best-f1", "fpr-10%", "fpr-1%", "x"]
 
 
+def test_a_cutoff_that_is_no_score_is_refused() -> None:
+    y, s = np.r_[np.zeros(5), np.ones(5)].astype(int), np.arange(10.0)
+    for bad in (None, float("nan"), float("inf"), "3", True):
+        with pytest.raises(DataError, match=r"cutoff: expected a finite score value"):
+            metrics.at_cutoff(y, s, bad)  # type: ignore[arg-type]
+
+
 def test_at_cutoff_counts_ties_at_the_cutoff_as_flagged() -> None:
     y = np.array([0, 0, 1, 1])
     got = metrics.at_cutoff(y, np.array([0.1, 0.5, 0.5, 0.9]), 0.5)
