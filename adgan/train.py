@@ -38,7 +38,7 @@ from adgan.data import (
 from adgan.data.types import Split, Splits
 from adgan.errors import ConfigError, DivergedError, did_you_mean
 from adgan.models import DETECTORS, Detector, create_detector
-from adgan.models.base import exact_float32, load_tensors, scores_of
+from adgan.models.base import load_tensors, scores_of, torch_device
 from adgan.runfiles import TRAIN_STATE
 from adgan.runkeys import RUN_DEFAULTS
 from adgan.version import code_version
@@ -98,19 +98,29 @@ def resolve_config(config: Mapping[str, Any]) -> dict[str, Any]:
         run["image_size"] = model_cls.preferred_image_size
     if run["image_size"] not in (None, 28, 32):
         raise ConfigError(f"image_size must be 28 or 32, got {run['image_size']!r}")
+    if isinstance(run["device"], torch.device):  # (as a detector's fit takes it)
+        run["device"] = str(run["device"])
     if run["device"] not in ("auto", "cpu", "cuda") and not str(run["device"]).startswith("cuda:"):
         raise ConfigError(f"device must be auto, cpu or cuda[:N], got {run['device']!r}")
     _check_run_values(run)
     return {**run, **detector.config.to_dict()}
 
 
-def _check_run_values(run: Mapping[str, Any]) -> None:
+def _check_run_values(run: dict[str, Any]) -> None:
     """The run keys' types and ranges, at the call (a string "false" for bf16 was taken as true, a
-    negative thread count failed deep in torch, a seed scikit-learn cannot take in the baselines' fit).
+    negative thread count failed deep in torch, a seed scikit-learn cannot take in the baselines' fit);
+    numpy's integers and booleans become Python's (the config is saved as JSON).
 
     Raises:
         ConfigError: Naming the key, what was expected and the value.
     """
+    for key in ("seed", "max_train", "threads"):
+        if isinstance(run[key], np.integer):
+            run[key] = int(run[key])
+    for key in ("bf16", "scale"):
+        if isinstance(run[key], np.bool_):
+            run[key] = bool(run[key])
+
     def whole(value: Any) -> bool:
         return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
@@ -130,25 +140,13 @@ def _check_run_values(run: Mapping[str, Any]) -> None:
             raise ConfigError(f"{key} must be {expected}, got {run[key]!r}")
 
 
-def pick_device(device: str) -> torch.device:
-    """``auto`` / ``cpu`` / ``cuda`` / ``cuda:N`` -> a device torch has; CUDA runs in full fp32.
+def pick_device(device: str | torch.device) -> torch.device:
+    """``auto`` / ``cpu`` / ``cuda`` / ``cuda:N`` -> a device torch has (``adgan.models.base.torch_device``).
 
     Raises:
         ConfigError: CUDA asked for where torch sees none, or a ``cuda:N`` beyond the visible GPUs.
     """
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device {device!r} was asked for but torch sees no CUDA device")
-        index = device.partition(":")[2]
-        if index and not (index.isdigit() and int(index) < torch.cuda.device_count()):
-            raise ConfigError(
-                f"device {device!r}: expected cuda:0..cuda:{torch.cuda.device_count() - 1} (the GPUs this "
-                "process sees)"
-            )
-        exact_float32(torch.device(device))  # no TF32: see adgan.models.base.exact_float32
-    return torch.device(device)
+    return torch_device(device)
 
 
 def cpus_available() -> int:

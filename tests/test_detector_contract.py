@@ -417,7 +417,7 @@ def test_a_device_or_bf16_option_that_cannot_work_is_a_config_error(name: str) -
     x_train, _, _ = easy_split("tabular" if "tabular" in DETECTORS.get(name).input_kinds else "image",
                                side=DETECTORS.get(name).preferred_image_size)
     det = create_detector(name, **tiny(name))
-    with pytest.raises(ConfigError, match=r"device 'gpu0': expected cpu, cuda or cuda:N"):
+    with pytest.raises(ConfigError, match=r"device 'gpu0': expected auto, cpu, cuda or cuda:N"):
         det.fit_epochs(x_train, device="gpu0")
     with pytest.raises(ConfigError, match=r"bf16 must be true or false, got 'false'"):
         det.fit_epochs(x_train, bf16="false")  # (a string: bool("false") would have turned bf16 on)

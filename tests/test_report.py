@@ -581,3 +581,16 @@ def test_a_long_bar_chart_title_stays_inside_a_narrow_figure(monkeypatch: pytest
     width, height = canvas.get_width_height()
     assert box.x0 >= 0 and box.x1 <= width and box.y1 <= height, (box, width, height)
     assert "\n" in fig.axes[0].get_title()
+
+
+def test_an_unrecorded_inner_standardisation_is_said_to_be_unknown(tmp_path: Path) -> None:
+    """Rows of an adgan that recorded only the keys a spec set do not say whether a GAN standardised the
+    features inside its networks (its default does): the verdict says so rather than nothing."""
+    root = tmp_path / "kdd"
+    rows = make_sweep(root, plan=[PLAN[4]])  # kdd99, egbad
+    for r in rows["trials"] + rows["best"]:
+        r["config"] = {k: v for k, v in r["config"].items() if k not in ("bf16", "tabular_norm")}
+    write_tables(root, rows, ("trials", "best"))
+    t = html_tables(build_report(root, tmp_path / "out").html.read_text()).tables
+    kdd = row_of(t["KDD99 (`normal.` is the anomaly): precision / recall / F1"], "BiGAN/EGBAD")
+    assert "the results do not record tabular_norm" in kdd["verdict"]

@@ -309,7 +309,9 @@ class Detector(ABC, Generic[C]):
         as an uninterrupted run would.
 
         Raises:
-            DataError: Input of the wrong kind or shape, or integer image pixels.
+            DataError: Input of the wrong kind or shape, integer image pixels, or data the model's
+                hyperparameters cannot train on (``check_data``, ``check_training_data``).
+            ConfigError: A seed outside 0 .. 2**32 - 1, a device torch cannot use, a bf16 not boolean.
             DivergedError: A loss became NaN or infinite (from the iterator).
         """
         # Checked again: ``config`` is a plain dataclass, which a caller may have changed since (set_params
@@ -317,13 +319,15 @@ class Detector(ABC, Generic[C]):
         self.config = self._checked(self.config.to_dict())
         if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**32:
             raise ConfigError(f"{self.name}: seed must be a whole number in 0 .. 2**32 - 1, got {seed!r}")
-        before = self.input_shape
+        before = (self.input_shape, self.device, self.bf16)
         self._set_input(x, device, bf16)
         try:
             checked = self.check_input(x, "training data")
+            self.check_data(tuple(checked.shape[1:]))
             self.check_training_data(checked)
         except DataError:
-            self.input_shape = before  # refused data leaves the detector as it was
+            # Refused data leaves the detector as it was (its networks stay where they are).
+            self.input_shape, self.device, self.bf16 = before
             raise
         return self._train(checked, int(seed), resume)
 
@@ -414,12 +418,7 @@ class Detector(ABC, Generic[C]):
                 f"{self.name}: expected a non-empty array of shape (N, C, H, W) or (N, D) (every size >= 1), "
                 f"got {x.shape}"
             )
-        try:
-            dev = torch.device(device)
-        except (RuntimeError, TypeError):
-            raise ConfigError(f"{self.name}: device {device!r}: expected cpu, cuda or cuda:N") from None
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise ConfigError(f"{self.name}: device {device!r} was asked for but torch sees no CUDA device")
+        dev = torch_device(device, f"{self.name}: device")
         if not isinstance(bf16, bool | np.bool_):
             raise ConfigError(f"{self.name}: bf16 must be true or false, got {bf16!r}")
         kind = "image" if x.ndim == 4 else "tabular"
@@ -437,7 +436,6 @@ class Detector(ABC, Generic[C]):
         self.input_shape = tuple(int(s) for s in x.shape[1:])
         self.device = dev
         self.bf16 = bool(bf16)
-        exact_float32(self.device)
 
     def check_input(self, x: np.ndarray, what: str = "input") -> np.ndarray:
         """Validate ``x`` against the fitted input shape; returns it as float32 (N, ...). NaN and infinite
@@ -559,8 +557,7 @@ class Detector(ABC, Generic[C]):
             raise DataError(f"{header_file}: config: {exc}") from None
         det.input_shape = tuple(header["input_shape"])
         det.meta = header.get("meta", {})
-        det.device = torch.device(device)
-        exact_float32(det.device)
+        det.device = torch_device(device, f"{path}: load on device")
         state_file = path / "state.pt"
         if not state_file.is_file():
             raise DataError(f"{state_file}: missing (the detector's weights and fitted state)")
@@ -571,6 +568,30 @@ class Detector(ABC, Generic[C]):
         except (RuntimeError, KeyError, ValueError) as exc:  # weights of other shapes, missing keys
             raise DataError(f"{state_file}: not a readable {what} ({_first_line(exc)})") from None
         return det
+
+
+def torch_device(device: str | torch.device, who: str = "device") -> torch.device:
+    """``auto`` / ``cpu`` / ``cuda`` / ``cuda:N`` (or a ``torch.device``) -> a device torch has; CUDA runs in
+    full fp32 (``exact_float32``). ``who`` starts the messages.
+
+    Raises:
+        ConfigError: Another name, CUDA asked for where torch sees none, or a ``cuda:N`` beyond the GPUs.
+    """
+    name = str(device)
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    kind, _, index = name.partition(":")
+    if kind not in ("cpu", "cuda") or (index and not index.isdigit()) or (kind == "cpu" and index):
+        raise ConfigError(f"{who} {device!r}: expected auto, cpu, cuda or cuda:N")
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"{who} {device!r} was asked for but torch sees no CUDA device")
+        if index and int(index) >= torch.cuda.device_count():
+            raise ConfigError(f"{who} {device!r}: expected cuda:0..cuda:{torch.cuda.device_count() - 1} (the "
+                              "GPUs this process sees)")
+    dev = torch.device(name)
+    exact_float32(dev)  # no TF32
+    return dev
 
 
 def exact_float32(device: torch.device) -> None:

@@ -127,13 +127,16 @@ class KNN(_Baseline[KNNConfig]):
     uses_accelerator = True  # the candidate search runs on the fit's device
     _EXTRA_CANDIDATES = 16  # shortlist margin against rounding in the matmul distances
 
-    def _fit(self, x: np.ndarray, seed: int) -> None:
-        kept = _subsample(len(x), self.config.fit_samples, seed)
+    def check_training_data(self, x: np.ndarray) -> None:
         # Checked on the rows kept, not the rows given: fit_samples may keep fewer than k.
-        if len(kept) < self.config.k:
+        fit = self.config.fit_samples
+        kept = len(x) if fit <= 0 else min(len(x), fit)
+        if kept < self.config.k:
             raise DataError(f"knn: k={self.config.k} needs at least {self.config.k} training samples, "
-                            f"got {len(kept)} (fit_samples={self.config.fit_samples}, {len(x)} given)")
-        self.load_state({"train": x[kept].copy()})
+                            f"got {kept} (fit_samples={fit}, {len(x)} given)")
+
+    def _fit(self, x: np.ndarray, seed: int) -> None:
+        self.load_state({"train": x[_subsample(len(x), self.config.fit_samples, seed)].copy()})
 
     def state(self) -> dict[str, Any]:
         return {"train": self._rows}
@@ -301,7 +304,6 @@ class PCA(_Baseline[PCAConfig]):
             )
 
     def _fit(self, x: np.ndarray, seed: int) -> None:
-        self.check_data(tuple(x.shape[1:]))
         x64 = x[_subsample(len(x), self.config.fit_samples, seed)].astype(np.float64)
         mean = x64.mean(axis=0)
         centred = x64 - mean

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from adgan.errors import DataError, DivergedError
-from adgan.models.base import Detector, DetectorConfig, Range, ranged
+from adgan.models.base import Detector, DetectorConfig
 from adgan.models.nets import side_ladder
 
 
@@ -56,7 +56,7 @@ class GANConfig(DetectorConfig):
     lr: float = 2e-4
     beta1: float = 0.5
     epochs: int = 15
-    batch_size: int = ranged(64, Range(2, note="batch norm needs two samples a batch"))
+    batch_size: int = 64
     latent_dim: int = 0
     base_filters: int = 64
 
@@ -143,12 +143,19 @@ class GANDetector(Detector[G]):
         for net in self.networks().values():
             net.train(mode)
 
+    def check_data(self, input_shape: tuple[int, ...]) -> None:
+        """Images of a side the networks are built for; rows in batches of two at least (the tabular
+        networks' 1-d batch norm cannot normalise one sample; the image networks' can, over its pixels)."""
+        if len(input_shape) == 3:
+            side_ladder(input_shape[-1])
+        elif self.config.batch_size < 2:
+            raise DataError(f"{self.name}: batch_size {self.config.batch_size} on tabular data: the tabular "
+                            "networks' batch norm needs batches of 2 samples at least")
+
     def check_training_data(self, x: np.ndarray) -> None:
-        """Two samples at least (batch norm), and images of a side the networks are built for."""
+        """Two samples at least (batch norm)."""
         if x.shape[0] < 2:
             raise DataError(f"{self.name}: training needs at least 2 samples (batch norm), got {x.shape[0]}")
-        if x.ndim == 4:
-            side_ladder(x.shape[-1])
 
     # ----- the training loop -----
     def _train(

@@ -119,10 +119,11 @@ def budget_text(budget: dict[tuple[str, str], tuple[float, float]], dataset: str
 
 def differences(
     fig: PublishedFigure, protocol: dict[str, Any], ours: pd.Series, dataset: str, metric_col: str,
-    scaled: bool | None, max_train: int | None = None, inner_norm: bool = False,
+    scaled: bool | None, max_train: int | None = None, inner_norm: bool | None = False,
 ) -> list[str]:
     """What differs between the paper's protocol and our chosen row (empty when nothing known does).
-    ``inner_norm``: our model standardised the features inside its networks (``tabular_norm``)."""
+    ``inner_norm``: our model standardised the features inside its networks (``tabular_norm``); None:
+    the results do not say (a GAN's row of an adgan that recorded only the keys its spec set)."""
     diffs = []
     if dataset != fig.dataset:
         diffs.append(f"data: {dataset} instead of the full {fig.dataset}")
@@ -151,6 +152,9 @@ def differences(
                      "(paper: scaled)")
     if inner_norm:
         diffs.append("features standardised inside the networks (tabular_norm; the published code does not)")
+    elif inner_norm is None and ours.get("family") == "gan":
+        diffs.append("the results do not record tabular_norm (EGBAD's and AnoGAN's standardisation of the "
+                     "features inside the networks, on by default; the published code has none)")
     return diffs
 
 
@@ -181,7 +185,7 @@ def compare(
     scaled: dict[str, bool | None],
     max_train: dict[tuple[str, str], int | None] | None = None,
     by_case: pd.DataFrame | None = None,
-    inner_norm: dict[tuple[str, str], bool] | None = None,
+    inner_norm: dict[tuple[str, str, str], bool | None] | None = None,
 ) -> pd.DataFrame:
     """Rows of published figures for ``dataset``/``metric`` beside our chosen rows.
 
@@ -189,7 +193,8 @@ def compare(
         chosen: Per (dataset, model, class) rows chosen on validation (``analysis.chosen_per_model``).
         by_case: Per (dataset, model, loss case, class) rows (``analysis.per_class``): where the paper's
             loss case is known and we ran it, its row is compared rather than the loss case chosen.
-        inner_norm: (our dataset, model) -> whether its trials standardised features inside the networks.
+        inner_norm: (our dataset, model, loss case) -> whether the chosen trials standardised features
+            inside the networks (``sections_published.inner_norms``); absent: they did not.
         budget: (dataset, model) -> (max epochs, trials per group) of our sweep.
         scaled: our dataset -> whether its features were min-max scaled (None: unknown).
         max_train: (our dataset, model) -> the largest ``max_train`` subsample of the training normals
@@ -230,7 +235,7 @@ def compare(
             epochs = budget.get((ds, fig.model), (math.nan, math.nan))[0]
             diffs = differences(fig, protocol, ours, ds, col, scaled.get(ds),
                                 (max_train or {}).get((ds, fig.model)),
-                                (inner_norm or {}).get((ds, fig.model), False))
+                                (inner_norm or {}).get((ds, fig.model, ours["loss_case"]), False))
             row.update({
                 "loss_case": ours["loss_case"], "ours": value, "n_seeds": ours.get("n_seeds", math.nan),
                 "diff": value - fig.value, "budget": budget_text(budget, ds, fig.model),

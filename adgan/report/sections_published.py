@@ -17,9 +17,10 @@ INTRO = (
     "figure was read from a primary table (verified) or a secondary quote. The verdict lists what differs "
     "from the paper's protocol (data source or sample, loss case, metric variant, flagged share, feature "
     "scaling); a row is called a reproduction only when nothing differs and our training budget reaches the "
-    "paper's. Model selection always differs on purpose: ours picks the epoch and configuration on a "
-    "validation split, while the papers report the last epoch (EGBAD) or the best epoch on the test set "
-    "(GANomaly's code)."
+    "paper's. Ours is the paper's loss case where the sweep ran it, else the loss case chosen on validation. "
+    "Model selection always differs on purpose: ours picks the epoch and configuration on a validation "
+    "split, while the papers report the last epoch (EGBAD) or the best epoch on the test set (GANomaly's "
+    "code)."
 )
 
 
@@ -62,14 +63,21 @@ def train_caps(res: SweepResults) -> dict[tuple[str, str], int | None]:
     return out
 
 
-def inner_norms(res: SweepResults) -> dict[tuple[str, str], bool]:
-    """(dataset, model) -> whether any trial standardised the features inside its networks
-    (``tabular_norm``, EGBAD's and AnoGAN's on tables; the published code does not)."""
-    out: dict[tuple[str, str], bool] = {}
-    if has_columns(res.trials, ["dataset", "model"]):
-        norms = res.trials.assign(_n=config_values(res.trials, "tabular_norm"))
-        for (ds, model), rows in norms.groupby(["dataset", "model"]):
-            out[(ds, model)] = any(v is True for v in rows["_n"])
+def inner_norms(res: SweepResults) -> dict[tuple[str, str, str], bool | None]:
+    """(dataset, model, loss case) -> whether the groups' chosen trials standardised the features inside
+    their networks (``tabular_norm``, a GAN option on tables; the published code does not): True, False,
+    or None where the rows do not say (results of an adgan that recorded only the config's set keys)."""
+    out: dict[tuple[str, str, str], bool | None] = {}
+    best = res.best
+    if has_columns(best, ["dataset", "model", "loss_case", "config"]):
+        rows = best.assign(_n=config_values(best, "tabular_norm"), _resolved=config_values(best, "bf16"))
+        for key, part in rows.groupby(["dataset", "model", "loss_case"]):
+            if any(v is True for v in part["_n"]):
+                out[key] = True
+            elif part["_resolved"].notna().all():  # every default recorded: no key, no such option
+                out[key] = False
+            else:
+                out[key] = None
     return out
 
 

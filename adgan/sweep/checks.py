@@ -248,8 +248,8 @@ def seeds_of(check: Checker, value: Any) -> tuple[int, ...]:
         raise check.fail("seeds", f"expected a non-empty list of integers, got {short(value)}")
     seeds = tuple(check.number(s, f"seeds[{i}]", integer=True) for i, s in enumerate(value))
     for i, seed in enumerate(seeds):
-        if seed < 0:
-            raise check.fail(f"seeds[{i}]", f"expected a non-negative integer, got {seed}")
+        if not 0 <= seed < 2**32:  # (what every detector and the split take)
+            raise check.fail(f"seeds[{i}]", f"expected an integer in 0 .. 2**32 - 1, got {seed}")
     if len(set(seeds)) != len(seeds):
         raise check.fail("seeds", f"a seed is listed twice: {short(value)}")
     return seeds
