@@ -38,7 +38,7 @@ from adgan.data import (
 from adgan.data.types import Split, Splits
 from adgan.errors import ConfigError, DivergedError, did_you_mean
 from adgan.models import DETECTORS, Detector, create_detector
-from adgan.models.base import load_tensors, scores_of, torch_device
+from adgan.models.base import load_tensors, refuse_foreign_folder, scores_of, torch_device
 from adgan.runfiles import TRAIN_STATE
 from adgan.runkeys import RUN_DEFAULTS
 from adgan.version import code_version
@@ -174,6 +174,7 @@ class RunDir:
         if self.dir is not None:
             from adgan.version import save_uncommitted_diff
 
+            refuse_foreign_folder(self.dir / "checkpoint")  # (found at the start, not after an epoch)
             self.dir.mkdir(parents=True, exist_ok=True)
             # A .dirty code version: its diff kept in the run directory, so that its code can be rebuilt.
             diff = save_uncommitted_diff(lambda name, data: write_atomic(self.dir / name, data))

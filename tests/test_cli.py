@@ -222,6 +222,20 @@ def test_train_checks_its_config_at_the_call() -> None:
             train({"model": "knn", "dataset": "synthetic-tabular", key: value})
 
 
+def test_train_refuses_a_checkpoint_folder_of_the_users_before_training(tmp_path: Path) -> None:
+    """``out/checkpoint`` holding someone's files: refused before the first epoch trains, nothing deleted."""
+    from adgan.errors import DataError
+    from adgan.train import train
+
+    (tmp_path / "checkpoint").mkdir()
+    (tmp_path / "checkpoint" / "notes.txt").write_text("mine")
+    records = train({"model": "knn", "dataset": "synthetic-tabular"}, out=tmp_path)
+    with pytest.raises(DataError, match=r"checkpoint: exists and is not a saved detector"):
+        next(records)
+    assert (tmp_path / "checkpoint" / "notes.txt").read_text() == "mine"
+    assert not (tmp_path / "config.json").exists()
+
+
 def test_train_help_documents_every_option() -> None:
     parser = build_parser(["train"])
     train = next(a for a in parser._actions if a.dest == "command").choices["train"]

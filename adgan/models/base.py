@@ -481,10 +481,7 @@ class Detector(ABC, Generic[C]):
         if self.input_shape is None:
             raise DataError(f"{self.name}: cannot save an unfitted detector")
         path = Path(path)
-        if path.exists() and not (path.is_dir() and ((path / "detector.json").is_file()
-                                                     or not any(path.iterdir()))):
-            raise DataError(f"{path}: exists and is not a saved detector (no detector.json): not replaced; "
-                            "save to a new or empty folder")
+        refuse_foreign_folder(path)
         header = {
             "format_version": FORMAT_VERSION,
             "model": self.name,
@@ -568,6 +565,19 @@ class Detector(ABC, Generic[C]):
         except (RuntimeError, KeyError, ValueError) as exc:  # weights of other shapes, missing keys
             raise DataError(f"{state_file}: not a readable {what} ({_first_line(exc)})") from None
         return det
+
+
+def refuse_foreign_folder(path: Path) -> None:
+    """``Detector.save(path)`` replaces ``path`` whole: refuse (never delete) anything there that is not a
+    saved detector or an empty folder.
+
+    Raises:
+        DataError: Naming ``path``.
+    """
+    saved = path.is_dir() and ((path / "detector.json").is_file() or not any(path.iterdir()))
+    if path.exists() and not saved:
+        raise DataError(f"{path}: exists and is not a saved detector (no detector.json): not replaced; "
+                        "save to a new or empty folder")
 
 
 def torch_device(device: str | torch.device, who: str = "device") -> torch.device:
