@@ -345,17 +345,15 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     from adgan.data import prepare_file, prepare_image_folder
     from adgan.models import Detector
-    from adgan.models.base import scores_of
-    from adgan.train import pick_device
+    from adgan.models.base import scores_of, torch_device
 
-    if not (args.device in ("auto", "cpu") or args.device.startswith("cuda")):
-        raise ConfigError(f"--device: expected auto, cpu, cuda or cuda:N, got {args.device!r}")
+    device = torch_device(args.device, "--device")  # before a checkpoint is fetched from a store
     from adgan.runfiles import NOT_DETECTOR_FILES
     from adgan.sweep.storage import local_copy
 
     # A checkpoint on an object store (a URI of a sweep's results, e.g. s3://...) is read from a local copy.
     with local_copy(args.checkpoint, skip=NOT_DETECTOR_FILES) as checkpoint:
-        detector = Detector.load(resolve_checkpoint(checkpoint), device=pick_device(args.device))
+        detector = Detector.load(resolve_checkpoint(checkpoint), device=device)
     src = Path(args.input)
     if not (src.is_file() or src.is_dir()):
         raise DataError(f"{src}: input file or folder not found")

@@ -38,7 +38,7 @@ from adgan.data import (
 from adgan.data.types import Split, Splits
 from adgan.errors import ConfigError, DivergedError, did_you_mean
 from adgan.models import DETECTORS, Detector, create_detector
-from adgan.models.base import load_tensors, refuse_foreign_folder, scores_of, torch_device
+from adgan.models.base import device_name, load_tensors, refuse_foreign_folder, scores_of, torch_device
 from adgan.runfiles import TRAIN_STATE
 from adgan.runkeys import RUN_DEFAULTS
 from adgan.version import code_version
@@ -98,10 +98,7 @@ def resolve_config(config: Mapping[str, Any]) -> dict[str, Any]:
         run["image_size"] = model_cls.preferred_image_size
     if run["image_size"] not in (None, 28, 32):
         raise ConfigError(f"image_size must be 28 or 32, got {run['image_size']!r}")
-    if isinstance(run["device"], torch.device):  # (as a detector's fit takes it)
-        run["device"] = str(run["device"])
-    if run["device"] not in ("auto", "cpu", "cuda") and not str(run["device"]).startswith("cuda:"):
-        raise ConfigError(f"device must be auto, cpu or cuda[:N], got {run['device']!r}")
+    run["device"] = device_name(run["device"])  # (its form: the GPU is checked where the run runs)
     _check_run_values(run)
     return {**run, **detector.config.to_dict()}
 
@@ -138,15 +135,6 @@ def _check_run_values(run: dict[str, Any]) -> None:
     for key, ok, expected in checks:
         if not ok:
             raise ConfigError(f"{key} must be {expected}, got {run[key]!r}")
-
-
-def pick_device(device: str | torch.device) -> torch.device:
-    """``auto`` / ``cpu`` / ``cuda`` / ``cuda:N`` -> a device torch has (``adgan.models.base.torch_device``).
-
-    Raises:
-        ConfigError: CUDA asked for where torch sees none, or a ``cuda:N`` beyond the visible GPUs.
-    """
-    return torch_device(device)
 
 
 def cpus_available() -> int:
@@ -335,7 +323,7 @@ def _run(
 ) -> Iterator[dict[str, Any]]:
     """The run of ``train`` (a resolved config), top to bottom."""
     started = time.perf_counter()
-    device = pick_device(cfg["device"])
+    device = torch_device(cfg["device"])
     # Also on CUDA: data handling and some models' scoring run on the CPU, and Ray's cluster launcher
     # exports OMP_NUM_THREADS=1, which would otherwise leave one thread whatever the trial reserved.
     # Recorded as used: training's floating-point sums, so its figures in the last digits, depend on it.

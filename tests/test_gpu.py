@@ -22,7 +22,7 @@ tolerance on separately trained models would therefore be arbitrary; what must a
 for: AUROC on the easy data (> 0.8, the contract tests' bar, and within 0.05 of the CPU-trained model's; the
 1e-6 perturbation moved it by <= 0.001, another seed by <= 0.01). The strict numeric check is on fixed
 weights: scoring the same weights on CUDA and on the CPU must agree within rtol 1e-3, about 1000x the score
-change the same input perturbation causes (<= 6e-6), with TF32 off as ``adgan.train.pick_device`` sets it
+change the same input perturbation causes (<= 6e-6), with TF32 off as ``models.base.torch_device`` sets it
 (TF32 rounds convolution inputs to 10-bit mantissas, i.e. relative errors near 1e-3, which this bar is not
 meant to absorb).
 """
@@ -64,7 +64,7 @@ SCORE_RTOL = 1e-3  # the same weights scored on CUDA and on the CPU (fp32, TF32 
 
 @pytest.fixture(scope="module", autouse=True)
 def _fp32_on_cuda(one_torch_thread: None) -> Iterator[None]:
-    """Full fp32 on CUDA, as ``adgan.train.pick_device`` sets it for every run (TF32 off), restored after;
+    """Full fp32 on CUDA, as ``models.base.torch_device`` sets it per run (TF32 off), restored after;
     one CPU thread for the CPU references (tiny networks, see ``one_torch_thread``)."""
     saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     torch.backends.cudnn.allow_tf32 = False
@@ -184,7 +184,7 @@ def test_a_trial_given_a_gpu_share_trains_on_cuda_with_its_cpus_as_threads(tmp_p
     """A real (tiny) sweep through the CLI with ``--gpu 0.25`` and 2 CPUs per trial.
 
     A trial whose config says ``device: cuda`` completes only if torch saw CUDA in the trial's worker
-    (``adgan.train.pick_device`` refuses CUDA otherwise and the trial would be ``errored``), and
+    (``adgan.models.base.torch_device`` refuses CUDA otherwise and the trial would be ``errored``), and
     ``adgan.train`` sets the worker's torch threads to the config's ``threads``; both are read back
     from ``trials.parquet``, where every trial's full config is recorded.
     """

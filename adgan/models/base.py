@@ -580,6 +580,22 @@ def refuse_foreign_folder(path: Path) -> None:
                         "save to a new or empty folder")
 
 
+def device_name(device: str | torch.device, who: str = "device") -> str:
+    """``device`` (a name or a ``torch.device``) as its name, checked for form only (``auto``, ``cpu``,
+    ``cuda`` or ``cuda:N``), not for a GPU here: a sweep's driver checks what its workers will use.
+    ``who`` starts the message.
+
+    Raises:
+        ConfigError: Another name.
+    """
+    name = str(device)
+    kind, _, index = name.partition(":")
+    if name != "auto" and (kind not in ("cpu", "cuda") or (index and not index.isdigit())
+                           or (kind == "cpu" and index)):
+        raise ConfigError(f"{who} {device!r}: expected auto, cpu, cuda or cuda:N")
+    return name
+
+
 def torch_device(device: str | torch.device, who: str = "device") -> torch.device:
     """``auto`` / ``cpu`` / ``cuda`` / ``cuda:N`` (or a ``torch.device``) -> a device torch has; CUDA runs in
     full fp32 (``exact_float32``). ``who`` starts the messages.
@@ -587,12 +603,10 @@ def torch_device(device: str | torch.device, who: str = "device") -> torch.devic
     Raises:
         ConfigError: Another name, CUDA asked for where torch sees none, or a ``cuda:N`` beyond the GPUs.
     """
-    name = str(device)
+    name = device_name(device, who)
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     kind, _, index = name.partition(":")
-    if kind not in ("cpu", "cuda") or (index and not index.isdigit()) or (kind == "cpu" and index):
-        raise ConfigError(f"{who} {device!r}: expected auto, cpu, cuda or cuda:N")
     if kind == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError(f"{who} {device!r} was asked for but torch sees no CUDA device")
