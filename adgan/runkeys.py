@@ -4,6 +4,7 @@ these names without importing the training loop."""
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 # (a detector registered with a hyperparameter of one of these names is refused: adgan.models.base)
@@ -21,3 +22,11 @@ RUN_DEFAULTS: dict[str, Any] = {
     "bf16": False,  # bfloat16 autocast on CPU or CUDA
     "threads": None,  # torch CPU threads; None = the CPUs this process may use
 }
+
+
+SEEDS = "a whole number in 0 .. 2**32 - 1"  # the seeds every detector's fit, the splits and a sweep take
+
+
+def is_seed(value: Any) -> bool:
+    """Whether ``value`` is a seed (``SEEDS``): numpy's generators and scikit-learn take no other."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and 0 <= value < 2**32

@@ -40,7 +40,7 @@ from adgan.errors import ConfigError, DivergedError, did_you_mean
 from adgan.models import DETECTORS, Detector, create_detector
 from adgan.models.base import device_name, load_tensors, refuse_foreign_folder, scores_of, torch_device
 from adgan.runfiles import TRAIN_STATE
-from adgan.runkeys import RUN_DEFAULTS
+from adgan.runkeys import RUN_DEFAULTS, SEEDS, is_seed
 from adgan.version import code_version
 
 
@@ -122,7 +122,7 @@ def _check_run_values(run: dict[str, Any]) -> None:
         return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
     checks = (
-        ("seed", whole(run["seed"]) and 0 <= run["seed"] < 2**32, "a whole number in 0 .. 2**32 - 1"),
+        ("seed", is_seed(run["seed"]), SEEDS),
         ("max_train", run["max_train"] is None or (whole(run["max_train"]) and run["max_train"] >= 1),
          "a whole number >= 1, or null (every training normal)"),
         ("threads", run["threads"] is None or (whole(run["threads"]) and run["threads"] >= 1),

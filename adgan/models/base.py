@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import numbers
 import os
 import pickle
 import sys
@@ -33,6 +32,7 @@ from adgan.atomic import replacing_dir
 from adgan.errors import ConfigError, DataError, short
 from adgan.registry import Registry
 from adgan.runfiles import PLUGIN_DIR
+from adgan.runkeys import RUN_DEFAULTS, SEEDS, is_seed
 
 FORMAT_VERSION = 1
 D = TypeVar("D", bound="Detector")
@@ -317,8 +317,8 @@ class Detector(ABC, Generic[C]):
         # Checked again: ``config`` is a plain dataclass, which a caller may have changed since (set_params
         # is the checked way).
         self.config = self._checked(self.config.to_dict())
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**32:
-            raise ConfigError(f"{self.name}: seed must be a whole number in 0 .. 2**32 - 1, got {seed!r}")
+        if not is_seed(seed):
+            raise ConfigError(f"{self.name}: seed must be {SEEDS}, got {seed!r}")
         before = (self.input_shape, self.device, self.bf16)
         self._set_input(x, device, bf16)
         try:
@@ -766,15 +766,13 @@ def register_detector(cls: type[D]) -> type[D]:
     missing = sorted(getattr(cls, "__abstractmethods__", ()))
     if missing:  # (else the first create_detector would fail with Python's own TypeError)
         raise ConfigError(f"{cls.__qualname__} ({cls.name!r}) does not define {', '.join(missing)}, which "
-                         "every detector must")
-    from adgan.runkeys import RUN_DEFAULTS
-
+                          "every detector must")
     if cls.name in DETECTORS and _same_definition(DETECTORS.get(cls.name), cls):
         # The same plugin file imported a second way (as a module and by its path): one detector, kept.
         return DETECTORS.get(cls.name)  # type: ignore[return-value]
     clash = sorted(f.name for f in dataclasses.fields(cls.Config) if f.name in RUN_DEFAULTS)
     if clash:  # (a run's config is flat: such a hyperparameter would silently take the run key's value)
         raise ConfigError(f"{cls.__qualname__} ({cls.name!r}): hyperparameter(s) {', '.join(clash)} named "
-                         f"like run keys of adgan.train ({', '.join(RUN_DEFAULTS)}); rename them")
+                          f"like run keys of adgan.train ({', '.join(RUN_DEFAULTS)}); rename them")
     DETECTORS.register(cls.name)(cls)
     return cls

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from adgan.errors import ConfigError, clip, short
+from adgan.runkeys import is_seed
 
 DIST_TYPES = ("loguniform", "uniform", "int", "categorical")
 BUDGET_KEYS = ("trials_per_group", "max_epochs", "grace_period", "reduction_factor")
@@ -248,7 +249,7 @@ def seeds_of(check: Checker, value: Any) -> tuple[int, ...]:
         raise check.fail("seeds", f"expected a non-empty list of integers, got {short(value)}")
     seeds = tuple(check.number(s, f"seeds[{i}]", integer=True) for i, s in enumerate(value))
     for i, seed in enumerate(seeds):
-        if not 0 <= seed < 2**32:  # (what every detector and the split take)
+        if not is_seed(seed):
             raise check.fail(f"seeds[{i}]", f"expected an integer in 0 .. 2**32 - 1, got {seed}")
     if len(set(seeds)) != len(seeds):
         raise check.fail("seeds", f"a seed is listed twice: {short(value)}")
