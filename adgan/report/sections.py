@@ -17,7 +17,7 @@ from adgan.report import analysis, figures
 from adgan.report.doc import Figure, Section, Table
 from adgan.report.load import SweepResults, class_label, has_columns
 from adgan.report.published import Published
-from adgan.sweep.recommend import Recommendation, fit_rows, recommend, unanswered
+from adgan.sweep.recommend import Recommendation, fit_rows, recommend, test_at_cutoffs, unanswered
 
 SELECTION = ("Selection rule: within a group the configuration and epoch are chosen on validation AUPRC; "
              "a class's recommended detector, a model's loss case per class, the best GAN and the best "
@@ -469,12 +469,11 @@ def _cutoff_rows(ctx: Context) -> list[list[str]]:
     representative run's ``test_at_cutoffs``)."""
     rows = []
     for rec in ctx.recs:
-        rep, c = rec.chosen.representative, rec.chosen
-        raw = rep.get("test_at_cutoffs")
-        figures = json.loads(raw) if isinstance(raw, str) else raw if isinstance(raw, dict) else None
-        for name in cutoff_order(figures or {}):  # (null/NaN in rows written before cutoffs)
+        c = rec.chosen
+        figures = test_at_cutoffs(c.representative)
+        label = ctx.label(c.dataset, int(c.anomaly_class))
+        for name in cutoff_order(figures):
             f = figures[name]
-            label = ctx.label(c.dataset, int(c.anomaly_class))
             rows.append([c.dataset, label, _detector(c.model, c.loss_case), name, metric4(f.get("precision")),
                          metric4(f.get("recall")), metric4(f.get("f1")),
                          "-" if f.get("false_alarm_rate") is None else f"{f['false_alarm_rate']:.1%}"])

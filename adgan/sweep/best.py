@@ -32,6 +32,7 @@ from adgan.sweep.recommend import (
     recommend,
     scored,
     select_best,
+    test_at_cutoffs,
     trials_compared,
     unanswered,
 )
@@ -411,8 +412,7 @@ def _labels_section(rep: Mapping[str, Any], meta: Mapping[str, Any], dest: Path)
     """The model card's "From scores to labels": the score cutoffs the checkpoint chose on validation (with
     their figures there and on test) and the test cutoff behind the protocol's F1."""
     chosen, on = meta.get("cutoffs") or {}, meta.get("cutoffs_from") or {}
-    raw = rep.get("test_at_cutoffs")
-    test = (json.loads(raw) if isinstance(raw, str) else raw) or {}
+    test = test_at_cutoffs(rep)
     lines = ["## From scores to labels", ""]
     if chosen:
         dash = {"precision": "-", "recall": "-", "f1": "-", "false_alarm_rate": "-"}

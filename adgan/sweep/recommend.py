@@ -179,6 +179,14 @@ def beats_chance(val_auprc: Any, n: Any, n_anomalies: Any, compared: Any = 1) ->
     return float(val_auprc) > threshold
 
 
+def test_at_cutoffs(row: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+    """A ``best.parquet`` row's test figures at each cutoff chosen on validation (its JSON column, or the
+    object export writes): ``{}`` in rows written before the column (null or NaN)."""
+    raw = row.get("test_at_cutoffs")
+    figures = json.loads(raw) if isinstance(raw, str) else raw
+    return figures if isinstance(figures, dict) else {}
+
+
 def fit_rows(row: Mapping[str, Any]) -> int | None:
     """The training rows a ``best.parquet`` row's detector was fit on: its ``n_train`` training normals, or
     the seeded subsample a ``fit_samples`` setting keeps (the baselines': kNN keeps 10,000 by default).
