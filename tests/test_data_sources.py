@@ -111,6 +111,18 @@ def test_missing_files_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert "download skipped (ADGAN_OFFLINE is set)" in msg
 
 
+def test_missing_single_file_sets_are_named_without_braces(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sources, "cache_root", lambda: tmp_path / "cache")
+    monkeypatch.setattr(sources, "SYSTEM_ROOTS", ())
+    with pytest.raises(DataError) as err:
+        sources.resolve(sources.SPECS["kdd99"], None)
+    line = str(err.value).splitlines()[1]  # "Place A or B (gzipped or not) in ..."
+    want = "  Place kddcup.data_10_percent.gz or kddcup.data_10_percent_corrected (gzipped or not) in "
+    assert line.startswith(want), line
+    assert "{" not in line
+
+
 def test_one_source_line_printed(fake_data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     s = load_dataset("mnist", 1, data_dir=fake_data_dir)
     err = capsys.readouterr().err.strip().splitlines()

@@ -161,8 +161,9 @@ def resolve(spec: SourceSpec, data_dir: str | os.PathLike[str] | None = None,
 
 
 def _wanted(spec: SourceSpec) -> str:
-    """The file sets of ``spec`` as a message names them: ``{a, b} or {c}``."""
-    return " or ".join("{" + ", ".join(layout) + "}" for layout in spec.layouts)
+    """The file sets of ``spec`` as a message names them: ``{a, b} or c`` (a set of one file: its name)."""
+    return " or ".join(layout[0] if len(layout) == 1 else "{" + ", ".join(layout) + "}"
+                       for layout in spec.layouts)
 
 
 def _explicit_missing_message(spec: SourceSpec, root: Path, partial: list[str]) -> str:
