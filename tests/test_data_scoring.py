@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
@@ -300,6 +301,14 @@ def test_plain_rows_score_from_a_headerless_csv(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"header.csv: expected a numeric CSV without header .*'a' to float64 "
                                         r"on line 1, column 1; the first line looks like a header row"):
         prepare_file(tmp_path / "header.csv", info)
+    # pandas' header of a frame made from an array is numbers: refused, not scored as a row (a score too many)
+    pd.DataFrame(x[test]).to_csv(tmp_path / "pandas.csv", index=False)
+    pd.DataFrame(x[test]).to_csv(tmp_path / "pandas.csv.gz", index=False)
+    for name in ("pandas.csv", "pandas.csv.gz"):
+        with pytest.raises(DataError, match=r"the first line is 0,1,...,2, the header pandas writes"):
+            prepare_file(tmp_path / name, info)
+    np.savetxt(tmp_path / "count.csv", [[0, 1, 2], [3, 4, 5]], delimiter=",", fmt="%.1f")  # data: 0.0,1.0,2.0
+    assert prepare_file(tmp_path / "count.csv", info).shape == (2, 3)
     (tmp_path / "text.csv").write_text("# made by hand\n1,2,3\n\n4,x,6\n")  # (numpy skips # and blank lines)
     with pytest.raises(DataError, match=r"'x' to float64 on line 4, column 2\)$"):
         prepare_file(tmp_path / "text.csv", info)

@@ -160,7 +160,7 @@ def _numeric_rows(path: Path) -> np.ndarray:
         cols = [np.asarray(c.to_numpy(zero_copy_only=False), dtype=np.float64) for c in table.columns]
         return np.stack(cols, axis=1) if cols else np.empty((table.num_rows, 0))
     try:
-        return np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2)
+        rows = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2)
     except (OSError, ValueError) as exc:
         message = str(exc).rstrip(".")
         at = re.search(r"at row (\d+), column (\d+)", message)
@@ -171,6 +171,26 @@ def _numeric_rows(path: Path) -> np.ndarray:
                 message += "; the first line looks like a header row: remove it"
         raise DataError(f"{path}: expected a numeric CSV without header (this model was trained on plain "
                         f"rows), or a Parquet file ({message})") from None
+    header = ",".join(map(str, range(rows.shape[1])))
+    if len(rows) and np.array_equal(rows[0], np.arange(rows.shape[1])) and _first_line(path) == header:
+        # pandas writes a frame made from an array with the header 0,1,...,D-1: numbers, so read as data it
+        # would be scored, one score too many and every later score a row off.
+        raise DataError(f"{path}: the first line is 0,1,...,{rows.shape[1] - 1}, the header pandas writes "
+                        "for unnamed columns, not a row: remove it (DataFrame.to_csv(..., header=False)); "
+                        "this model takes a numeric CSV without header")
+    return rows
+
+
+def _first_line(path: Path) -> str:
+    """The first line of a text file that is neither blank nor only a ``#`` comment, stripped."""
+    import gzip
+
+    opener = gzip.open if path.name.lower().endswith(".gz") else open  # (as numpy.loadtxt reads it)
+    with opener(path, "rt", errors="replace") as fh:
+        for text in fh:
+            if text.split("#", 1)[0].strip():
+                return text.strip()
+    return ""
 
 
 def _file_line(path: Path, data_row: int) -> int:
