@@ -26,6 +26,7 @@ from adgan.data import (
     load_dataset,
     load_declaration_file,
     normalize_declaration,
+    prepare_file,
     register_declared,
     resolve_declaration,
     split_indices,
@@ -290,6 +291,43 @@ def test_table_formats(tmp_path: Path, suffix: str) -> None:
     for row, enc in zip(first, raw.test.x[:3], strict=True):
         assert enc[:3].tolist() == pytest.approx([row["bytes"], row["rate"], row["land"]])
         assert enc[3:6].tolist() == [float(row["service"] == v) for v in ("ftp", "http", "smtp")]
+
+
+def test_numbers_stored_as_text_are_the_same_feature_in_every_file(tmp_path: Path) -> None:
+    """A Parquet column of numbers stored as strings (a writer's choice) and a CSV's numbers padded with
+    spaces (which makes a CSV reader type the column as text) are the numeric feature the same numbers
+    are in a numeric column: the same encoded rows, for training and for scoring."""
+    import pyarrow.compute as pc
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    table = write_table(tmp_path / "t.parquet")
+    texts = table.set_column(table.column_names.index("rate"), "rate",
+                             pc.cast(table.column("rate"), pa.string()))
+    pq.write_table(texts, tmp_path / "text.parquet")
+    csv = (tmp_path / "t.csv")
+    pcsv.write_csv(table, csv)
+    lines = csv.read_text().splitlines()
+    at = lines[0].split(",").index('"bytes"')
+    padded = [lines[0]] + [",".join(f" {c} " if i == at else c for i, c in enumerate(line.split(",")))
+                           for line in lines[1:]]
+    (tmp_path / "padded.csv").write_text("\n".join(padded) + "\n")
+    encoded = {}
+    for stem in ("t.parquet", "text.parquet", "padded.csv"):
+        name = register_declared(_table_decl(tmp_path / stem, name=stem.replace(".", "-")))
+        s = load_dataset(name, 0, seed=0, verbose=False)
+        assert s.info.preprocessing["columns"][:3] == ["bytes", "rate", "land"]
+        info = json.loads(json.dumps(s.info.to_dict()))  # (as a checkpoint keeps it)
+        encoded[stem] = (s.train.x, prepare_file(tmp_path / "text.parquet", info),
+                         prepare_file(tmp_path / "padded.csv", info))
+    for got in encoded.values():
+        for a, b in zip(got, encoded["t.parquet"], strict=True):
+            np.testing.assert_array_equal(a, b)
+    texts = texts.set_column(texts.column_names.index("rate"), "rate",
+                             pa.array(["0.5"] * (len(texts) - 1) + ["n/a"]))
+    pq.write_table(texts, tmp_path / "bad.parquet")  # one cell that is no number: that cell is named
+    with pytest.raises(DataError, match=rf"row {len(texts)}: 'n/a'\); declare it in 'categorical'"):
+        load_dataset(register_declared(_table_decl(tmp_path / "bad.parquet", name="bad")), 0, verbose=False)
 
 
 def test_table_one_class_and_subset(tmp_path: Path) -> None:

@@ -171,6 +171,23 @@ def read_table(path: Path, text_columns: Sequence[str], columns: Sequence[str] |
                         f"expected one column per name{header_hint(table.column_names)}")
     if table.num_rows == 0:
         raise DataError(f"{path}: no data rows (only {'a header' if table.num_columns else 'nothing'})")
+    return _numbers_from_text(table, text_columns)
+
+
+def _numbers_from_text(table: Any, text_columns: Sequence[str]) -> Any:
+    """``table`` with its text columns that hold only numbers (" 1.5", "2", a Parquet column of numbers
+    stored as strings) as float64, but for ``text_columns``: a CSV reader types a column by its cells, a
+    Parquet file by its writer, and the same numbers must be the same feature whichever file holds them."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for i, name in enumerate(table.column_names):
+        col = table.column(i)
+        if name in text_columns or not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+            continue
+        numbers = pc.fill_null(pc.match_substring_regex(col, _NUMBER), True)
+        if col.null_count < len(col) and pc.all(numbers).as_py():
+            table = table.set_column(i, name, pc.cast(pc.utf8_trim_whitespace(col), pa.float64()))
     return table
 
 
