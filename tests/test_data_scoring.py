@@ -107,6 +107,41 @@ def test_kdd_unseen_categories_counted_or_refused(tmp_path: Path, fake_data_dir:
         kdd.read_kdd_file(path, require_label=False)  # training-time reading stays strict
 
 
+def test_flags_and_near_misses_of_categories(tmp_path: Path) -> None:
+    """A true/false column fed as 1/0 (and a 0/1 one fed as True/False) is the same flag; a category
+    upper-cased or padded is warned about as that category written otherwise; a column none of whose rows
+    holds a known value is said to be one."""
+    n = 60
+    pcsv.write_csv(pa.table({"x": np.linspace(0, 1, n), "active": [True, False] * (n // 2),
+                             "bit": [0, 1] * (n // 2), "site": ["north", "south", "east"] * (n // 3),
+                             "label": ["a", "a", "b"] * (n // 3)}), tmp_path / "t.csv")
+    register_declared({"name": "t", "format": "table", "path": str(tmp_path / "t.csv"),
+                       "label_column": "label", "categorical": ["active", "bit", "site"]})
+    info = _checkpoint_info(load_dataset("t", 1, scale=False, verbose=False).info)
+    site = ["east", "north"]
+    same = pa.table({"x": [0.5, 0.5], "active": ["true", "False"], "bit": ["1", "0"], "site": site})
+    flipped = pa.table({"x": [0.5, 0.5], "active": [1, 0], "bit": [True, False], "site": site})
+    for name, table in (("same.csv", same), ("flipped.csv", flipped)):
+        pcsv.write_csv(table, tmp_path / name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        flags = prepare_file(tmp_path / "flipped.csv", info)
+        assert np.array_equal(flags, prepare_file(tmp_path / "same.csv", info)) and flags[:, 1:].sum() == 6
+    pcsv.write_csv(same.set_column(3, "site", pa.array(["EAST", " north"])), tmp_path / "case.csv")
+    with pytest.warns(UnseenCategoryWarning) as record:
+        prepare_file(tmp_path / "case.csv", info)
+    (message,) = [str(w.message) for w in record]
+    assert "column 'site': every row (2) holds values outside" in message
+    assert "'EAST' (1 row; the known 'east' but for letter case or spaces)" in message
+    assert "' north' (1 row; the known 'north' but for letter case or spaces)" in message
+    assert "is it the column the model was trained on?" in message
+    pcsv.write_csv(same.set_column(3, "site", pa.array(["west", "north"])), tmp_path / "one.csv")
+    with pytest.warns(UnseenCategoryWarning) as record:
+        prepare_file(tmp_path / "one.csv", info)
+    assert "1 row holds values outside" in str(record[0].message) and "but for" not in str(record[0].message)
+    assert "trained on?" not in str(record[0].message)
+
+
 def test_table_unseen_and_columns(tmp_path: Path) -> None:
     write_table(tmp_path / "t.csv")
     register_declared({"name": "t", "format": "table", "path": str(tmp_path / "t.csv"),

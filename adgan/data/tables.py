@@ -458,16 +458,35 @@ def encode_table(table: Any, schema: TableSchema, where: str, *, strict: bool = 
         text_values(col, name, where)  # empty cells are errors, not categories
         # (the stored categories folded too: a checkpoint written before folding kept "True" or "75001.0")
         known_values = category_texts(pa.array(list(values), type=pa.string()))
+        col = _flags_as_known(col, known_values)
         found = pc.index_in(col, value_set=known_values)
         codes = found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
         bad = np.flatnonzero(codes < 0)
         if bad.size:
-            unseen.append(count_unseen(name, col.take(pa.array(bad)).to_pylist(), bad, values))
+            unseen.append(count_unseen(name, col.take(pa.array(bad)).to_pylist(), bad, values, n))
         known = np.flatnonzero(codes >= 0)
         out[known, offset + codes[known]] = 1.0
         offset += len(values)
     handle_unseen(where, unseen, strict, "the categories of the training file")
     return out
+
+
+def _flags_as_known(column: Any, known: Any) -> Any:
+    """A categorical column's 0/1 as the "false"/"true" its training file wrote (or true/false as its 0/1):
+    one flag, whichever way a feed writes it. Other columns, and other values, are returned as they are."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    spelled = sorted(known.to_pylist())
+    if spelled == ["false", "true"]:
+        to = {"0": "false", "1": "true"}
+    elif spelled == ["0", "1"]:
+        to = {"false": "0", "true": "1"}
+    else:
+        return column
+    for old, new in to.items():
+        column = pc.if_else(pc.equal(column, old), pa.scalar(new, pa.string()), column)
+    return column
 
 
 def table_from_frame(x: Any) -> Any:

@@ -33,6 +33,7 @@ class UnseenValues:
         first_row: 0-based index of the first row holding an unseen value.
         first_value: That row's value.
         known: The column's category list from training.
+        of_rows: The number of rows of the input (0: not known).
     """
 
     column: str
@@ -40,6 +41,7 @@ class UnseenValues:
     first_row: int
     first_value: Any
     known: tuple[Any, ...]
+    of_rows: int = 0
 
     @property
     def n_rows(self) -> int:
@@ -51,6 +53,16 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
+
+
+def _near(value: Any, known: Sequence[Any]) -> str:
+    """``; the known 'x' but for letter case or spaces`` where ``value`` is a known category written
+    otherwise (a feed that upper-cases or pads its values), else ""."""
+    if not isinstance(value, str):
+        return ""
+    key = value.strip().casefold()
+    same = [k for k in known if isinstance(k, str) and k.strip().casefold() == key]
+    return f"; the known {same[0]!r} but for letter case or spaces" if same else ""
 
 
 def handle_unseen(where: str, found: Sequence[UnseenValues], strict: bool, outside: str) -> None:
@@ -74,20 +86,25 @@ def handle_unseen(where: str, found: Sequence[UnseenValues], strict: bool, outsi
                         f"(known: {', '.join(map(str, u.known))})")
     for u in found:
         items = list(u.counts.items())
-        shown = ", ".join(f"{_plain(v)!r} ({n} row{'s' if n != 1 else ''})" for v, n in items[:SHOWN_VALUES])
+        shown = ", ".join(f"{_plain(v)!r} ({n} row{'s' if n != 1 else ''}{_near(v, u.known)})"
+                          for v, n in items[:SHOWN_VALUES])
         if len(items) > SHOWN_VALUES:
             more = len(items) - SHOWN_VALUES
             shown += f" and {more} more value{'s' if more != 1 else ''}"
+        rows = f"{u.n_rows} {'rows hold' if u.n_rows != 1 else 'row holds'}"
+        if u.of_rows > 1 and u.n_rows == u.of_rows:  # no known value at all: another column, or coding?
+            rows = f"every row ({u.n_rows}) holds"
         warnings.warn(
-            f"{where}: column {u.column!r}: {u.n_rows} {'rows hold' if u.n_rows != 1 else 'row holds'} "
-            f"values outside {outside}, encoded as none of the known categories: {shown}; "
-            "strict=True (adgan score --strict) refuses them instead",
+            f"{where}: column {u.column!r}: {rows} values outside {outside}, encoded as none of the known "
+            f"categories: {shown}; "
+            + ("is it the column the model was trained on? " if rows.startswith("every") else "")
+            + "strict=True (adgan score --strict) refuses them instead",
             UnseenCategoryWarning, stacklevel=3,
         )
 
 
 def count_unseen(column: str, values: Sequence[Any], rows: Sequence[int],
-                 known: Sequence[Any]) -> UnseenValues:
+                 known: Sequence[Any], of_rows: int = 0) -> UnseenValues:
     """The ``UnseenValues`` of ``column`` from its unseen ``values`` at row indices ``rows`` (same order).
 
     Args:
@@ -95,9 +112,10 @@ def count_unseen(column: str, values: Sequence[Any], rows: Sequence[int],
         values: The unseen values, one per offending row, in row order.
         rows: The offending rows' 0-based indices, increasing.
         known: The column's category list.
+        of_rows: The number of rows of the input (0: not known).
     """
     counts: dict[Any, int] = {}
     for v in values:
         counts[v] = counts.get(v, 0) + 1
     ordered = dict(sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0]))))
-    return UnseenValues(column, ordered, int(rows[0]), values[0], tuple(known))
+    return UnseenValues(column, ordered, int(rows[0]), values[0], tuple(known), of_rows)
