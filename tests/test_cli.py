@@ -356,6 +356,9 @@ def test_score_keeps_columns_of_the_input_table_beside_the_scores(
     capsys.readouterr()
     assert main([*base, "--keep", "nope"]) == 2
     assert "no column 'nope' to keep; its columns are: a, id, c" in capsys.readouterr().err
+    (tmp_path / "semi.csv").write_text("a;id;c\n0.5;u7;x\n")  # a spreadsheet's export: said as such
+    assert main([*base[:4], str(tmp_path / "semi.csv"), "--keep", "id"]) == 2
+    assert "(one column named with ';': only comma-separated files are read)" in capsys.readouterr().err
     assert main([*base, "--keep", "score"]) == 2
     assert "--keep score: the output has a column of that name already" in capsys.readouterr().err
     assert main([*base, "--keep", "id", "--keep", "a", "--keep", "a"]) == 2

@@ -191,6 +191,8 @@ def test_table_unseen_and_columns(tmp_path: Path) -> None:
             r"comma-separated files are read\)")
     refused("latin1.csv", "proto,rate,bytes,service\ntcp,0.5,1,caf\u00e9\n".encode("latin-1"),
             r"latin1.csv: not UTF-8 text .*expected a UTF-8 CSV file")
+    refused("utf16.csv", "proto,rate,bytes,service\ntcp,0.5,1,http\n".encode("utf-16"),
+            r"utf16.csv: UTF-16 text \(a spreadsheet's 'Unicode text' export\); expected a UTF-8 CSV file")
     # A file without its header row, a header with stray spaces, pandas' index column: each said as such.
     refused("bare.csv", "tcp,0.5,1,http\nudp,0.2,3,ftp\n",
             r"bare.csv: missing columns .*\(the first line reads like data, not "

@@ -310,7 +310,7 @@ def kept_columns(path: str | os.PathLike[str], info: dict[str, Any], names: Sequ
     missing = [n for n in names if n not in have]
     if missing:
         raise DataError(f"{path}: no column {', '.join(map(repr, missing))} to keep; its columns are: "
-                        f"{', '.join(have)}")
+                        f"{', '.join(have)}{tables.separator_hint(have)}")
     table = tables.read_table(path, list(names), list(dict.fromkeys(names)))
     return [["" if v is None else str(v) for v in table.column(n).to_pylist()] for n in names]
 

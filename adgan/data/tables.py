@@ -67,13 +67,30 @@ def table_columns(path: Path) -> list[str]:
         # utf-8-sig: a byte-order mark (spreadsheet exports) is not part of the first column's name
         with opener(path, "rt", encoding="utf-8-sig", newline="") as fh:  # type: ignore[operator]
             header = next(csv.reader(fh), None)
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: {_not_utf8(path, exc)}") from None
+    except (OSError, EOFError) as exc:
         raise DataError(f"{path}: cannot read ({exc})") from None
     except Exception as exc:  # pyarrow's errors (ArrowException) for a damaged Parquet file
         raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
     if not header:
         raise DataError(f"{path}: empty file; expected a header row naming the columns")
     return header
+
+
+def _not_utf8(path: Path, exc: object) -> str:
+    """What to say of a CSV that is not UTF-8: UTF-16 (a spreadsheet's "Unicode text") named as such."""
+    opener = gzip.open if _is_gzip(path) else open
+    try:
+        with opener(path, "rb") as fh:  # type: ignore[operator]
+            head = fh.read(4096)
+    except Exception:  # noqa: BLE001 (a damaged gzip stream raises zlib.error: nothing to tell from it)
+        head = b""
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff") or head.count(b"\0") * 4 >= len(head) > 0:
+        return ("UTF-16 text (a spreadsheet's 'Unicode text' export); expected a UTF-8 CSV file (save it as "
+                "CSV UTF-8, e.g. `iconv -f utf-16 -t utf-8`)")
+    return (f"not UTF-8 text ({exc}); expected a UTF-8 CSV file (save it as UTF-8, e.g. "
+            "`iconv -f latin1 -t utf-8`)")
 
 
 def separator_hint(names: Sequence[str]) -> str:
@@ -161,9 +178,9 @@ def read_table(path: Path, text_columns: Sequence[str], columns: Sequence[str] |
                     null_values=CSV_NULLS,
                 ))
     except (pa.ArrowException, OSError) as exc:
-        if "invalid UTF8" in str(exc):
-            raise DataError(f"{path}: not UTF-8 text ({exc}); expected a UTF-8 CSV file (save it as UTF-8, "
-                            "e.g. `iconv -f latin1 -t utf-8`)") from None
+        if table_format(path) != "parquet" and ("invalid UTF8" in str(exc)
+                                                 or _not_utf8(path, exc).startswith("UTF-16")):
+            raise DataError(f"{path}: {_not_utf8(path, exc)}") from None
         raise DataError(f"{path}: {exc}{_ragged_hint(path, str(exc))}") from None
     twice = sorted({n for n in table.column_names if table.column_names.count(n) > 1})
     if twice:
