@@ -67,6 +67,28 @@ class HeldSweep:
         self.first.wait(timeout=60)
 
 
+def _move_named_checkpoint(exp_dir: Path) -> str:
+    """Rename the checkpoint the newest snapshot names for one unfinished trial to the next index; return
+    the trial's id."""
+    import pyarrow.fs as pafs
+    from ray.tune.experiment.trial import Trial, _TrainingRunMetadata
+
+    from adgan.sweep.snapshot import _named
+
+    state = json.loads(max(exp_dir.glob("experiment_state-*.json")).read_text())
+    for t, m in state["trial_data"]:
+        trial = Trial.from_json_state(t, stub=True)
+        latest, _ = _named(_TrainingRunMetadata.from_json_state(m))
+        if trial.status == Trial.TERMINATED or latest is None:
+            continue
+        folder = exp_dir / trial.storage.trial_dir_name
+        index = int(latest.rsplit("_", 1)[1])
+        assert (folder / latest).is_dir() and not (folder / f"checkpoint_{index + 1:06d}").exists()
+        pafs.LocalFileSystem().move(str(folder / latest), str(folder / f"checkpoint_{index + 1:06d}"))
+        return trial.trial_id
+    raise AssertionError(f"no unfinished trial with a checkpoint in {exp_dir}'s snapshot")
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     sweep = HeldSweep(tmp_path_factory.mktemp("faults"), "faults")
@@ -92,6 +114,11 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
         said = f"the sweep driver (PID {first.pid}) died; stopped "
         facts["watchdog_said"] = until(lambda: said in log.read_text(), 60)
         facts["record_left"] = record.exists()
+
+        # The race of a driver killed between Tune deleting a trial's checkpoint (a newer one registered)
+        # and its snapshot naming the newer one reaching storage: the snapshot names a checkpoint that is
+        # gone, and a newer one is there. Made here by moving the named checkpoint to the next index.
+        facts["moved"] = _move_named_checkpoint(out / "tune")
 
         facts["resumed"] = sweep.resume_released()
     finally:
@@ -123,6 +150,8 @@ def test_resume_takes_over_the_stale_lock_and_keeps_the_first_rows(run: dict) ->
     r = run["resumed"]
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
     assert f"taking over the lock of a sweep that is gone (PID {run['pid']} on" in r.stderr
+    assert f"adgan: trial {run['moved']}: its snapshot named checkpoint_" in r.stderr, r.stderr[-3000:]
+    assert "Could not recover from checkpoint" not in r.stderr + r.stdout
     out = run["out"]
     trials, epochs = read_table(out, "trials"), read_table(out, "epochs")
     assert len(trials) == 2 and all(t["status"] == "completed" and t["epochs_run"] == EPOCHS for t in trials)

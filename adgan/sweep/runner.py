@@ -45,6 +45,7 @@ from adgan.sweep.grouped import OPTUNA_JOURNAL, GroupedScheduler, GroupedSearche
 from adgan.sweep.lock import results_lock
 from adgan.sweep.reaper import LocalRayGuard
 from adgan.sweep.results import read_table
+from adgan.sweep.snapshot import restore_named_checkpoints
 from adgan.sweep.spec import SweepSpec, check_configs_on_data, trial_config
 from adgan.sweep.storage import Location, local_state_dir, location
 
@@ -598,6 +599,8 @@ def _restored_tuner(spec: SweepSpec, results: Location, trainable: Any, journal:
     from ray import tune
 
     path, fs = results.child(TUNE_EXPERIMENT).tune_storage
+    for line in restore_named_checkpoints(path, fs):  # (what a driver killed mid-checkpoint left)
+        print(f"adgan: {line}", file=sys.stderr)
     tuner = tune.Tuner.restore(
         path,
         trainable=trainable,

@@ -1,0 +1,115 @@
+"""Before ``--resume``: make the checkpoints a killed driver's last Tune snapshot names exist again.
+
+Tune keeps ``num_to_keep`` checkpoints per trial and deletes the oldest the moment a newer one is
+registered, while the snapshot of the experiment that names each trial's checkpoints reaches storage
+later (it is written and uploaded after the step, the upload in a background thread). A driver killed in
+between (a lost head node, ``kill -9``, the machine going down) leaves a snapshot that names a checkpoint
+already deleted: restored from it, the trial fails three times ("Could not recover from checkpoint as it
+does not exist on storage anymore") and is lost; an older checkpoint it still tracks makes Tune log an
+error each time it tries to delete it again.
+
+:func:`restore_named_checkpoints` reads the newest snapshot and, for each trial that will be restored (not
+terminated, not errored), puts the missing checkpoints back: the one it resumes from as a copy of the
+trial's next newer checkpoint (a later epoch of the same trial; the epochs in between were recorded by the
+killed driver and are not recorded twice: ``adgan.sweep.callback``), an older tracked one as an empty
+folder for Tune to delete. A trial with no newer checkpoint is left as it is.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+_CHECKPOINT = re.compile(r"^checkpoint_(\d+)$")
+_STATE = re.compile(r"^experiment_state-.*\.json$")
+
+
+def _children(fs: Any, path: str) -> dict[str, Any]:
+    """Name -> ``pyarrow.fs.FileInfo`` of the entries directly in ``path`` ({} if it does not exist)."""
+    import pyarrow.fs as pafs
+
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+    except (OSError, ValueError):
+        return {}
+    return {info.base_name: info for info in infos}
+
+
+def _copy_dir(fs: Any, source: str, dest: str) -> None:
+    """Copy the folder ``source`` to ``dest`` on ``fs``, with everything in it."""
+    import pyarrow.fs as pafs
+
+    fs.create_dir(dest, recursive=True)
+    infos = fs.get_file_info(pafs.FileSelector(source, recursive=True))
+    for info in sorted(infos, key=lambda i: i.type != pafs.FileType.Directory):  # (folders first)
+        target = dest + info.path[len(source.rstrip("/")):]
+        if info.type == pafs.FileType.Directory:
+            fs.create_dir(target, recursive=True)
+        else:
+            fs.copy_file(info.path, target)
+
+
+def _named(meta: Any) -> tuple[str | None, list[str]]:
+    """The checkpoint folder names a trial's restored run metadata tracks: the one it resumes from, and
+    the others it keeps (to delete later)."""
+    def name(result: Any) -> str:
+        return str(result.checkpoint.path).rstrip("/").rsplit("/", 1)[-1]
+
+    manager = meta.checkpoint_manager
+    latest = manager.latest_checkpoint_result
+    kept = [name(r) for r in manager.best_checkpoint_results if r.checkpoint is not None]
+    return (name(latest) if latest is not None and latest.checkpoint is not None else None), kept
+
+
+def restore_named_checkpoints(experiment_path: str, fs: Any) -> list[str]:
+    """Put back the checkpoints the newest Tune snapshot in ``experiment_path`` (on the pyarrow
+    filesystem ``fs``, None for a local path) names but storage lacks; return a line per trial repaired,
+    for the log.
+
+    Anything unexpected in the snapshot (another Ray's format) leaves everything as it is: Tune then
+    restores as it would have."""
+    import pyarrow.fs as pafs
+    from ray.tune.experiment.trial import Trial, _TrainingRunMetadata
+
+    if fs is None:  # (a local results folder: Tune is given the path alone)
+        fs, experiment_path = pafs.FileSystem.from_uri(str(experiment_path))
+    states = sorted(n for n in _children(fs, experiment_path) if _STATE.match(n))
+    if not states:
+        return []
+    try:
+        with fs.open_input_stream(f"{experiment_path}/{states[-1]}") as stream:
+            state = json.loads(stream.read())
+        trials = [(Trial.from_json_state(t, stub=True), _TrainingRunMetadata.from_json_state(m))
+                  for t, m in state["trial_data"]]
+    except Exception as exc:  # noqa: BLE001 (a snapshot this code cannot read: Tune's restore decides)
+        log.debug("not checking the snapshot's checkpoints: %s", exc)
+        return []
+    repaired = []
+    for trial, meta in trials:
+        if trial.status in (Trial.TERMINATED, Trial.ERROR):
+            continue
+        try:
+            latest, kept = _named(meta)
+        except AttributeError as exc:  # (another Ray's checkpoint manager)
+            log.debug("not checking the checkpoints of trial %s: %s", trial.trial_id, exc)
+            continue
+        trial_dir = f"{experiment_path}/{trial.storage.trial_dir_name}"
+        present = _children(fs, trial_dir)
+        on_disk = sorted(int(m.group(1)) for n in present if (m := _CHECKPOINT.match(n)))
+        for name in kept:
+            if name != latest and name not in present:
+                fs.create_dir(f"{trial_dir}/{name}")  # (only for Tune to delete: nothing resumes from it)
+        if latest is None or latest in present or not _CHECKPOINT.match(latest):
+            continue
+        index = int(_CHECKPOINT.match(latest).group(1))  # type: ignore[union-attr]
+        newer = [i for i in on_disk if i > index]
+        if not newer:
+            continue
+        _copy_dir(fs, f"{trial_dir}/checkpoint_{newer[0]:06d}", f"{trial_dir}/{latest}")
+        repaired.append(f"trial {trial.trial_id}: its snapshot named {latest}, deleted after it was taken; "
+                        f"resuming from checkpoint_{newer[0]:06d}")
+    return repaired
