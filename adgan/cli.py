@@ -114,7 +114,8 @@ def parse_sets(items: Sequence[str]) -> dict[str, Any]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from adgan.data import list_datasets, resolve_declaration
-    from adgan.runfiles import RUN_FILES
+    from adgan.runfiles import RUN_FILES, TRAIN_LOCK
+    from adgan.sweep.lock import ResultsLock
     from adgan.train import resolve_config
 
     declaration = resolve_declaration(args.dataset)
@@ -142,17 +143,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     given = args.anomaly_class is not None or "anomaly_class" in sets
     print(_class_line(resolved, given=given), file=sys.stderr)
     out = Path(args.out)
-    _recover_replaced(out)
-    previous = [out / name for name in RUN_FILES if (out / name).exists()]
     if args.resume and args.overwrite:
         raise AdganError("--resume continues the run in --out, --overwrite replaces it: pass one of them")
-    if previous and not (args.overwrite or args.resume):
-        raise AdganError(
-            f"{out} already holds a run ({previous[0].name}); pass --resume to continue it or --overwrite "
-            "to replace it"
-        )
-    with _replacing(out, previous if args.overwrite else []) as new_run_started:
-        summary = _train_with_progress(args, config, out, new_run_started)
+    # One process per run folder: a second one (its --resume, its --overwrite) would write the same files.
+    with ResultsLock(out, name=TRAIN_LOCK, what="training run", elsewhere="--out"):
+        _recover_replaced(out)
+        previous = [out / name for name in RUN_FILES if (out / name).exists()]
+        if previous and not (args.overwrite or args.resume):
+            raise AdganError(
+                f"{out} already holds a run ({previous[0].name}); pass --resume to continue it or "
+                "--overwrite to replace it"
+            )
+        with _replacing(out, previous if args.overwrite else []) as new_run_started:
+            summary = _train_with_progress(args, config, out, new_run_started)
     if summary.get("status") == "diverged":
         print(f"diverged: {summary['message']}", file=sys.stderr)
         return 3

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 # What ``train(out=...)`` writes into a run directory.
 RUN_FILES = ("config.json", "metrics.jsonl", "summary.json", "checkpoint", "train_state.pt")
+# ``adgan train``'s lock of its run folder (an OS lock held while it runs: adgan.sweep.lock.ResultsLock).
+TRAIN_LOCK = ".adgan-train.lock"
 # ``train(save_state=True)``: the state a run continues from (``train(resume=True)``).
 TRAIN_STATE = "train_state.pt"
 # What a sweep trial's checkpoint holds besides the best detector's own files (detector.json, state.pt):

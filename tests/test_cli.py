@@ -525,6 +525,38 @@ def test_a_dirty_checkout_keeps_its_diff_beside_the_code_version(tmp_path: Path)
     assert (repo / "notes.csv").read_bytes() == "caf\u00e9,2\n".encode("latin-1")
 
 
+def test_a_running_training_run_folder_is_refused_to_a_second_process(tmp_path: Path) -> None:
+    """Its --resume or --overwrite in another terminal would write the same files as the running run: both
+    refused, naming the holder, and the running run is untouched. The first run is stopped (SIGSTOP) once
+    it has logged an epoch, so it provably runs while the others try."""
+    import signal
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "adgan.cli", "train", "--model", "ganomaly", "--dataset", "synthetic-images",
+           "--epochs", "3", "--batch-size", "32", "--latent-dim", "16", "--set", "base_filters=8",
+           "--max-train", "256", "--threads", "1", "--out", str(out)]
+    first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        log = out / "metrics.jsonl"
+        while first.poll() is None and not (log.is_file() and '"kind": "epoch"' in log.read_text()):
+            time.sleep(0.2)
+        first.send_signal(signal.SIGSTOP)
+        logged = log.read_text()
+        for extra in ("--resume", "--overwrite"):
+            r = subprocess.run([*cmd, extra], capture_output=True, text=True, timeout=300)
+            assert r.returncode == 2, r.stderr[-2000:]
+            assert f"{out} is in use by another training run (PID {first.pid} on " in r.stderr, r.stderr
+            assert "give this one another --out" in r.stderr
+        assert log.read_text() == logged and (out / "checkpoint").is_dir()
+        first.send_signal(signal.SIGCONT)
+        _, err = first.communicate(timeout=300)
+    finally:
+        first.kill()
+    assert first.returncode == 0, err[-2000:]
+    again = subprocess.run([*cmd, "--overwrite"], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]  # the lock went with the process that held it
+
+
 def test_ctrl_c_in_training_says_how_to_resume_and_the_resume_where_it_starts(tmp_path: Path) -> None:
     import signal
 

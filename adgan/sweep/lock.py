@@ -84,9 +84,13 @@ class ResultsLock:
         ConfigError: On entering, when another sweep holds the directory (see the module docstring).
     """
 
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
+    def __init__(self, directory: str | os.PathLike[str], name: str = LOCK_FILE, what: str = "sweep",
+                 elsewhere: str = "--results") -> None:
+        """``name``: the lock file's; ``what``: the kind of holder messages name (``adgan train`` locks its
+        run folder as ``training run``); ``elsewhere``: the option that gives another directory."""
         self.dir = Path(directory)
-        self.path = self.dir / LOCK_FILE
+        self.path = self.dir / name
+        self.what, self.elsewhere = what, elsewhere
         self._fd: int | None = None
         self._created = False
 
@@ -103,7 +107,7 @@ class ResultsLock:
             if previous:
                 self._check_gone(previous)
                 gone = describe(previous)
-                print(f"adgan: {self.dir}: taking over the lock of a sweep that is gone ({gone})",
+                print(f"adgan: {self.dir}: taking over the lock of a {self.what} that is gone ({gone})",
                       file=sys.stderr)
             _write(fd, _holder())
         except BaseException:
@@ -118,7 +122,8 @@ class ResultsLock:
             return  # not a record adgan wrote: nothing to check
         if previous.get("host") != socket.gethostname():
             raise ConfigError(
-                f"{self.dir} is locked by a sweep on another machine ({describe(previous)}) and this machine "
+                f"{self.dir} is locked by a {self.what} on another machine ({describe(previous)}) and this "
+                "machine "
                 f"cannot tell whether it still runs; if it does not, remove {self.path}"
             )
         if process_alive(previous.get("pid"), previous.get("pid_start")):
@@ -128,8 +133,8 @@ class ResultsLock:
     def _in_use(self, holder: dict[str, Any]) -> ConfigError:
         who = describe(holder) if holder else "a process that has not yet written its name"
         return ConfigError(
-            f"{self.dir} is in use by another sweep ({who}); wait for it to end (or stop it), or give this "
-            "one another --results"
+            f"{self.dir} is in use by another {self.what} ({who}); wait for it to end (or stop it), or give "
+            f"this one another {self.elsewhere}"
         )
 
     def release(self) -> None:
@@ -147,7 +152,7 @@ class ResultsLock:
     def _remove_if_new(self) -> None:
         """A directory this lock created that holds nothing but the lock file goes again (a refused sweep
         leaves no trace)."""
-        if self._created and {p.name for p in self.dir.iterdir()} <= {LOCK_FILE}:
+        if self._created and {p.name for p in self.dir.iterdir()} <= {self.path.name}:
             self.path.unlink(missing_ok=True)
             self.dir.rmdir()
             self._created = False
