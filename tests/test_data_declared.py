@@ -105,6 +105,33 @@ def test_image_folder(tmp_path: Path) -> None:
     assert load_dataset(name, 0, verbose=False).info.sha256 != info.sha256
 
 
+def test_accented_class_names_match_in_either_unicode_form(tmp_path: Path) -> None:
+    """Folders named with decomposed accents (macOS writes "e" + U+0301 for "é") are the classes a user
+    types with composed ones, in a declaration's classes and as anomaly_class, in the same order as a
+    composed copy of the folders."""
+    import unicodedata
+
+    from adgan.data import class_index
+
+    composed, decomposed = "\u00e9crou plat", unicodedata.normalize("NFD", "\u00e9crou plat")
+    assert composed != decomposed
+    orders = []
+    for form, name in (("nfc", composed), ("nfd", decomposed)):
+        root = write_image_folders(tmp_path / form)
+        (root / "ring").rename(root / name)
+        dataset = register_declared({"name": f"nuts-{form}", "format": "image-folder", "root": str(root),
+                                     "channels": 1})
+        orders.append([unicodedata.normalize("NFC", c) for c in dataset_classes(dataset)])
+        classes = dataset_classes(dataset)
+        assert class_index(classes, composed, dataset) == classes.index(name)
+        assert load_dataset(dataset, composed if form == "nfd" else 0, verbose=False).info.n_samples == 60
+        chosen = register_declared({"name": f"some-{form}", "format": "image-folder", "root": str(root),
+                                    "channels": 1, "classes": [composed, "disk"]})
+        assert dataset_classes(chosen) == (name, "disk")  # the folder's own spelling: found by it
+        assert load_dataset(chosen, 0, verbose=False).info.n_samples == 40
+    assert orders[0] == orders[1]
+
+
 def test_image_folder_classes_subset_rgb_and_extensions(tmp_path: Path) -> None:
     root = tmp_path / "mixed"
     for cls, ext in (("disk", ".PNG"), ("hstripes", ".jpeg"), ("ring", ".bmp"), ("vstripes", ".TIFF")):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numbers
 import os
+import unicodedata
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -177,6 +178,11 @@ def dataset_classes(name: str) -> tuple[str, ...]:
     return _spec(name).classes
 
 
+def nfc(text: str) -> str:
+    """``text`` in Unicode normal form C (composed): how two spellings of one accented name compare."""
+    return unicodedata.normalize("NFC", text)
+
+
 def class_index(classes: Sequence[str], value: int | str, dataset: str) -> int:
     """The index in ``classes`` of a class given as a user writes it (a CLI argument, a spec's ``classes``).
 
@@ -190,6 +196,11 @@ def class_index(classes: Sequence[str], value: int | str, dataset: str) -> int:
     text = str(value).strip()
     if not isinstance(value, bool) and text in classes:
         return list(classes).index(text)
+    # The same letters in another Unicode form ("é" as one code point, or "e" + an accent: macOS writes
+    # folder names the second way, most keyboards the first) are the same name.
+    same = [i for i, c in enumerate(classes) if nfc(c) == nfc(text)]
+    if not isinstance(value, bool) and len(same) == 1:
+        return same[0]
     # Names that are numbers other than their own index make a number ambiguous (names "0".."9" do not).
     numeric_names = [c for i, c in enumerate(classes) if c.lstrip("-").isdigit() and c != str(i)]
     listing = ", ".join(f"{i}={c}" for i, c in enumerate(classes)) if numeric_names else ", ".join(classes)

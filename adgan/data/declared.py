@@ -44,6 +44,7 @@ from adgan.data.datasets import (
     PROTOCOLS,
     DatasetSpec,
     RawTabular,
+    nfc,
 )
 from adgan.data.formats import sha256_file
 from adgan.data.images import RawImages, pixel_units
@@ -380,11 +381,14 @@ def _chosen_classes(d: dict[str, Any], found: Sequence[str], where: str, what: s
     """The declared ``classes`` (checked against ``found``), or all found classes."""
     if d["classes"] is None:
         return tuple(found)
-    missing = [c for c in d["classes"] if c not in found]
+    # A declared name matches the found one in another Unicode form (datasets.nfc); the found spelling is
+    # the class's name, so that a folder is found by it.
+    spelled = {nfc(c): c for c in found}
+    missing = [c for c in d["classes"] if c not in found and nfc(c) not in spelled]
     if missing:
         raise DataError(f"{where}: declared class {missing[0]!r} not found; the {what} are: "
                         f"{', '.join(found)}")
-    return tuple(d["classes"])
+    return tuple(c if c in found else spelled[nfc(c)] for c in d["classes"])
 
 
 # ----- image folders -----
@@ -402,7 +406,9 @@ def _folder_classes(d: dict[str, Any]) -> tuple[str, ...]:
     if loose:
         raise DataError(f"{root}: image files directly in the root (e.g. {loose[0].name}); the image-folder "
                         "format expects one subfolder per class: <root>/<class name>/<images>")
-    found = [p.name for p in folders.subfolders(root)]
+    # In the order of their composed Unicode form: a copy of the folders with accents written the other
+    # way (macOS's decomposed names) has the same class indices.
+    found = sorted((p.name for p in folders.subfolders(root)), key=lambda n: (nfc(n), n))
     if not found:
         raise DataError(f"{root}: no class subfolders; the image-folder format expects "
                         "<root>/<class name>/<images>")
