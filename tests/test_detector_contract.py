@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from easy_data import TAB_DIM, easy_images, easy_split, easy_tabular, tiny  # noqa: F401 (used elsewhere)
 from sklearn.metrics import roc_auc_score
 
@@ -341,6 +342,72 @@ def test_a_hyperparameter_named_like_a_run_key_is_refused_at_registration() -> N
                                          r"like run keys of adgan.train \(model, dataset, .*\); rename them"):
         register_detector(Clash)
     assert "clash-for-test" not in list_detectors()
+
+
+def test_contract_breaches_a_plugin_author_makes_are_named_early() -> None:
+    """A Config subclass without @dataclass (its fields would be no hyperparameters), a _train that returns
+    instead of yielding (sklearn's fit), a GAN's train_step returning floats: each named, not a Python
+    error deep in the loop."""
+    import dataclasses
+
+    from adgan.models import register_detector
+    from adgan.models.baselines import KNN, KNNConfig
+    from adgan.models.gan import GANConfig, GANDetector
+
+    class UndecoratedConfig(KNNConfig):
+        shrinkage: float = 1e-3
+
+    class NoDataclass(KNN):
+        name = "nodc-for-test"
+        Config = UndecoratedConfig
+
+    with pytest.raises(ValueError, match=r"NoDataclass \('nodc-for-test'\): its Config UndecoratedConfig is "
+                                         r"not decorated with @dataclasses.dataclass"):
+        register_detector(NoDataclass)
+
+    class Returns(KNN):
+        name = "returns-for-test"
+
+        def _train(self, x: np.ndarray, seed: int, resume: object) -> None:  # type: ignore[override]
+            self._fit(x, seed)
+
+    with pytest.raises(ValueError, match=r"Returns \('returns-for-test'\): _train must be a generator that "
+                                         r"yields a dict of losses per epoch"):
+        register_detector(Returns)
+    assert not {"nodc-for-test", "returns-for-test"} & set(list_detectors())
+
+    @dataclasses.dataclass
+    class TinyConfig(GANConfig):
+        pass
+
+    class FloatLoss(GANDetector):
+        name = "floatloss-for-test"
+        Config = TinyConfig
+
+        def build_networks(self) -> dict:
+            return {"lin": torch.nn.Linear(self.input_shape[0], 1)}
+
+        def make_optimizers(self) -> dict:
+            return {"g": self.adam(self.nets["lin"].parameters())}
+
+        def train_step(self, xb: torch.Tensor, gen: torch.Generator) -> dict:
+            loss = self.nets["lin"](xb).pow(2).mean()
+            self.optimizers["g"].zero_grad()
+            loss.backward()
+            self.optimizers["g"].step()
+            return {"rec": loss.item()}
+
+        def score_batch(self, xb: torch.Tensor) -> torch.Tensor:
+            return self.nets["lin"](xb).squeeze(1)
+
+    register_detector(FloatLoss)
+    try:
+        det = create_detector("floatloss-for-test", epochs=1, batch_size=8)
+        with pytest.raises(TypeError, match=r"floatloss-for-test: train_step returned float for loss 'rec'; "
+                                            r"expected a 0-d tensor \(the loss, not loss.item\(\)\)"):
+            det.fit(np.random.default_rng(0).normal(size=(32, 4)).astype(np.float32))
+    finally:
+        DETECTORS.unregister("floatloss-for-test")
 
 
 @pytest.mark.parametrize(

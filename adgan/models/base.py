@@ -14,6 +14,7 @@ In the spirit of PyOD, kept stricter:
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import math
 import os
@@ -757,6 +758,21 @@ def _plugin_of(cls: type) -> str | None:
     return None if module == "__main__" else module
 
 
+def _check_contract(cls: type[Detector]) -> None:
+    """What registration can see of the contract a detector's code must keep (docs/architecture.md),
+    refused here, naming the class, rather than met as a Python error in the middle of a fit."""
+    if not (dataclasses.is_dataclass(cls.Config) and "__dataclass_fields__" in vars(cls.Config)):
+        # (a subclass without the decorator inherits its parent's fields and silently has none of its own)
+        raise ConfigError(f"{cls.__qualname__} ({cls.name!r}): its Config {cls.Config.__name__} is not "
+                          "decorated with @dataclasses.dataclass; its fields would not be hyperparameters")
+    train = getattr(cls, "_train", None)
+    if train is not None and not getattr(train, "__isabstractmethod__", False) and not (
+            inspect.isgeneratorfunction(train)):
+        raise ConfigError(f"{cls.__qualname__} ({cls.name!r}): _train must be a generator that yields a dict "
+                          "of losses per epoch (one yield for a one-step detector), not a function that "
+                          "returns; see docs/architecture.md")
+
+
 def register_detector(cls: type[D]) -> type[D]:
     """Class decorator: register ``cls`` under ``cls.name``; it must declare its ``family``."""
     if not cls.name:
@@ -767,6 +783,7 @@ def register_detector(cls: type[D]) -> type[D]:
     if missing:  # (else the first create_detector would fail with Python's own TypeError)
         raise ConfigError(f"{cls.__qualname__} ({cls.name!r}) does not define {', '.join(missing)}, which "
                           "every detector must")
+    _check_contract(cls)
     if cls.name in DETECTORS and _same_definition(DETECTORS.get(cls.name), cls):
         # The same plugin file imported a second way (as a module and by its path): one detector, kept.
         return DETECTORS.get(cls.name)  # type: ignore[return-value]

@@ -188,6 +188,9 @@ class GANDetector(Detector[G]):
                 losses = self.train_step(data[idx], gen)
                 # Summed on the device: a .item() per loss and step would stall a GPU's queue.
                 for key, value in losses.items():
+                    if not isinstance(value, torch.Tensor):
+                        raise TypeError(f"{self.name}: train_step returned {type(value).__name__} for loss "
+                                        f"{key!r}; expected a 0-d tensor (the loss, not loss.item())")
                     sums[key] = sums.get(key, 0.0) + value.detach().double()
                 steps += 1
             means = {key: float(total) / max(steps, 1) for key, total in sums.items()}
