@@ -363,8 +363,12 @@ def _run(
         eval_seconds = time.perf_counter() - t0
         counters["fit_seconds"] += epoch_seconds
         counters["score_seconds"] += eval_seconds
-        if not np.all(np.isfinite(val_scores)):
-            status, message = "diverged", f"{cfg['model']}: non-finite validation scores after epoch {epoch}"
+        bad = ~np.isfinite(val_scores)
+        if bad.any():  # (a GAN that diverged; for a one-step detector, its score's own doing)
+            status, message = "diverged", (
+                f"{cfg['model']}: {int(bad.sum())} of {bad.size} validation scores not finite after epoch "
+                f"{epoch} (the first: validation sample {int(np.argmax(bad))}, {val_scores[bad][0]})"
+                + ("" if detector.is_iterative else "; score() must give every sample a finite score"))
             break
         val = metrics.evaluate(splits.val.y, val_scores)
         is_best = selection.offer(detector, epoch, val, splits.val, val_scores)

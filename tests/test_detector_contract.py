@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -408,6 +409,32 @@ def test_contract_breaches_a_plugin_author_makes_are_named_early() -> None:
             det.fit(np.random.default_rng(0).normal(size=(32, 4)).astype(np.float32))
     finally:
         DETECTORS.unregister("floatloss-for-test")
+
+
+def test_non_finite_validation_scores_are_counted_and_located() -> None:
+    """A detector whose score() gives NaN for some samples: the run ends saying how many, which is the
+    first, and (for a one-step detector) whose doing it is, rather than a bare "diverged"."""
+    from adgan.models import register_detector
+    from adgan.models.baselines import KNN
+    from adgan.train import train
+
+    class HolesKNN(KNN):
+        name = "holes-for-test"
+
+        def score(self, x: np.ndarray) -> np.ndarray:
+            scores = super().score(x)
+            scores[3::7] = np.nan
+            return scores
+
+    register_detector(HolesKNN)
+    try:
+        *_, summary = train({"model": "holes-for-test", "dataset": "synthetic-tabular", "anomaly_class": 0})
+    finally:
+        DETECTORS.unregister("holes-for-test")
+    assert summary["status"] == "diverged", summary
+    assert re.fullmatch(r"holes-for-test: \d+ of \d+ validation scores not finite after epoch 1 \(the first: "
+                        r"validation sample 3, nan\); score\(\) must give every sample a finite score",
+                        summary["message"]), summary["message"]
 
 
 @pytest.mark.parametrize(
