@@ -17,6 +17,8 @@ from typing import Any
 from adgan.errors import AdganError, ConfigError, DataError, InputWarning
 
 TRAIN_HELP = "train one detector on one dataset and anomaly class"
+# A best validation AUROC below this is far below chance: a score pointing the wrong way, most likely.
+INVERTED_AUROC = 0.2
 REPLACED = ".replaced"  # in a run directory: the old run while --overwrite has not yet replaced it
 
 
@@ -169,6 +171,11 @@ def cmd_train(args: argparse.Namespace) -> int:
                   for name, c in _in_cutoff_order(summary.get("test_at_cutoffs")))
         + f"checkpoint: {summary['checkpoint']}"
     )
+    auroc = summary.get("best_val_auroc", math.nan)
+    if auroc < INVERTED_AUROC:  # (the best epoch's: the others were worse on validation AUPRC)
+        print(f"adgan: warning: validation AUROC {auroc:.3f} (0.5 = chance): the scores rank the normal "
+              "samples above the anomalies; does this detector's score point the wrong way? The contract "
+              "is higher = more anomalous (docs/architecture.md)", file=sys.stderr)
     return 0
 
 

@@ -525,6 +525,29 @@ def test_a_dirty_checkout_keeps_its_diff_beside_the_code_version(tmp_path: Path)
     assert (repo / "notes.csv").read_bytes() == "caf\u00e9,2\n".encode("latin-1")
 
 
+def test_a_score_pointing_the_wrong_way_is_said_after_training(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from adgan.models import DETECTORS, register_detector
+    from adgan.models.baselines import KNN
+
+    class NegKNN(KNN):
+        name = "negknn-for-test"
+
+        def score(self, x: np.ndarray) -> np.ndarray:
+            return -super().score(x)
+
+    register_detector(NegKNN)
+    try:
+        for model in ("negknn-for-test", "knn"):
+            assert main(["train", "--model", model, "--dataset", "synthetic-tabular",
+                         "--out", str(tmp_path / model)]) == 0
+            err = capsys.readouterr().err
+            said = "the scores rank the normal samples above the anomalies; does this detector's score" in err
+            assert said == (model == "negknn-for-test"), err
+    finally:
+        DETECTORS.unregister("negknn-for-test")
+
+
 def test_a_running_training_run_folder_is_refused_to_a_second_process(tmp_path: Path) -> None:
     """Its --resume or --overwrite in another terminal would write the same files as the running run: both
     refused, naming the holder, and the running run is untouched. The first run is stopped (SIGSTOP) once
