@@ -289,6 +289,21 @@ def test_a_card_exported_from_an_unfinished_sweep_says_so(tmp_path: Path) -> Non
     assert "Partial" not in (dest / "MODEL_CARD.md").read_text()
 
 
+def test_export_says_which_class_it_left_out_for_want_of_an_answer(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "half"
+    rows = planted_sweep(root)
+    failed = [{**r, "anomaly_class": 1, "class_name": "one", "checkpoint": None, "val_auprc": None,
+               "test_auprc": None, "group_id": r["group_id"].replace("/c0/", "/c1/")} for r in rows["best"]]
+    rows["best"] = [*rows["best"], *failed]
+    write_tables(root, rows, ("best",))
+    assert cli_main(["export", str(root), "--out", str(tmp_path / "out")]) == 0
+    out, err = capsys.readouterr()
+    assert len(out.splitlines()) == 1  # the one class answered
+    assert "note: class 1 one not exported: no trial of it ended with a checkpoint" in err, err
+
+
 def test_a_class_without_any_checkpoint_is_said_to_have_no_answer(tmp_path: Path) -> None:
     root = tmp_path / "failed"
     rows = planted_sweep(root)

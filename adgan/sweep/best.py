@@ -255,6 +255,14 @@ def has_answer(results_dir: str | Path) -> bool:
     return any(r["checkpoint"] for r in _best_rows(results_dir))
 
 
+def classes_without_answer(results_dir: str | Path) -> list[str]:
+    """The classes of a sweep's results with groups but no recommended detector (no trial of theirs ended
+    with a checkpoint), labelled as ``adgan best`` shows them: what ``export`` leaves out."""
+    best = _best_rows(results_dir)
+    recs = recommend([r for r in best if r["checkpoint"]])
+    return [_class_label(cls, name) for _, cls, name in unanswered(recs, best)]
+
+
 def export(results_dir: str | Path, out: str | Path, *, per: str = "class") -> list[Path]:
     """Copy the recommended detector of each class (``per="class"``, the default; with a ``MODEL_CARD.md``)
     or each group's chosen checkpoint (``per="group"``) to ``out/<name>/`` with a ``sweep_result.json``.

@@ -182,12 +182,15 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from adgan.sweep.best import export, unfinished_note
+    from adgan.sweep.best import classes_without_answer, export, unfinished_note
 
     note = unfinished_note(args.results)
     if note:
         print(note, file=sys.stderr)
     for path in export(args.results, args.out, per=args.per):
         print(path)
+    for label in classes_without_answer(args.results) if args.per == "class" else []:
+        print(f"note: class {label} not exported: no trial of it ended with a checkpoint (adgan best lists "
+              "its groups and why)", file=sys.stderr)
     print(f"score with: adgan score --checkpoint {Path(args.out) / '<name>'} --input FILE", file=sys.stderr)
     return 0
