@@ -35,7 +35,7 @@ from adgan.data.fakes import synthetic_class_images as _synth
 from adgan.data.fakes import write_image_folders, write_mvtec_folder, write_table
 from adgan.data.protocol import SplitFractions, image_split, normal_anomaly_split
 from adgan.data.types import Splits
-from adgan.errors import ConfigError, DataError
+from adgan.errors import ConfigError, DataError, InputWarning
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = ("disk", "hstripes", "ring")  # synthetic classes 3, 0, 4; folder names sort in this order
@@ -174,6 +174,20 @@ def test_deep_images(tmp_path: Path) -> None:
     Image.fromarray(deep.astype(np.float32)).save(tmp_path / "f.tif")
     with pytest.raises(DataError, match=r"f.tif: 32-bit float image \(mode F\); its value range is unknown"):
         read_image(tmp_path / "f.tif", 3)
+    # 12-bit data in 16-bit files keeps a few grey levels once mapped to 8 bits: said, once for the files.
+    from adgan.data.folders import read_images
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read_images([tmp_path / "a.png"], 1, None, "full")  # (values up to 62,640: no warning)
+    for k in range(3):
+        Image.fromarray((deep % 3700 + 400 + k).astype(np.uint16)).save(tmp_path / f"n{k}.png")
+    with pytest.warns(InputWarning) as record:
+        read_images([tmp_path / "a.png", *(tmp_path / f"n{k}.png" for k in range(3))], 1, None, "camera")
+    (message,) = [str(w.message) for w in record]
+    top = int((deep % 3700).max()) + 402
+    assert message.startswith(f"camera: 3 of 4 images are 16-bit with values only up to {top} of 65535 ")
+    assert "about 16 grey levels; stretch them to the full 16-bit range" in message
 
 
 @pytest.mark.parametrize(

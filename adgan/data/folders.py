@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,7 +28,7 @@ import numpy as np
 
 from adgan.data.formats import sha256_file
 from adgan.data.images import to_model_space
-from adgan.errors import DataError
+from adgan.errors import DataError, InputWarning
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 MODES = {1: "L", 3: "RGB"}
@@ -140,8 +141,16 @@ def resize_pixels(images: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
-def read_image(path: Path, channels: int) -> np.ndarray:
+# A 16-bit image whose values all stay below this (1/16 of the range: 12-bit data) keeps at most 16 grey
+# levels once mapped to 8 bits.
+NARROW_16BIT = 4096
+
+
+def read_image(path: Path, channels: int, narrow: list[tuple[Path, int]] | None = None) -> np.ndarray:
     """One image file as uint8 (C, H, W) with ``channels`` channels (Pillow ``"L"`` or ``"RGB"``).
+
+    ``narrow``: where given, a 16-bit file whose values stay below ``NARROW_16BIT`` is appended to it as
+    ``(path, its largest value)`` (``read_images`` warns about them).
 
     Raises:
         DataError: Pillow cannot read the file.
@@ -154,7 +163,10 @@ def read_image(path: Path, channels: int) -> np.ndarray:
             im = ImageOps.exif_transpose(opened) or opened
             if im.mode.startswith("I;16"):
                 # Pillow's convert("L") clips 16-bit values at 255; map 0..65535 to 0..255 instead.
-                grey = np.rint(np.asarray(im, dtype=np.float64) / 257.0).astype(np.uint8)
+                values = np.asarray(im, dtype=np.float64)
+                if narrow is not None and values.max() < NARROW_16BIT:
+                    narrow.append((path, int(values.max())))
+                grey = np.rint(values / 257.0).astype(np.uint8)
                 arr = grey if channels == 1 else np.repeat(grey[:, :, None], 3, axis=2)
             elif im.mode in ("I", "F"):
                 raise DataError(f"{path}: 32-bit {'integer' if im.mode == 'I' else 'float'} image (mode "
@@ -191,8 +203,9 @@ def read_images(files: Sequence[Path], channels: int, size: int | None,
     out: np.ndarray | None = None
     counts: dict[tuple[int, int], int] = {}
     first: tuple[Path, tuple[int, int]] | None = None
+    narrow: list[tuple[Path, int]] = []
     for i, path in enumerate(files):
-        img = read_image(path, channels)
+        img = read_image(path, channels, narrow)
         hw = (int(img.shape[1]), int(img.shape[2]))
         counts[hw] = counts.get(hw, 0) + 1
         if first is None:
@@ -212,5 +225,13 @@ def read_images(files: Sequence[Path], channels: int, size: int | None,
             out = np.empty((len(files), channels, side, side), dtype=np.uint8)
         out[i] = resize_pixels(img[None], side)[0]
     assert out is not None  # files is not empty
+    if narrow:
+        top = max(v for _, v in narrow)
+        warnings.warn(
+            f"{where}: {len(narrow)} of {len(files)} images are 16-bit with values only up to {top} of "
+            f"65535 (e.g. {narrow[0][0]}; a 12-bit or 10-bit camera's): 16-bit pixels are mapped "
+            f"0..65535 -> 0..255, which leaves them about {top // 257 + 1} grey levels; stretch them to the "
+            "full 16-bit range (or convert them to 8-bit with their own range) first", InputWarning,
+            stacklevel=2)
     sizes = [[h, w, n] for (h, w), n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
     return out, sizes
