@@ -313,9 +313,11 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", required=True,
                    help="run directory or checkpoint directory (a path, or a URI such as s3://bucket/... "
                    "of a sweep's results)")
-    p.add_argument("--input", required=True, help=".npy/.npz/.csv/.parquet file, image file or image folder")
-    p.add_argument("--output", default=None, help="output CSV file, .csv (default: <input>.scores.csv; "
-                   "'-' = stdout)")
+    p.add_argument("--input", required=True, action=_Once,
+                   help=".npy/.npz/.csv/.parquet file, image file or image folder (one; a folder for many "
+                   "images)")
+    p.add_argument("--output", default=None, action=_Once, help="output CSV file, .csv (default: "
+                   "<input>.scores.csv; '-' = stdout)")
     p.add_argument("--pixel-range", nargs=2, type=float, metavar=("BLACK", "WHITE"), default=None,
                    help="the values of black and white in float images (.npy/.npz), e.g. 0 1 or 0 255 "
                    "(default: the pixel_range declared for the training .npz, else -1 1, model space)")
@@ -478,6 +480,18 @@ def _cutoff(meta: Mapping[str, Any], flag: str, checkpoint: str) -> float:
 def _command(argv: Sequence[str]) -> str | None:
     """The subcommand named in ``argv`` (its first word that is not an option), if any."""
     return next((a for a in argv if not a.startswith("-")), None)
+
+
+class _Once(argparse.Action):
+    """An option that takes one value: given twice, an error (argparse would keep the last silently, and
+    ``--input a.png --input b.png`` would score b.png alone)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        if getattr(namespace, self.dest, None) not in (None, self.default):
+            parser.error(f"{option_string} given twice; it takes one value"
+                         + (" (a folder of images scores all of them)" if self.dest == "input" else ""))
+        setattr(namespace, self.dest, values)
 
 
 class _Version(argparse.Action):

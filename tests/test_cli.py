@@ -106,6 +106,9 @@ def test_score_flags_at_a_cutoff_chosen_on_validation_or_given(
     assert main(["score", "--checkpoint", str(trained), "--input", str(src), "--flag", "fpr-2%"]) == 2
     err = capsys.readouterr().err
     assert "--flag fpr-2%: expected one of best-f1, fpr-1%, fpr-5%" in err and "finite score value" in err
+    with pytest.raises(SystemExit) as stopped:  # argparse keeps the last of two; the first goes unscored
+        main(["score", "--checkpoint", str(trained), "--input", str(src), "--input", str(src)])
+    assert stopped.value.code == 2 and "--input given twice; it takes one value" in capsys.readouterr().err
     # A checkpoint of an adgan before cutoffs: named cutoffs refused with the way out, values still work.
     old = tmp_path / "old"
     shutil.copytree(trained / "checkpoint", old)
