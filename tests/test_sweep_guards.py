@@ -189,6 +189,34 @@ def test_a_setting_the_data_cannot_take_is_refused_before_ray_starts(
     assert main(["sweep", str(spec), "--cpus", "1", "--results", str(tmp_path / "r2"), "--dry-run"]) == 0
 
 
+def test_a_class_too_small_to_split_is_refused_before_ray_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A declared class of 2 images (min_per_class lowered to take it) cannot give its validation part an
+    anomaly: the dry run and the sweep refuse it, naming the class, instead of every trial erroring."""
+    from adgan.cli import main
+    from adgan.data.fakes import write_image_folders
+
+    root = write_image_folders(tmp_path / "parts")
+    for extra in sorted((root / "ring").iterdir())[2:]:
+        extra.unlink()
+    decl = tmp_path / "parts.yaml"
+    decl.write_text(yaml.safe_dump({"name": "parts-small", "format": "image-folder", "root": str(root),
+                                    "channels": 1, "min_per_class": 2}))
+    spec = tmp_path / "small.yaml"
+    spec.write_text(yaml.safe_dump({
+        "name": "small", "dataset": {"declare": str(decl)}, "classes": "all", "seeds": [0], "models": {"knn": {}},
+        "budget": {"trials_per_group": 1, "max_epochs": 1, "grace_period": 1, "reduction_factor": 2},
+        "resources": {"cpus": 1, "gpu": 0}}))
+    for extra in (["--dry-run"], []):
+        assert main(["sweep", str(spec), "--cpus", "1", "--no-wandb", "--results", str(tmp_path / "r"),
+                     *extra]) == 2
+        err = capsys.readouterr().err
+        assert f"{spec}: class 2 (ring), seed 0: " in err and "too few samples to split" in err, err
+    sys_ray = sys.modules.get("ray")
+    assert sys_ray is None or not sys_ray.is_initialized()
+
+
 def _sleeper(token: str) -> subprocess.Popen:
     """A process carrying the marker of a local Ray (as Ray's processes do), returned once it runs (until
     its exec completes, /proc shows no environment to find the marker in)."""

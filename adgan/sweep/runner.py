@@ -772,4 +772,33 @@ def available_dataset(spec: SweepSpec) -> SweepSpec:
     else:
         print(f"[{spec.name}] using dataset {spec.dataset!r}", file=sys.stderr)
     check_configs_on_data(spec, tuple(input_shape))
+    _check_every_split(spec)
     return spec
+
+
+def _check_every_split(spec: SweepSpec) -> None:
+    """Every group's class and seed split as its trials will split them (cheap: indices of the data
+    loaded above): a class too small for the protocol's validation or test part is refused here, naming
+    it, rather than every trial of its groups failing on Ray.
+
+    Raises:
+        DataError: ``<spec>: class <name>: <the protocol's reason>``.
+    """
+    from adgan.data import dataset_classes, split_indices
+    from adgan.errors import DataError
+
+    seen = set()
+    for group in spec.groups():
+        c = trial_config(spec, group, {})
+        key = (c["dataset"], c["anomaly_class"], c.get("seed", 0), c.get("data_dir"), c.get("max_train"))
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            split_indices(key[0], key[1], key[2], data_dir=key[3], max_train=key[4])
+        except DataError as exc:
+            names = dataset_classes(key[0])
+            cls = key[1]
+            label = f"{cls} ({names[cls]})" if isinstance(cls, int) and 0 <= cls < len(names) else cls
+            raise DataError(f"{spec.path}: class {label}, seed {key[2]}: {exc}; leave the class out of "
+                            "the spec's 'classes'") from None
