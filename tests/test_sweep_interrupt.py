@@ -51,6 +51,8 @@ def test_ctrl_c_stops_the_sweep_as_interrupted_and_resume_finishes_it(interrupte
     log = interrupted["log"]
     assert interrupted["rc"] == 130, log[-3000:]
     assert "Traceback" not in log, log[-3000:]
+    # Tune's own advice (Python's Tuner.restore) and its complaint about unread metrics are not shown.
+    assert "Tuner.restore(" not in log and "Failed to fetch metrics" not in log, log[-3000:]
     assert "interrupted; Tune saved its state: continue with the same command and --resume: adgan " in log
     hint = log.split("--resume: ", 1)[1].splitlines()[0]  # the whole command, its --results included
     assert f"--results {interrupted['out'].parent}" in hint and hint.endswith(" --resume"), hint

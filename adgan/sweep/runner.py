@@ -18,6 +18,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import json
+import logging
 import math
 import os
 import secrets
@@ -560,6 +561,9 @@ def _fit(tuner: Any) -> tuple[Any, bool]:
 
     before = signal.signal(signal.SIGINT, ours)
     before_term = signal.signal(signal.SIGTERM, terminate)
+    quiet = _TuneAdvice()
+    for name in _TuneAdvice.LOGGERS:
+        logging.getLogger(name).addFilter(quiet)
     try:
         grid = tuner.fit()
         tune_caught = not int(os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0") or 0)
@@ -567,6 +571,21 @@ def _fit(tuner: Any) -> tuple[Any, bool]:
     finally:
         signal.signal(signal.SIGINT, before)
         signal.signal(signal.SIGTERM, before_term)
+        for name in _TuneAdvice.LOGGERS:
+            logging.getLogger(name).removeFilter(quiet)
+
+
+class _TuneAdvice(logging.Filter):
+    """Drops Tune's messages that tell a user of ``adgan sweep`` the wrong thing: on Ctrl-C, to resume with
+    ``Tuner.restore(path=...)`` (Python; adgan prints the command, ``--resume``), and after it, that the
+    metrics of trials stopped before their first result could not be read (adgan reads them itself)."""
+
+    LOGGERS = ("ray.tune.tune", "ray.tune.analysis.experiment_analysis")
+    DROPPED = ("Experiment has been interrupted, but the most recent state was saved",
+               "Failed to fetch metrics for ")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.DROPPED)
 
 
 def _only_the_json_logger(tuner: Any) -> None:
