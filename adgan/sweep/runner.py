@@ -518,7 +518,13 @@ def _run(
         callback = SweepCallback(spec, results.uri, progress_every=progress_every, background=True)
         tuner = _new_tuner(spec, results, trainable, groups, callback, max_concurrent, max_failures, journal)
     _only_the_json_logger(tuner)
-    grid, interrupted = _fit(tuner)
+    try:
+        grid, interrupted = _fit(tuner)
+    except KeyboardInterrupt:  # a second Ctrl-C, while Tune was saving: its last snapshot is what resumes
+        print(f"[{spec.name}] interrupted again before Tune finished saving its state: continue from its "
+              f"last saved state with the same command and --resume: {_resume_command(spec, results)}",
+              file=sys.stderr)
+        raise
     if interrupted:
         # Tune caught the Ctrl-C, saved its state and marked the trials in flight terminated: nothing is
         # reconciled or summarised from a sweep that is not done (the resume continues those trials).
