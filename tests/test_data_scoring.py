@@ -346,6 +346,13 @@ def test_plain_rows_score_from_a_headerless_csv(tmp_path: Path) -> None:
             prepare_file(tmp_path / name, info)
     np.savetxt(tmp_path / "count.csv", [[0, 1, 2], [3, 4, 5]], delimiter=",", fmt="%.1f")  # data: 0.0,1.0,2.0
     assert prepare_file(tmp_path / "count.csv", info).shape == (2, 3)
+    # One or two features: "0" and "0,1" are as likely data as a header, and read as data.
+    np.savez(tmp_path / "pair.npz", x=x[:, :2], y=y)
+    register_declared({"name": "pair", "format": "npz", "path": str(tmp_path / "pair.npz"),
+                       "labels": "anomaly"})
+    pair = _checkpoint_info(load_dataset("pair", 0, seed=0, verbose=False).info)
+    (tmp_path / "bits.csv").write_text("0,1\n1,1\n0,0\n")
+    assert prepare_file(tmp_path / "bits.csv", pair).shape == (3, 2)
     (tmp_path / "text.csv").write_text("# made by hand\n1,2,3\n\n4,x,6\n")  # (numpy skips # and blank lines)
     with pytest.raises(DataError, match=r"'x' to float64 on line 4, column 2\)$"):
         prepare_file(tmp_path / "text.csv", info)

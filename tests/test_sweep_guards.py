@@ -205,7 +205,8 @@ def test_a_class_too_small_to_split_is_refused_before_ray_starts(
                                     "channels": 1, "min_per_class": 2}))
     spec = tmp_path / "small.yaml"
     spec.write_text(yaml.safe_dump({
-        "name": "small", "dataset": {"declare": str(decl)}, "classes": "all", "seeds": [0], "models": {"knn": {}},
+        "name": "small", "dataset": {"declare": str(decl)}, "classes": "all", "seeds": [0],
+        "models": {"knn": {}},
         "budget": {"trials_per_group": 1, "max_epochs": 1, "grace_period": 1, "reduction_factor": 2},
         "resources": {"cpus": 1, "gpu": 0}}))
     for extra in (["--dry-run"], []):

@@ -171,10 +171,12 @@ def _numeric_rows(path: Path) -> np.ndarray:
                 message += "; the first line looks like a header row: remove it"
         raise DataError(f"{path}: expected a numeric CSV without header (this model was trained on plain "
                         f"rows), or a Parquet file ({message})") from None
-    header = ",".join(map(str, range(rows.shape[1])))
-    if len(rows) and np.array_equal(rows[0], np.arange(rows.shape[1])) and _first_line(path) == header:
+    width = rows.shape[1]
+    header = ",".join(map(str, range(width)))
+    if width >= 3 and np.array_equal(rows[0], np.arange(width)) and _first_line(path) == header:
         # pandas writes a frame made from an array with the header 0,1,...,D-1: numbers, so read as data it
-        # would be scored, one score too many and every later score a row off.
+        # would be scored, one score too many and every later score a row off. (With one or two features
+        # "0" and "0,1" are as likely a first row: those are read as data.)
         raise DataError(f"{path}: the first line is 0,1,...,{rows.shape[1] - 1}, the header pandas writes "
                         "for unnamed columns, not a row: remove it (DataFrame.to_csv(..., header=False)); "
                         "this model takes a numeric CSV without header")
