@@ -362,8 +362,9 @@ def test_contract_breaches_a_plugin_author_makes_are_named_early() -> None:
         name = "nodc-for-test"
         Config = UndecoratedConfig
 
-    with pytest.raises(ValueError, match=r"NoDataclass \('nodc-for-test'\): its Config UndecoratedConfig is "
-                                         r"not decorated with @dataclasses.dataclass"):
+    with pytest.raises(ValueError, match=r"NoDataclass \('nodc-for-test'\): its Config UndecoratedConfig "
+                                         r"is not decorated with @dataclasses.dataclass; its fields "
+                                         r"\(shrinkage\)"):
         register_detector(NoDataclass)
 
     class Returns(KNN):
@@ -372,10 +373,29 @@ def test_contract_breaches_a_plugin_author_makes_are_named_early() -> None:
         def _train(self, x: np.ndarray, seed: int, resume: object) -> None:  # type: ignore[override]
             self._fit(x, seed)
 
-    with pytest.raises(ValueError, match=r"Returns \('returns-for-test'\): _train must be a generator that "
-                                         r"yields a dict of losses per epoch"):
-        register_detector(Returns)
-    assert not {"nodc-for-test", "returns-for-test"} & set(list_detectors())
+    register_detector(Returns)  # (what it returns is seen when it runs: a wrapper may return a generator)
+    try:
+        with pytest.raises(ValueError, match=r"returns-for-test: _train returned NoneType; it must be a "
+                                             r"generator that yields a dict of losses per epoch"):
+            create_detector("returns-for-test").fit(np.zeros((20, 3), np.float32))
+    finally:
+        DETECTORS.unregister("returns-for-test")
+
+    class Handing(KNN):  # hands on its parent's generator: a function that returns one, and fine
+        name = "handing-for-test"
+
+        class Config(KNN.Config):  # no fields of its own: no decorator needed
+            pass
+
+        def _train(self, x: np.ndarray, seed: int, resume: object):  # type: ignore[no-untyped-def]
+            return super()._train(x * 1.0, seed, resume)
+
+    register_detector(Handing)
+    try:
+        create_detector("handing-for-test").fit(np.zeros((20, 3), np.float32))
+    finally:
+        DETECTORS.unregister("handing-for-test")
+    assert "nodc-for-test" not in list_detectors()
 
     @dataclasses.dataclass
     class TinyConfig(GANConfig):

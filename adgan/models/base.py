@@ -14,7 +14,6 @@ In the spirit of PyOD, kept stricter:
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import math
 import os
@@ -330,7 +329,12 @@ class Detector(ABC, Generic[C]):
             # Refused data leaves the detector as it was (its networks stay where they are).
             self.input_shape, self.device, self.bf16 = before
             raise
-        return self._train(checked, int(seed), resume)
+        epochs = self._train(checked, int(seed), resume)
+        if not isinstance(epochs, Iterator):
+            raise ConfigError(f"{self.name}: _train returned {type(epochs).__name__}; it must be a "
+                              "generator that yields a dict of losses per epoch (one yield for a one-step "
+                              "detector), see docs/architecture.md")
+        return epochs
 
     def check_training_data(self, x: np.ndarray) -> None:
         """What a detector's training needs of its checked input ``x`` beyond its kind and shape (e.g. a
@@ -761,16 +765,12 @@ def _plugin_of(cls: type) -> str | None:
 def _check_contract(cls: type[Detector]) -> None:
     """What registration can see of the contract a detector's code must keep (docs/architecture.md),
     refused here, naming the class, rather than met as a Python error in the middle of a fit."""
-    if not (dataclasses.is_dataclass(cls.Config) and "__dataclass_fields__" in vars(cls.Config)):
+    own = vars(cls.Config).get("__annotations__") or {}
+    if own and "__dataclass_fields__" not in vars(cls.Config):
         # (a subclass without the decorator inherits its parent's fields and silently has none of its own)
         raise ConfigError(f"{cls.__qualname__} ({cls.name!r}): its Config {cls.Config.__name__} is not "
-                          "decorated with @dataclasses.dataclass; its fields would not be hyperparameters")
-    train = getattr(cls, "_train", None)
-    if train is not None and not getattr(train, "__isabstractmethod__", False) and not (
-            inspect.isgeneratorfunction(train)):
-        raise ConfigError(f"{cls.__qualname__} ({cls.name!r}): _train must be a generator that yields a dict "
-                          "of losses per epoch (one yield for a one-step detector), not a function that "
-                          "returns; see docs/architecture.md")
+                          f"decorated with @dataclasses.dataclass; its fields ({', '.join(own)}) would not "
+                          "be hyperparameters")
 
 
 def register_detector(cls: type[D]) -> type[D]:
