@@ -26,6 +26,7 @@ from adgan.sweep.lock import LOCK_FILE
 from adgan.sweep.provenance import read_runs
 from adgan.sweep.reaper import kill_ray, ray_processes
 from adgan.sweep.results import read_table
+from adgan.sweep.snapshot import COPYING
 
 pytestmark = pytest.mark.slow
 EPOCHS = 3
@@ -85,6 +86,9 @@ def _move_named_checkpoint(exp_dir: Path) -> str:
         index = int(latest.rsplit("_", 1)[1])
         assert (folder / latest).is_dir() and not (folder / f"checkpoint_{index + 1:06d}").exists()
         pafs.LocalFileSystem().move(str(folder / latest), str(folder / f"checkpoint_{index + 1:06d}"))
+        # And an earlier --resume's copy of it, cut short (its marker still there): made again, not used.
+        (folder / latest).mkdir()
+        (folder / latest / COPYING).write_text("cut short")
         return trial.trial_id
     raise AssertionError(f"no unfinished trial with a checkpoint in {exp_dir}'s snapshot")
 
@@ -152,6 +156,7 @@ def test_resume_takes_over_the_stale_lock_and_keeps_the_first_rows(run: dict) ->
     assert f"taking over the lock of a sweep that is gone (PID {run['pid']} on" in r.stderr
     assert f"adgan: trial {run['moved']}: its snapshot named checkpoint_" in r.stderr, r.stderr[-3000:]
     assert "Could not recover from checkpoint" not in r.stderr + r.stdout
+    assert not list((run["out"] / "tune").glob(f"*/checkpoint_*/{COPYING}"))
     out = run["out"]
     trials, epochs = read_table(out, "trials"), read_table(out, "epochs")
     assert len(trials) == 2 and all(t["status"] == "completed" and t["epochs_run"] == EPOCHS for t in trials)

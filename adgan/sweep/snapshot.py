@@ -22,9 +22,12 @@ import logging
 import re
 from typing import Any
 
+from adgan.errors import DataError
+
 log = logging.getLogger(__name__)
 
 _CHECKPOINT = re.compile(r"^checkpoint_(\d+)$")
+COPYING = ".adgan-copying"  # in a checkpoint folder while it is being put back
 _STATE = re.compile(r"^experiment_state-.*\.json$")
 
 
@@ -40,10 +43,14 @@ def _children(fs: Any, path: str) -> dict[str, Any]:
 
 
 def _copy_dir(fs: Any, source: str, dest: str) -> None:
-    """Copy the folder ``source`` to ``dest`` on ``fs``, with everything in it."""
+    """Copy the folder ``source`` to ``dest`` on ``fs``, with everything in it. ``COPYING`` lies in
+    ``dest`` until the last file is copied: a copy cut short (a store's error, a kill) is made again by
+    the next ``--resume`` instead of being restored from."""
     import pyarrow.fs as pafs
 
     fs.create_dir(dest, recursive=True)
+    with fs.open_output_stream(f"{dest}/{COPYING}") as marker:
+        marker.write(source.encode())
     infos = fs.get_file_info(pafs.FileSelector(source, recursive=True))
     for info in sorted(infos, key=lambda i: i.type != pafs.FileType.Directory):  # (folders first)
         target = dest + info.path[len(source.rstrip("/")):]
@@ -51,6 +58,7 @@ def _copy_dir(fs: Any, source: str, dest: str) -> None:
             fs.create_dir(target, recursive=True)
         else:
             fs.copy_file(info.path, target)
+    fs.delete_file(f"{dest}/{COPYING}")
 
 
 def _named(meta: Any) -> tuple[str | None, list[str]]:
@@ -88,28 +96,39 @@ def restore_named_checkpoints(experiment_path: str, fs: Any) -> list[str]:
     except Exception as exc:  # noqa: BLE001 (a snapshot this code cannot read: Tune's restore decides)
         log.debug("not checking the snapshot's checkpoints: %s", exc)
         return []
-    repaired = []
-    for trial, meta in trials:
-        if trial.status in (Trial.TERMINATED, Trial.ERROR):
-            continue
-        try:
-            latest, kept = _named(meta)
-        except AttributeError as exc:  # (another Ray's checkpoint manager)
-            log.debug("not checking the checkpoints of trial %s: %s", trial.trial_id, exc)
-            continue
-        trial_dir = f"{experiment_path}/{trial.storage.trial_dir_name}"
-        present = _children(fs, trial_dir)
-        on_disk = sorted(int(m.group(1)) for n in present if (m := _CHECKPOINT.match(n)))
-        for name in kept:
-            if name != latest and name not in present:
-                fs.create_dir(f"{trial_dir}/{name}")  # (only for Tune to delete: nothing resumes from it)
-        if latest is None or latest in present or not _CHECKPOINT.match(latest):
-            continue
-        index = int(_CHECKPOINT.match(latest).group(1))  # type: ignore[union-attr]
-        newer = [i for i in on_disk if i > index]
-        if not newer:
-            continue
-        _copy_dir(fs, f"{trial_dir}/checkpoint_{newer[0]:06d}", f"{trial_dir}/{latest}")
-        repaired.append(f"trial {trial.trial_id}: its snapshot named {latest}, deleted after it was taken; "
-                        f"resuming from checkpoint_{newer[0]:06d}")
-    return repaired
+    repaired = [_repair_trial(fs, experiment_path, trial, meta) for trial, meta in trials
+                if trial.status not in (Trial.TERMINATED, Trial.ERROR)]
+    return [line for line in repaired if line]
+
+
+def _repair_trial(fs: Any, experiment_path: str, trial: Any, meta: Any) -> str | None:
+    """The repair of :func:`restore_named_checkpoints` for one trial to be restored; its log line."""
+    try:
+        latest, kept = _named(meta)
+    except AttributeError as exc:  # (another Ray's checkpoint manager)
+        log.debug("not checking the checkpoints of trial %s: %s", trial.trial_id, exc)
+        return None
+    trial_dir = f"{experiment_path}/{trial.storage.trial_dir_name}"
+    present = _children(fs, trial_dir)
+    on_disk = sorted(int(m.group(1)) for n in present if (m := _CHECKPOINT.match(n)))
+    for name in kept:
+        if name != latest and name not in present:
+            fs.create_dir(f"{trial_dir}/{name}")  # (only for Tune to delete: nothing resumes from it)
+    match = _CHECKPOINT.match(latest or "")
+    if match is None:
+        return None
+    if latest in present:
+        if COPYING not in _children(fs, f"{trial_dir}/{latest}"):
+            return None
+        fs.delete_dir(f"{trial_dir}/{latest}")  # (a copy of an earlier --resume, cut short)
+    newer = [i for i in on_disk if i > int(match.group(1))]
+    if not newer:
+        return None
+    source = f"checkpoint_{newer[0]:06d}"
+    try:
+        _copy_dir(fs, f"{trial_dir}/{source}", f"{trial_dir}/{latest}")
+    except OSError as exc:
+        raise DataError(f"{trial_dir}: could not put back {latest}, which Tune's snapshot names, as a copy "
+                        f"of {source} ({exc}); run the same --resume again") from None
+    return (f"trial {trial.trial_id}: its snapshot named {latest}, deleted after it was taken; resuming "
+            f"from {source}")
