@@ -68,6 +68,26 @@ def test_a_live_holder_is_refused_and_a_dead_one_taken_over(
     assert (results / LOCK_FILE).read_text() == ""  # released: emptied, and the directory stays
 
 
+def test_a_file_system_without_locks_runs_unlocked_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """NFS without lockd answers flock with ENOLCK: the sweep (or training run) goes on, warned, instead of
+    a traceback; the holder's record is still written and read."""
+    import errno
+
+    from adgan.sweep import lock
+
+    def no_locks(fd: int, op: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(lock.fcntl, "flock", no_locks)
+    with lock.ResultsLock(tmp_path / "run", name=".adgan-train.lock", what="training run", elsewhere="--out"):
+        assert json.loads((tmp_path / "run" / ".adgan-train.lock").read_text())["pid"] == os.getpid()
+    err = capsys.readouterr().err
+    assert "this file system cannot lock files (No locks available); running without the lock: start no " \
+           "second training run on this folder" in err
+
+
 def test_a_stale_record_of_this_host_is_taken_over_one_of_another_host_is_not(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -32,6 +32,7 @@ second sweep on a running one, a resume while the driver still runs) with a clea
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -48,6 +49,7 @@ from adgan.errors import ConfigError
 from adgan.sweep.storage import Location, location
 
 LOCK_FILE = "sweep.lock"
+_NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS)  # flock's errors where locks are not supported
 HEARTBEAT_S = 30.0  # how often the holder of an object-store lock rewrites it
 STALE_S = 150.0  # an object-store lock whose holder on another host wrote nothing for this long is stale
 
@@ -103,6 +105,14 @@ class ResultsLock:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise self._in_use(_read(fd)) from None
+            except OSError as exc:
+                if exc.errno not in _NO_LOCKS:
+                    raise
+                # A file system without locks (NFS mounted without lockd, some FUSE mounts): the record
+                # below still names the holder, but nothing stops a second process.
+                print(f"adgan: warning: {self.dir}: this file system cannot lock files ({exc.strerror}); "
+                      f"running without the lock: start no second {self.what} on this folder",
+                      file=sys.stderr)
             previous = _read(fd)
             if previous:
                 self._check_gone(previous)
