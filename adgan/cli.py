@@ -172,11 +172,24 @@ def cmd_train(args: argparse.Namespace) -> int:
         + f"checkpoint: {summary['checkpoint']}"
     )
     auroc = summary.get("best_val_auroc", math.nan)
-    if auroc < INVERTED_AUROC:  # (the best epoch's: the others were worse on validation AUPRC)
+    n, anomalies = _validation_counts(summary.get("checkpoint"))
+    # (the best epoch's: the others were worse on validation AUPRC; few anomalies reach 0.2 by chance)
+    if auroc < INVERTED_AUROC and min(anomalies, n - anomalies) >= 10:
         print(f"adgan: warning: validation AUROC {auroc:.3f} (0.5 = chance): the scores rank the normal "
               "samples above the anomalies; does this detector's score point the wrong way? The contract "
               "is higher = more anomalous (docs/architecture.md)", file=sys.stderr)
     return 0
+
+
+def _validation_counts(checkpoint: str | None) -> tuple[int, int]:
+    """``(samples, anomalies)`` of the validation split a saved detector's cutoffs were chosen on, as its
+    ``detector.json`` records them; ``(0, 0)`` where it records none."""
+    try:
+        meta = json.loads((Path(str(checkpoint)) / "detector.json").read_text()).get("meta") or {}
+        facts = meta.get("cutoffs_from") or {}
+        return int(facts.get("n", 0)), int(facts.get("n_anomalies", 0))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return 0, 0
 
 
 def _in_cutoff_order(figures: Mapping[str, Any] | None) -> list[tuple[str, Any]]:
