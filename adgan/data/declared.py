@@ -476,7 +476,8 @@ def _load_nva_folder(frozen: str) -> RawImages:
     if others:
         raise DataError(f"{root / 'train'}: holds {', '.join(others)}; train/ may only hold {NORMAL_DIR}/ "
                         "(the normal training images); put anomalies in test/<defect type>/")
-    defects = [p.name for p in folders.subfolders(root / "test") if p.name != NORMAL_DIR]
+    defects = sorted((p.name for p in folders.subfolders(root / "test") if p.name != NORMAL_DIR),
+                     key=lambda n: (nfc(n), n))  # (as image-folder classes: either Unicode form, one order)
     if not defects:
         raise DataError(f"{root / 'test'}: no defect folders besides {NORMAL_DIR}/; expected "
                         "test/<defect type>/ with anomalous images")

@@ -16,6 +16,7 @@ import json
 import re
 import shutil
 import sys
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -288,7 +289,8 @@ def export(results_dir: str | Path, out: str | Path, *, per: str = "class") -> l
     # Every destination and source checked before anything is copied: an export that stops half-way would
     # leave --out holding some classes of this sweep beside others of an earlier one.
     dests = [out / _safe(name) for _, name, _ in plan]
-    folded = [d.name.casefold() for d in dests]  # (one folder on case-insensitive file systems)
+    # (one folder on case-insensitive file systems, and on macOS's, which also equate Unicode forms)
+    folded = [unicodedata.normalize("NFC", d.name).casefold() for d in dests]
     if len(set(folded)) < len(folded):
         twice = next(d for d, f in zip(dests, folded, strict=True) if folded.count(f) > 1)
         raise DataError(f"export: two models would be written to {twice} (names that differ only in "
