@@ -586,6 +586,19 @@ def test_a_model_grace_period_above_a_budget_not_run_is_no_mistake(raw: dict, tm
          "models.ganomaly.grace_period: 4 > max_epochs (3); expected <= max_epochs"),
         (lambda r: r["models"]["knn"]["search"]["k"].update(log="maybe"),
          "models.knn.search.k.log: expected true or false, got 'maybe'"),
+        # distributions that draw values the hyperparameter cannot take, or one value over and over
+        (lambda r: r["models"]["knn"]["search"].update(k={"type": "loguniform", "low": 1, "high": 20}),
+         "models.knn.search.k.type: k is an integer hyperparameter: a loguniform distribution draws "
+         "fractions; use type: int"),
+        (lambda r: r["models"]["knn"]["search"].update(k={"type": "categorical", "choices": [3, "5"]}),
+         "models.knn.search.k.choices: '5' is not an integer, as k is"),
+        (lambda r: r["models"]["ganomaly"]["search"].update(w_adv={"type": "categorical",
+                                                                   "choices": [1, "2.5"]}),
+         "models.ganomaly.search.w_adv.choices: '2.5' is not a number, as w_adv is"),
+        (lambda r: r["models"]["ganomaly"]["search"]["lr"].update(low=0.001, high=0.001),
+         "models.ganomaly.search.lr: low == high (0.001): a single value; put it in the model's fixed"),
+        (lambda r: r["models"]["ganomaly"].update(loss_cases=["fm", "fm"]),
+         "models.ganomaly.loss_cases[1]: loss case 'fm' is listed twice"),
         # a named budget is checked also when another one is chosen
         (lambda r: r.update(budgets={"full": {"trials_per_grup": 3}}),
          "budgets.full.trials_per_grup: unknown key; expected one of: fixed, grace_period, max_epochs, "

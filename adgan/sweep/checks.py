@@ -11,6 +11,7 @@ import copy
 import dataclasses
 import json
 import math
+import typing
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -279,6 +280,8 @@ def model_spec(check: Checker, name: str, value: Any, kind: str, registry: Any) 
                 f"{key}.loss_cases[{i}]",
                 f"unknown loss case {short(case)}; expected one of: {', '.join(cls.loss_cases)}",
             )
+        if case in cases[:i]:
+            raise check.fail(f"{key}.loss_cases[{i}]", f"loss case {short(case)} is listed twice")
     fixed = check.mapping(entry.get("fixed") or {}, f"{key}.fixed")
     search_raw = check.mapping(entry.get("search") or {}, f"{key}.search")
     fields = {f.name for f in dataclasses.fields(cls.Config)}
@@ -298,10 +301,27 @@ def model_spec(check: Checker, name: str, value: Any, kind: str, registry: Any) 
     if both:
         raise check.fail(f"{key}.search.{both[0]}", "is also in fixed; a hyperparameter is fixed or searched")
     search = {p: distribution(check, v, f"{key}.search.{p}") for p, v in search_raw.items()}
+    _check_search_types(check, cls, search, key)
     grace = entry.get("grace_period")
     if grace is not None:
         grace = check.number(grace, f"{key}.grace_period", integer=True, positive=True)
     return ModelSpec(name, tuple(cases), fixed, search, bool(cls.is_iterative), grace)
+
+
+def _check_search_types(check: Checker, cls: Any, search: Mapping[str, Distribution], key: str) -> None:
+    """Distributions that draw values of the hyperparameter's type: a ``uniform`` draw of an integer such
+    as kNN's ``k`` (11.54) would fail every trial on Ray, a text choice of a number be recorded as text."""
+    hints = typing.get_type_hints(cls.Config)
+    for p, d in search.items():
+        want = hints.get(p)
+        if want is int and d.type in ("uniform", "loguniform"):
+            raise check.fail(f"{key}.search.{p}.type", f"{p} is an integer hyperparameter: a {d.type} "
+                             "distribution draws fractions; use type: int (with log: true for a log scale)")
+        if d.type == "categorical" and want in (int, float):
+            kind = "an integer" if want is int else "a number"
+            for c in d.choices:
+                if isinstance(c, bool) or not isinstance(c, int if want is int else (int, float)):
+                    raise check.fail(f"{key}.search.{p}.choices", f"{short(c)} is not {kind}, as {p} is")
 
 
 def distribution(check: Checker, value: Any, key: str) -> Distribution:
@@ -324,6 +344,8 @@ def distribution(check: Checker, value: Any, key: str) -> Distribution:
     high = check.number(check.require(entry, "high", key), f"{key}.high", integer=integer)
     if low > high:
         raise check.fail(key, f"low ({low}) > high ({high}); expected low <= high")
+    if low == high and not integer:  # (every trial would draw the same value: one setting run again)
+        raise check.fail(key, f"low == high ({low}): a single value; put it in the model's fixed settings")
     if kind == "loguniform" and low <= 0:
         raise check.fail(f"{key}.low", f"a loguniform distribution needs low > 0, got {low}")
     step = check.number(entry.get("step", 1), f"{key}.step", integer=True, positive=True) if integer else 1
