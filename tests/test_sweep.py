@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from adgan.sweep.best import select_best
 from adgan.sweep.results import SCHEMA_VERSION, read_table
@@ -338,6 +339,25 @@ def test_progress_and_best_table(sweep: dict) -> None:
     assert "recommended detector per class" in sweep["stdout"]
     assert "ganomaly" in sweep["stdout"] and "knn" in sweep["stdout"]
     assert np.isfinite([b["test_auprc"] for b in sweep["best"]]).all()
+
+
+def test_a_dry_run_of_a_resume_is_refused_as_the_resume_would_be(
+    sweep: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from adgan.cli import main
+
+    results = str(sweep["dir"].parent)
+    raw = yaml.safe_load(SPEC.read_text())
+    raw["budget"]["trials_per_group"] += 1
+    changed = tmp_path / "smoke.yaml"
+    changed.write_text(yaml.safe_dump(raw))
+    assert main(["sweep", str(changed), "--resume", "--dry-run", "--cpus", "2", "--results", results]) == 2
+    assert "--resume: the spec differs from the one sweep 'smoke' started with" in capsys.readouterr().err
+    assert main(["sweep", str(SPEC), "--resume", "--dry-run", "--cpus", "2", "--results", results]) == 0
+    out = capsys.readouterr().out
+    assert "--resume continues sweep 'smoke'" in out and "would refuse to start a new one" not in out
+    assert main(["sweep", str(SPEC), "--resume", "--dry-run", "--cpus", "2", "--results", str(tmp_path)]) == 2
+    assert "--resume: no sweep to resume in" in capsys.readouterr().err
 
 
 def test_runs_json_records_each_invocation(sweep: dict) -> None:

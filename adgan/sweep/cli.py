@@ -109,10 +109,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         spec = with_gpu(spec, args.gpu)
     if args.dry_run:
         from adgan.sweep.plan import plan_text
-        from adgan.sweep.runner import available_dataset
+        from adgan.sweep.runner import available_dataset, check_resumable
 
-        print(plan_text(available_dataset(spec), address=args.address, num_cpus=args.cpus,
-                        max_concurrent=args.max_concurrent, results_root=args.results))
+        spec = available_dataset(spec)
+        if args.resume:  # refused as the resume itself would refuse it
+            check_resumable(spec, args.results)
+        print(plan_text(spec, address=args.address, num_cpus=args.cpus, max_concurrent=args.max_concurrent,
+                        results_root=args.results, resume=args.resume))
         return 0
     out = run_sweep(
         spec,

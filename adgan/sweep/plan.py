@@ -203,8 +203,10 @@ def plan_text(
     num_cpus: int | None = None,
     max_concurrent: int | None = None,
     results_root: str | None = None,
+    resume: bool = False,
 ) -> str:
-    """What ``adgan sweep SPEC --dry-run`` prints (see the module docstring)."""
+    """What ``adgan sweep SPEC --dry-run`` prints (see the module docstring); ``resume``: of ``--resume``
+    (the sweep in the results is checked as the resume itself checks it: ``check_resumable``)."""
     gpu = spec.gpu
     if address is None:
         cpus = num_cpus or os.cpu_count() or 1
@@ -250,7 +252,10 @@ def plan_text(
             f"{est['cpu_hours']:.2f} CPU-hours (at most {est['cpu_hours_max']:.2f}), {est['gpu_hours']:.2f} "
             "GPU-hours"
         )
-    if held:  # the plan of a sweep that would not start: say so, as the sweep itself would
+    if resume:
+        lines.append(f"  note         --resume continues sweep {spec.name!r} in {results_dir}: the plan "
+                     "above is the whole sweep's, trials it already ran included")
+    elif held:  # the plan of a sweep that would not start: say so, as the sweep itself would
         lines.append(f"  note         {results_dir} already holds sweep {spec.name!r}: `adgan sweep` would "
                      "refuse to start a new one there; continue it with --resume, or give another --results")
     return "\n".join(lines)

@@ -207,13 +207,12 @@ def run_sweep(
         check_local(spec.cpus, num_cpus or os.cpu_count() or 1, where)
     results = location(results_root or spec.results).child(spec.name)
     journal = journal_path(results, optuna_storage)
-    experiment = results.child(TUNE_EXPERIMENT)
-    if resume and not experiment.exists():  # (before the lock creates the directory)
-        raise ConfigError(f"{spec.path}: --resume: no sweep to resume in {experiment.uri}")
+    if resume:
+        check_resumable(spec, results_root)  # (before the lock creates the directory)
     with results_lock(results):
         _check_start(spec, results, resume)
         if resume:
-            records.check_same_spec(spec, results)
+            records.check_same_spec(spec, results)  # (again, now that the lock is held)
             records.warn_if_plugins_changed(spec, results)
             if optuna_storage is None:
                 journal = _recorded_journal(results, journal)
@@ -249,6 +248,20 @@ def run_sweep(
                 _upload_journal(results, journal)
                 provenance.end_run(results, run_index, status)
     return Path(results.path) if results.is_local else results.uri
+
+
+def check_resumable(spec: SweepSpec, results_root: str | None) -> None:
+    """What ``--resume`` (and its ``--dry-run``) needs of the results: a sweep of this name there, started
+    with this spec (``records.check_same_spec``).
+
+    Raises:
+        ConfigError: No such sweep, or a spec that differs from the recorded one.
+    """
+    results = location(results_root or spec.results).child(spec.name)
+    experiment = results.child(TUNE_EXPERIMENT)
+    if not experiment.exists():
+        raise ConfigError(f"{spec.path}: --resume: no sweep to resume in {experiment.uri}")
+    records.check_same_spec(spec, results)
 
 
 def journal_path(results: Location, optuna_storage: str | None = None) -> Path:
