@@ -304,6 +304,18 @@ def test_export_says_which_class_it_left_out_for_want_of_an_answer(
     assert "note: class 1 one not exported: no trial of it ended with a checkpoint" in err, err
 
 
+def test_commands_in_the_card_are_shell_quoted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import shlex
+
+    root = tmp_path / "fake"
+    planted_sweep(root)
+    assert cli_main(["export", str(root), "--out", str(tmp_path / "exp out")]) == 0
+    (dest,) = (tmp_path / "exp out").iterdir()
+    card = (dest / "MODEL_CARD.md").read_text()
+    assert f"adgan score --checkpoint {shlex.quote(str(dest))} --input FILE" in card
+    assert f"score with: adgan score --checkpoint '{tmp_path / 'exp out'}'/<name>" in capsys.readouterr().err
+
+
 def test_a_class_without_any_checkpoint_is_said_to_have_no_answer(tmp_path: Path) -> None:
     root = tmp_path / "failed"
     rows = planted_sweep(root)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import shutil
 import sys
 import unicodedata
@@ -455,7 +456,8 @@ def _labels_section(rep: Mapping[str, Any], meta: Mapping[str, Any], dest: Path)
         ]
     else:
         lines += ["The checkpoint records no cutoffs chosen on validation (trained by an earlier adgan); "
-                  f"`adgan score --checkpoint {dest} --flag VALUE` flags at a score value of your choice.",
+                  f"`adgan score --checkpoint {shlex.quote(str(dest))} --flag VALUE` flags at a score value "
+                  "of your choice.",
                   ""]
     lines += [
         f"The test F1 of the metrics above (precision {_fmt(rep.get('test_precision'), 3)}, recall "
@@ -580,18 +582,25 @@ def model_card(
         f"{int(cost['trials'])} trials, {cost['trial_hours']:.3f} trial hours, {cost['cpu_hours']:.3f} CPU "
         f"hours, {cost['gpu_hours']:.3f} GPU hours.",
         "",
+        *_use_lines(plugin, bundled, dest, data, bool(meta.get("cutoffs"))),
+    ]
+    return "\n".join(lines)
+
+
+def _use_lines(plugin: str | None, bundled: str | None, dest: Path, data: Mapping[str, Any],
+               cutoffs: bool) -> list[str]:
+    """The model card's "Use" section: the commands that score with the exported detector, shell-quoted (a
+    folder with a space would split a command pasted from the card)."""
+    env = f"ADGAN_PLUGINS={shlex.quote(str(bundled or plugin))} " if plugin else ""
+    score = f"{env}adgan score --checkpoint {shlex.quote(str(dest))} --input FILE"
+    return [
         "## Use",
         *([f"The detector comes from the plugin `{plugin}`: scoring imports it first (ADGAN_PLUGINS)"
            + (f"; a copy of the file is in `{bundled}` (modules it imports are not copied)." if bundled
               else ".")] if plugin else []),
         "```bash",
-        f"{f'ADGAN_PLUGINS={bundled or plugin} ' if plugin else ''}adgan score --checkpoint {dest} "
-        "--input FILE   "
-        f"# {_inputs(data)}",
-        *([f"{f'ADGAN_PLUGINS={bundled or plugin} ' if plugin else ''}adgan score --checkpoint {dest} "
-           "--input FILE --flag fpr-5%   # and a flagged column (From scores to labels)"]
-          if meta.get("cutoffs") else []),
+        f"{score}   # {_inputs(data)}",
+        *([f"{score} --flag fpr-5%   # and a flagged column (From scores to labels)"] if cutoffs else []),
         "```",
         "",
     ]
-    return "\n".join(lines)

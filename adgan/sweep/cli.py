@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -195,5 +196,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     for label in classes_without_answer(args.results) if args.per == "class" else []:
         print(f"note: class {label} not exported: no trial of it ended with a checkpoint (adgan best lists "
               "its groups and why)", file=sys.stderr)
-    print(f"score with: adgan score --checkpoint {Path(args.out) / '<name>'} --input FILE", file=sys.stderr)
+    folder = shlex.quote(str(Path(args.out))) + "/<name>"  # (quoted: a pasted path with a space stays one)
+    print(f"score with: adgan score --checkpoint {folder} --input FILE", file=sys.stderr)
     return 0

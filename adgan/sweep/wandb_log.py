@@ -32,6 +32,7 @@ import json
 import math
 import netrc
 import os
+import shlex
 import sys
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -251,7 +252,7 @@ def offline_hint(results_dir: str, project: str, sweep: str) -> str | None:
     # Results on an object store: every node keeps its own trials' runs (run_parent), this one included.
     nodes = " (each node of a cluster keeps its own trials' runs there)" if is_uri(results_dir) else ""
     return (f"[{sweep}] W&B: {n} offline runs in {where}{nodes}; upload them with: "
-            f"wandb sync --project {project} {where}/offline-run-*")
+            f"wandb sync --project {shlex.quote(str(project))} {shlex.quote(str(where))}/offline-run-*")
 
 
 def log_sweep_summary(
