@@ -275,3 +275,26 @@ def test_a_space_the_budget_covers_is_tried_setting_by_setting(tmp_path: Path) -
     assert sorted(d["k"] for d in by_group["small"]) == [1, 2]
     assert sorted((d["k"], d["c"]) for d in by_group["grid"]) == [(1, "a"), (1, "b"), (5, "a"), (5, "b")]
     assert len(by_group["large"]) == 3
+
+
+def test_a_group_never_runs_one_setting_twice(tmp_path: Path) -> None:
+    """k in 1..10 with 6 trials (fewer than its settings, so not laid out as a grid): Optuna's first
+    (random) draws repeat settings; every trial of the group gets a setting of its own, whether the earlier
+    ones ended or still run, the same ones on every run."""
+    space = {"k": IntDistribution(1, 10)}
+    drawn = []
+    for run in range(2):
+        s = _searcher(_groups(1, budget=6, space=space), tmp_path / f"j{run}.journal")
+        ks = []
+        for i in range(6):
+            config = s.suggest(f"t{i}")
+            assert config is not None
+            ks.append(config["k"])
+            if i % 2:  # some end before the next is drawn, some are still running
+                s.on_trial_complete(f"t{i}", {METRIC: 0.1 * i, "epoch": 1})
+        assert len(set(ks)) == 6
+        drawn.append(ks)
+    assert drawn[0] == drawn[1]
+    # A continuous space is left to the sampler (a repeat there is a draw of probability zero).
+    s = _searcher(_groups(1, budget=3, space={"lr": FloatDistribution(1e-4, 1e-1, log=True)}), None)
+    assert len({s.suggest(f"u{i}")["lr"] for i in range(3)}) == 3

@@ -194,6 +194,31 @@ def _whole_grid(space: dict[str, Any], budget: int) -> list[dict[str, Any]]:
     return [dict(combo) for combo in itertools.product(*axes)]
 
 
+def _setting_key(params: dict[str, Any]) -> str:
+    return repr(sorted(params.items()))
+
+
+MAX_ENUMERATED = 100_000  # settings of a discrete space listed to find one not yet tried
+
+
+def _free_settings(space: dict[str, Any], taken: set[str]) -> list[dict[str, Any]]:
+    """The settings of a discrete ``space`` (every distribution an int or categorical one, with at most
+    ``MAX_ENUMERATED`` settings) not in ``taken``, in a fixed order; [] for any other space."""
+    axes = []
+    for name, d in sorted(space.items()):
+        if isinstance(d, optuna.distributions.IntDistribution):
+            axes.append((name, list(range(d.low, d.high + 1, d.step))))
+        elif isinstance(d, optuna.distributions.CategoricalDistribution):
+            axes.append((name, list(d.choices)))
+        else:
+            return []
+    if math.prod(len(values) for _, values in axes) > MAX_ENUMERATED:
+        return []
+    names = [name for name, _ in axes]
+    settings = (dict(zip(names, combo, strict=True)) for combo in itertools.product(*(v for _, v in axes)))
+    return [c for c in settings if _setting_key(c) not in taken]
+
+
 class GroupedSearcher(Searcher):
     """One seeded Optuna TPE study per group with a budget of trials each (see the module docstring).
 
@@ -320,12 +345,33 @@ class GroupedSearcher(Searcher):
                 continue
             self.suggested[gid] += 1
             study = self._study(gid)
-            trial = study.ask(fixed_distributions=space or {})
+            trial = self._ask_new(gid, study, space or {})
             trial.set_user_attr(TRIAL_ID_ATTR, trial_id)
             self._trials[trial_id] = trial
             self.live[trial_id] = _Live(gid, trial.number, trial._trial_id)
             return {**base, **trial.params, GROUP_KEY: gid}
         return Searcher.FINISHED
+
+    def _ask_new(self, gid: str, study: optuna.Study, space: dict[str, Any]) -> optuna.trial.Trial:
+        """The study's next trial, never a setting the group already ran or runs: a group's trials share
+        its data, seed and model, so a repeat would only give the same result again. Optuna's samplers
+        repeat settings of a discrete space (its first trials are drawn at random, with replacement): such
+        a repeat is failed in the study and replaced by a setting not yet tried, drawn with the group's
+        seed. A continuous space, or one whose settings are all taken, keeps what the sampler gave."""
+        trial = study.ask(fixed_distributions=space)
+        if not space:
+            return trial
+        taken = {_setting_key(t.params) for t in study.get_trials(deepcopy=False)
+                 if t.number != trial.number and t.state != optuna.trial.TrialState.FAIL}
+        if _setting_key(trial.params) not in taken:
+            return trial
+        free = _free_settings(space, taken)
+        if not free:
+            return trial
+        pick = free[(zlib.crc32(f"{self.seed}/{gid}/{trial.number}".encode())) % len(free)]
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)  # (a repeat, never run: not a result)
+        study.enqueue_trial(pick)
+        return study.ask(fixed_distributions=space)
 
     def _report(self, trial_id: str, rec: _Live, result: dict | None) -> None:
         """Record a result's metric: the trial's best so far and, per epoch, an intermediate value."""
