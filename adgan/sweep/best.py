@@ -257,17 +257,12 @@ def has_answer(results_dir: str | Path) -> bool:
     return any(r["checkpoint"] for r in _best_rows(results_dir))
 
 
-def classes_without_answer(results_dir: str | Path) -> list[str]:
-    """The classes of a sweep's results with groups but no recommended detector (no trial of theirs ended
-    with a checkpoint), labelled as ``adgan best`` shows them: what ``export`` leaves out."""
-    best = _best_rows(results_dir)
-    recs = recommend([r for r in best if r["checkpoint"]])
-    return [_class_label(cls, name) for _, cls, name in unanswered(recs, best)]
-
-
-def export(results_dir: str | Path, out: str | Path, *, per: str = "class") -> list[Path]:
+def export(results_dir: str | Path, out: str | Path, *, per: str = "class",
+           left_out: list[str] | None = None) -> list[Path]:
     """Copy the recommended detector of each class (``per="class"``, the default; with a ``MODEL_CARD.md``)
     or each group's chosen checkpoint (``per="group"``) to ``out/<name>/`` with a ``sweep_result.json``.
+    ``left_out``: where given, the classes with groups but no recommended detector (no trial of theirs
+    ended with a checkpoint), labelled as ``adgan best`` shows them, are appended to it.
 
     Raises:
         DataError: No results, or a chosen checkpoint directory is missing.
@@ -285,6 +280,8 @@ def export(results_dir: str | Path, out: str | Path, *, per: str = "class") -> l
         groups = _groups_without_result(results_dir, best)
         recs = recommend(rows)
         plan = [(rec.chosen.representative, _class_folder(rec.chosen.representative), rec) for rec in recs]
+        if left_out is not None:
+            left_out += [_class_label(cls, name) for _, cls, name in unanswered(recs, best)]
     else:
         plan = [(r, f"{_class_folder(r)}_{r['model']}_{r['loss_case']}_s{r['seed']}", None) for r in rows]
     # Every destination and source checked before anything is copied: an export that stops half-way would

@@ -186,14 +186,15 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from adgan.sweep.best import classes_without_answer, export, unfinished_note
+    from adgan.sweep.best import export, unfinished_note
 
     note = unfinished_note(args.results)
     if note:
         print(note, file=sys.stderr)
-    for path in export(args.results, args.out, per=args.per):
+    left_out: list[str] = []
+    for path in export(args.results, args.out, per=args.per, left_out=left_out):
         print(path)
-    for label in classes_without_answer(args.results) if args.per == "class" else []:
+    for label in left_out:
         print(f"note: class {label} not exported: no trial of it ended with a checkpoint (adgan best lists "
               "its groups and why)", file=sys.stderr)
     folder = shlex.quote(str(Path(args.out))) + "/<name>"  # (quoted: a pasted path with a space stays one)
