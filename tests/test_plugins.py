@@ -183,12 +183,15 @@ def test_an_exported_plugin_detector_carries_its_plugin_file(tmp_path: Path) -> 
         export(root, tmp_path / "exported")
     said = f"adgan: warning: {plug} changed since the detector exported to {dest} was trained"
     assert said in err.getvalue()
+    assert "**The copy is not the file the detector was trained with**" in (dest / "MODEL_CARD.md").read_text(
+    )
     plug.write_text(source)
     with contextlib.redirect_stderr(io.StringIO()) as err:
         export(root, tmp_path / "exported")
     assert "changed since" not in err.getvalue()
     card = (dest / "MODEL_CARD.md").read_text()
     assert f"a copy of the file is in `{bundled}`" in card and f"ADGAN_PLUGINS={bundled} adgan score" in card
+    assert "not the file the detector was trained with" not in card
 
     shutil.rmtree(plug.parent)  # the plugin's source is not where it was trained
     np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(5, 8)).astype(np.float32))

@@ -579,22 +579,31 @@ def model_card(
         f"{int(cost['trials'])} trials, {cost['trial_hours']:.3f} trial hours, {cost['cpu_hours']:.3f} CPU "
         f"hours, {cost['gpu_hours']:.3f} GPU hours.",
         "",
-        *_use_lines(plugin, bundled, dest, data, bool(meta.get("cutoffs"))),
+        *_use_lines(plugin, bundled, dest, data, bool(meta.get("cutoffs")), header.get("plugin_sha256")),
     ]
     return "\n".join(lines)
 
 
-def _use_lines(plugin: str | None, bundled: str | None, dest: Path, data: Mapping[str, Any],
-               cutoffs: bool) -> list[str]:
+def _use_lines(plugin: str | None, bundled: Path | None, dest: Path, data: Mapping[str, Any],
+               cutoffs: bool, trained_with: str | None) -> list[str]:
     """The model card's "Use" section: the commands that score with the exported detector, shell-quoted (a
-    folder with a space would split a command pasted from the card)."""
+    folder with a space would split a command pasted from the card); ``trained_with``: the sha256 of the
+    plugin file the detector was trained with, if recorded."""
+    import hashlib
+
     env = f"ADGAN_PLUGINS={shlex.quote(str(bundled or plugin))} " if plugin else ""
+    copied = hashlib.sha256(bundled.read_bytes()).hexdigest() if bundled is not None else None
+    changed = ([f"**The copy is not the file the detector was trained with**: the plugin changed since "
+                f"(sha256 {trained_with[:16]}... at training, {copied[:16]}... copied); it may not load or "
+                "score the detector as trained."] if trained_with and copied and copied != trained_with
+               else [])
     score = f"{env}adgan score --checkpoint {shlex.quote(str(dest))} --input FILE"
     return [
         "## Use",
         *([f"The detector comes from the plugin `{plugin}`: scoring imports it first (ADGAN_PLUGINS)"
            + (f"; a copy of the file is in `{bundled}` (modules it imports are not copied)." if bundled
               else ".")] if plugin else []),
+        *changed,
         "```bash",
         f"{score}   # {_inputs(data)}",
         *([f"{score} --flag fpr-5%   # and a flagged column (From scores to labels)"] if cutoffs else []),
