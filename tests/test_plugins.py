@@ -183,8 +183,8 @@ def test_an_exported_plugin_detector_carries_its_plugin_file(tmp_path: Path) -> 
         export(root, tmp_path / "exported")
     said = f"adgan: warning: {plug} changed since the detector exported to {dest} was trained"
     assert said in err.getvalue()
-    assert "**The copy is not the file the detector was trained with**" in (dest / "MODEL_CARD.md").read_text(
-    )
+    edited_card = (dest / "MODEL_CARD.md").read_text()
+    assert "**The copy is not the file the detector was trained with**" in edited_card
     plug.write_text(source)
     with contextlib.redirect_stderr(io.StringIO()) as err:
         export(root, tmp_path / "exported")
