@@ -174,10 +174,9 @@ class _Live:
     told: bool = False  # the study already holds its end (the journal ran ahead of Tune's snapshot)
 
 
-def _whole_grid(space: dict[str, Any], budget: int) -> list[dict[str, Any]]:
-    """Every setting of a finite space (choices, integer ranges) when the group's budget covers them all
-    (``SweepSpec.trials`` caps it there), else none: a sampler left to draw from so small a space repeats
-    settings (TPE's random start-up draws k=2 twice out of {1, 2}) and leaves others untried."""
+def _all_settings(space: dict[str, Any], limit: int) -> list[dict[str, Any]]:
+    """Every setting of a finite space (choices, integer ranges) when it has at most ``limit``, else none
+    (and none for a space with a continuous range or nothing searched)."""
     import optuna.distributions as od
 
     axes: list[list[tuple[str, Any]]] = []
@@ -189,7 +188,7 @@ def _whole_grid(space: dict[str, Any], budget: int) -> list[dict[str, Any]]:
         else:
             return []
         axes.append([(name, v) for v in values])
-    if not axes or math.prod(len(a) for a in axes) > budget:
+    if not axes or math.prod(len(a) for a in axes) > limit:
         return []
     return [dict(combo) for combo in itertools.product(*axes)]
 
@@ -199,24 +198,6 @@ def _setting_key(params: dict[str, Any]) -> str:
 
 
 MAX_ENUMERATED = 100_000  # settings of a discrete space listed to find one not yet tried
-
-
-def _free_settings(space: dict[str, Any], taken: set[str]) -> list[dict[str, Any]]:
-    """The settings of a discrete ``space`` (every distribution an int or categorical one, with at most
-    ``MAX_ENUMERATED`` settings) not in ``taken``, in a fixed order; [] for any other space."""
-    axes = []
-    for name, d in sorted(space.items()):
-        if isinstance(d, optuna.distributions.IntDistribution):
-            axes.append((name, list(range(d.low, d.high + 1, d.step))))
-        elif isinstance(d, optuna.distributions.CategoricalDistribution):
-            axes.append((name, list(d.choices)))
-        else:
-            return []
-    if math.prod(len(values) for _, values in axes) > MAX_ENUMERATED:
-        return []
-    names = [name for name, _ in axes]
-    settings = (dict(zip(names, combo, strict=True)) for combo in itertools.product(*(v for _, v in axes)))
-    return [c for c in settings if _setting_key(c) not in taken]
 
 
 class GroupedSearcher(Searcher):
@@ -321,7 +302,10 @@ class GroupedSearcher(Searcher):
                 load_if_exists=True,
             )
             if not study.user_attrs:  # a new study: say what it is, for the dashboard
-                for params in _whole_grid(self.groups[gid][1], self.groups[gid][2]):
+                # A budget that covers a finite space: each setting once (a sampler left to draw from so
+                # small a space repeats settings, TPE's random start-up draws k=2 twice out of {1, 2}, and
+                # leaves others untried; SweepSpec.trials caps the budget there).
+                for params in _all_settings(self.groups[gid][1], self.groups[gid][2]):
                     study.enqueue_trial(params)  # (asked before the sampler is: each setting once)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -365,7 +349,7 @@ class GroupedSearcher(Searcher):
                  if t.number != trial.number and t.state != optuna.trial.TrialState.FAIL}
         if _setting_key(trial.params) not in taken:
             return trial
-        free = _free_settings(space, taken)
+        free = [c for c in _all_settings(space, MAX_ENUMERATED) if _setting_key(c) not in taken]
         if not free:
             return trial
         pick = free[(zlib.crc32(f"{self.seed}/{gid}/{trial.number}".encode())) % len(free)]
