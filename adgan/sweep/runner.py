@@ -636,9 +636,9 @@ def _restored_tuner(spec: SweepSpec, results: Location, trainable: Any, journal:
     """
     from ray import tune
 
-    path, fs = results.child(TUNE_EXPERIMENT).tune_storage
-    for line in restore_named_checkpoints(path, fs):  # (what a driver killed mid-checkpoint left)
+    for line in restore_named_checkpoints(results.child(TUNE_EXPERIMENT)):  # (a driver killed mid-checkpoint)
         print(f"adgan: {line}", file=sys.stderr)
+    path, fs = results.child(TUNE_EXPERIMENT).tune_storage
     tuner = tune.Tuner.restore(
         path,
         trainable=trainable,

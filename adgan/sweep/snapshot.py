@@ -23,42 +23,13 @@ import re
 from typing import Any
 
 from adgan.errors import DataError
+from adgan.sweep.storage import Location
 
 log = logging.getLogger(__name__)
 
 _CHECKPOINT = re.compile(r"^checkpoint_(\d+)$")
 COPYING = ".adgan-copying"  # in a checkpoint folder while it is being put back
 _STATE = re.compile(r"^experiment_state-.*\.json$")
-
-
-def _children(fs: Any, path: str) -> dict[str, Any]:
-    """Name -> ``pyarrow.fs.FileInfo`` of the entries directly in ``path`` ({} if it does not exist)."""
-    import pyarrow.fs as pafs
-
-    try:
-        infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
-    except (OSError, ValueError):
-        return {}
-    return {info.base_name: info for info in infos}
-
-
-def _copy_dir(fs: Any, source: str, dest: str) -> None:
-    """Copy the folder ``source`` to ``dest`` on ``fs``, with everything in it. ``COPYING`` lies in
-    ``dest`` until the last file is copied: a copy cut short (a store's error, a kill) is made again by
-    the next ``--resume`` instead of being restored from."""
-    import pyarrow.fs as pafs
-
-    fs.create_dir(dest, recursive=True)
-    with fs.open_output_stream(f"{dest}/{COPYING}") as marker:
-        marker.write(source.encode())
-    infos = fs.get_file_info(pafs.FileSelector(source, recursive=True))
-    for info in sorted(infos, key=lambda i: i.type != pafs.FileType.Directory):  # (folders first)
-        target = dest + info.path[len(source.rstrip("/")):]
-        if info.type == pafs.FileType.Directory:
-            fs.create_dir(target, recursive=True)
-        else:
-            fs.copy_file(info.path, target)
-    fs.delete_file(f"{dest}/{COPYING}")
 
 
 def _named(meta: Any) -> tuple[str | None, list[str]]:
@@ -73,62 +44,63 @@ def _named(meta: Any) -> tuple[str | None, list[str]]:
     return (name(latest) if latest is not None and latest.checkpoint is not None else None), kept
 
 
-def restore_named_checkpoints(experiment_path: str, fs: Any) -> list[str]:
-    """Put back the checkpoints the newest Tune snapshot in ``experiment_path`` (on the pyarrow
-    filesystem ``fs``, None for a local path) names but storage lacks; return a line per trial repaired,
-    for the log.
+def restore_named_checkpoints(experiment: Location) -> list[str]:
+    """Put back the checkpoints the newest Tune snapshot in the directory ``experiment`` names but storage
+    lacks; return a line per trial repaired, for the log.
 
     Anything unexpected in the snapshot (another Ray's format) leaves everything as it is: Tune then
     restores as it would have."""
-    import pyarrow.fs as pafs
     from ray.tune.experiment.trial import Trial, _TrainingRunMetadata
 
-    if fs is None:  # (a local results folder: Tune is given the path alone)
-        fs, experiment_path = pafs.FileSystem.from_uri(str(experiment_path))
-    states = sorted(n for n in _children(fs, experiment_path) if _STATE.match(n))
+    states = [n for n in experiment.list_files() if _STATE.match(n)]  # (sorted: the newest last)
     if not states:
         return []
     try:
-        with fs.open_input_stream(f"{experiment_path}/{states[-1]}") as stream:
-            state = json.loads(stream.read())
+        state = json.loads(experiment.child(states[-1]).read_text())
         trials = [(Trial.from_json_state(t, stub=True), _TrainingRunMetadata.from_json_state(m))
                   for t, m in state["trial_data"]]
     except Exception as exc:  # noqa: BLE001 (a snapshot this code cannot read: Tune's restore decides)
         log.debug("not checking the snapshot's checkpoints: %s", exc)
         return []
-    repaired = [_repair_trial(fs, experiment_path, trial, meta) for trial, meta in trials
-                if trial.status not in (Trial.TERMINATED, Trial.ERROR)]
+    repaired = [_repair_trial(experiment.child(trial.storage.trial_dir_name), trial.trial_id, meta)
+                for trial, meta in trials if trial.status not in (Trial.TERMINATED, Trial.ERROR)]
     return [line for line in repaired if line]
 
 
-def _repair_trial(fs: Any, experiment_path: str, trial: Any, meta: Any) -> str | None:
+def _repair_trial(trial_dir: Location, trial_id: str, meta: Any) -> str | None:
     """The repair of :func:`restore_named_checkpoints` for one trial to be restored; its log line."""
     try:
         latest, kept = _named(meta)
     except AttributeError as exc:  # (another Ray's checkpoint manager)
-        log.debug("not checking the checkpoints of trial %s: %s", trial.trial_id, exc)
+        log.debug("not checking the checkpoints of trial %s: %s", trial_id, exc)
         return None
-    trial_dir = f"{experiment_path}/{trial.storage.trial_dir_name}"
-    present = _children(fs, trial_dir)
-    on_disk = sorted(int(m.group(1)) for n in present if (m := _CHECKPOINT.match(n)))
+    # (the folders holding files: an object store has no folders of its own)
+    present = {name.split("/", 1)[0] for name, _ in trial_dir.files()}
     for name in kept:
         if name != latest and name not in present:
-            fs.create_dir(f"{trial_dir}/{name}")  # (only for Tune to delete: nothing resumes from it)
+            # (only for Tune to delete: nothing resumes from it)
+            trial_dir.fs.create_dir(trial_dir.child(name).path)
     match = _CHECKPOINT.match(latest or "")
     if match is None:
         return None
+    target = trial_dir.child(str(latest))
     if latest in present:
-        if COPYING not in _children(fs, f"{trial_dir}/{latest}"):
+        if COPYING not in target.list_files():
             return None
-        fs.delete_dir(f"{trial_dir}/{latest}")  # (a copy of an earlier --resume, cut short)
+        target.delete_dir()  # (a copy of an earlier --resume, cut short)
+    on_disk = sorted(int(m.group(1)) for n in present if (m := _CHECKPOINT.match(n)))
     newer = [i for i in on_disk if i > int(match.group(1))]
     if not newer:
         return None
     source = f"checkpoint_{newer[0]:06d}"
     try:
-        _copy_dir(fs, f"{trial_dir}/{source}", f"{trial_dir}/{latest}")
+        # COPYING lies in the copy until its last file is there: a copy cut short (a store's error, a kill)
+        # is made again by the next --resume instead of being restored from.
+        target.child(COPYING).write_text(source)
+        trial_dir.child(source).copy_to(target)
+        target.child(COPYING).delete()
     except OSError as exc:
-        raise DataError(f"{trial_dir}: could not put back {latest}, which Tune's snapshot names, as a copy "
-                        f"of {source} ({exc}); run the same --resume again") from None
-    return (f"trial {trial.trial_id}: its snapshot named {latest}, deleted after it was taken; resuming "
-            f"from {source}")
+        raise DataError(f"{trial_dir.uri}: could not put back {latest}, which Tune's snapshot names, as a "
+                        f"copy of {source} ({exc}); run the same --resume again") from None
+    return (f"trial {trial_id}: its snapshot named {latest}, deleted after it was taken; resuming from "
+            f"{source}")

@@ -171,6 +171,13 @@ class Location:
                             destination_filesystem=local)
         return dest
 
+    def copy_to(self, dest: Location) -> None:
+        """Copy this directory (recursively) to ``dest``, a directory on the same filesystem."""
+        for name, _ in self.files():
+            target = dest.child(name).path
+            self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
+            self.fs.copy_file(self.child(name).path, target)
+
     def upload_file(self, src: str | os.PathLike[str]) -> None:
         """Write the local file ``src`` here, whole (see :meth:`write_bytes`)."""
         self.write_bytes(Path(src).read_bytes())
