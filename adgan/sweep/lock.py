@@ -133,8 +133,7 @@ class ResultsLock:
         if previous.get("host") != socket.gethostname():
             raise ConfigError(
                 f"{self.dir} is locked by a {self.what} on another machine ({describe(previous)}) and this "
-                "machine "
-                f"cannot tell whether it still runs; if it does not, remove {self.path}"
+                f"machine cannot tell whether it still runs; if it does not, remove {self.path}"
             )
         if process_alive(previous.get("pid"), previous.get("pid_start")):
             # Alive, yet the lock was free: the lock file was removed and recreated under the running sweep.
