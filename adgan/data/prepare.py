@@ -16,7 +16,7 @@ import os
 import re
 import warnings
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -183,29 +183,27 @@ def _numeric_rows(path: Path) -> np.ndarray:
     return rows
 
 
-def _first_line(path: Path) -> str:
-    """The first line of a text file that is neither blank nor only a ``#`` comment, stripped."""
+def _data_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """``(line number from 1, text)`` of the lines numpy.loadtxt reads as rows: it skips blank lines and
+    lines that are only a ``#`` comment, and reads a ``.gz`` file decompressed."""
     import gzip
 
-    opener = gzip.open if path.name.lower().endswith(".gz") else open  # (as numpy.loadtxt reads it)
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
     with opener(path, "rt", errors="replace") as fh:
-        for text in fh:
+        for number, text in enumerate(fh, 1):
             if text.split("#", 1)[0].strip():
-                return text.strip()
-    return ""
+                yield number, text
+
+
+def _first_line(path: Path) -> str:
+    """The first line numpy.loadtxt reads as a row, stripped."""
+    return next((text.strip() for _, text in _data_lines(path)), "")
 
 
 def _file_line(path: Path, data_row: int) -> int:
-    """The line number (from 1) of numpy.loadtxt's data row ``data_row`` (from 0): loadtxt skips blank lines
-    and lines that are only a ``#`` comment."""
-    with open(path, errors="replace") as fh:
-        rows = -1
-        for number, text in enumerate(fh, 1):
-            if text.split("#", 1)[0].strip():
-                rows += 1
-                if rows == data_row:
-                    return number
-    return data_row + 1
+    """The line number (from 1) of numpy.loadtxt's data row ``data_row`` (from 0)."""
+    return next((number for row, (number, _) in enumerate(_data_lines(path)) if row == data_row),
+                data_row + 1)
 
 
 def _scaled(x: np.ndarray, prep: dict[str, Any], where: str = "input") -> np.ndarray:
