@@ -178,9 +178,9 @@ def read_table(path: Path, text_columns: Sequence[str], columns: Sequence[str] |
                     null_values=CSV_NULLS,
                 ))
     except (pa.ArrowException, OSError) as exc:
-        if table_format(path) != "parquet" and ("invalid UTF8" in str(exc)
-                                                 or _not_utf8(path, exc).startswith("UTF-16")):
-            raise DataError(f"{path}: {_not_utf8(path, exc)}") from None
+        said = _not_utf8(path, exc) if table_format(path) != "parquet" else ""
+        if said and ("invalid UTF8" in str(exc) or said.startswith("UTF-16")):
+            raise DataError(f"{path}: {said}") from None
         raise DataError(f"{path}: {exc}{_ragged_hint(path, str(exc))}") from None
     twice = sorted({n for n in table.column_names if table.column_names.count(n) > 1})
     if twice:
