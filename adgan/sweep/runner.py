@@ -212,7 +212,6 @@ def run_sweep(
     with results_lock(results):
         _check_start(spec, results, resume)
         if resume:
-            records.check_same_spec(spec, results)  # (again, now that the lock is held)
             records.warn_if_plugins_changed(spec, results)
             if optuna_storage is None:
                 journal = _recorded_journal(results, journal)
