@@ -439,18 +439,25 @@ def test_resume_without_a_saved_state_says_how_to_start_again(tmp_path: Path,
 def test_train_refuses_a_data_dir_without_the_files_though_the_cache_has_them(
         fake_data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    """--data-dir pointing at the folder that holds the IDX files itself (a common slip), while the cache
-    holds another MNIST: refused with the fix, not trained on the cache's copy under the asked one's name."""
+    """--data-dir pointing at a folder that holds the IDX files itself but whose name does not say which
+    dataset they are (MNIST's and Fashion-MNIST's share names), while the cache holds another MNIST: refused
+    with the fix, not trained on the cache's copy under the asked one's name. Named for the dataset, the
+    folder is taken."""
     cache = tmp_path / "xdg"
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
     (cache / "adgan").mkdir(parents=True)
     (cache / "adgan" / "mnist").symlink_to(fake_data_dir / "mnist")
-    assert main(["train", "--model", "knn", "--dataset", "mnist", "--data-dir", str(fake_data_dir / "mnist"),
+    digits = tmp_path / "digits"
+    digits.symlink_to(fake_data_dir / "mnist")
+    assert main(["train", "--model", "knn", "--dataset", "mnist", "--data-dir", str(digits),
                  "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
-    assert f"data_dir (--data-dir) {fake_data_dir / 'mnist'}: no complete copy of dataset 'mnist'" in err
-    assert f"the files are directly in {fake_data_dir / 'mnist'}" in err and "Traceback" not in err
+    assert f"data_dir (--data-dir) {digits}: no complete copy of dataset 'mnist'" in err
+    assert f"the files are directly in {digits}, whose name does not say" in err and "Traceback" not in err
     assert not (tmp_path / "r").exists()
+    assert main(["train", "--model", "knn", "--dataset", "mnist", "--data-dir", str(fake_data_dir / "mnist"),
+                 "--out", str(tmp_path / "r")]) == 0
+    assert f"samples from {fake_data_dir / 'mnist'} sha256 " in capsys.readouterr().err
 
 
 def test_version_names_adgan_and_its_libraries_without_importing_torch() -> None:

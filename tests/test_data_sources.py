@@ -77,9 +77,39 @@ def test_layouts_flat_and_ungzipped(tmp_path: Path) -> None:
         f.unlink()
     s = load_dataset("mnist", 0, data_dir=fake, verbose=False)
     assert s.info.sha256.count(";") == 3 and len(s.train) > 0
-    with pytest.raises(DataError, match=f"the files are directly in {fake / 'mnist'}: data_dir names the "
-                                        f"folder holding mnist/ \\(here {fake}\\)"):
-        sources.resolve(sources.SPECS["mnist"], fake / "mnist")
+    # ... unless the folder given says by its name which dataset it holds.
+    assert sources.resolve(sources.SPECS["mnist"], fake / "mnist").directory == fake / "mnist"
+    other = fake / "digits"
+    (fake / "mnist").rename(other)
+    with pytest.raises(DataError, match=f"the files are directly in {other}, whose name does not say that it "
+                                        f"holds mnist \\(MNIST and Fashion-MNIST share file names\\): name "
+                                        f"that folder mnist, or move the files into {other / 'mnist'}/"):
+        sources.resolve(sources.SPECS["mnist"], other)
+    with pytest.raises(DataError, match="whose name does not say that it holds fashion-mnist"):
+        sources.resolve(sources.SPECS["fashion-mnist"], other.rename(fake / "MNIST"))  # named for the other
+
+
+def test_torchvision_layout(tmp_path: Path) -> None:
+    """A root torchvision downloaded into (``MNIST/raw/``, ``FashionMNIST/raw/``, un-gzipped files beside
+    the .gz ones) is a data root as it is, and its ``raw`` folder is a dataset folder by its path."""
+    fake = make_fake_data_dir(tmp_path / "fake", per_class=10)
+    for name, folder in (("mnist", "MNIST"), ("fashion-mnist", "FashionMNIST")):
+        raw = tmp_path / "tv" / folder / "raw"
+        raw.mkdir(parents=True)
+        for f in (fake / name).iterdir():
+            (raw / f.name).write_bytes(f.read_bytes())
+            (raw / f.stem).write_bytes(gzip.decompress(f.read_bytes()))
+        for data_dir in (tmp_path / "tv", raw):
+            res = sources.resolve(sources.SPECS[name], data_dir)
+            assert res.origin == "data_dir" and res.directory == raw, (name, data_dir)
+        same = load_dataset(name, 1, data_dir=tmp_path / "tv", verbose=False)
+        ref = load_dataset(name, 1, data_dir=fake, verbose=False)
+        assert np.array_equal(same.train.x, ref.train.x) and same.info.sha256 == ref.info.sha256
+    with pytest.raises(DataError) as err:  # torchvision's MNIST folder named for Fashion-MNIST: refused
+        sources.resolve(sources.SPECS["fashion-mnist"], tmp_path / "tv" / "MNIST" / "raw")
+    assert "expected {train-images-idx3-ubyte.gz" in str(err.value)
+    assert f"in {tmp_path / 'tv/MNIST/raw/fashion-mnist'}/ or {tmp_path / 'tv/MNIST/raw/FashionMNIST/raw'}/" \
+        in str(err.value)
 
 
 def test_dataset_available(fake_data_dir: Path) -> None:
@@ -98,8 +128,9 @@ def test_missing_files_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         f"data_dir (--data-dir) {tmp_path / 'd'}: no complete copy of dataset 'mnist': expected "
         "{train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
         "t10k-labels-idx1-ubyte.gz} "
-        f"(gzipped or not) in {partial}/\n  Incomplete: {partial} lacks train-labels-idx1-ubyte.gz, "
-        "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz")
+        f"(gzipped or not) in {partial}/ or {tmp_path / 'd' / 'MNIST' / 'raw'}/\n"
+        f"  Incomplete: {partial} lacks train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
+        "t10k-labels-idx1-ubyte.gz")
     monkeypatch.setenv("ADGAN_DATA_DIR", str(tmp_path / "d"))  # a data root: every place searched, then this
     with pytest.raises(DataError) as err:
         load_dataset("mnist", 0, verbose=False)

@@ -13,9 +13,12 @@ Search order for a dataset's files (the first place holding all of them wins):
 5. otherwise a ``DataError`` listing the files to place and where.
 
 Inside each root the files live in a folder named after the dataset (``<root>/mnist/``,
-``<root>/fashion-mnist/``, ``<root>/cifar10/``, ``<root>/kdd99/``). KDD99 and CIFAR-10, whose file names are
-unambiguous, are also found directly in ``<root>/``. A file ``name.gz`` may also be stored un-gzipped as
-``name`` (and the reverse).
+``<root>/fashion-mnist/``, ``<root>/cifar10/``, ``<root>/kdd99/``) or where torchvision keeps them
+(``<root>/MNIST/raw/``, ``<root>/FashionMNIST/raw/``: a root torchvision downloaded into works as it is).
+KDD99 and CIFAR-10, whose file names are unambiguous, are also found directly in ``<root>/``; so are the
+files of any dataset in a ``data_dir`` that is itself one of its folders (``--data-dir ~/data/MNIST/raw``
+for ``mnist``: the folder's name says which dataset it holds). A file ``name.gz`` may also be stored
+un-gzipped as ``name`` (and the reverse).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ class SourceSpec:
         dataset: Dataset name, also the folder name inside a data root.
         layouts: Alternative sets of relative paths; any one complete set is enough.
         flat_ok: Whether the files may also sit directly in a root (names that cannot be confused).
+        folders: Other folders inside a root that hold the files, besides ``dataset`` (torchvision's).
         urls: Base URLs to download ``download`` from, tried in order.
         download: The files to download (default: ``layouts[0]``).
         sha256: Published sha256 of each downloaded file, checked before the file is kept.
@@ -52,6 +56,7 @@ class SourceSpec:
     dataset: str
     layouts: tuple[tuple[str, ...], ...]
     flat_ok: bool = False
+    folders: tuple[str, ...] = ()
     urls: tuple[str, ...] = ()
     download: tuple[str, ...] = ()
     sha256: dict[str, str] = field(default_factory=dict)
@@ -59,6 +64,13 @@ class SourceSpec:
     @property
     def download_files(self) -> tuple[str, ...]:
         return self.download or self.layouts[0]
+
+    def names_its_folder(self, directory: Path) -> bool:
+        """Whether ``directory`` is one of this dataset's folders by its own name (``.../mnist``,
+        ``.../MNIST/raw``; letter case aside): its files are then taken from it directly."""
+        parts = [p.casefold() for p in directory.expanduser().absolute().parts]
+        return any(parts[-len(want):] == want for folder in (self.dataset, *self.folders)
+                   if (want := [p.casefold() for p in Path(folder).parts]))
 
 
 @dataclass(frozen=True)
@@ -111,8 +123,8 @@ def candidate_dirs(spec: SourceSpec, data_dir: str | os.PathLike[str] | None) ->
     roots.extend((r, "system") for r in SYSTEM_ROOTS)
     dirs: list[tuple[Path, str]] = []
     for root, origin in roots:
-        dirs.append((root / spec.dataset, origin))
-        if spec.flat_ok:
+        dirs.extend((root / folder, origin) for folder in (spec.dataset, *spec.folders))
+        if spec.flat_ok or (origin == "data_dir" and spec.names_its_folder(root)):
             dirs.append((root, origin))
     return dirs
 
@@ -168,16 +180,19 @@ def _wanted(spec: SourceSpec) -> str:
 
 def _explicit_missing_message(spec: SourceSpec, root: Path, partial: list[str]) -> str:
     wanted = _wanted(spec)
-    where = f"{root / spec.dataset}/" + (f" or {root}/" if spec.flat_ok else "")
+    where = " or ".join(f"{root / folder}/" for folder in (spec.dataset, *spec.folders)) + (
+        f" or {root}/" if spec.flat_ok else "")
     lines = [f"data_dir (--data-dir) {root}: no complete copy of dataset {spec.dataset!r}: expected {wanted} "
              f"(gzipped or not) in {where}"]
     if not root.is_dir():
         lines.append(f"  {root} is not a folder")
-    elif not spec.flat_ok and any(_find_file(root, rel) for layout in spec.layouts for rel in layout):
-        # The files lie flat in the folder given: refused rather than taken, since MNIST and Fashion-MNIST
-        # share their file names and a flat folder cannot say which of the two it holds.
-        lines.append(f"  the files are directly in {root}: data_dir names the folder holding {spec.dataset}/ "
-                     f"(here {root.parent}), or move them into {root / spec.dataset}/")
+    elif not spec.flat_ok and not spec.names_its_folder(root) and any(
+            _find_file(root, rel) for layout in spec.layouts for rel in layout):
+        # The files lie flat in a folder whose name does not say which dataset it holds: refused rather
+        # than taken, since MNIST and Fashion-MNIST share their file names.
+        lines.append(f"  the files are directly in {root}, whose name does not say that it holds "
+                     f"{spec.dataset} (MNIST and Fashion-MNIST share file names): name that folder "
+                     f"{spec.dataset}, or move the files into {root / spec.dataset}/")
     if partial:
         lines.append(f"  Incomplete: {'; '.join(partial)}")
     return "\n".join(lines)
@@ -255,7 +270,7 @@ MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
 
 SPECS: dict[str, SourceSpec] = {
     "mnist": SourceSpec(
-        "mnist", (MNIST_FILES,),
+        "mnist", (MNIST_FILES,), folders=("MNIST/raw",),
         urls=("https://ossci-datasets.s3.amazonaws.com/mnist/", "https://yann.lecun.com/exdb/mnist/"),
         sha256={
             "train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
@@ -265,7 +280,7 @@ SPECS: dict[str, SourceSpec] = {
         },
     ),
     "fashion-mnist": SourceSpec(
-        "fashion-mnist", (MNIST_FILES,),
+        "fashion-mnist", (MNIST_FILES,), folders=("FashionMNIST/raw",),
         urls=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
         sha256={
             "train-images-idx3-ubyte.gz": "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
