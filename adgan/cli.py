@@ -282,7 +282,7 @@ def _train_with_progress(args: argparse.Namespace, config: dict[str, Any], out: 
     from tqdm import tqdm
 
     from adgan.models import DETECTORS
-    from adgan.train import train
+    from adgan.train import load_splits, resolve_config, train
 
     model_cls = DETECTORS.get(args.model)
     total = int(config.get("epochs", getattr(model_cls.Config, "epochs", 1))) if model_cls.is_iterative else 1
@@ -290,11 +290,13 @@ def _train_with_progress(args: argparse.Namespace, config: dict[str, Any], out: 
     done = _epochs_done(out) if args.resume else 0
     if done:
         print(f"resuming {out} after epoch {done} of {total}", file=sys.stderr)
+    splits = load_splits(resolve_config(config))  # before the bar: the data's source line, not inside it
     # initial=: the epochs of the interrupted run count as done, not as done in no time (the rate, the ETA)
     with tqdm(total=total, initial=done, unit="epoch", desc=args.model, file=sys.stderr,
               dynamic_ncols=True) as bar, _resume_hint(out, model_cls.is_iterative):
         # The training state is saved after every epoch, so that an interrupted run can be resumed.
-        for rec in train(config, out=args.out, save_state=model_cls.is_iterative, resume=args.resume):
+        for rec in train(config, splits=splits, out=args.out, save_state=model_cls.is_iterative,
+                         resume=args.resume):
             on_first()
             if rec["kind"] == "summary":
                 summary = rec

@@ -457,7 +457,11 @@ def test_train_refuses_a_data_dir_without_the_files_though_the_cache_has_them(
     assert not (tmp_path / "r").exists()
     assert main(["train", "--model", "knn", "--dataset", "mnist", "--data-dir", str(fake_data_dir / "mnist"),
                  "--out", str(tmp_path / "r")]) == 0
-    assert f"samples from {fake_data_dir / 'mnist'} sha256 " in capsys.readouterr().err
+    err = capsys.readouterr().err
+    # The data's source line on a line of its own, before the progress bar (not inside it).
+    assert re.search(rf"\n\[adgan\.data\] mnist: \d+ samples from {re.escape(str(fake_data_dir / 'mnist'))} "
+                     r"sha256 ", err), err
+    assert err.index("[adgan.data]") < err.index("knn:"), err
 
 
 def test_version_names_adgan_and_its_libraries_without_importing_torch() -> None:
