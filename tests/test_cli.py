@@ -591,7 +591,8 @@ def test_a_running_training_run_folder_is_refused_to_a_second_process(tmp_path: 
         first.kill()
     assert first.returncode == 0, err[-2000:]
     # The lock went with the process that held it (one epoch is enough to show it).
-    again = subprocess.run([*cmd, "--overwrite", "--epochs", "1"], capture_output=True, text=True, timeout=300)
+    again = subprocess.run([*cmd, "--overwrite", "--epochs", "1"], capture_output=True, text=True,
+                           timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
 
 

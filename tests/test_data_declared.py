@@ -334,6 +334,47 @@ def test_table_formats(tmp_path: Path, suffix: str) -> None:
         assert enc[3:6].tolist() == [float(row["service"] == v) for v in ("ftp", "http", "smtp")]
 
 
+def test_categories_are_learnt_from_the_training_rows_alone(tmp_path: Path) -> None:
+    """A category value that no training row holds (here one only the anomalies have; with one class
+    anomalous in turn, the values its normal classes lack) is not a feature: the encoding is learnt from the
+    training rows, and validation and test rows holding it are encoded as none of the known values, as new
+    input's unseen values are (adgan score warns about those)."""
+    import pyarrow.csv as pcsv
+
+    n = 400
+    rng = np.random.default_rng(0)
+    label = np.array(["ok", "ok", "ok", "scan"] * (n // 4))
+    proto = np.where(rng.random(n) < 0.5, "tcp", "udp").astype(object)
+    proto[label == "scan"] = np.where(rng.random(int((label == "scan").sum())) < 0.5, "gre", "tcp")
+    path = tmp_path / "t.csv"
+    pcsv.write_csv(pa.table({"x": rng.normal(size=n), "proto": proto.astype(str), "label": label}), path)
+    name = register_declared({"name": "t", "format": "table", "path": str(path), "label_column": "label",
+                              "categorical": ["proto"], "labels": "anomaly", "anomaly_values": ["scan"]})
+    s = load_dataset(name, 0, scale=False, verbose=False)
+    prep = s.info.preprocessing
+    assert prep["categories"] == [["proto", ["tcp", "udp"]]]
+    assert prep["columns"] == ["x", "proto=tcp", "proto=udp"]
+    assert s.train.x.shape[1] == s.test.x.shape[1] == 3
+    idx = split_indices(name, 0, seed=0)
+    for part, rows in ((s.val, idx.val), (s.test, idx.test)):
+        gre = proto[rows] == "gre"
+        assert gre.any() and not part.x[gre, 1:].any() and part.y[gre].all()
+        assert (part.x[~gre, 1:].sum(axis=1) == 1).all()
+    # Scoring the same raw rows later encodes them as the splits did, with a warning counting the value.
+    rows = pa.table({"x": [0.0, 0.0], "proto": ["gre", "udp"]})
+    pcsv.write_csv(rows, tmp_path / "new.csv")
+    info = json.loads(json.dumps(s.info.to_dict(), sort_keys=True))
+    with pytest.warns(InputWarning, match="'gre' \\(1 row\\)"):
+        assert prepare_file(tmp_path / "new.csv", info).tolist() == [[0, 0, 0], [0, 0, 1]]
+    # One class anomalous, the others normal: each anomalous class's splits have the encoding of their
+    # own training rows (the "scan" rows, normal when "ok" is the anomaly, hold no "udp").
+    name = register_declared({"name": "t1", "format": "table", "path": str(path), "label_column": "label",
+                              "categorical": ["proto"]})
+    for anomalous, values in (("scan", ["tcp", "udp"]), ("ok", ["gre", "tcp"])):
+        one = load_dataset(name, anomalous, scale=False, verbose=False)
+        assert one.info.preprocessing["categories"] == [["proto", values]] and one.test.x.shape[1] == 3
+
+
 def test_numbers_stored_as_text_are_the_same_feature_in_every_file(tmp_path: Path) -> None:
     """A Parquet column of numbers stored as strings (a writer's choice) and a CSV's numbers padded with
     spaces (which makes a CSV reader type the column as text) are the numeric feature the same numbers

@@ -114,7 +114,7 @@ def test_flags_and_near_misses_of_categories(tmp_path: Path) -> None:
     n = 60
     pcsv.write_csv(pa.table({"x": np.linspace(0, 1, n), "active": [True, False] * (n // 2),
                              "bit": [0, 1] * (n // 2), "site": ["north", "south", "east"] * (n // 3),
-                             "label": ["a", "a", "b"] * (n // 3)}), tmp_path / "t.csv")
+                             "label": ["a", "a", "a", "b"] * (n // 4)}), tmp_path / "t.csv")
     register_declared({"name": "t", "format": "table", "path": str(tmp_path / "t.csv"),
                        "label_column": "label", "categorical": ["active", "bit", "site"]})
     info = _checkpoint_info(load_dataset("t", 1, scale=False, verbose=False).info)

@@ -53,6 +53,10 @@ class RawTabular:
         preprocessing: What ``prepare_input`` needs to encode new raw rows (column schema).
         labels: int64 (N,) or None: class indices (one-class protocol) or 0 = normal / k >= 1 = anomaly
             type k (normal-vs-anomaly protocol).
+        fit_on: For sources whose encoding is learnt from the data (a declared table's categories):
+            ``fit_on(train_idx)`` -> ``(features, preprocessing)`` of the encoding learnt from the training
+            rows alone, which the splits then use instead of ``features`` and ``preprocessing`` (learnt
+            from the whole file, for what needs no split).
     """
 
     is_anomaly: np.ndarray | None
@@ -61,6 +65,7 @@ class RawTabular:
     sha256: str
     preprocessing: dict[str, Any]
     labels: np.ndarray | None = None
+    fit_on: Callable[[np.ndarray], tuple[Callable[[np.ndarray], np.ndarray], dict[str, Any]]] | None = None
 
 
 # Protocols of DatasetSpec: "" = the built-in one of the kind (pooled one-class for images, Zenati's for
@@ -472,8 +477,11 @@ def _tabular_features(raw: RawTabular, idx: SplitIndices, name: str, scale: bool
     """The (train, validation, test) features as the models' float32, min-max scaled (fitted on train) when
     ``scale``; records the scaling in ``prep``. Unscaled columns whose values float32 would blur are
     warned about."""
-    xs = [raw.features(i) for i in (idx.train, idx.val, idx.test)]
-    prep.update(raw.preprocessing)
+    # Learnt from the training rows alone where the source learns its encoding (nothing of validation or
+    # test, anomalies included, shapes the features the models see).
+    features, preprocessing = raw.fit_on(idx.train) if raw.fit_on else (raw.features, raw.preprocessing)
+    xs = [features(i) for i in (idx.train, idx.val, idx.test)]
+    prep.update(preprocessing)
     scale = default_scale(name) if scale is None else bool(scale)
     prep["scale"] = scale
     names, where = prep.get("columns"), f"dataset {name!r} ({raw.source})"

@@ -768,11 +768,14 @@ def _load_table_cached(frozen: str, path: str, size: int, mtime_ns: int) -> RawT
     schema = tables.fit_schema(table, d["label_column"], d["categorical"], d["drop_columns"], where)
     x = tables.encode_table(table, schema, where, strict=True, training=True)
     _freeze(x, labels)
-    prep = schema.to_dict()
-    prep["source_format"] = "table"
-    if types:
-        prep["anomaly_types"] = types
-    return RawTabular(None, lambda idx: x[idx], path, sha256_file(p), prep, labels=labels)
+    extra: dict[str, Any] = {"source_format": "table", **({"anomaly_types": types} if types else {})}
+
+    def fit_on(train_idx: np.ndarray) -> tuple[Callable[[np.ndarray], np.ndarray], dict[str, Any]]:
+        fitted, columns = schema.fitted_on(x[train_idx])
+        return (lambda idx: x[idx][:, columns]), {**fitted.to_dict(), **extra}
+
+    return RawTabular(None, lambda idx: x[idx], path, sha256_file(p), {**schema.to_dict(), **extra},
+                      labels=labels, fit_on=fit_on)
 
 
 def _load_table(frozen: str) -> RawTabular:

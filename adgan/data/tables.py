@@ -20,7 +20,7 @@ import gzip
 import re
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -360,6 +360,20 @@ class TableSchema:
     @property
     def categorical(self) -> tuple[str, ...]:
         return tuple(c for c, _ in self.categories)
+
+    def fitted_on(self, x: np.ndarray) -> tuple[TableSchema, np.ndarray]:
+        """The schema of the rows ``x`` (encoded with this schema: (n, len(columns))) alone: the category
+        values they hold (a value no row of ``x`` holds is then encoded as none of the known, as new input's
+        unseen values are), with the indices (D',) of this schema's columns that it keeps."""
+        n_numeric = len(self.numeric)
+        present = x[:, n_numeric:].any(axis=0)
+        categories, start = [], 0
+        for name, values in self.categories:
+            held = present[start:start + len(values)]
+            categories.append((name, tuple(v for v, h in zip(values, held, strict=True) if h)))
+            start += len(values)
+        keep = np.concatenate([np.arange(n_numeric), n_numeric + np.flatnonzero(present)])
+        return replace(self, categories=tuple(categories)), keep
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able facts for ``prepare_input``; lists only, so no JSON writer can reorder them."""
