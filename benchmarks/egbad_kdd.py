@@ -12,6 +12,8 @@ Each run is ``adgan.train.train`` (the same as ``adgan train --model egbad --dat
 AUPRC is kept; only that detector scores the test split. The figures are precision, recall and F1 with the
 top 20% of test scores flagged (the published threshold). Unlike the published code, which reports the last
 epoch, the epoch is selected on validation: EGBAD's adversarial training swings from epoch to epoch.
+Each RESULT line gives the selected epoch's validation AUPRC and AUROC first: a choice made from these runs
+(a default loss case, say) is made on those, the test figures being the estimate of the choice.
 
 The machine may be shared: the load average is printed with each result, with the wall time and this
 process's CPU time (both include loading the file, training, validation and scoring the test split).
@@ -74,7 +76,8 @@ def main() -> None:
                 print(f"RESULT {case} seed={seed} status={r['status']}: {r['message']}", flush=True)
                 continue
             print(
-                f"RESULT {case} seed={seed} epoch={r['best_epoch']} precision={r['test_precision']:.4f} "
+                f"RESULT {case} seed={seed} epoch={r['best_epoch']} val_auprc={r['best_val_auprc']:.4f} "
+                f"val_auroc={r['best_val_auroc']:.4f} precision={r['test_precision']:.4f} "
                 f"recall={r['test_recall']:.4f} f1={r['test_f1']:.4f} auroc={r['test_auroc']:.4f} "
                 f"auprc={r['test_auprc']:.4f} seconds={r['wall_seconds']:.0f} "
                 f"cpu_seconds={r['cpu_seconds']:.0f} load={os.getloadavg()[0]:.1f}",
