@@ -381,6 +381,16 @@ def test_export_folders_name_the_class_and_replace_only_their_own_earlier_export
     assert dest.name == "mnist-5k_c0"  # mnist's class names are their indices
     (again,) = export(root, tmp_path / "exported")  # the same sweep, again (e.g. once it has finished)
     assert again == dest and (dest / "MODEL_CARD.md").is_file()
+    # ... but not over files someone put beside the exported ones: refused, nothing deleted.
+    (dest / "NOTES.txt").write_text("mine")
+    (dest / "eval").mkdir()
+    (dest / "eval" / "scores.csv").write_text("mine")
+    with pytest.raises(DataError, match=r"mnist-5k_c0 holds files an export does not write \(NOTES.txt, "
+                                        r"eval/scores.csv\) beside the model exported earlier: not replaced"):
+        export(root, tmp_path / "exported")
+    assert (dest / "NOTES.txt").read_text() == (dest / "eval" / "scores.csv").read_text() == "mine"
+    shutil.rmtree(dest / "eval")
+    (dest / "NOTES.txt").unlink()
     for r in rows["best"]:
         r["class_name"] = "10"
     write_tables(root, rows, ("best",))
@@ -407,6 +417,32 @@ def test_export_folders_name_the_class_and_replace_only_their_own_earlier_export
     with pytest.raises(DataError, match=r"holds the model exported from sweep 'other' \(mnist-5k, class 0\), "
                                         r"not one of sweep 'fake': not replaced"):
         export(root, tmp_path / "exported")
+
+
+def test_an_export_of_a_dirty_checkouts_model_carries_its_diff(tmp_path: Path) -> None:
+    """A model trained from a checkout with uncommitted changes (a ``.dirty`` code version): the diff the
+    sweep recorded for that version goes into the export folder and the card names it; exporting again
+    replaces it like the other exported files. A dirty version without a recorded diff is said to be so."""
+    root = tmp_path / "fake"
+    rows = planted_sweep(root)
+    version = "0.1.0+gabcdef012345.dirty"
+    for r in rows["best"]:
+        r["code_version"] = version
+    write_tables(root, rows, ("best",))
+    (dest,) = export(root, tmp_path / "none")
+    card = (dest / "MODEL_CARD.md").read_text()
+    assert "which the sweep did not record: the commit alone is not the code" in card
+    diff = "code-0123456789ab.diff"
+    (root / diff).write_bytes(b"diff --git a/x b/x\n")
+    (root / "runs.json").write_text(json.dumps([
+        {"code_version": version, "code_diff": diff}, {"code_version": "0.1.0+gother.dirty",
+                                                       "code_diff": "code-ffffffffffff.diff"}]))
+    for _ in range(2):
+        (dest,) = export(root, tmp_path / "exported")
+        assert (dest / diff).read_bytes() == b"diff --git a/x b/x\n"
+        assert not (dest / "code-ffffffffffff.diff").exists()
+        assert f"code version `{version}` (a checkout with uncommitted changes: `{diff}` in this folder, " \
+               "`git apply` on that commit)" in (dest / "MODEL_CARD.md").read_text()
 
 
 def test_the_report_breaks_ties_as_best_and_export_do(tmp_path: Path) -> None:

@@ -345,7 +345,7 @@ def _check_source(row: Mapping[str, Any], results_dir: str | Path) -> Location:
 
 def _copy_detector(row: Mapping[str, Any], dest: Path, results_dir: str | Path) -> Path:
     """Copy ``row``'s chosen detector to ``dest`` (replacing an earlier export of it, checked by the caller)
-    with its ``sweep_result.json``."""
+    with its ``sweep_result.json`` and the uncommitted changes its code version ran with."""
     src = _check_source(row, results_dir)
     if dest.exists() or dest.is_symlink():
         _check_replaceable(dest, row)
@@ -355,12 +355,26 @@ def _copy_detector(row: Mapping[str, Any], dest: Path, results_dir: str | Path) 
     # which a deployed model does not.
     src.download(dest, skip=NOT_DETECTOR_FILES)
     _bundle_plugin(dest)
+    for name in code_diffs(results_dir, row.get("code_version")):
+        write_atomic(dest / name, location(results_dir).child(name).read_bytes())
     result = {k: v for k, v in row.items() if k != "best_val_auprc"}
     for key in ("params", "config", "test_at_cutoffs"):  # JSON columns: objects in the JSON file
         if isinstance(result.get(key), str):
             result[key] = json.loads(result[key])
     write_atomic(dest / "sweep_result.json", json.dumps(result, indent=2, sort_keys=True, default=str))
     return dest
+
+
+def code_diffs(results_dir: str | Path, version: Any) -> list[str]:
+    """The diffs (``code-<sha256[:12]>.diff``, in the results) of the sweep's runs whose code version is
+    ``version``: a ``.dirty`` version is its commit plus one of these (a resumed sweep's runs may differ);
+    none for a clean version."""
+    from adgan.sweep.provenance import read_runs
+
+    if not (isinstance(version, str) and version.endswith(".dirty")):
+        return []
+    names = [r.get("code_diff") for r in read_runs(results_dir) if r.get("code_version") == version]
+    return sorted({n for n in names if isinstance(n, str) and EXPORT_DIFF.fullmatch(n)})
 
 
 def _bundle_plugin(dest: Path) -> Path | None:
@@ -404,6 +418,28 @@ def _check_replaceable(dest: Path, row: Mapping[str, Any]) -> None:
         raise DataError(f"{dest} holds the model exported from sweep {theirs['sweep']!r} "
                         f"({theirs['dataset']}, class {theirs['anomaly_class']}), not one of sweep "
                         f"{mine['sweep']!r}: not replaced; export to another --out, or remove it first")
+    # Files someone added beside the exported ones (notes, evaluations) would go with the folder.
+    added = sorted(str(f.relative_to(dest)) for f in dest.rglob("*")
+                   if not f.is_dir() and not _exported_file(f.relative_to(dest)))
+    if added:
+        more = f" and {len(added) - 5} more" if len(added) > 5 else ""
+        raise DataError(f"{dest} holds files an export does not write ({', '.join(added[:5])}{more}) beside "
+                        "the model exported earlier: not replaced; move them out, or export to another --out")
+
+
+EXPORT_DIFF = re.compile(r"code-[0-9a-f]{12}\.diff")
+
+
+def _exported_file(rel: Path) -> bool:
+    """Whether ``rel`` (a path inside an export folder) is one that an export writes."""
+    if len(rel.parts) == 2 and rel.parts[0] == PLUGIN_DIR:
+        return rel.suffix == ".py"
+    return len(rel.parts) == 1 and (rel.name in EXPORT_FILES or bool(EXPORT_DIFF.fullmatch(rel.name)))
+
+
+# What an export folder holds: the detector's own files (``Detector.save``), the sweep's row and the card
+# (plus ``plugin/<file>.py`` and ``code-*.diff``: ``_exported_file``).
+EXPORT_FILES = ("detector.json", "state.pt", "sweep_result.json", "MODEL_CARD.md")
 
 
 def _chance_line(rec: Recommendation) -> str:
@@ -553,7 +589,7 @@ def model_card(
         f"- model: `{c.model}` ({c.family}), loss case `{c.loss_case}`, best epoch {rep.get('best_epoch')}",
         f"- settings: `{json.dumps(settings, sort_keys=True)}`",
         f"- trial `{rep.get('trial_id')}` of group `{rep.get('group_id')}`, code version "
-        f"`{rep.get('code_version')}`",
+        f"`{rep.get('code_version')}`" + _diff_note(results_dir, rep.get("code_version")),
         "",
         "## Metrics (higher score = more anomalous)",
         "| split | AUPRC | chance (anomaly share) | AUROC | F1 at top-q |",
@@ -582,6 +618,19 @@ def model_card(
         *_use_lines(plugin, bundled, dest, data, bool(meta.get("cutoffs")), header.get("plugin_sha256")),
     ]
     return "\n".join(lines)
+
+
+def _diff_note(results_dir: str | Path, version: Any) -> str:
+    """The card's words on a ``.dirty`` code version: the diffs copied beside the card, or that none was
+    recorded (the commit alone does not rebuild the code)."""
+    if not (isinstance(version, str) and version.endswith(".dirty")):
+        return ""
+    diffs = code_diffs(results_dir, version)
+    if not diffs:
+        return " (a checkout with uncommitted changes, which the sweep did not record: the commit alone " \
+               "is not the code that trained this model)"
+    return (f" (a checkout with uncommitted changes: {' or '.join(f'`{d}`' for d in diffs)} in this folder, "
+            "`git apply` on that commit)")
 
 
 def _use_lines(plugin: str | None, bundled: Path | None, dest: Path, data: Mapping[str, Any],
