@@ -166,9 +166,15 @@ def test_table_unseen_and_columns(tmp_path: Path) -> None:
     with pytest.warns(UnseenCategoryWarning):
         prepared = prepare_file(tmp_path / "new.csv", scaled)
     assert np.allclose(prepared, (x - lo) / np.where(hi > lo, hi - lo, 1))
-    with pytest.raises(DataError, match=r"new.csv: row 3: column 'service' has value 'gopher', outside the "
-                                        r"categories of the training file \(known: ftp, http, smtp\)"):
+    # Strict: the first row holding an unseen value is named (row 2's proto, before row 3's service).
+    with pytest.raises(DataError, match=r"new.csv: row 2: column 'proto' has value 'sctp', outside the "
+                                        r"categories of the training file \(known: icmp, tcp, udp\)"):
         prepare_file(tmp_path / "new.csv", info, strict=True)
+    pcsv.write_csv(new.set_column(0, "proto", pa.array(["tcp", "UDP", "udp", "tcp"])), tmp_path / "up.csv")
+    with pytest.raises(DataError, match=r"up.csv: row 2: column 'proto' has value 'UDP', outside the "
+                                        r"categories of the training file \(known: icmp, tcp, udp; the known "
+                                        r"'udp' but for letter case or spaces\)"):
+        prepare_file(tmp_path / "up.csv", info, strict=True)
     pcsv.write_csv(new.drop_columns(["rate"]), tmp_path / "short.csv")
     with pytest.raises(DataError, match=r"short.csv: missing column 'rate' of the training table"):
         prepare_file(tmp_path / "short.csv", info, strict=True)
@@ -200,6 +206,10 @@ def test_table_unseen_and_columns(tmp_path: Path) -> None:
     refused("spaced.csv", "proto, rate,bytes,service\ntcp,0.5,1,http\n",
             r"spaced.csv: missing column 'rate' .*\('rate' is there as ' rate', "
             r"with spaces: rename it\)")
+    refused("upper.csv", "PROTO,RATE,BYTES, Service\ntcp,0.5,1,http\n",
+            r"upper.csv: missing columns .*\('bytes' is there as 'BYTES', in other letter case; 'rate' is "
+            r"there as 'RATE', in other letter case; 'service' is there as ' Service', in other letter case "
+            r"and with spaces; and 1 more: rename them\)")
     refused("indexed.csv", ",proto,rate,bytes,service\n0,tcp,0.5,1,http\n",
             r"indexed.csv: column '' was not in the training table; .*\('' is "
             r"often a row index that pandas wrote: to_csv / to_parquet with "

@@ -131,11 +131,20 @@ def _index_hint(name: str) -> str:
 
 
 def _spaced_hint(missing: Sequence[str], names: Sequence[str]) -> str:
-    """For missing columns: those present with stray spaces around their names."""
-    spaced = [(m, n) for m in missing for n in names if n != m and n.strip() == m]
+    """For missing columns: those present under their name written otherwise (stray spaces around it, or
+    other letter case: a feed that upper-cases its header)."""
+    spaced = [(m, n) for m in missing for n in names if n != m and n.strip().casefold() == m.casefold()]
     if not spaced:
         return ""
-    return " (" + "; ".join(f"{m!r} is there as {n!r}, with spaces" for m, n in spaced[:3]) + ": rename it)"
+    more = f"; and {len(spaced) - 3} more" if len(spaced) > 3 else ""
+    shown = "; ".join(f"{m!r} is there as {n!r}, {_how_written(m, n)}" for m, n in spaced[:3])
+    return f" ({shown}{more}: rename {'them' if len(spaced) > 1 else 'it'})"
+
+
+def _how_written(name: str, found: str) -> str:
+    if found.strip() == name:
+        return "with spaces"
+    return "in other letter case" + (" and with spaces" if found.strip() != found else "")
 
 
 def read_table(path: Path, text_columns: Sequence[str], columns: Sequence[str] | None = None) -> Any:

@@ -75,15 +75,15 @@ def handle_unseen(where: str, found: Sequence[UnseenValues], strict: bool, outsi
         outside: What the values fall outside of, e.g. ``"the KDD99 schema"``.
 
     Raises:
-        DataError: ``strict`` and ``found`` is not empty; names the first column's first such row.
+        DataError: ``strict`` and ``found`` is not empty; names the first such row (its first such column).
     """
     if not found:
         return
     if strict:
-        u = found[0]
+        u = min(found, key=lambda f: f.first_row)  # (min keeps the first column of a row's)
         raise DataError(f"{where}: row {u.first_row + 1}: column {u.column!r} has value "
                         f"{_plain(u.first_value)!r}, outside {outside} "
-                        f"(known: {', '.join(map(str, u.known))})")
+                        f"(known: {', '.join(map(str, u.known))}{_near(u.first_value, u.known)})")
     for u in found:
         items = list(u.counts.items())
         shown = ", ".join(f"{_plain(v)!r} ({n} row{'s' if n != 1 else ''}{_near(v, u.known)})"
