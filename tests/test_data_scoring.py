@@ -206,6 +206,8 @@ def test_table_unseen_and_columns(tmp_path: Path) -> None:
     refused("spaced.csv", "proto, rate,bytes,service\ntcp,0.5,1,http\n",
             r"spaced.csv: missing column 'rate' .*\('rate' is there as ' rate', "
             r"with spaces: rename it\)")
+    refused("empty.csv", "", r"empty.csv: an empty file; expected a header row and data rows$")
+    refused("blank.csv", "\n\n", r"blank.csv: an empty file; expected a header row and data rows$")
     refused("upper.csv", "PROTO,RATE,BYTES, Service\ntcp,0.5,1,http\n",
             r"upper.csv: missing columns .*\('bytes' is there as 'BYTES', in other letter case; 'rate' is "
             r"there as 'RATE', in other letter case; 'service' is there as ' Service', in other letter case "

@@ -241,8 +241,9 @@ def _prepare_tabular(x: np.ndarray, info: dict[str, Any], strict: bool) -> np.nd
         kdd.report_unseen("input", rows, strict)
         return _scaled(kdd.encode(rows, schema), prep)
     if prep.get("format") == tables.FORMAT:
-        raise DataError(f"input: expected encoded rows (N, {d}), or the raw table as a pandas DataFrame or "
-                        f"pyarrow Table with its columns; got an array of shape {tuple(x.shape)}")
+        raise DataError(f"input: expected encoded rows (N, {d}), or the raw table with its columns (a CSV "
+                        "or Parquet file; in Python also a pandas DataFrame or pyarrow Table); got an array "
+                        f"of shape {tuple(x.shape)}")
     if x.ndim != 2 or x.shape[1] != d:
         raise DataError(f"input: expected rows of shape (N, {d}), got {tuple(x.shape)}")
     try:

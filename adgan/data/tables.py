@@ -187,6 +187,8 @@ def read_table(path: Path, text_columns: Sequence[str], columns: Sequence[str] |
                     null_values=CSV_NULLS,
                 ))
     except (pa.ArrowException, OSError) as exc:
+        if "Empty CSV file" in str(exc):  # (pyarrow's words for a file of nothing, or of blank lines)
+            raise DataError(f"{path}: an empty file; expected a header row and data rows") from None
         said = _not_utf8(path, exc) if table_format(path) != "parquet" else ""
         if said and ("invalid UTF8" in str(exc) or said.startswith("UTF-16")):
             raise DataError(f"{path}: {said}") from None
