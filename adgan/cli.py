@@ -403,7 +403,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     scores = scores_of(detector, x)
     if any(len(values) != len(scores) for _, values in kept):  # (the scores' own reader: a guard)
         raise DataError(f"{src}: {len(kept[0][1])} rows in the kept columns, {len(scores)} scores")
-    columns = [[f"{s:.9g}" for s in scores]]
+    columns = [[repr(float(s)) for s in scores]]  # (the shortest text that reads back as the same float)
     unscored = np.isnan(scores)
     if unscored.any():  # the contract allows NaN: a row the detector could not score (never "normal")
         print(f"adgan: warning: {int(unscored.sum())} of {len(scores)} scores are NaN (the first at row "
