@@ -101,6 +101,11 @@ def test_best_report_and_export_give_the_same_validation_choice(tmp_path: Path,
                 f"{c['false_alarm_rate']:.1%} | {t['precision']:.3f} / {t['recall']:.3f} / {t['f1']:.3f} / "
                 f"{t['false_alarm_rate']:.1%} |") in card
     assert "validation split (50 samples, 10 anomalies)" in card and "anomaly share (20.0%)" in card
+    # 40 validation normals: the false-alarm cutoffs rest on few scores, and the card says so.
+    assert ("**Few validation normals (40)**: `fpr-5%` allows 2; `fpr-1%` allows 0 false alarm(s) among "
+            "them") in card
+    many = {"cutoffs": chosen, "cutoffs_from": {"split": "validation", "n": 1200, "n_anomalies": 200}}
+    assert "Few validation normals" not in "\n".join(_labels_section(result, many, dest))
     assert f"adgan score --checkpoint {dest} --input FILE --flag fpr-5%" in card
     # A checkpoint of an adgan before cutoffs: the card says so and how to flag at a value of one's own.
     older = "\n".join(_labels_section(result, {}, dest))

@@ -486,6 +486,7 @@ def _labels_section(rep: Mapping[str, Any], meta: Mapping[str, Any], dest: Path)
             "anomaly share: the choice when the false-alarm rate is what you can afford. Any score value "
             "works too: `--flag 0.25`.",
             "",
+            *_few_normals_lines(on),
         ]
     else:
         lines += ["The checkpoint records no cutoffs chosen on validation (trained by an earlier adgan); "
@@ -502,6 +503,22 @@ def _labels_section(rep: Mapping[str, Any], meta: Mapping[str, Any], dest: Path)
         "",
     ]
     return lines
+
+
+def _few_normals_lines(on: Mapping[str, Any]) -> list[str]:
+    """The card's caution where the validation split has too few normals for a false-alarm cutoff to
+    mean its rate (fewer than 100: ``fpr-1%`` then allows no false alarm at all there)."""
+    try:
+        normals = int(on["n"]) - int(on["n_anomalies"])
+    except (KeyError, TypeError, ValueError):
+        return []
+    if normals >= 100:
+        return []
+    allowed = "; ".join(f"`fpr-{r}%` allows {normals * r // 100}" for r in (5, 1))
+    return [f"**Few validation normals ({normals})**: {allowed} false alarm(s) among them, so these cutoffs "
+            "rest on a handful of scores and their false-alarm rate on new data can be far from the name "
+            "(see the test columns); more validation normals (a larger split or dataset) make them "
+            "reliable.", ""]
 
 
 def _pct(v: Any) -> str:
