@@ -450,6 +450,34 @@ def test_an_export_of_a_dirty_checkouts_model_carries_its_diff(tmp_path: Path) -
                "`git apply` on that commit)" in (dest / "MODEL_CARD.md").read_text()
 
 
+def test_the_card_says_what_input_the_detector_takes(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A table model's card lists its columns (numbers, and each category's values) and the columns it
+    ignores; an image model's, its channels and size."""
+    from adgan.data import DATASETS, load_dataset, register_declared
+    from adgan.data.fakes import write_table
+    from adgan.sweep.best import _input_lines
+
+    monkeypatch.setattr(DATASETS, "_items", dict(DATASETS._items))
+    write_table(tmp_path / "t.csv")
+    register_declared({"name": "t", "format": "table", "path": str(tmp_path / "t.csv"),
+                       "label_column": "label", "categorical": ["service", "proto"],
+                       "drop_columns": ["land"]})
+    lines = _input_lines(load_dataset("t", 0, verbose=False).info.to_dict())
+    assert lines[0] == ("Input: a table with these columns, in any order (`label`, `land` may be there too, "
+                        "and are ignored; any other column is refused: `--keep` carries an id beside the "
+                        "scores):")
+    assert lines[2:5] == ["- numbers (2): `bytes`, `rate`", "- `service`, a category: `ftp`, `http`, `smtp`",
+                          "- `proto`, a category: `icmp`, `tcp`, `udp`"]
+    assert "A category value not listed is encoded as none of the listed ones" in lines[6]
+    many = {"kind": "tabular", "preprocessing": {"format": "table", "label_column": "y", "numeric": [],
+                                                 "categories": [["id", [str(i) for i in range(60)]]]}}
+    assert _input_lines(many)[2].endswith("`49`, and 10 more (all in detector.json: "
+                                          "meta.data.preprocessing.categories)")
+    image = load_dataset("synthetic-images", 0, image_size=32, max_train=8, verbose=False).info.to_dict()
+    assert _input_lines(image)[0].startswith("Input: images brought to 1 channel(s) of 32x32 pixels")
+
+
 def test_the_report_breaks_ties_as_best_and_export_do(tmp_path: Path) -> None:
     """Two loss cases tied on validation AUPRC and AUROC: the report's per-model choice (the loss-case
     star, the GAN-vs-baseline table) is the recommendation's (names break the tie), never the faster fit

@@ -605,6 +605,8 @@ def model_card(
         "## Detector",
         f"- model: `{c.model}` ({c.family}), loss case `{c.loss_case}`, best epoch {rep.get('best_epoch')}",
         f"- settings: `{json.dumps(settings, sort_keys=True)}`",
+        f"- ran on device `{config.get('device', '?')}` with {config.get('threads', '?')} CPU thread(s) "
+        "(a GAN's figures in their last digits depend on both)",
         f"- trial `{rep.get('trial_id')}` of group `{rep.get('group_id')}`, code version "
         f"`{rep.get('code_version')}`" + _diff_note(results_dir, rep.get("code_version")),
         "",
@@ -675,4 +677,39 @@ def _use_lines(plugin: str | None, bundled: Path | None, dest: Path, data: Mappi
         *([f"{score} --flag fpr-5%   # and a flagged column (From scores to labels)"] if cutoffs else []),
         "```",
         "",
+        *_input_lines(data),
+    ]
+
+
+def _input_lines(data: Mapping[str, Any], shown: int = 50) -> list[str]:
+    """The card's description of the input the detector takes (a table's columns and their categories, an
+    image's channels and size), from the data facts its checkpoint records."""
+    prep = data.get("preprocessing") or {}
+    if data.get("kind") == "image":
+        shape = data.get("input_shape") or []
+        size = f"{shape[-2]}x{shape[-1]}" if len(shape) >= 2 else "?"
+        channels = prep.get("channels", shape[0] if shape else "?")
+        return [f"Input: images brought to {channels} channel(s) of {size} pixels (resized as in training), "
+                "integers 0..255 or floats in [-1, 1] (`adgan score --pixel-range` for another range).", ""]
+    if prep.get("format") != "table":
+        return []
+    ignored = [c for c in (prep.get("label_column"), *(prep.get("drop_columns") or ())) if c]
+    numeric, categories = list(prep.get("numeric") or ()), list(prep.get("categories") or ())
+
+    def values(vals: list[Any]) -> str:
+        more = (f", and {len(vals) - shown} more (all in detector.json: meta.data.preprocessing.categories)"
+                if len(vals) > shown else "")
+        return ", ".join(f"`{v}`" for v in vals[:shown]) + more
+
+    return [
+        "Input: a table with these columns, in any order"
+        + (f" ({', '.join(f'`{c}`' for c in ignored)} may be there too, and are ignored; any other column "
+           "is refused: `--keep` carries an id beside the scores)" if ignored else
+           " (any other column is refused: `--keep` carries an id beside the scores)") + ":",
+        "",
+        *([f"- numbers ({len(numeric)}): {', '.join(f'`{c}`' for c in numeric)}"] if numeric else []),
+        *(f"- `{c}`, a category: {values(list(vals))}" for c, vals in categories),
+        "",
+        *(["A category value not listed is encoded as none of the listed ones, with a warning (`--strict` "
+           "refuses it).", ""] if categories else []),
     ]
