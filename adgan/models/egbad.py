@@ -22,9 +22,10 @@ published KDD99 code (encoder D->64->32, generator 32->64->128->D, discriminator
 Tabular networks standardise x internally with the training mean/std (``FeatureScale``, option
 ``tabular_norm``); without it the DCGAN-initialised MLPs cannot follow KDD99's unscaled features (F1 ~0.2).
 
-The default loss case is ``fm+res-bce``. On KDD99 (``benchmarks/egbad_kdd.py``, 4-8 epochs) only the
-``+res`` cases reach the published F1 (0.92-0.96; without the residual the reconstruction G(E(x)) is
-still poor after a budget of minutes and F1 stays below 0.1), and ``fm+res-bce`` varied least over seeds.
+The default loss case is ``fm+res-bce``: on KDD99's validation split (``benchmarks/egbad_kdd.py
+--all-cases``, 8 epochs; benchmarks/README.md) the ``fm+res`` cases lead, tied (AUPRC 0.996), then
+``bce+res`` (0.986); without the residual the reconstruction G(E(x)) is still poor after a budget of
+minutes and validation AUPRC stays near chance (0.80 against 0.71).
 """
 
 from __future__ import annotations
