@@ -63,7 +63,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "--set", action="append", default=[], metavar="KEY=VALUE",
         help="any other hyperparameter of the model, e.g. --set w_con=40 (repeatable)",
     )
-    p.add_argument("--data-dir", default=None, help="directory holding the dataset files")
+    p.add_argument("--data-dir", default=None,
+                   help="the data root holding <dataset>/ (e.g. mnist/, or torchvision's MNIST/raw/), or "
+                   "that folder itself (docs/protocol.md: Where files come from)")
     p.add_argument("--image-size", type=int, choices=(28, 32), default=None,
                    help="image side (default: the model's)")
     p.add_argument("--scale", action=argparse.BooleanOptionalAction, default=None,
