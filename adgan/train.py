@@ -207,8 +207,25 @@ class RunDir:
                               "config, or --overwrite to start over")
         if saved.get("data_sha256") != splits.info.sha256:
             raise ConfigError(f"{path}: saved by a run on other data (sha256 differs); resume needs the same")
+        self._check_same_features(path, splits)
         _keep_epochs(self.dir / "metrics.jsonl", int(saved["training"]["epoch"]))
         return saved
+
+    def _check_same_features(self, path: Path, splits: Splits) -> None:
+        """The same file may be encoded otherwise by another adgan (a table's categories, learnt from its
+        training rows alone since 2026-12): the run's recorded input shape and columns must be these."""
+        try:
+            then = json.loads((self.dir / "config.json").read_text()).get("data") or {}  # type: ignore[operator]
+        except (OSError, ValueError):
+            return  # (a run directory without its provenance: the sha256 check above is what there is)
+        now = splits.info.to_dict()
+        was_cols, now_cols = ((d.get("preprocessing") or {}).get("columns") for d in (then, now))
+        was, shape = then.get("input_shape"), list(now["input_shape"])
+        if (was is not None and list(was) != shape) or (was_cols is not None and list(was_cols) != now_cols):
+            raise ConfigError(f"{path}: the run's data were encoded otherwise (input shape "
+                              f"{tuple(was or ())} then, {tuple(shape)} now: an adgan "
+                              "that encoded the file another way, e.g. a table's categories from the whole "
+                              "file); it cannot be resumed: --overwrite to start over")
 
     def finish(self, summary: Mapping[str, Any]) -> None:
         if self.dir is not None:

@@ -414,6 +414,29 @@ def test_train_resume_continues_an_interrupted_run(tmp_path: Path) -> None:
                  "--resume", "--overwrite"]) == 2
 
 
+def test_resume_refuses_a_run_whose_data_were_encoded_otherwise(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """A run started by an adgan that encoded the same file another way (a declared table's categories
+    learnt from the whole file, before they were learnt from the training rows): its saved networks take
+    other inputs, so --resume says so instead of failing on the weights' shapes."""
+    from adgan.train import train
+
+    out = tmp_path / "run"
+    config = {"model": "ganomaly", "dataset": "synthetic-images", "epochs": 2, "batch_size": 32,
+              "latent_dim": 16, "base_filters": 8, "max_train": 256, "threads": 1}
+    records = train(config, out=out, save_state=True)
+    assert next(records)["epoch"] == 1
+    records.close()
+    provenance = json.loads((out / "config.json").read_text())
+    shape = tuple(provenance["data"]["input_shape"])
+    provenance["data"]["input_shape"] = [1, 28, 29]  # what another encoding would have recorded
+    (out / "config.json").write_text(json.dumps(provenance))
+    assert _train(out, "--resume") == 2
+    err = capsys.readouterr().err
+    said = f"train_state.pt: the run's data were encoded otherwise (input shape (1, 28, 29) then, {shape} now"
+    assert said in err and "--overwrite to start over" in err and "Traceback" not in err
+
+
 def test_specs_lists_each_shipped_spec_with_its_first_sentence(capsys: pytest.CaptureFixture[str]) -> None:
     from adgan.cli import main
 

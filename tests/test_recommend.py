@@ -396,6 +396,12 @@ def test_export_folders_name_the_class_and_replace_only_their_own_earlier_export
     assert (dest / "NOTES.txt").read_text() == (dest / "eval" / "scores.csv").read_text() == "mine"
     shutil.rmtree(dest / "eval")
     (dest / "NOTES.txt").unlink()
+    # What using the export leaves there unasked (a plugin's byte code, a file browser's files) is no
+    # reason to refuse.
+    (dest / "plugin" / "__pycache__").mkdir(parents=True)
+    (dest / "plugin" / "__pycache__" / "mine.cpython-311.pyc").write_bytes(b"")
+    (dest / ".DS_Store").write_bytes(b"")
+    assert export(root, tmp_path / "exported") == [dest] and not (dest / ".DS_Store").exists()
     for r in rows["best"]:
         r["class_name"] = "10"
     write_tables(root, rows, ("best",))
@@ -436,7 +442,7 @@ def test_an_export_of_a_dirty_checkouts_model_carries_its_diff(tmp_path: Path) -
     write_tables(root, rows, ("best",))
     (dest,) = export(root, tmp_path / "none")
     card = (dest / "MODEL_CARD.md").read_text()
-    assert "which the sweep did not record: the commit alone is not the code" in card
+    assert "whose diff is not in the results: not recorded, or removed since; the commit alone" in card
     diff = "code-0123456789ab.diff"
     (root / diff).write_bytes(b"diff --git a/x b/x\n")
     (root / "runs.json").write_text(json.dumps([
@@ -448,6 +454,10 @@ def test_an_export_of_a_dirty_checkouts_model_carries_its_diff(tmp_path: Path) -
         assert not (dest / "code-ffffffffffff.diff").exists()
         assert f"code version `{version}` (a checkout with uncommitted changes: `{diff}` in this folder, " \
                "`git apply` on that commit)" in (dest / "MODEL_CARD.md").read_text()
+    (root / diff).unlink()  # recorded, since removed: exported without it, the card saying it is missing
+    (dest,) = export(root, tmp_path / "exported")
+    assert not (dest / diff).exists() and (dest / "sweep_result.json").is_file()
+    assert "whose diff is not in the results" in (dest / "MODEL_CARD.md").read_text()
 
 
 def test_the_card_says_what_input_the_detector_takes(tmp_path: Path,

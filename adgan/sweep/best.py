@@ -374,7 +374,9 @@ def code_diffs(results_dir: str | Path, version: Any) -> list[str]:
     if not (isinstance(version, str) and version.endswith(".dirty")):
         return []
     names = [r.get("code_diff") for r in read_runs(results_dir) if r.get("code_version") == version]
-    return sorted({n for n in names if isinstance(n, str) and EXPORT_DIFF.fullmatch(n)})
+    here = location(results_dir)
+    return sorted({n for n in names if isinstance(n, str) and EXPORT_DIFF.fullmatch(n)
+                   and here.child(n).is_file()})  # (a diff recorded but since removed: none to copy)
 
 
 def _bundle_plugin(dest: Path) -> Path | None:
@@ -431,10 +433,16 @@ EXPORT_DIFF = re.compile(r"code-[0-9a-f]{12}\.diff")
 
 
 def _exported_file(rel: Path) -> bool:
-    """Whether ``rel`` (a path inside an export folder) is one that an export writes."""
+    """Whether ``rel`` (a path inside an export folder) is one that an export writes, or one that using
+    the export leaves there unasked (the bundled plugin's byte code, a file browser's own files)."""
+    if "__pycache__" in rel.parts or rel.name in OS_FILES:
+        return True
     if len(rel.parts) == 2 and rel.parts[0] == PLUGIN_DIR:
         return rel.suffix == ".py"
     return len(rel.parts) == 1 and (rel.name in EXPORT_FILES or bool(EXPORT_DIFF.fullmatch(rel.name)))
+
+
+OS_FILES = (".DS_Store", "Thumbs.db", "desktop.ini")
 
 
 # What an export folder holds: the detector's own files (``Detector.save``), the sweep's row and the card
@@ -581,6 +589,7 @@ def model_card(
     bundled = dest / PLUGIN_DIR / Path(plugin).name if isinstance(plugin, str) else None
     bundled = bundled if bundled is not None and bundled.is_file() else None
     data = meta.get("data", {})
+    ran = meta.get("config") or config  # as the run resolved them (the row's: as asked, e.g. "auto")
     cost = class_cost(results_dir, c.dataset, c.anomaly_class)
     settings = {k: v for k, v in config.items() if k not in ("device", "threads", "data_dir")}
     lines = [
@@ -605,7 +614,7 @@ def model_card(
         "## Detector",
         f"- model: `{c.model}` ({c.family}), loss case `{c.loss_case}`, best epoch {rep.get('best_epoch')}",
         f"- settings: `{json.dumps(settings, sort_keys=True)}`",
-        f"- ran on device `{config.get('device', '?')}` with {config.get('threads', '?')} CPU thread(s) "
+        f"- ran on device `{ran.get('device', '?')}` with {ran.get('threads', '?')} CPU thread(s) "
         "(a GAN's figures in their last digits depend on both)",
         f"- trial `{rep.get('trial_id')}` of group `{rep.get('group_id')}`, code version "
         f"`{rep.get('code_version')}`" + _diff_note(results_dir, rep.get("code_version")),
@@ -646,8 +655,8 @@ def _diff_note(results_dir: str | Path, version: Any) -> str:
         return ""
     diffs = code_diffs(results_dir, version)
     if not diffs:
-        return " (a checkout with uncommitted changes, which the sweep did not record: the commit alone " \
-               "is not the code that trained this model)"
+        return " (a checkout with uncommitted changes, whose diff is not in the results: not recorded, or " \
+               "removed since; the commit alone is not the code that trained this model)"
     return (f" (a checkout with uncommitted changes: {' or '.join(f'`{d}`' for d in diffs)} in this folder, "
             "`git apply` on that commit)")
 
