@@ -85,7 +85,9 @@ def test_layouts_flat_and_ungzipped(tmp_path: Path) -> None:
                                         f"holds mnist \\(MNIST and Fashion-MNIST share file names\\): name "
                                         f"that folder mnist, or move the files into {other / 'mnist'}/"):
         sources.resolve(sources.SPECS["mnist"], other)
-    with pytest.raises(DataError, match="whose name does not say that it holds fashion-mnist"):
+    with pytest.raises(DataError, match=f"{fake / 'MNIST'} is a folder of dataset 'mnist' by its name, not "
+                                        "of 'fashion-mnist': --dataset mnist, or give the folder holding "
+                                        "fashion-mnist's files"):
         sources.resolve(sources.SPECS["fashion-mnist"], other.rename(fake / "MNIST"))  # named for the other
 
 
@@ -99,7 +101,7 @@ def test_torchvision_layout(tmp_path: Path) -> None:
         for f in (fake / name).iterdir():
             (raw / f.name).write_bytes(f.read_bytes())
             (raw / f.stem).write_bytes(gzip.decompress(f.read_bytes()))
-        for data_dir in (tmp_path / "tv", raw):
+        for data_dir in (tmp_path / "tv", raw, raw.parent):  # the root, raw/, and torchvision's MNIST/
             res = sources.resolve(sources.SPECS[name], data_dir)
             assert res.origin == "data_dir" and res.directory == raw, (name, data_dir)
         same = load_dataset(name, 1, data_dir=tmp_path / "tv", verbose=False)

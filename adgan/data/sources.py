@@ -29,6 +29,7 @@ import os
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,9 +69,7 @@ class SourceSpec:
     def names_its_folder(self, directory: Path) -> bool:
         """Whether ``directory`` is one of this dataset's folders by its own name (``.../mnist``,
         ``.../MNIST/raw``; letter case aside): its files are then taken from it directly."""
-        parts = [p.casefold() for p in directory.expanduser().absolute().parts]
-        return any(parts[-len(want):] == want for folder in (self.dataset, *self.folders)
-                   if (want := [p.casefold() for p in Path(folder).parts]))
+        return any(_ends_with(directory, Path(folder).parts) for folder in (self.dataset, *self.folders))
 
 
 @dataclass(frozen=True)
@@ -126,7 +125,17 @@ def candidate_dirs(spec: SourceSpec, data_dir: str | os.PathLike[str] | None) ->
         dirs.extend((root / folder, origin) for folder in (spec.dataset, *spec.folders))
         if spec.flat_ok or (origin == "data_dir" and spec.names_its_folder(root)):
             dirs.append((root, origin))
+        if origin == "data_dir":  # the head of a folder of several parts (torchvision's MNIST/ of MNIST/raw)
+            for parts in (Path(folder).parts for folder in spec.folders):
+                dirs.extend((root.joinpath(*parts[k:]), origin) for k in range(1, len(parts))
+                            if _ends_with(root, parts[:k]))
     return dirs
+
+
+def _ends_with(directory: Path, parts: Sequence[str]) -> bool:
+    """Whether the path of ``directory`` ends with the folders ``parts`` (letter case aside)."""
+    have = [p.casefold() for p in directory.expanduser().absolute().parts]
+    return bool(parts) and have[-len(parts):] == [p.casefold() for p in parts]
 
 
 def resolve(spec: SourceSpec, data_dir: str | os.PathLike[str] | None = None,
@@ -190,6 +199,11 @@ def _explicit_missing_message(spec: SourceSpec, root: Path, partial: list[str]) 
             _find_file(root, rel) for layout in spec.layouts for rel in layout):
         # The files lie flat in a folder whose name does not say which dataset it holds: refused rather
         # than taken, since MNIST and Fashion-MNIST share their file names.
+        other = next((o.dataset for o in SPECS.values() if o is not spec and o.names_its_folder(root)), None)
+        if other is not None:  # (named for the other one: renaming it would train that as this)
+            lines.append(f"  {root} is a folder of dataset {other!r} by its name, not of {spec.dataset!r}: "
+                         f"--dataset {other}, or give the folder holding {spec.dataset}'s files")
+            return "\n".join(lines + ([f"  Incomplete: {'; '.join(partial)}"] if partial else []))
         lines.append(f"  the files are directly in {root}, whose name does not say that it holds "
                      f"{spec.dataset} (MNIST and Fashion-MNIST share file names): name that folder "
                      f"{spec.dataset}, or move the files into {root / spec.dataset}/")
