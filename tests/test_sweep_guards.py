@@ -238,6 +238,41 @@ def test_a_class_too_small_to_split_is_refused_before_ray_starts(
     assert sys_ray is None or not sys_ray.is_initialized()
 
 
+def test_a_setting_one_class_of_a_table_cannot_take_is_refused_before_ray_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A table's categories are learnt from each split's training rows, so its width differs by class:
+    PCA with 3 components fits the classes whose normals hold every category value (4 features), not the
+    one whose normals lack one (3): refused naming that class, not every trial of it erroring on Ray (the
+    first class's width alone was checked before)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    from adgan.cli import main
+
+    n = 300
+    rng = np.random.default_rng(0)
+    label = np.array(["a", "b", "c"] * (n // 3))
+    proto = np.where(rng.random(n) < 0.5, "tcp", "udp").astype(object)
+    proto[label == "c"] = "gre"  # only class c holds "gre": in the normals unless c is the anomaly
+    pcsv.write_csv(pa.table({"x": rng.normal(size=n), "proto": proto.astype(str), "label": label}),
+                   tmp_path / "t.csv")
+    decl = tmp_path / "t.yaml"
+    decl.write_text(yaml.safe_dump({"name": "t-widths", "format": "table", "path": str(tmp_path / "t.csv"),
+                                    "label_column": "label", "categorical": ["proto"]}))
+    spec = tmp_path / "widths.yaml"
+    spec.write_text(yaml.safe_dump({
+        "name": "widths", "dataset": {"declare": str(decl), "options": {"scale": False}}, "classes": "all",
+        "seeds": [0], "models": {"pca": {"fixed": {"n_components": 3}}},
+        "budget": {"trials_per_group": 1, "max_epochs": 1, "grace_period": 1, "reduction_factor": 2},
+        "resources": {"cpus": 1, "gpu": 0}}))
+    assert main(["sweep", str(spec), "--cpus", "1", "--no-wandb", "--results", str(tmp_path / "r"),
+                 "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "n_components" in err and "(the training rows of class 2 (c), seed 0, give 3 features)" in err, err
+
+
 def _sleeper(token: str) -> subprocess.Popen:
     """A process carrying the marker of a local Ray (as Ray's processes do), returned once it runs (until
     its exec completes, /proc shows no environment to find the marker in)."""

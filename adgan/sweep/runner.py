@@ -822,20 +822,29 @@ def _check_every_split(spec: SweepSpec) -> None:
         DataError: ``<spec>: class <name>: <the protocol's reason>``.
     """
     from adgan.data import dataset_classes, split_indices
-    from adgan.errors import DataError
+    from adgan.data.datasets import encoded_width
+    from adgan.errors import ConfigError, DataError
 
-    seen = set()
+    seen, widths = set(), {}
     for group in spec.groups():
         c = trial_config(spec, group, {})
         key = (c["dataset"], c["anomaly_class"], c.get("seed", 0), c.get("data_dir"), c.get("max_train"))
         if key in seen:
             continue
         seen.add(key)
+        names, cls = dataset_classes(key[0]), key[1]
+        label = f"{cls} ({names[cls]})" if isinstance(cls, int) and 0 <= cls < len(names) else cls
         try:
             split_indices(key[0], key[1], key[2], data_dir=key[3], max_train=key[4])
         except DataError as exc:
-            names = dataset_classes(key[0])
-            cls = key[1]
-            label = f"{cls} ({names[cls]})" if isinstance(cls, int) and 0 <= cls < len(names) else cls
             raise DataError(f"{spec.path}: class {label}, seed {key[2]}: {exc}; leave the class out of "
                             "the spec's 'classes'") from None
+        # A table's categories are learnt from each split's training rows: its width varies by class.
+        width = encoded_width(key[0], key[1], key[2], data_dir=key[3], max_train=key[4])
+        if width is not None and width not in widths:
+            widths[width] = key
+            try:
+                check_configs_on_data(spec, (width,))
+            except ConfigError as exc:
+                raise ConfigError(f"{exc} (the training rows of class {label}, seed {key[2]}, give {width} "
+                                  "features)") from None
