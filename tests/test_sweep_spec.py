@@ -652,6 +652,7 @@ def test_a_resume_refuses_data_or_a_declaration_changed_since_the_start(tmp_path
     recorded = json.loads((tmp_path / "results" / "dataset.json").read_text())
     assert recorded["n_samples"] == 200 and len(recorded["sha256"]) == 64
     assert recorded["classes"] == ["odd", "usual"]
+    assert recorded["input_shape"] == [2] and recorded["columns"] == ["a", "b"]
     check_same_spec(spec(), results)
     _with_available_dataset(spec(), results, resume=True)  # the same data: resumed
     # The same files read into other classes (a sweep started by an adgan that read labels otherwise).
@@ -659,6 +660,12 @@ def test_a_resume_refuses_data_or_a_declaration_changed_since_the_start(tmp_path
     with pytest.raises(ConfigError, match=r"--resume: the classes of dataset 'mine-table' were \['usual', "
                                           r"'odd'\] when sweep 'mine' started and are read as \['odd', "
                                           r"'usual'\] now"):
+        _with_available_dataset(spec(), results, resume=True)
+    # The same files encoded otherwise (an adgan that encoded a table another way).
+    (tmp_path / "results" / "dataset.json").write_text(json.dumps({**recorded, "input_shape": [3],
+                                                                   "columns": ["a", "b", "c"]}))
+    with pytest.raises(ConfigError, match=r"--resume: dataset 'mine-table' was encoded into samples of shape "
+                                          r"\(3,\) when sweep 'mine' started and is encoded into \(2,\) now"):
         _with_available_dataset(spec(), results, resume=True)
     (tmp_path / "results" / "dataset.json").write_text(json.dumps(recorded))
     # (the resume is a new process: here the declaration and the data loaded are forgotten by hand)

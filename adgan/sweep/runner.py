@@ -745,7 +745,8 @@ def _data_facts(spec: SweepSpec) -> dict[str, Any]:
     the first group, loaded once per process: ``available_dataset`` loaded them already)."""
     info = _first_splits(spec).info
     return {"sha256": info.sha256, "n_samples": info.n_samples, "source": info.source,
-            "classes": list(info.classes)}
+            "classes": list(info.classes), "input_shape": list(info.input_shape),
+            "columns": info.preprocessing.get("columns")}
 
 
 def _first_splits(spec: SweepSpec) -> Splits:
@@ -782,6 +783,16 @@ def _check_same_data(spec: SweepSpec, recorded: Mapping[str, Any]) -> None:
             f"{spec.path}: --resume: the classes of dataset {spec.dataset!r} were {recorded['classes']} when "
             f"sweep {spec.name!r} started and are read as {now['classes']} now (an adgan that reads labels "
             "differently); a resume cannot mix them: run it as a new sweep (another name or --results)"
+        )
+    if "input_shape" in recorded and (recorded["input_shape"], recorded.get("columns")) != (
+            now["input_shape"], now["columns"]):
+        # The same files encoded otherwise (an adgan that encodes a table's categories another way): the
+        # checkpoints of the trials in flight take other inputs than the new trials'.
+        raise ConfigError(
+            f"{spec.path}: --resume: dataset {spec.dataset!r} was encoded into samples of shape "
+            f"{tuple(recorded['input_shape'])} when sweep {spec.name!r} started and is encoded into "
+            f"{tuple(now['input_shape'])} now (an adgan that encodes it otherwise); a resume cannot mix "
+            "them: run it as a new sweep (another name or --results)"
         )
 
 def available_dataset(spec: SweepSpec) -> SweepSpec:
