@@ -325,8 +325,8 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
         "features, optional label column); for a model trained on a declared table, its CSV (header row) "
         "or Parquet file; for a model trained on plain rows (.npz), a numeric CSV without header or a "
         "Parquet file of numeric columns. "
-        "Category values not in the training file are encoded as none of the known ones, with a warning that "
-        "counts them; --strict refuses them.",
+        "Category values the model's training rows did not hold are encoded as none of the known ones, with "
+        "a warning that counts them; --strict refuses them.",
     )
     p.add_argument("--checkpoint", required=True,
                    help="run directory or checkpoint directory (a path, or a URI such as s3://bucket/... "
@@ -341,9 +341,8 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
                    "(default: the pixel_range declared for the training .npz, else -1 1, model space)")
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--strict", action="store_true",
-                   help="refuse rows whose category values are not in the training file (default: encode "
-                   "them "
-                   "as none of the known values and warn)")
+                   help="refuse rows whose category values the model's training rows did not hold "
+                   "(default: encode them as none of the known values and warn)")
     p.add_argument("--flag", default=None, metavar="CUTOFF",
                    help="also write a 'flagged' column (1 = score at or above the cutoff): best-f1, "
                    "fpr-5%% or fpr-1%% (cutoffs the checkpoint chose on its validation split: the highest "

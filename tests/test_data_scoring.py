@@ -168,11 +168,11 @@ def test_table_unseen_and_columns(tmp_path: Path) -> None:
     assert np.allclose(prepared, (x - lo) / np.where(hi > lo, hi - lo, 1))
     # Strict: the first row holding an unseen value is named (row 2's proto, before row 3's service).
     with pytest.raises(DataError, match=r"new.csv: row 2: column 'proto' has value 'sctp', outside the "
-                                        r"categories of the training file \(known: icmp, tcp, udp\)"):
+                                        r"categories of the training rows \(known: icmp, tcp, udp\)"):
         prepare_file(tmp_path / "new.csv", info, strict=True)
     pcsv.write_csv(new.set_column(0, "proto", pa.array(["tcp", "UDP", "udp", "tcp"])), tmp_path / "up.csv")
     with pytest.raises(DataError, match=r"up.csv: row 2: column 'proto' has value 'UDP', outside the "
-                                        r"categories of the training file \(known: icmp, tcp, udp; the known "
+                                        r"categories of the training rows \(known: icmp, tcp, udp; the known "
                                         r"'udp' but for letter case or spaces\)"):
         prepare_file(tmp_path / "up.csv", info, strict=True)
     pcsv.write_csv(new.drop_columns(["rate"]), tmp_path / "short.csv")

@@ -509,7 +509,7 @@ def encode_table(table: Any, schema: TableSchema, where: str, *, strict: bool = 
         known = np.flatnonzero(codes >= 0)
         out[known, offset + codes[known]] = 1.0
         offset += len(values)
-    handle_unseen(where, unseen, strict, "the categories of the training file")
+    handle_unseen(where, unseen, strict, "the categories of the training rows")
     return out
 
 
