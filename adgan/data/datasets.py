@@ -292,17 +292,15 @@ def split_indices(name: str, anomaly_class: int | str, seed: int = 0, *, data_di
     return _indices(spec, raw, int(anomaly_class), int(seed), max_train)
 
 
-def encoded_width(name: str, anomaly_class: int | str, seed: int = 0, *, data_dir: PathLike | None = None,
-                  max_train: int | None = None) -> int | None:
-    """The number of features ``load_dataset`` gives this split where the source learns its encoding from
-    the training rows (a declared table's categories: it differs between classes and seeds), else None."""
-    spec = _spec(name)
-    raw = spec.load(data_dir)
+def encoded_width(name: str, train: np.ndarray, *, data_dir: PathLike | None = None) -> int | None:
+    """The number of features ``load_dataset`` gives a split whose training rows are ``train`` (indices
+    from ``split_indices``) where the source learns its encoding from the training rows (a declared
+    table's categories: it differs between classes and seeds), else None."""
+    raw = _spec(name).load(data_dir)
     if not isinstance(raw, RawTabular) or raw.fit_on is None:
         return None
-    idx = split_indices(name, anomaly_class, seed, data_dir=data_dir, max_train=max_train)
-    features, _ = raw.fit_on(idx.train)
-    return int(features(idx.train[:1]).shape[1])
+    features, _ = raw.fit_on(train)
+    return int(features(train[:1]).shape[1])
 
 
 def _labels(raw: RawImages | RawTabular) -> np.ndarray | None:

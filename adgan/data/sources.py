@@ -203,10 +203,10 @@ def _explicit_missing_message(spec: SourceSpec, root: Path, partial: list[str]) 
         if other is not None:  # (named for the other one: renaming it would train that as this)
             lines.append(f"  {root} is a folder of dataset {other!r} by its name, not of {spec.dataset!r}: "
                          f"--dataset {other}, or give the folder holding {spec.dataset}'s files")
-            return "\n".join(lines + ([f"  Incomplete: {'; '.join(partial)}"] if partial else []))
-        lines.append(f"  the files are directly in {root}, whose name does not say that it holds "
-                     f"{spec.dataset} (MNIST and Fashion-MNIST share file names): name that folder "
-                     f"{spec.dataset}, or move the files into {root / spec.dataset}/")
+        else:
+            lines.append(f"  the files are directly in {root}, whose name does not say that it holds "
+                         f"{spec.dataset} (MNIST and Fashion-MNIST share file names): name that folder "
+                         f"{spec.dataset}, or move the files into {root / spec.dataset}/")
     if partial:
         lines.append(f"  Incomplete: {'; '.join(partial)}")
     return "\n".join(lines)

@@ -617,7 +617,7 @@ def model_card(
         f"- ran on device `{ran.get('device', '?')}` with {ran.get('threads', '?')} CPU thread(s) "
         "(a GAN's figures in their last digits depend on both)",
         f"- trial `{rep.get('trial_id')}` of group `{rep.get('group_id')}`, code version "
-        f"`{rep.get('code_version')}`" + _diff_note(results_dir, rep.get("code_version")),
+        f"`{rep.get('code_version')}`" + _diff_note(dest, rep.get("code_version")),
         "",
         "## Metrics (higher score = more anomalous)",
         "| split | AUPRC | chance (anomaly share) | AUROC | F1 at top-q |",
@@ -648,12 +648,12 @@ def model_card(
     return "\n".join(lines)
 
 
-def _diff_note(results_dir: str | Path, version: Any) -> str:
-    """The card's words on a ``.dirty`` code version: the diffs copied beside the card, or that none was
-    recorded (the commit alone does not rebuild the code)."""
+def _diff_note(dest: Path, version: Any) -> str:
+    """The card's words on a ``.dirty`` code version: the diffs ``_copy_detector`` copied beside the card
+    into ``dest``, or that none was in the results (the commit alone does not rebuild the code)."""
     if not (isinstance(version, str) and version.endswith(".dirty")):
         return ""
-    diffs = code_diffs(results_dir, version)
+    diffs = sorted(f.name for f in dest.iterdir() if EXPORT_DIFF.fullmatch(f.name))
     if not diffs:
         return " (a checkout with uncommitted changes, whose diff is not in the results: not recorded, or " \
                "removed since; the commit alone is not the code that trained this model)"

@@ -827,10 +827,12 @@ def available_dataset(spec: SweepSpec) -> SweepSpec:
 def _check_every_split(spec: SweepSpec) -> None:
     """Every group's class and seed split as its trials will split them (cheap: indices of the data
     loaded above): a class too small for the protocol's validation or test part is refused here, naming
-    it, rather than every trial of its groups failing on Ray.
+    it, rather than every trial of its groups failing on Ray; so is a setting that a class's own width
+    (a declared table, whose categories come from each split's training rows) cannot take.
 
     Raises:
         DataError: ``<spec>: class <name>: <the protocol's reason>``.
+        ConfigError: A model's setting refused for a class's width (``check_configs_on_data``).
     """
     from adgan.data import dataset_classes, split_indices
     from adgan.data.datasets import encoded_width
@@ -846,12 +848,12 @@ def _check_every_split(spec: SweepSpec) -> None:
         names, cls = dataset_classes(key[0]), key[1]
         label = f"{cls} ({names[cls]})" if isinstance(cls, int) and 0 <= cls < len(names) else cls
         try:
-            split_indices(key[0], key[1], key[2], data_dir=key[3], max_train=key[4])
+            idx = split_indices(key[0], key[1], key[2], data_dir=key[3], max_train=key[4])
         except DataError as exc:
             raise DataError(f"{spec.path}: class {label}, seed {key[2]}: {exc}; leave the class out of "
                             "the spec's 'classes'") from None
         # A table's categories are learnt from each split's training rows: its width varies by class.
-        width = encoded_width(key[0], key[1], key[2], data_dir=key[3], max_train=key[4])
+        width = encoded_width(key[0], idx.train, data_dir=key[3])
         if width is not None and width not in widths:
             widths[width] = key
             try:
