@@ -37,6 +37,7 @@ from adgan.data import (
 )
 from adgan.data.types import Split, Splits
 from adgan.errors import ConfigError, DivergedError, did_you_mean
+from adgan.jsontext import json_text
 from adgan.models import DETECTORS, Detector, create_detector
 from adgan.models.base import device_name, load_tensors, refuse_foreign_folder, scores_of, torch_device
 from adgan.runfiles import TRAIN_STATE
@@ -172,7 +173,7 @@ class RunDir:
     def log(self, record: Mapping[str, Any]) -> None:
         if self.dir is not None:
             with open(self.dir / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(record, default=_json_default) + "\n")
+                f.write(json_text(record, default=_json_default) + "\n")
 
     def save_state(
         self, detector: Detector, cfg: dict[str, Any], splits: Splits, run: dict[str, Any]
@@ -465,8 +466,8 @@ def _keep_epochs(path: Path, last_epoch: int) -> None:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    """Atomic JSON write: a reader sees the old file or the new one, never half of one."""
-    write_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default))
+    """Atomic JSON write: a reader sees the old file or the new one, never half of one; NaN as null."""
+    write_atomic(path, json_text(obj, indent=2, sort_keys=True, default=_json_default))
 
 
 def _json_default(obj: Any) -> Any:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import math
 import re
 from pathlib import Path
@@ -431,9 +432,10 @@ def test_contract_breaches_a_plugin_author_makes_are_named_early() -> None:
         DETECTORS.unregister("floatloss-for-test")
 
 
-def test_non_finite_validation_scores_are_counted_and_located() -> None:
+def test_non_finite_validation_scores_are_counted_and_located(tmp_path: Path) -> None:
     """A detector whose score() gives NaN for some samples: the run ends saying how many, which is the
-    first, and (for a one-step detector) whose doing it is, rather than a bare "diverged"."""
+    first, and (for a one-step detector) whose doing it is, rather than a bare "diverged". Its
+    summary.json is strict JSON (a figure no epoch produced is null, not Python's bare NaN token)."""
     from adgan.models import register_detector
     from adgan.models.baselines import KNN
     from adgan.train import train
@@ -448,10 +450,19 @@ def test_non_finite_validation_scores_are_counted_and_located() -> None:
 
     register_detector(HolesKNN)
     try:
-        *_, summary = train({"model": "holes-for-test", "dataset": "synthetic-tabular", "anomaly_class": 0})
+        *_, summary = train({"model": "holes-for-test", "dataset": "synthetic-tabular", "anomaly_class": 0},
+                            out=tmp_path / "run")
     finally:
         DETECTORS.unregister("holes-for-test")
     assert summary["status"] == "diverged", summary
+    nan_keys = {k for k, v in summary.items() if isinstance(v, float) and np.isnan(v)}
+    assert "best_val_auprc" in nan_keys, summary
+
+    def refuse(token: str) -> None:
+        raise AssertionError(f"summary.json holds the non-JSON token {token}")
+
+    written = json.loads((tmp_path / "run" / "summary.json").read_text(), parse_constant=refuse)
+    assert {k for k in nan_keys if written[k] is None} == nan_keys, written
     assert re.fullmatch(r"holes-for-test: \d+ of \d+ validation scores not finite after epoch 1 \(the first: "
                         r"validation sample 3, nan\); score\(\) must give every sample a finite score",
                         summary["message"]), summary["message"]

@@ -24,6 +24,7 @@ from typing import Any
 
 from adgan.atomic import write_atomic
 from adgan.errors import DataError, clip
+from adgan.jsontext import json_text
 from adgan.metrics import cutoff_order
 from adgan.runfiles import NOT_DETECTOR_FILES, PLUGIN_DIR, TUNE_EXPERIMENT
 from adgan.sweep.recommend import (
@@ -361,7 +362,7 @@ def _copy_detector(row: Mapping[str, Any], dest: Path, results_dir: str | Path) 
     for key in ("params", "config", "test_at_cutoffs"):  # JSON columns: objects in the JSON file
         if isinstance(result.get(key), str):
             result[key] = json.loads(result[key])
-    write_atomic(dest / "sweep_result.json", json.dumps(result, indent=2, sort_keys=True, default=str))
+    write_atomic(dest / "sweep_result.json", json_text(result, indent=2, sort_keys=True, default=str))
     return dest
 
 

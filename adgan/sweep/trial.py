@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from adgan.data.types import Splits
+from adgan.jsontext import nulls_as_nan
 from adgan.runfiles import FINISHED, RUN_LOGS, RUN_STATE_FILES, TRAIN_STATE
 from adgan.sweep.results import EPOCH_REPORTS
 from adgan.sweep.storage import IO_ERRORS
@@ -417,7 +418,8 @@ def _logged_epochs(out: Path) -> list[dict[str, Any]]:
     """The epoch records of the run log ``out/metrics.jsonl`` (restored from a checkpoint)."""
     log = out / "metrics.jsonl"
     lines = log.read_text().splitlines() if log.is_file() else []
-    return [r for r in map(json.loads, filter(str.strip, lines)) if r.get("kind") == "epoch"]
+    # (a non-finite number was written as null: NaN again for Tune and the epochs table)
+    return [nulls_as_nan(r) for r in map(json.loads, filter(str.strip, lines)) if r.get("kind") == "epoch"]
 
 
 def _summary(rec: Mapping[str, Any]) -> dict[str, Any]:
