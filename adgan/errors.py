@@ -46,6 +46,10 @@ class ConfigError(AdganError, ValueError):
     """A configuration or sweep spec is wrong (unknown key, bad value)."""
 
 
+class ContractError(AdganError, TypeError):
+    """A detector (usually a plugin's) breaks the detector contract: what it did, and what is expected."""
+
+
 class DivergedError(AdganError, RuntimeError):
     """Training produced a NaN or infinite loss."""
 

@@ -16,6 +16,13 @@ from adgan.data.fakes import make_fake_data_dir
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 KDD_REAL = SHARED_DATA / "kddcup.data_10_percent.gz"
 
+if os.environ.get("ADGAN_PLUGINS"):
+    # `ADGAN_PLUGINS=my_detectors.py pytest tests/test_detector_contract.py`: a plugin's detectors are
+    # registered before the tests are collected, so the registry-parametrised contract tests run on them.
+    from adgan import plugins
+
+    plugins.load_env()
+
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # Several workers share the cores: each trains with one thread, since a multi-thread OpenMP team on a
     # shared core waits at every barrier for its descheduled half (see one_torch_thread).

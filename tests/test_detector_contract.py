@@ -30,7 +30,7 @@ import torch
 from easy_data import TAB_DIM, easy_images, easy_split, easy_tabular, tiny  # noqa: F401 (used elsewhere)
 from sklearn.metrics import roc_auc_score
 
-from adgan.errors import ConfigError, DataError
+from adgan.errors import ConfigError, ContractError, DataError
 from adgan.models import Detector, create_detector, list_detectors
 from adgan.models.base import DETECTORS, DetectorConfig, valid_range
 
@@ -550,3 +550,87 @@ def test_a_device_or_bf16_option_that_cannot_work_is_a_config_error(name: str) -
         with pytest.raises(ConfigError, match=r"device 'cuda' was asked for but torch sees no CUDA device"):
             det.fit_epochs(x_train, device="cuda")
     assert det.input_shape is None  # refused before anything was recorded
+
+
+@dataclasses.dataclass
+class _WalkConfig(DetectorConfig):
+    epochs: int = 3
+    lr: float = 0.1
+
+
+class _Walk(Detector[_WalkConfig]):
+    """An iterative detector with a hand-written loop (no GANDetector): a centre walked towards the data by
+    SGD; the score is the squared distance to it. ``honours_resume`` / ``extra_epochs``: the two ways such a
+    loop can break the resume contract."""
+
+    name = "walk-for-test"
+    family = "baseline"
+    input_kinds = ("tabular",)
+    is_iterative = True
+    uses_accelerator = False
+    honours_resume = True
+    extra_epochs = 0
+
+    def _train(self, x: np.ndarray, seed: int, resume: Any) -> Any:
+        gen = torch.Generator().manual_seed(seed)
+        data = torch.as_tensor(x)
+        self.center = torch.zeros(x.shape[1])
+        follow = resume is not None and self.honours_resume
+        if follow:
+            self.load_state(resume["state"])
+        self.center.requires_grad_(True)
+        opt = torch.optim.SGD([self.center], lr=self.config.lr)
+        done = self._resume(resume, {"sgd": opt}, gen) if follow else 0
+        for epoch in range(done + 1, self.n_epochs + 1 + self.extra_epochs):
+            opt.zero_grad()
+            loss = ((data - self.center) ** 2).sum(1).mean()
+            loss.backward()
+            opt.step()
+            self.track_progress(epoch, {"sgd": opt}, gen)
+            yield {"loss": loss.detach()}
+
+    def score(self, x: np.ndarray) -> np.ndarray:
+        x = self.check_input(x)
+        return ((torch.as_tensor(x) - self.center.detach()) ** 2).sum(1).double().numpy()
+
+    def state(self) -> dict[str, Any]:
+        return {"center": self.center.detach().clone()}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.center = state["center"].clone()
+
+
+def _walk_after_one_epoch(x: np.ndarray) -> dict[str, Any]:
+    first = _Walk(epochs=3)
+    epochs = first.fit_epochs(x, seed=1)
+    next(epochs)
+    return copy.deepcopy(first.training_state())
+
+
+def test_a_hand_written_loop_that_follows_resume_continues_exactly() -> None:
+    x = np.random.default_rng(0).normal(2.0, 1.0, size=(64, 4)).astype(np.float32)
+    whole = _Walk(epochs=3).fit(x, seed=1)
+    resumed = _Walk(epochs=3)
+    rest = list(resumed.fit_epochs(x, seed=1, resume=_walk_after_one_epoch(x)))
+    assert len(rest) == 2
+    np.testing.assert_array_equal(resumed.score(x), whole.score(x))
+
+
+def test_a_hand_written_loop_that_ignores_resume_is_refused_not_trained_again() -> None:
+    """It would train from scratch, its epochs counted after the saved one: 4 epochs for epochs=3."""
+    x = np.random.default_rng(0).normal(2.0, 1.0, size=(64, 4)).astype(np.float32)
+    deaf = _Walk(epochs=3)
+    deaf.honours_resume = False
+    epochs = deaf.fit_epochs(x, seed=1, resume=_walk_after_one_epoch(x))
+    with pytest.raises(ContractError, match=r"walk-for-test: its training loop yielded epoch 1 where "
+                                            r"epoch 2 was next \(it was resumed: _train must continue from"):
+        next(epochs)
+
+
+def test_a_hand_written_loop_yielding_more_epochs_than_asked_is_refused() -> None:
+    x = np.random.default_rng(0).normal(size=(16, 4)).astype(np.float32)
+    eager = _Walk(epochs=2)
+    eager.extra_epochs = 1
+    with pytest.raises(ContractError, match=r"walk-for-test: its training loop yielded epoch 3 of 2 \(config "
+                                            r"epochs\)"):
+        eager.fit(x)

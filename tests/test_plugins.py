@@ -202,3 +202,11 @@ def test_an_exported_plugin_detector_carries_its_plugin_file(tmp_path: Path) -> 
     run = subprocess.run(cmd, env={**_env(), "ADGAN_PLUGINS": str(bundled)}, capture_output=True, text=True,
                          timeout=300)
     assert run.returncode == 0 and "wrote 5 scores" in run.stderr, run.stderr[-2000:]
+    assert "other plugin code" not in run.stderr, run.stderr[-2000:]
+    # The copy edited (here: its scores negated): it loads and scores without error, so it is said.
+    bundled.write_text(bundled.read_text() + "\n    def score(self, x):\n        return -super().score(x)\n")
+    run = subprocess.run(cmd, env={**_env(), "ADGAN_PLUGINS": str(bundled)}, capture_output=True, text=True,
+                         timeout=300)
+    said = (f"adgan: warning: {dest / 'detector.json'}: the 'shipknn' detector was saved with other plugin "
+            f"code (sha256 {header['plugin_sha256'][:12]}) than {bundled} loaded now")
+    assert run.returncode == 0 and said in run.stderr, run.stderr[-2000:]

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from adgan.atomic import replacing_dir
-from adgan.errors import ConfigError, DataError, short
+from adgan.errors import ConfigError, ContractError, DataError, InputWarning, short
 from adgan.registry import Registry
 from adgan.runfiles import PLUGIN_DIR
 from adgan.runkeys import RUN_DEFAULTS, SEEDS, is_seed
@@ -329,12 +329,42 @@ class Detector(ABC, Generic[C]):
             # Refused data leaves the detector as it was (its networks stay where they are).
             self.input_shape, self.device, self.bf16 = before
             raise
+        self._progress = None  # (a previous fit's epoch would read as this one's)
         epochs = self._train(checked, int(seed), resume)
         if not isinstance(epochs, Iterator):
             raise ConfigError(f"{self.name}: _train returned {type(epochs).__name__}; it must be a "
                               "generator that yields a dict of losses per epoch (one yield for a one-step "
                               "detector), see docs/architecture.md")
-        return epochs
+        return self._counted(epochs, int(resume["epoch"]) if resume is not None else 0)
+
+    def _counted(self, epochs: Iterator[dict[str, float]], done: int) -> Iterator[dict[str, float]]:
+        """``epochs`` checked as they come: an iterative detector's loop yields epoch ``done + 1`` next (its
+        ``track_progress`` says which), never more than ``n_epochs`` in all. A hand-written ``_train`` that
+        ignored ``resume`` would otherwise train again from scratch, its epochs counted after the saved
+        ones: a resumed run with more epochs than asked, silently.
+
+        Raises:
+            ContractError: The loop yielded another epoch than the next, or one too many.
+        """
+        try:
+            for losses in epochs:
+                done += 1
+                progress = self._progress
+                if self.is_iterative and progress is not None and progress[0] != done:
+                    raise ContractError(
+                        f"{self.name}: its training loop yielded epoch {progress[0]} where epoch {done} was "
+                        "next" + (" (it was resumed: _train must continue from its resume argument: "
+                                  "load_state(resume['state']), then start after "
+                                  "self._resume(resume, optimizers, generator); see docs/architecture.md)"
+                                  if progress[0] < done else ""))
+                if done > self.n_epochs:
+                    raise ContractError(f"{self.name}: its training loop yielded epoch {done} of "
+                                        f"{self.n_epochs} (config epochs)")
+                yield losses
+        finally:
+            close = getattr(epochs, "close", None)
+            if close is not None:
+                close()
 
     def check_training_data(self, x: np.ndarray) -> None:
         """What a detector's training needs of its checked input ``x`` beyond its kind and shape (e.g. a
@@ -551,6 +581,7 @@ class Detector(ABC, Generic[C]):
                 f"(expected one of: {', '.join(DETECTORS.names())}){hint}"
             )
         model_cls = DETECTORS.get(header["model"])
+        _warn_if_plugin_changed(model_cls, header, header_file)
         if cls is not Detector and not issubclass(model_cls, cls):
             raise DataError(f"{path}: holds a {header['model']!r} detector, not {cls.name!r}")
         try:
@@ -760,6 +791,23 @@ def _plugin_of(cls: type) -> str | None:
         origin = getattr(sys.modules.get(module), "__file__", None)
         return str(origin) if origin else None
     return None if module == "__main__" else module
+
+
+def _warn_if_plugin_changed(model_cls: type, header: Mapping[str, Any], header_file: Path) -> None:
+    """Say (``InputWarning``) when the plugin code loaded for a saved detector is not the file it was saved
+    with: a changed ``score`` loads without any error and scores otherwise than the detector trained.
+    Not refused: the change may be harmless (a comment), which only its author knows."""
+    trained_with = header.get("plugin_sha256")
+    plugin = _plugin_of(model_cls)
+    if not isinstance(trained_with, str) or plugin is None:
+        return
+    from adgan import plugins
+
+    now = plugins.fingerprints([plugin]).get(plugin)
+    if now is not None and now != trained_with:
+        warnings.warn(f"{header_file}: the {header['model']!r} detector was saved with other plugin code "
+                      f"(sha256 {trained_with[:12]}) than {plugin} loaded now ({now[:12]}): its scores may "
+                      "not be those of the detector as trained", InputWarning, stacklevel=3)
 
 
 def _check_contract(cls: type[Detector]) -> None:

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from adgan.errors import DataError, DivergedError
+from adgan.errors import ContractError, DataError, DivergedError
 from adgan.models.base import Detector, DetectorConfig
 from adgan.models.nets import side_ladder
 
@@ -189,8 +189,9 @@ class GANDetector(Detector[G]):
                 # Summed on the device: a .item() per loss and step would stall a GPU's queue.
                 for key, value in losses.items():
                     if not isinstance(value, torch.Tensor):
-                        raise TypeError(f"{self.name}: train_step returned {type(value).__name__} for loss "
-                                        f"{key!r}; expected a 0-d tensor (the loss, not loss.item())")
+                        raise ContractError(f"{self.name}: train_step returned {type(value).__name__} for "
+                                            f"loss {key!r}; expected a 0-d tensor (the loss, not "
+                                            "loss.item())")
                     sums[key] = sums.get(key, 0.0) + value.detach().double()
                 steps += 1
             means = {key: float(total) / max(steps, 1) for key, total in sums.items()}
