@@ -12,7 +12,7 @@ CLUSTER ?= cluster/aws-gpu.yaml
 SPEC ?= sweeps/mnist.yaml
 
 .PHONY: venv test test-fast lint user-data sweep-smoke sweep-mnist sweep-fashion-mnist sweep-kdd99 sweep-cifar10 \
-        cluster-up cluster-sweep cluster-down clean
+        cluster-tools cluster-up cluster-sweep cluster-down clean
 
 venv: $(STAMP)
 
@@ -74,12 +74,31 @@ RAY_EXEC_ARGS ?=
 # GPU share per trial on the cluster (the specs ask for none, so that they run on any machine); a cluster
 # without GPUs runs the trials on CPU and says so.
 GPU ?= 0.25
-cluster-up: $(STAMP)
+# Where the sweep's results go: storage every node reaches (s3://bucket/prefix, gs://..., or a folder every
+# node mounts, NFS); the head's own disk is out of the workers' reach. The spec's default budget is sized
+# for a 2-core machine: a cluster runs the full one unless BUDGET says otherwise.
+RESULTS ?=
+BUDGET ?= full
+# The machine driving the cluster: ray[default] for `ray job submit` and the dashboard, boto3 for AWS.
+CLUSTER_STAMP := $(VENV)/.cluster-installed
+$(CLUSTER_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e ".[cluster]"
+	touch $(CLUSTER_STAMP)
+
+cluster-tools: $(CLUSTER_STAMP)
+
+cluster-up: $(CLUSTER_STAMP)
 	PYTHON=$(PY) bash cluster/prepare.sh
 	$(VENV)/bin/ray up -y $(CLUSTER)
 
-cluster-sweep: $(STAMP)
-	$(VENV)/bin/ray exec $(RAY_EXEC_ARGS) $(CLUSTER) '. ~/adgan/cluster/node-env.sh && cd ~/adgan && adgan sweep $(SPEC) --address auto --gpu $(GPU) $(SWEEP_ARGS)'
+# (checked when the Makefile is read, before anything is installed or started)
+ifneq ($(filter cluster-sweep,$(MAKECMDGOALS)),)
+ifeq ($(RESULTS),)
+$(error make cluster-sweep: give RESULTS=s3://your-bucket/sweeps (or gs://..., or a folder every node mounts): trials on the workers cannot write the head's own disk)
+endif
+endif
+cluster-sweep: $(CLUSTER_STAMP)
+	$(VENV)/bin/ray exec $(RAY_EXEC_ARGS) $(CLUSTER) '. ~/adgan/cluster/node-env.sh && cd ~/adgan && adgan sweep $(SPEC) --address auto --gpu $(GPU) --budget $(BUDGET) --results $(RESULTS) $(SWEEP_ARGS)'
 
 cluster-down: $(STAMP)
 	$(VENV)/bin/ray down -y $(CLUSTER)

@@ -228,7 +228,7 @@ def test_rayjob_runs_the_sweep_on_its_cluster_and_shuts_down() -> None:
     assert spec["shutdownAfterJobFinishes"] is True
     assert isinstance(spec["ttlSecondsAfterFinished"], int) and spec["ttlSecondsAfterFinished"] >= 0
     assert spec["rayClusterSpec"] == _yaml(KUBERAY / "raycluster.yaml")["spec"], "rayjob.yaml drifted"
-    # The entrypoint, parsed by adgan's real CLI: it joins the job's cluster and writes to the shared volume.
+    # The entrypoint, parsed by adgan's real CLI: it joins the job's cluster and writes to the bucket.
     argv = shlex.split(spec["entrypoint"])
     assert argv[0] == "adgan"
     args = build_parser().parse_args(argv[1:])
@@ -237,10 +237,44 @@ def test_rayjob_runs_the_sweep_on_its_cluster_and_shuts_down() -> None:
     assert args.gpu is not None and 0 < args.gpu <= 1
     workdir = re.search(r"^WORKDIR\s+(\S+)", (CLUSTER / "Dockerfile").read_text(), re.M).group(1)
     spec_in_repo = REPO / Path(args.spec).relative_to(workdir)
-    assert load_spec(spec_in_repo).name  # the spec baked into the image is a valid sweep spec
+    # The spec baked into the image is a valid sweep spec, with the budget asked for: a cluster runs the
+    # spec's full budget (the default one is sized for a laptop), with no offline W&B runs left on pods.
+    assert load_spec(spec_in_repo, budget=args.budget).name and args.budget == "full" and args.no_wandb
+    # Neither a cluster that never gets ready nor a sweep that hangs runs (and bills) without end.
+    assert 0 < spec["preRunningDeadlineSeconds"] <= 3600 and spec["activeDeadlineSeconds"] > 0
     submitter = spec["submitterPodTemplate"]["spec"]
     assert submitter["restartPolicy"] == "Never"
     _assert_token_env(_env(submitter["containers"][0]), "submitter")
+
+
+def test_kuberay_pods_pull_a_rebuilt_tag_and_the_docs_ask_for_the_operator_that_reads_them() -> None:
+    """The docs rebuild one tag with new code: a node that cached it must pull it again. authOptions'
+    secretName (the token's Secret) exists from KubeRay 1.6.0 on: every stated minimum says so."""
+    for name in ("raycluster.yaml", "rayjob.yaml"):
+        doc = _yaml(KUBERAY / name)
+        spec = doc["spec"].get("rayClusterSpec", doc["spec"])
+        pods = [t["spec"] for _, t in _pod_templates(spec)] + (
+            [doc["spec"]["submitterPodTemplate"]["spec"]] if name == "rayjob.yaml" else [])
+        assert all(c["imagePullPolicy"] == "Always" for pod in pods for c in pod["containers"]), name
+        assert spec["authOptions"]["secretName"]
+    texts = [(p, p.read_text()) for p in [REPO / "docs" / "cluster.md", *KUBERAY.glob("*.yaml")]]
+    minimum = re.compile(r"KubeRay(?: operator)?\W+(\d+\.\d+(?:\.\d+)?) or newer")
+    stated = {(p.name, v) for p, t in texts for v in minimum.findall(t)}
+    assert stated and all(v == "1.6.0" for _, v in stated), stated
+
+
+def test_make_cluster_sweep_needs_shared_results_and_runs_the_full_budget() -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("RESULTS", "BUDGET", "MAKEFLAGS")}
+    refused = subprocess.run(["make", "-n", "cluster-sweep"], cwd=REPO, env=env, capture_output=True,
+                             text=True, timeout=60)
+    assert refused.returncode != 0 and "make cluster-sweep: give RESULTS=s3://" in refused.stderr
+    planned = subprocess.run(["make", "-n", "cluster-sweep", "RESULTS=s3://bucket/sweeps"], cwd=REPO, env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert planned.returncode == 0, planned.stderr
+    (line,) = [ln for ln in planned.stdout.splitlines() if "ray exec" in ln]
+    argv = shlex.split(shlex.split(line)[-1].split("&& ")[-1])
+    args = build_parser().parse_args(argv[1:])
+    assert args.results == "s3://bucket/sweeps" and args.budget == "full" and args.address == "auto"
 
 
 def test_object_storage_is_the_default_with_credentials_from_the_platform() -> None:
