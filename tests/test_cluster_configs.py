@@ -198,8 +198,10 @@ def test_raycluster_holds_the_fields_kuberay_requires() -> None:
         assert set(mounts.values()) <= volumes, f"{group}: a volumeMount names no volume"
         assert "/dev/shm" in mounts, group
         # Results on object storage by default: credentials from the pods' ServiceAccount (IRSA / workload
-        # identity), no shared volume needed.
-        assert pod.get("serviceAccountName") == "adgan-ray", group
+        # identity), no shared volume needed; the workers' is not the head's, to which KubeRay binds the
+        # autoscaler's Role (it may change pods and the RayCluster).
+        own = "adgan-ray" if group == "head" else "adgan-ray-worker"
+        assert pod.get("serviceAccountName") == own, group
     assert "nvidia.com/gpu" not in json.dumps(spec["headGroupSpec"])
     for g in spec["workerGroupSpecs"]:
         assert {"groupName", "replicas", "minReplicas", "maxReplicas", "rayStartParams", "template"} <= set(g)
@@ -280,11 +282,12 @@ def test_make_cluster_sweep_needs_shared_results_and_runs_the_full_budget() -> N
 def test_object_storage_is_the_default_with_credentials_from_the_platform() -> None:
     """Results go to a bucket; the nodes get its credentials from the platform's identity (IRSA / workload
     identity on Kubernetes, an instance profile on AWS), never from a key in a file or a Secret."""
-    (sa,) = list(yaml.safe_load_all((KUBERAY / "serviceaccount.yaml").read_text()))
-    assert (sa["apiVersion"], sa["kind"], sa["metadata"]["name"]) == ("v1", "ServiceAccount", "adgan-ray")
-    role = sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
-    assert re.fullmatch(r"arn:aws:iam::\d{12}:role/[\w+=,.@-]+", role)
-    assert sa["metadata"]["labels"]["app.kubernetes.io/part-of"] == "adgan"
+    head, worker = list(yaml.safe_load_all((KUBERAY / "serviceaccount.yaml").read_text()))
+    for sa, name in ((head, "adgan-ray"), (worker, "adgan-ray-worker")):
+        assert (sa["apiVersion"], sa["kind"], sa["metadata"]["name"]) == ("v1", "ServiceAccount", name)
+        role = sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
+        assert re.fullmatch(r"arn:aws:iam::\d{12}:role/[\w+=,.@-]+", role)
+        assert sa["metadata"]["labels"]["app.kubernetes.io/part-of"] == "adgan"
     for manifest in KUBERAY.glob("*.yaml"):
         assert "AWS_SECRET_ACCESS_KEY" not in manifest.read_text(), manifest.name
     workers = [t for k, t in _launcher("aws-gpu.yaml")["available_node_types"].items() if k != "head"]
