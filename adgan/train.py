@@ -190,22 +190,28 @@ class RunDir:
         torch.save(payload, buffer)
         write_atomic(self.dir / TRAIN_STATE, buffer.getvalue())
 
-    def load_state(self, cfg: dict[str, Any], splits: Splits) -> dict[str, Any]:
-        """The saved state of the run, refused unless it is of this very config and data; the log is cut
-        back to the epochs that state holds."""
+    def saved_state(self, cfg: Mapping[str, Any], mmap: bool = False) -> tuple[Path, dict[str, Any]]:
+        """The saved state's path and contents, refused unless saved by a run of this very config
+        (``mmap``: tensors left on disk, for a check that reads only the config)."""
         if self.dir is None:
             raise ConfigError("resume needs the run directory (out)")
         path = self.dir / TRAIN_STATE
         if not path.is_file():
             raise ConfigError(f"{path}: no saved training state to resume from (the run ended before its "
                               "first epoch, or kept no state); start it again (adgan train --overwrite)")
-        saved = load_tensors(path, "training state", "cpu")
+        saved = load_tensors(path, "training state", "cpu", mmap=mmap)
         if saved.get("config") != _identity(cfg):
             now, then = json.loads(_identity(cfg)), json.loads(saved.get("config") or "{}")
             differ = sorted(k for k in set(now) | set(then) if now.get(k) != then.get(k))
             shown = ", ".join(f"{k} {then.get(k)!r} -> {now.get(k)!r}" for k in differ[:6])
             raise ConfigError(f"{path}: saved by a run of another config ({shown}); resume needs the same "
                               "config, or --overwrite to start over")
+        return path, saved
+
+    def load_state(self, cfg: dict[str, Any], splits: Splits) -> dict[str, Any]:
+        """The saved state of the run, refused unless it is of this very config and data; the log is cut
+        back to the epochs that state holds."""
+        path, saved = self.saved_state(cfg)
         if saved.get("data_sha256") != splits.info.sha256:
             raise ConfigError(f"{path}: saved by a run on other data (sha256 differs); resume needs the same")
         self._check_same_features(path, splits)

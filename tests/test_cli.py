@@ -397,7 +397,8 @@ def test_score_names_a_damaged_checkpoint(
     assert err.startswith("adgan: error:") and str(dest) in err and "Traceback" not in err
 
 
-def test_train_resume_continues_an_interrupted_run(tmp_path: Path) -> None:
+def test_train_resume_continues_an_interrupted_run(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
     from adgan.train import train
 
     out = tmp_path / "run"
@@ -406,6 +407,10 @@ def test_train_resume_continues_an_interrupted_run(tmp_path: Path) -> None:
     records = train(config, out=out, save_state=True)
     assert next(records)["epoch"] == 1
     records.close()  # interrupted after its first epoch
+    # Other options: refused before anything says it is resuming (no "resuming ..." line, no progress bar).
+    assert _train(out, "--resume", "--set", "lr=0.01") == 2
+    err = capsys.readouterr().err
+    assert "saved by a run of another config (lr 0.0002 -> 0.01)" in err and "resuming" not in err, err
     assert _train(out, "--resume") == 0  # the same options as the interrupted run
     logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in logged if r["kind"] == "epoch"] == [1, 2]

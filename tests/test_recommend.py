@@ -505,3 +505,26 @@ def test_the_report_breaks_ties_as_best_and_export_do(tmp_path: Path) -> None:
     assert cases["bce-bce"].endswith(" *") and not cases["fm-fm"].endswith(" *")
     gvb = row_of(tables["mnist-5k: best GAN vs best baseline (test AUPRC; both chosen on validation)"], "0")
     assert gvb["best GAN"].startswith("egbad [bce-bce]")
+
+
+def test_a_sweep_with_planned_groups_not_ended_says_so_in_best_and_the_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An interrupted (or running) sweep: `adgan best` notes the planned groups without a result, and the
+    report says the same beside its answer (it read as a finished sweep's, its headline over the classes
+    that happened to end)."""
+    root = tmp_path / "fake"
+    rows = planted_sweep(root)
+    done = sorted({r["group_id"] for r in rows["best"]})
+    spec = json.loads((root / "spec.json").read_text())
+    (root / "spec.json").write_text(json.dumps({**spec, "groups": [*done, "mnist-5k/c1/knn/default/s0"]}))
+    note = (f"note: 1 of {len(done) + 1} groups of this sweep have no result yet (still running, or "
+            "interrupted: continue with adgan sweep SPEC --resume), e.g. mnist-5k/c1/knn/default/s0")
+    assert cli_main(["best", str(root)]) == 0
+    assert note in capsys.readouterr().err
+    report = build_report(root, tmp_path / "report").markdown.read_text()
+    answer = report.split("## Recommended detector per class", 1)[1].split("\n## ", 1)[0]
+    overview = report.split("## Overview", 1)[1].split("\n## ", 1)[0]
+    assert note in answer and note in overview
+    (root / "spec.json").write_text(json.dumps({**spec, "groups": done}))  # every planned group ended
+    assert "have no result yet" not in build_report(root, tmp_path / "report2").markdown.read_text()

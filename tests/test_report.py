@@ -585,12 +585,14 @@ def test_a_long_bar_chart_title_stays_inside_a_narrow_figure(monkeypatch: pytest
 
 def test_an_unrecorded_inner_standardisation_is_said_to_be_unknown(tmp_path: Path) -> None:
     """Rows of an adgan that recorded only the keys a spec set do not say whether a GAN standardised the
-    features inside its networks (its default does): the verdict says so rather than nothing."""
+    features inside its networks (its default does): the verdict says so rather than nothing; not for a
+    GAN that has no such option (GANomaly: the registry says so)."""
     root = tmp_path / "kdd"
-    rows = make_sweep(root, plan=[PLAN[4]])  # kdd99, egbad
+    rows = make_sweep(root, plan=[PLAN[4], PLAN[5]])  # kdd99, egbad and ganomaly
     for r in rows["trials"] + rows["best"]:
         r["config"] = {k: v for k, v in r["config"].items() if k not in ("bf16", "tabular_norm")}
     write_tables(root, rows, ("trials", "best"))
     t = html_tables(build_report(root, tmp_path / "out").html.read_text()).tables
-    kdd = row_of(t["KDD99 (`normal.` is the anomaly): precision / recall / F1"], "BiGAN/EGBAD")
-    assert "the results do not record tabular_norm" in kdd["verdict"]
+    kdd = t["KDD99 (`normal.` is the anomaly): precision / recall / F1"]
+    assert "the results do not record tabular_norm" in row_of(kdd, "BiGAN/EGBAD")["verdict"]
+    assert "tabular_norm" not in row_of(kdd, "GANomaly")["verdict"]

@@ -725,3 +725,22 @@ def test_a_resume_says_when_a_plugins_code_changed(raw: dict, tmp_path: Path,
     warn_if_plugins_changed(spec, results)
     assert (f"--resume: plugin code changed since sweep 'smoke' started ({plug}): the trials still to run "
             "use the new code") in capsys.readouterr().err
+
+
+def test_a_relative_data_dir_is_taken_relative_to_the_spec(
+    raw: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As every path of a spec: the trials run in Ray's own working directory, where a path relative to
+    where `adgan sweep` was started names nothing (every trial errored with "not a folder")."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "specs").mkdir()
+    spec_file = tmp_path / "specs" / "s.yaml"
+    raw["dataset"]["options"] = {**(raw["dataset"].get("options") or {}), "data_dir": "../data"}
+    spec_file.write_text(yaml.safe_dump(raw))
+    monkeypatch.chdir(tmp_path / "specs")
+    assert load_spec(spec_file.name).data_options["data_dir"] == str((tmp_path / "data").resolve())
+    monkeypatch.chdir("/")
+    assert load_spec(spec_file).data_options["data_dir"] == str((tmp_path / "data").resolve())
+    raw["dataset"]["options"]["data_dir"] = str(tmp_path / "data")  # an absolute one stays as it is
+    spec_file.write_text(yaml.safe_dump(raw))
+    assert load_spec(spec_file).data_options["data_dir"] == str(tmp_path / "data")

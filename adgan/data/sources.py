@@ -219,7 +219,8 @@ def _missing_message(spec: SourceSpec, data_dir: str | os.PathLike[str] | None, 
     lines = [
         f"dataset {spec.dataset!r}: data files not found.",
         f"  Place {wanted} (gzipped or not) in {cache_root() / spec.dataset}/, or in <dir>/{spec.dataset}/ "
-        f"and pass data_dir=<dir> (CLI: --data-dir) or set ADGAN_DATA_DIR=<dir>.",
+        f"and pass data_dir=<dir> (adgan train --data-dir; a sweep spec's dataset.options.data_dir) or set "
+        "ADGAN_DATA_DIR=<dir>.",
         f"  Searched: {', '.join(places)}",
     ]
     if partial:

@@ -17,7 +17,15 @@ from adgan.report import analysis, figures
 from adgan.report.doc import Figure, Section, Table
 from adgan.report.load import SweepResults, class_label, has_columns
 from adgan.report.published import Published
-from adgan.sweep.recommend import Recommendation, fit_rows, recommend, test_at_cutoffs, unanswered
+from adgan.sweep.recommend import (
+    Recommendation,
+    fit_rows,
+    groups_without_result,
+    recommend,
+    test_at_cutoffs,
+    unanswered,
+    unfinished_text,
+)
 
 SELECTION = ("Selection rule: within a group the configuration and epoch are chosen on validation AUPRC; "
              "a class's recommended detector, a model's loss case per class, the best GAN and the best "
@@ -52,6 +60,7 @@ class Context:
     families: dict[str, str] = field(default_factory=dict)  # model -> gan | baseline, as rows record it
     labels: dict[str, dict[int, str]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    unfinished: str | None = None  # planned groups without a result yet (a running or interrupted sweep)
 
     def label(self, dataset: str, cls: int) -> str:
         return self.labels.get(dataset, {}).get(cls) or str(cls)
@@ -70,6 +79,12 @@ def make_context(res: SweepResults, published: Published) -> Context:
                 if isinstance(name, str) and name:
                     ctx.labels.setdefault(ds, {})[int(cls)] = class_label(int(cls), name)
             ctx.families.update(dict(zip(frame["model"], frame["family"], strict=True)))
+    planned = res.spec.get("groups") or []  # (none before adgan recorded its groups)
+    best_rows = res.best.to_dict("records") if has_columns(res.best, ["group_id"]) else []
+    unfinished = unfinished_text(planned, groups_without_result(planned, best_rows))
+    if unfinished:  # (the Overview shows ctx.notes; the recommendation says it too)
+        ctx.notes.append(unfinished)
+        ctx.unfinished = unfinished
     if ctx.best is not None:
         ctx.classes = analysis.per_class(ctx.best)
         ctx.chosen = analysis.chosen_per_model(ctx.classes)
@@ -136,6 +151,8 @@ def recommendation(ctx: Context) -> Section:
     unanswered = _unanswered(ctx)
     if not ctx.recs and not unanswered:
         return missing_note(s, ctx)
+    if ctx.unfinished:
+        s.notes.append(ctx.unfinished)
     flagged = False
     for ds in sorted({r.chosen.dataset for r in ctx.recs} | set(unanswered)):
         rows = []

@@ -32,12 +32,14 @@ from adgan.sweep.recommend import (
     beats_chance,
     finite,
     fit_rows,
+    groups_without_result,
     recommend,
     scored,
     select_best,
     test_at_cutoffs,
     trials_compared,
     unanswered,
+    unfinished_text,
 )
 from adgan.sweep.results import read_table
 from adgan.sweep.storage import Location, local_copy, location
@@ -178,19 +180,13 @@ def _groups_without_result(
 ) -> tuple[list[str], list[str]]:
     """(planned group ids, those without a row in ``best``); ``best_rows``: that table, when already read."""
     planned = _spec_json(results_dir).get("groups") or []  # (none before adgan recorded its groups)
-    done = {r["group_id"] for r in (_best_rows(results_dir) if best_rows is None else best_rows)}
-    return planned, [g for g in planned if g not in done]
+    rows = _best_rows(results_dir) if best_rows is None else best_rows
+    return planned, groups_without_result(planned, rows)
 
 
 def unfinished_note(results_dir: str | Path) -> str | None:
-    """A line for a sweep some of whose planned groups (``spec.json``'s ``groups``) have no result yet,
-    else None: the recommendation of a class whose groups have not all ended is from those that have."""
-    planned, missing = _groups_without_result(results_dir)
-    if not missing:
-        return None
-    return (f"note: {len(missing)} of {len(planned)} groups of this sweep have no result yet (still "
-            f"running, or interrupted: continue with adgan sweep SPEC --resume), e.g. {missing[0]}; classes "
-            "are answered from the groups that ended")
+    """``unfinished_text`` of the sweep in ``results_dir`` (None when every planned group has a result)."""
+    return unfinished_text(*_groups_without_result(results_dir))
 
 
 def best_table(results_dir: str | Path) -> str:

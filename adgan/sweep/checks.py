@@ -11,6 +11,7 @@ import copy
 import dataclasses
 import json
 import math
+import os
 import typing
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -216,6 +217,11 @@ def dataset_of(
     for flag in ("scale", "bf16", "subsample_baselines"):
         if options.get(flag) is not None and not isinstance(options[flag], bool):
             raise check.fail(f"dataset.options.{flag}", f"expected true or false, got {short(options[flag])}")
+    data_dir = options.get("data_dir")
+    if isinstance(data_dir, str) and base_dir is not None:
+        # Relative to the spec, as every path of a spec is: the trials run in Ray's own working directory,
+        # where a path relative to where `adgan sweep` was started names nothing.
+        options = {**options, "data_dir": str(Path(base_dir, os.path.expanduser(data_dir)).resolve())}
     return dataset, section.get("fallback"), options, declaration
 
 
@@ -227,7 +233,7 @@ def classes_of(
         return tuple(range(len(names)))
     if not isinstance(value, list) or not value:
         raise check.fail(
-            "classes", f"expected 'all' or a non-empty list of class indices, got {short(value)}"
+            "classes", f"expected 'all' or a non-empty list of class names or indices, got {short(value)}"
         )
     from adgan.data import class_index
 

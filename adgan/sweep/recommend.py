@@ -365,6 +365,23 @@ def recommend(best_rows: Iterable[Mapping[str, Any]]) -> list[Recommendation]:
     return out
 
 
+def groups_without_result(planned: Sequence[str], best_rows: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The ``planned`` group ids (``spec.json``'s ``groups``) with no row in the best table."""
+    done = {r["group_id"] for r in best_rows}
+    return [g for g in planned if g not in done]
+
+
+def unfinished_text(planned: Sequence[str], missing: Sequence[str]) -> str | None:
+    """A line for a sweep some of whose ``planned`` groups are ``missing`` from the best table, else None
+    (``adgan best``, ``export`` and the report say it alike): a class whose groups have not all ended is
+    answered from those that have."""
+    if not missing:
+        return None
+    return (f"note: {len(missing)} of {len(planned)} groups of this sweep have no result yet (still "
+            f"running, or interrupted: continue with adgan sweep SPEC --resume), e.g. {missing[0]}; classes "
+            "are answered from the groups that ended")
+
+
 def unanswered(
     recs: Sequence[Recommendation], best_rows: Iterable[Mapping[str, Any]]
 ) -> list[tuple[str, int, str]]:
