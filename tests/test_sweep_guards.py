@@ -399,7 +399,8 @@ def test_dry_run_prints_the_plan_without_ray(tmp_path: Path, capsys: pytest.Capt
     assert main(["sweep", "smoke", "--dry-run", "--cpus", "2", "--results", str(tmp_path / "r")]) == 0
     out = capsys.readouterr().out
     for line in ("plan of sweep 'smoke'", "groups       2 (1 class x 2 model/loss cases x 1 seed)",
-                 "trials       8 (up to 4 per group", "epochs       up to 3 per GAN trial",
+                 "trials       8 (up to 4 per group",
+                 "epochs       up to 3 per trial of a model trained in epochs, 1 per one-step fit (knn) (",
                  "per trial    1 CPU, 0 GPUs", "at once      2 trials (this machine: 2 CPUs)",
                  "(calibrated: one epoch of each model in this process)", "estimate     wall "):
         assert line in out, out

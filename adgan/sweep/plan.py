@@ -183,6 +183,11 @@ def estimate(spec: SweepSpec, costs: dict[str, ModelCost], slots: int, gpu: floa
     return out
 
 
+def _one_step(spec: SweepSpec) -> str:
+    """The spec's models that fit in one step (a GAN, or an iterative baseline, trains in epochs)."""
+    return ", ".join(m.name for m in spec.models if not m.is_iterative) or "none here"
+
+
 def _n(count: float, word: str, plural: str | None = None) -> str:
     """``1 seed``, ``2 seeds``, ``3 classes`` (``plural`` when not ``word + "s"``)."""
     return f"{count:g} {word if count == 1 else plural or word + 's'}"
@@ -237,8 +242,9 @@ def plan_text(
         f"{_n(cases, 'model/loss case')} x {_n(len(spec.seeds), 'seed')})",
         f"  trials       {n_trials} (up to {spec.budget.trials_per_group} per group; as many as a search "
         "space holds distinct settings where fewer, 1 for a model with nothing to search)",
-        f"  epochs       up to {spec.budget.max_epochs} per GAN trial, 1 per baseline trial (ASHA grace "
-        f"{spec.budget.grace_period}, reduction {spec.budget.reduction_factor:g})",
+        f"  epochs       up to {spec.budget.max_epochs} per trial of a model trained in epochs, 1 per "
+        f"one-step fit ({_one_step(spec)}) (ASHA grace {spec.budget.grace_period}, reduction "
+        f"{spec.budget.reduction_factor:g})",
         f"  per trial    {_n(spec.cpus, 'CPU')}, {_n(gpu, 'GPU')}",
         f"  at once      {_n(slots, 'trial')} ({where}{limit})",
         f"  cost/model   {per_model} ({source})",
