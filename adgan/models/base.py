@@ -346,6 +346,7 @@ class Detector(ABC, Generic[C]):
         Raises:
             ContractError: The loop yielded another epoch than the next, or one too many.
         """
+        resumed = done > 0
         try:
             for losses in epochs:
                 done += 1
@@ -356,7 +357,7 @@ class Detector(ABC, Generic[C]):
                         "next" + (" (it was resumed: _train must continue from its resume argument: "
                                   "load_state(resume['state']), then start after "
                                   "self._resume(resume, optimizers, generator); see docs/architecture.md)"
-                                  if progress[0] < done else ""))
+                                  if resumed and progress[0] < done else ""))
                 if done > self.n_epochs:
                     raise ContractError(f"{self.name}: its training loop yielded epoch {done} of "
                                         f"{self.n_epochs} (config epochs)")
