@@ -100,7 +100,7 @@ endif
 cluster-sweep: $(CLUSTER_STAMP)
 	$(VENV)/bin/ray exec $(RAY_EXEC_ARGS) $(CLUSTER) '. ~/adgan/cluster/node-env.sh && cd ~/adgan && adgan sweep $(SPEC) --address auto --gpu $(GPU) --budget $(BUDGET) --results $(RESULTS) $(SWEEP_ARGS)'
 
-cluster-down: $(STAMP)
+cluster-down: $(CLUSTER_STAMP)
 	$(VENV)/bin/ray down -y $(CLUSTER)
 
 clean:

@@ -293,7 +293,7 @@ def _train_with_progress(args: argparse.Namespace, config: dict[str, Any], out: 
     if done:
         from adgan.train import RunDir
 
-        RunDir(out).saved_state(resolve_config(config), mmap=True)  # another config: refused, not "resuming"
+        RunDir(out).saved_state(resolve_config(config))  # another config: refused, not "resuming"
         print(f"resuming {out} after epoch {done} of {total}", file=sys.stderr)
     splits = load_splits(resolve_config(config))  # before the bar: the data's source line, not inside it
     # initial=: the epochs of the interrupted run count as done, not as done in no time (the rate, the ETA)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import numbers
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 
@@ -26,9 +26,11 @@ def finite_or_null(obj: Any) -> Any:
     return obj
 
 
-def json_text(obj: Any, **dumps: Any) -> str:
-    """``json.dumps(obj, **dumps)`` with NaN and infinities as ``null`` (refused, never written bare)."""
-    return json.dumps(finite_or_null(obj), allow_nan=False, **dumps)
+def json_text(obj: Any, *, default: Callable[[Any], Any] | None = None, **dumps: Any) -> str:
+    """``json.dumps(obj, default=default, **dumps)`` with NaN and infinities as ``null`` (never written
+    bare), those of what ``default`` makes of an object too."""
+    cleaned = None if default is None else (lambda o: finite_or_null(default(o)))
+    return json.dumps(finite_or_null(obj), allow_nan=False, default=cleaned, **dumps)
 
 
 def nulls_as_nan(record: Mapping[str, Any]) -> dict[str, Any]:

@@ -190,16 +190,15 @@ class RunDir:
         torch.save(payload, buffer)
         write_atomic(self.dir / TRAIN_STATE, buffer.getvalue())
 
-    def saved_state(self, cfg: Mapping[str, Any], mmap: bool = False) -> tuple[Path, dict[str, Any]]:
-        """The saved state's path and contents, refused unless saved by a run of this very config
-        (``mmap``: tensors left on disk, for a check that reads only the config)."""
+    def saved_state(self, cfg: Mapping[str, Any]) -> tuple[Path, dict[str, Any]]:
+        """The saved state's path and contents, refused unless saved by a run of this very config."""
         if self.dir is None:
             raise ConfigError("resume needs the run directory (out)")
         path = self.dir / TRAIN_STATE
         if not path.is_file():
             raise ConfigError(f"{path}: no saved training state to resume from (the run ended before its "
                               "first epoch, or kept no state); start it again (adgan train --overwrite)")
-        saved = load_tensors(path, "training state", "cpu", mmap=mmap)
+        saved = load_tensors(path, "training state", "cpu")
         if saved.get("config") != _identity(cfg):
             now, then = json.loads(_identity(cfg)), json.loads(saved.get("config") or "{}")
             differ = sorted(k for k in set(now) | set(then) if now.get(k) != then.get(k))

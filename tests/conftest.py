@@ -19,6 +19,8 @@ KDD_REAL = SHARED_DATA / "kddcup.data_10_percent.gz"
 if os.environ.get("ADGAN_PLUGINS"):
     # `ADGAN_PLUGINS=my_detectors.py pytest tests/test_detector_contract.py`: a plugin's detectors are
     # registered before the tests are collected, so the registry-parametrised contract tests run on them.
+    # (Set in a shell for the whole suite, every registry-parametrised test runs on them too; `make test`
+    # runs as the shell has it, so unset it there for the suite as CI runs it.)
     from adgan import plugins
 
     plugins.load_env()

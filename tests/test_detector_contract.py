@@ -425,8 +425,8 @@ def test_contract_breaches_a_plugin_author_makes_are_named_early() -> None:
     register_detector(FloatLoss)
     try:
         det = create_detector("floatloss-for-test", epochs=1, batch_size=8)
-        with pytest.raises(TypeError, match=r"floatloss-for-test: train_step returned float for loss 'rec'; "
-                                            r"expected a 0-d tensor \(the loss, not loss.item\(\)\)"):
+        said = r"floatloss-for-test: train_step returned float for loss 'rec'; expected a 0-d tensor"
+        with pytest.raises(ContractError, match=said + r" \(the loss, not loss.item\(\)\)"):
             det.fit(np.random.default_rng(0).normal(size=(32, 4)).astype(np.float32))
     finally:
         DETECTORS.unregister("floatloss-for-test")

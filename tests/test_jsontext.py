@@ -31,6 +31,11 @@ def test_an_epoch_record_reads_back_with_nan_where_it_had_nan() -> None:
     assert back["epoch"] == 2 and back["val_auprc"] == 0.5 and math.isnan(back["loss_d"])
 
 
+def test_what_the_default_makes_of_an_object_is_cleaned_too() -> None:
+    text = json_text({"x": np.array([1.0, np.nan])}, default=lambda o: o.tolist())
+    assert _strict(text) == {"x": [1.0, None]}
+
+
 def test_a_value_the_default_cannot_make_json_is_still_refused() -> None:
     with pytest.raises(TypeError):
         json_text({"x": object()})

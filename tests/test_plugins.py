@@ -210,3 +210,21 @@ def test_an_exported_plugin_detector_carries_its_plugin_file(tmp_path: Path) -> 
     said = (f"adgan: warning: {dest / 'detector.json'}: the 'shipknn' detector was saved with other plugin "
             f"code (sha256 {header['plugin_sha256'][:12]}) than {bundled} loaded now")
     assert run.returncode == 0 and said in run.stderr, run.stderr[-2000:]
+
+
+def test_the_contract_tests_run_on_a_plugin_named_in_adgan_plugins(tmp_path: Path) -> None:
+    """docs/architecture.md: `ADGAN_PLUGINS=my_detectors.py pytest tests/test_detector_contract.py` runs the
+    registry-parametrised contract tests on the plugin's detector (tests/conftest.py registers it before
+    collection)."""
+    plug = tmp_path / "contractplug.py"
+    plug.write_text("from adgan.models import register_detector\nfrom adgan.models.baselines import KNN\n\n\n"
+                    "@register_detector\nclass ContractKNN(KNN):\n    name = 'contractknn'\n")
+    tests = Path(__file__).resolve().parent
+    cmd = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:xdist", "-p", "no:cacheprovider",
+           str(tests / "test_detector_contract.py")]
+    with_plugin = subprocess.run(cmd, env={**_env(), "ADGAN_PLUGINS": str(plug)}, cwd=tests.parent,
+                                 capture_output=True, text=True, timeout=300)
+    assert with_plugin.returncode == 0, with_plugin.stdout[-2000:] + with_plugin.stderr[-2000:]
+    assert "contractknn" in with_plugin.stdout, with_plugin.stdout[-2000:]
+    without = subprocess.run(cmd, env=_env(), cwd=tests.parent, capture_output=True, text=True, timeout=300)
+    assert without.returncode == 0 and "contractknn" not in without.stdout

@@ -737,10 +737,11 @@ def test_a_relative_data_dir_is_taken_relative_to_the_spec(
     spec_file = tmp_path / "specs" / "s.yaml"
     raw["dataset"]["options"] = {**(raw["dataset"].get("options") or {}), "data_dir": "../data"}
     spec_file.write_text(yaml.safe_dump(raw))
+    data = (tmp_path / "data").resolve()
     monkeypatch.chdir(tmp_path / "specs")
-    assert load_spec(spec_file.name).data_options["data_dir"] == str((tmp_path / "data").resolve())
+    assert Path(load_spec(spec_file.name).data_options["data_dir"]).resolve() == data
     monkeypatch.chdir("/")
-    assert load_spec(spec_file).data_options["data_dir"] == str((tmp_path / "data").resolve())
+    assert Path(load_spec(spec_file).data_options["data_dir"]).resolve() == data
     raw["dataset"]["options"]["data_dir"] = str(tmp_path / "data")  # an absolute one stays as it is
     spec_file.write_text(yaml.safe_dump(raw))
     assert load_spec(spec_file).data_options["data_dir"] == str(tmp_path / "data")

@@ -701,11 +701,11 @@ def _looks_flattened(x: np.ndarray) -> bool:
     return bool(np.nanmin(sample) >= -1.0 and np.nanmax(sample) <= 1.0)
 
 
-def load_tensors(path: Path, what: str, map_location: str | torch.device, mmap: bool = False) -> Any:
+def load_tensors(path: Path, what: str, map_location: str | torch.device) -> Any:
     """``torch.load(path, weights_only=True)``; a file that is not such a file is a ``DataError``
-    naming it and ``what`` was expected there. ``mmap``: tensors mapped from the file, not read."""
+    naming it and ``what`` was expected there."""
     try:
-        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+        return torch.load(path, map_location=map_location, weights_only=True)
     # A text file fed to the weights-only unpickler fails on whichever opcode its bytes spell: also with
     # KeyError (an unknown memo index) or IndexError (a pop from its empty stack).
     except (RuntimeError, OSError, EOFError, ValueError, KeyError, IndexError, pickle.UnpicklingError) as exc:

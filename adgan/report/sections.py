@@ -82,9 +82,7 @@ def make_context(res: SweepResults, published: Published) -> Context:
     planned = res.spec.get("groups") or []  # (none before adgan recorded its groups)
     best_rows = res.best.to_dict("records") if has_columns(res.best, ["group_id"]) else []
     unfinished = unfinished_text(planned, groups_without_result(planned, best_rows))
-    if unfinished:  # (the Overview shows ctx.notes; the recommendation says it too)
-        ctx.notes.append(unfinished)
-        ctx.unfinished = unfinished
+    ctx.unfinished = unfinished  # (said in the Overview and beside the answer, not in every empty section)
     if ctx.best is not None:
         ctx.classes = analysis.per_class(ctx.best)
         ctx.chosen = analysis.chosen_per_model(ctx.classes)
@@ -148,11 +146,11 @@ def recommendation(ctx: Context) -> Section:
         "these detectors and `adgan best` makes the same choice. The settings shown are those of the "
         "exported seed's run (each seed chose its own on validation), while the AUPRCs are means over the "
         "seeds: MODEL_CARD.md of `adgan export` gives the exported checkpoint's own test figures."])
+    if ctx.unfinished:
+        s.notes.append(ctx.unfinished)
     unanswered = _unanswered(ctx)
     if not ctx.recs and not unanswered:
         return missing_note(s, ctx)
-    if ctx.unfinished:
-        s.notes.append(ctx.unfinished)
     flagged = False
     for ds in sorted({r.chosen.dataset for r in ctx.recs} | set(unanswered)):
         rows = []
@@ -214,6 +212,8 @@ def overview(ctx: Context) -> Section:
     res = ctx.res
     s = Section("overview", "Overview", paragraphs=[SELECTION])
     s.notes += res.notes + [n for n in ctx.notes if n not in res.notes]
+    if ctx.unfinished:
+        s.notes.append(ctx.unfinished)
     rows = [["results directory", str(res.path)], ["sweep", res.name]]
     for name in ("epochs", "trials", "best"):
         frame = res.table(name)

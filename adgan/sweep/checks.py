@@ -218,10 +218,11 @@ def dataset_of(
         if options.get(flag) is not None and not isinstance(options[flag], bool):
             raise check.fail(f"dataset.options.{flag}", f"expected true or false, got {short(options[flag])}")
     data_dir = options.get("data_dir")
-    if isinstance(data_dir, str) and base_dir is not None:
+    if isinstance(data_dir, str) and base_dir is not None and not os.path.isabs(os.path.expanduser(data_dir)):
         # Relative to the spec, as every path of a spec is: the trials run in Ray's own working directory,
-        # where a path relative to where `adgan sweep` was started names nothing.
-        options = {**options, "data_dir": str(Path(base_dir, os.path.expanduser(data_dir)).resolve())}
+        # where a path relative to where `adgan sweep` was started names nothing. (An absolute one is kept
+        # as written, its links too.)
+        options = {**options, "data_dir": os.path.abspath(os.path.join(base_dir, data_dir))}
     return dataset, section.get("fallback"), options, declaration
 
 
