@@ -198,7 +198,7 @@ def test_deep_images(tmp_path: Path) -> None:
         ("loose", r"image files directly in the root \(e.g. stray.png\)"),
         ("none", r"shapes: no class subfolders"),
         ("missing-class", r"declared class 'cube' not found; the class folders are: disk, hstripes, ring"),
-        ("no-root", r"root folder .*nowhere not found"),
+        ("no-root", r"root: folder .*nowhere not found"),
         ("broken", r"disk/000.png: cannot read as an image"),
     ],
 )
@@ -837,3 +837,37 @@ def test_an_identifier_declared_categorical_is_warned_about(tmp_path: Path) -> N
                                           r"category\? list it in 'drop_columns'"):
         load_dataset(register_declared(decl), 0, verbose=False)
 
+
+
+def test_a_link_named_as_an_image_that_points_at_nothing_is_refused_not_skipped(tmp_path: Path) -> None:
+    """docs/protocol.md: nothing is skipped silently; a broken link left one sample out unsaid."""
+    from adgan.data.folders import image_files
+
+    root = write_image_folders(tmp_path / "imgs")
+    (root / "ring" / "ghost.png").symlink_to(tmp_path / "nowhere.png")
+    with pytest.raises(DataError, match=r"ghost.png: a link to .*nowhere.png, which does not exist; restore"):
+        image_files(root / "ring")
+
+
+def test_npz_messages_and_warnings_for_a_mistaken_declaration(tmp_path: Path) -> None:
+    """Scaled [0, 1] pixels declared as 0..255 (every image nearly black) and 0/1 flags read as two classes
+    are warned about; a channels mismatch shows the array as the file holds it."""
+    x = np.concatenate([_synth(c, 20) for c in CLASSES])
+    y = np.repeat(np.arange(len(CLASSES)), 20)
+    np.savez(tmp_path / "scaled.npz", x=x.astype(np.float32) / 255, y=y)
+    register_declared({"name": "scaled", "format": "npz", "path": str(tmp_path / "scaled.npz"),
+                       "pixel_range": [0, 255]})
+    with pytest.warns(InputWarning, match=r"the pixels lie in 0..1, a sliver of the declared pixel_range "
+                                          r"\[0, 255\]: if they are scaled to \[0, 1\]"):
+        load_dataset("scaled", 0, verbose=False)
+    np.savez(tmp_path / "flags.npz", x=x, y=(y == 1).astype(int))
+    register_declared({"name": "flags", "format": "npz", "path": str(tmp_path / "flags.npz")})
+    said = (r"the labels in 'y' are only 0 and 1, read as two classes \(labels: class\), each in turn the "
+            r"anomaly; if they flag anomalies, declare labels: anomaly")
+    with pytest.warns(InputWarning, match=said):
+        assert dataset_classes("flags") == ("0", "1")
+    np.savez(tmp_path / "rgb.npz", x=np.repeat(x[..., None], 3, axis=3), y=y)
+    register_declared({"name": "rgb1", "format": "npz", "path": str(tmp_path / "rgb.npz"), "channels": 1})
+    with pytest.raises(DataError, match=r"declared channels 1, the images have 3 \(x of shape "
+                                        rf"\({len(x)}, 28, 28, 3\)\)"):
+        load_dataset("rgb1", 0, verbose=False)

@@ -166,7 +166,8 @@ def test_chance_threshold_and_flag(tmp_path: Path, capsys: pytest.CaptureFixture
     assert row_of(html_tables(html).tables["mnist-5k: recommended detector per class"], "0")[
         "beats chance (val)"] == "NO"
     (dest,) = export(root, tmp_path / "exported")
-    assert "no better than chance on validation" in (dest / "MODEL_CARD.md").read_text()
+    card = (dest / "MODEL_CARD.md").read_text()
+    assert "Better than chance on validation: **no** (its validation AUPRC" in card
 
 
 def test_the_chance_level_to_beat_is_that_of_the_best_of_the_trials_compared(tmp_path: Path) -> None:

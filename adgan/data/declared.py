@@ -29,6 +29,7 @@ import functools
 import json
 import os
 import re
+import warnings
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -49,7 +50,7 @@ from adgan.data.datasets import (
 from adgan.data.formats import sha256_file
 from adgan.data.images import RawImages, pixel_units
 from adgan.data.protocol import SplitFractions
-from adgan.errors import ConfigError, DataError, did_you_mean
+from adgan.errors import ConfigError, DataError, InputWarning, did_you_mean
 
 PathLike = str | os.PathLike[str]
 FORMATS = ("image-folder", "normal-anomaly-folder", "npz", "table")
@@ -379,6 +380,12 @@ def _sorted_labels(values: Sequence[str]) -> tuple[str, ...]:
 
 def _chosen_classes(d: dict[str, Any], found: Sequence[str], where: str, what: str) -> tuple[str, ...]:
     """The declared ``classes`` (checked against ``found``), or all found classes."""
+    if what != "class folders" and {c.lower() for c in found} in ({"0", "1"}, {"false", "true"}):
+        # Flags read as two classes: class '0' (the normals) taken in turn as the anomaly, trained on the
+        # anomalies as its normal data. Said, not refused: two classes may be called 0 and 1.
+        warnings.warn(f"{where}: the {what} are only {' and '.join(found)}, read as two classes (labels: "
+                      "class), each in turn the anomaly; if they flag anomalies, declare labels: anomaly",
+                      InputWarning, stacklevel=2)
     if d["classes"] is None:
         return tuple(found)
     # A declared name matches the found one in another Unicode form (datasets.nfc); the found spelling is
@@ -395,7 +402,8 @@ def _chosen_classes(d: dict[str, Any], found: Sequence[str], where: str, what: s
 def _root(d: dict[str, Any]) -> Path:
     root = Path(d["root"])
     if not root.is_dir():
-        raise DataError(f"dataset {d['name']!r}: root folder {root} not found")
+        said = "is a file; expected the folder of one subfolder per class" if root.exists() else "not found"
+        raise DataError(f"dataset {d['name']!r}: root: folder {root} {said}")
     return root
 
 
@@ -627,6 +635,7 @@ def _npz_images(x: np.ndarray, d: dict[str, Any], where: str) -> np.ndarray:
 
     Channels last is assumed when the last axis has 1 or 3 entries, else channels first.
     """
+    shape = x.shape  # (as the file holds it: what a message shows)
     if x.ndim == 3:
         x = x[:, None]
     elif x.shape[3] in (1, 3):
@@ -636,7 +645,7 @@ def _npz_images(x: np.ndarray, d: dict[str, Any], where: str) -> np.ndarray:
                         f"shape {x.shape}")
     if d["channels"] is not None and x.shape[1] != d["channels"]:
         raise DataError(f"{where}: declared channels {d['channels']}, the images have {x.shape[1]} "
-                        f"(shape {x.shape})")
+                        f"(x of shape {shape})")
     if np.issubdtype(x.dtype, np.integer):
         if x.size and (x.min() < 0 or x.max() > 255):
             raise DataError(f"{where}: integer pixels must be in 0..255, got {x.min()}..{x.max()}")
@@ -653,6 +662,12 @@ def _npz_images(x: np.ndarray, d: dict[str, Any], where: str) -> np.ndarray:
         if x.min() < lo or x.max() > hi:
             raise DataError(f"{where}: pixel values must lie in the declared pixel_range [{lo:g}, {hi:g}], "
                             f"got {x.min():.4g}..{x.max():.4g}")
+        if hi - lo > 2 and x.size and x.min() >= -1 and x.max() <= 1:
+            # Scaled pixels declared as 0..255 train on images all but black, with no error anywhere.
+            warnings.warn(f"{where}: the pixels lie in {x.min():.4g}..{x.max():.4g}, a sliver of the "
+                          f"declared pixel_range [{lo:g}, {hi:g}]: if they are scaled to [0, 1] (or [-1, "
+                          "1]), declare that range, or every image is taken as nearly black", InputWarning,
+                          stacklevel=2)
         # float32 pixel units 0..255, so to_model_space maps them to [-1, 1] without rounding to 8 bits
         pixels = pixel_units(x, lo, hi)
     else:

@@ -48,7 +48,7 @@ def image_files(folder: str | os.PathLike[str]) -> list[Path]:
     """All image files below ``folder`` (any depth), hidden entries skipped, sorted by relative path.
 
     Raises:
-        DataError: ``folder`` is not a directory.
+        DataError: ``folder`` is not a directory, or a link named as an image points at nothing.
     """
     root = Path(folder)
     if not root.is_dir():
@@ -71,7 +71,12 @@ def image_files(folder: str | os.PathLike[str]) -> list[Path]:
         dirs[:] = keep
         for name in files:
             path = Path(here) / name
-            if is_image_file(path) and _visible(path.relative_to(root)) and path.is_file():
+            if not (is_image_file(path) and _visible(path.relative_to(root))):
+                continue
+            if path.is_symlink() and not path.exists():  # (skipped, it would leave a sample out unsaid)
+                raise DataError(f"{path}: a link to {os.readlink(path)}, which does not exist; restore its "
+                                "target or remove the link")
+            if path.is_file():
                 found.append(path)
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 

@@ -449,7 +449,7 @@ EXPORT_FILES = ("detector.json", "state.pt", "sweep_result.json", "MODEL_CARD.md
 
 def _chance_line(rec: Recommendation) -> str:
     """The model card's verdict on chance, with the level the validation AUPRC was held against."""
-    verdict = {True: "yes", False: "**no: no better than chance on validation**", None: "unknown"}
+    verdict = {True: "yes", False: "**no**", None: "unknown"}
     k = rec.trials_compared
     return (f"Better than chance on validation: {verdict[rec.beats_chance]} (its validation AUPRC against "
             f"{_fmt(rec.val_chance_threshold)}, the 95th percentile of the best AUPRC of {k} random "
