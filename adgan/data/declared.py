@@ -367,7 +367,8 @@ def _check_counts(where: str, counts: Sequence[tuple[str, int]], minimum: int, w
     for label, n in counts:
         if n < minimum:
             raise DataError(f"{where}: {what} {label!r} has {n} samples, fewer than min_per_class {minimum}; "
-                            "add samples, lower min_per_class or leave the class out with 'classes'")
+                            "add samples, lower min_per_class or leave the class out with the declaration's "
+                            "'classes' (a sweep's own 'classes' still loads it)")
 
 
 def _sorted_labels(values: Sequence[str]) -> tuple[str, ...]:
@@ -430,7 +431,8 @@ def _folder_files(folder: Path, minimum: int) -> list[Path]:
                         "add images, or leave the folder out with 'classes' (image-folder)")
     if len(files) < minimum:
         raise DataError(f"{folder}: {len(files)} images, fewer than min_per_class {minimum}; add images, "
-                        "lower min_per_class or leave the class out with 'classes'")
+                        "lower min_per_class or leave the class out with the declaration's 'classes' (a "
+                        "sweep's own 'classes' still loads it)")
     return files
 
 
