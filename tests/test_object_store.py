@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
 import tempfile
 import threading
@@ -202,7 +203,8 @@ def test_the_journal_a_resume_continues(
     assert journal_path(location(tmp_path)) == tmp_path / "optuna.journal"  # local results: beside the tables
 
     def last_run(status: str, host: str) -> None:
-        record = {"status": status, "host": host, "pid": 7, "journal": "/x/optuna.journal"}
+        record = {"status": status, "host": host, "pid": 7, "journal": "/x/optuna.journal",
+                  "started_unix": time.time() + 5}  # (started after this machine's journal was last written)
         provenance._write(results, [record])
 
     # A run on another machine that ended: its copy in the store is taken.
@@ -222,6 +224,12 @@ def test_the_journal_a_resume_continues(
     last_run("running", "another-machine")
     with pytest.raises(ConfigError, match="another-machine.*--optuna-storage"):
         _journal_for_resume(results, journal)
+    # ... unless that file was copied here (written since the killed run started), or named.
+    _journal_for_resume(results, journal, named=True)
+    later = time.time() + 10
+    os.utime(journal, (later, later))
+    _journal_for_resume(results, journal)
+    assert journal.read_bytes() == b"0123456789-more"
     # The journal this machine's last run named (--optuna-storage) is continued; when that file is gone,
     # the store's copy is there (the default path, which _journal_for_resume fills): no refusal.
     custom = tmp_path / "custom.journal"

@@ -215,7 +215,7 @@ def run_sweep(
             records.warn_if_plugins_changed(spec, results)
             if optuna_storage is None:
                 journal = _recorded_journal(results, journal)
-            _journal_for_resume(results, journal)
+            _journal_for_resume(results, journal, named=optuna_storage is not None)
             _check_journal_is_the_sweeps(results, journal)
         elif not results.is_local:
             _set_aside_stale_journal(journal)
@@ -331,7 +331,7 @@ def _check_journal_is_the_sweeps(results: Location, journal: Path) -> None:
         )
 
 
-def _journal_for_resume(results: Location, journal: Path) -> None:
+def _journal_for_resume(results: Location, journal: Path, named: bool = False) -> None:
     """Make sure the journal a resume continues is the sweep's newest, results on an object store.
 
     The journal is append-only, so of two copies of one sweep's journal the longer holds the shorter. The
@@ -339,7 +339,9 @@ def _journal_for_resume(results: Location, journal: Path) -> None:
     ends short of being killed; the local one is what this machine's driver appended to. A run that was
     killed (its record in ``runs.json`` still says ``running``) may have appended more than any copy holds,
     and only on its own machine: resuming elsewhere without that file would lose the trials in flight's
-    studies, so it is refused with what to do.
+    studies, so it is refused with what to do. Elsewhere, a journal here is taken as that file when named
+    (``named``: ``--optuna-storage``) or written since the killed run started (a copy of it; a journal an
+    earlier run left on this machine is older).
 
     Raises:
         ConfigError: The sweep's last driver was killed on another machine (or its journal is gone).
@@ -352,7 +354,10 @@ def _journal_for_resume(results: Location, journal: Path) -> None:
     runs = provenance.read_runs(results)
     last = runs[-1] if runs else {}
     killed = last.get("status") in ("running", "killed")
-    if killed and (local_size < 0 or last.get("host") not in (None, socket.gethostname())):
+    elsewhere = last.get("host") not in (None, socket.gethostname())
+    started = float(last.get("started_unix") or 0)
+    copied_here = local_size >= 0 and (named or 0 < started <= journal.stat().st_mtime)
+    if killed and (local_size < 0 or (elsewhere and not copied_here)):
         raise ConfigError(
             f"{results.uri}: --resume: the sweep's last driver (PID {last.get('pid')} on "
             f"{last.get('host', '?')}) was killed and its Optuna journal, which the resumed trials continue, "
