@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from adgan.errors import AdganError, ConfigError, DataError, InputWarning
+from adgan.errors import AdganError, ConfigError, DataError, InputWarning, with_store_hint
 
 TRAIN_HELP = "train one detector on one dataset and anomaly class"
 # A best validation AUROC below this is far below chance: a score pointing the wrong way, most likely.
@@ -573,14 +573,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except AdganError as exc:
-        print(f"adgan: error: {exc}", file=sys.stderr)
+        print(f"adgan: error: {with_store_hint(str(exc))}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `adgan best ... | head`: the reader is gone; nothing to say to it
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # (else Python reports the pipe again at exit)
         return 141
     except OSError as exc:  # a path that cannot be read or written: the message names it
-        print(f"adgan: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        said = f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")
+        print(f"adgan: error: {with_store_hint(said)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("adgan: interrupted", file=sys.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 import reprlib
 from collections.abc import Iterable
 from typing import Any
@@ -64,3 +65,25 @@ class UnknownNameError(ConfigError, KeyError):
 
     def __str__(self) -> str:  # (KeyError's own would quote the message)
         return str(self.args[0]) if self.args else ""
+
+
+def with_store_hint(message: str) -> str:
+    """``message`` with what to check added when it is an object store's error: pyarrow's S3 messages name
+    a bucket and key (or neither) and no remedy, or one adgan cannot take (a filesystem option)."""
+    where = re.search(r"key '([^']*)' in bucket '([^']+)'", message)
+    uri = f" s3://{where.group(2)}/{where.group(1)}" if where else ""
+    missing = re.search(r"[Bb]ucket '([^']+)' not found", message)
+    if missing:
+        message = message.replace(" To create buckets, enable the allow_bucket_creation option.", "")
+        return (f"{message} (no bucket {missing.group(1)!r} on this store: create it first, adgan creates "
+                "none; AWS_ENDPOINT_URL names the store)")
+    if "NETWORK_CONNECTION" in message or "connect to endpoint" in message.lower():
+        return (f"{message} (the object store does not answer{' for' + uri if uri else ''}: is it up, and is "
+                "AWS_ENDPOINT_URL its address?)")
+    if any(code in message for code in ("ACCESS_DENIED", "AccessDenied", "InvalidAccessKeyId",
+                                        "SignatureDoesNotMatch", "INVALID_ACCESS_KEY_ID")):
+        return (f"{message} (the store refused these credentials{' for' + uri if uri else ''}: check "
+                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or this machine's role, and that "
+                "it may read and write the bucket)")
+    return message
+

@@ -251,3 +251,24 @@ def test_a_uri_with_options_is_refused_with_what_to_do_instead() -> None:
     # after '?' would break: refused, naming the environment variable that does the job.
     with pytest.raises(DataError, match=r"after '\?'.*AWS_ENDPOINT_URL"):
         location("s3://bucket/sweeps?endpoint_override=127.0.0.1:9000")
+
+
+def test_an_object_store_error_says_what_to_check(
+    s3: S3Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """pyarrow's S3 messages name no remedy (or one adgan cannot take): a missing bucket, a store that does
+    not answer and refused credentials each get what to check."""
+    from adgan.cli import main
+    from adgan.errors import with_store_hint
+
+    assert main(["sweep", "smoke", "--cpus", "2", "--no-wandb", "--results", "s3://nosuchbucket/x"]) == 2
+    err = capsys.readouterr().err
+    assert "Bucket 'nosuchbucket' not found" in err and "allow_bucket_creation" not in err, err
+    assert "(no bucket 'nosuchbucket' on this store: create it first, adgan creates none" in err, err
+    offline = ("When getting information for key 'sweeps/smoke/spec.json' in bucket 'b': AWS Error "
+               "NETWORK_CONNECTION during HeadObject operation: curlCode: 7, Couldn't connect to server")
+    assert with_store_hint(offline).endswith("(the object store does not answer for s3://b/sweeps/smoke/"
+                                             "spec.json: is it up, and is AWS_ENDPOINT_URL its address?)")
+    denied = "s3://b/sw/smoke/sweep.lock: cannot read (AWS Error ACCESS_DENIED during HeadObject operation)"
+    assert "(the store refused these credentials: check AWS_ACCESS_KEY_ID" in with_store_hint(denied)
+    assert with_store_hint("x.csv: not found") == "x.csv: not found"
