@@ -385,7 +385,12 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     # A checkpoint on an object store (a URI of a sweep's results, e.g. s3://...) is read from a local copy.
     with local_copy(args.checkpoint, skip=NOT_DETECTOR_FILES) as checkpoint:
-        detector = Detector.load(resolve_checkpoint(checkpoint), device=device)
+        try:
+            detector = Detector.load(resolve_checkpoint(checkpoint), device=device)
+        except DataError as exc:  # (a downloaded copy: the message names the URI, not a deleted temp folder)
+            if str(checkpoint) == str(args.checkpoint):
+                raise
+            raise DataError(str(exc).replace(str(checkpoint), str(args.checkpoint).rstrip("/"))) from None
     src = Path(args.input)
     if not (src.is_file() or src.is_dir()):
         raise DataError(f"{src}: input file or folder not found")

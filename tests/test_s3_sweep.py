@@ -169,3 +169,6 @@ def test_best_report_export_and_score_read_the_uri(smoke: dict[str, Any]) -> Non
         assert r.returncode == 0, r.stderr
         scores.append(np.loadtxt(tmp / name, skiprows=1))
     assert scores[0].shape == (40,) and np.array_equal(scores[0], scores[1])
+    gone = _cli("score", "--checkpoint", chosen + "-gone", "--input", str(raw), "--output", "-")
+    r = subprocess.run(gone, cwd=tmp, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and f"adgan: error: not found on the store: {chosen}-gone" in r.stderr, r.stderr

@@ -18,6 +18,7 @@ Optuna journal (appended to under a file lock) and each node's offline W&B runs.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import shutil
@@ -160,7 +161,7 @@ class Location:
         dest = Path(dest)
         dest.mkdir(parents=True, exist_ok=True)
         if not self.exists():
-            raise FileNotFoundError(self.uri)
+            raise FileNotFoundError(errno.ENOENT, "not found on the store", self.uri)
         skipped = set(skip)
         local = pafs.LocalFileSystem()
         for name, _ in self.files():
