@@ -96,6 +96,19 @@ def _resume_hint(out: Path, resumable: bool) -> Iterator[None]:
         raise
 
 
+def _split_sizes(splits: Any) -> str:
+    """``train 900 normals, validation 230 (50 anomalies), test 460 (100 anomalies)``: what a run trains and
+    is measured on, to check against the data one built."""
+    def part(split: Any) -> str:
+        k = int(split.y.sum())
+        return f"{len(split)} ({k} anomal{'y' if k == 1 else 'ies'})"
+
+    train = splits.train
+    extra = f" and {int(train.y.sum())} anomalies" if int(train.y.sum()) else ""  # (never: normals only)
+    return (f"train {len(train) - int(train.y.sum())} normals{extra}, validation {part(splits.val)}, "
+            f"test {part(splits.test)}")
+
+
 def _epochs_done(out: Path) -> int:
     """Epochs an interrupted run in ``out`` logged (for the progress bar of ``--resume``)."""
     log = out / "metrics.jsonl"
@@ -296,6 +309,7 @@ def _train_with_progress(args: argparse.Namespace, config: dict[str, Any], out: 
         RunDir(out).saved_state(resolve_config(config))  # another config: refused, not "resuming"
         print(f"resuming {out} after epoch {done} of {total}", file=sys.stderr)
     splits = load_splits(resolve_config(config))  # before the bar: the data's source line, not inside it
+    print(f"splits: {_split_sizes(splits)}", file=sys.stderr)
     # initial=: the epochs of the interrupted run count as done, not as done in no time (the rate, the ETA)
     with tqdm(total=total, initial=done, unit="epoch", desc=args.model, file=sys.stderr,
               dynamic_ncols=True) as bar, _resume_hint(out, model_cls.is_iterative):

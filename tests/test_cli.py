@@ -649,3 +649,18 @@ def test_ctrl_c_in_training_says_how_to_resume_and_the_resume_where_it_starts(tm
     assert "continue with the same command and --resume" in err and "adgan: interrupted" in err
     resumed = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0 and f"resuming {out} after epoch" in resumed.stderr, resumed.stderr[-2000:]
+
+
+def test_train_says_the_sizes_of_the_splits_it_trains_and_measures_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What a user checks against the data they built (a sweep's tables and the model card record it too)."""
+    from adgan.train import load_splits, resolve_config
+
+    args = ["train", "--model", "knn", "--dataset", "synthetic-tabular", "--max-train", "64", "--out",
+            str(tmp_path / "r")]
+    assert main(args) == 0
+    s = load_splits(resolve_config({"model": "knn", "dataset": "synthetic-tabular", "max_train": 64}))
+    said = (f"splits: train 64 normals, validation {len(s.val)} ({int(s.val.y.sum())} anomalies), test "
+            f"{len(s.test)} ({int(s.test.y.sum())} anomalies)")
+    assert said in capsys.readouterr().err

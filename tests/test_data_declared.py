@@ -871,3 +871,15 @@ def test_npz_messages_and_warnings_for_a_mistaken_declaration(tmp_path: Path) ->
     with pytest.raises(DataError, match=r"declared channels 1, the images have 3 \(x of shape "
                                         rf"\({len(x)}, 28, 28, 3\)\)"):
         load_dataset("rgb1", 0, verbose=False)
+
+
+def test_image_keys_on_rows_of_features_are_said_to_be_ignored(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "flat.npz", x=rng.integers(0, 255, size=(60, 784)).astype(np.uint8),
+             y=np.repeat([0, 1, 2], 20))
+    register_declared({"name": "flat", "format": "npz", "path": str(tmp_path / "flat.npz"), "channels": 1,
+                       "image_size": 28})
+    said = r"'x' is 2-D \(60, 784\), rows of features, so channels, image_size \(for images\) are ignored"
+    with pytest.warns(InputWarning, match=said):
+        s = load_dataset("flat", 0, verbose=False)
+    assert s.train.x.shape[1:] == (784,)

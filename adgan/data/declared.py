@@ -698,6 +698,11 @@ def _load_npz_cached(frozen: str, path: str, size: int, mtime_ns: int) -> RawIma
     digest = sha256_file(path)
     _freeze(labels)
     if x.ndim == 2:
+        image_keys = [k for k in ("channels", "image_size", "pixel_range") if d.get(k) is not None]
+        if image_keys:  # (rows of features: flattened images would need reshaping to (N, H, W) first)
+            warnings.warn(f"{where}: 'x' is 2-D {x.shape}, rows of features, so {', '.join(image_keys)} "
+                          "(for images) are ignored; flattened images are read as images once 'x' is (N, H, "
+                          "W) or (N, H, W, C)", InputWarning, stacklevel=2)
         try:
             # float64 sources stay float64 until scaled (a large offset would round away in float32)
             wide = x.dtype == np.float64 or (np.issubdtype(x.dtype, np.integer) and x.dtype.itemsize > 2)

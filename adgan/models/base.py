@@ -466,7 +466,7 @@ class Detector(ABC, Generic[C]):
             warnings.warn(
                 f"{self.name}: tabular input of {x.shape[1]} columns, all in [-1, 1]: if these are "
                 "flattened images, pass them as (N, C, H, W) so that the image networks are used",
-                UserWarning,
+                InputWarning,
                 stacklevel=3,
             )
         self.input_shape = tuple(int(s) for s in x.shape[1:])
@@ -687,7 +687,7 @@ def check_images(model: str, x: np.ndarray) -> None:
             warnings.warn(
                 f"{model}: image pixels span {lo:.4g}..{hi:.4g}; detectors expect model space [-1, 1] "
                 "(adgan.data.prepare_input converts raw pixels)",
-                UserWarning,
+                InputWarning,
                 stacklevel=4,
             )
 
