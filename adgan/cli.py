@@ -103,10 +103,9 @@ def _split_sizes(splits: Any) -> str:
         k = int(split.y.sum())
         return f"{len(split)} ({k} anomal{'y' if k == 1 else 'ies'})"
 
-    train = splits.train
-    extra = f" and {int(train.y.sum())} anomalies" if int(train.y.sum()) else ""  # (never: normals only)
-    return (f"train {len(train) - int(train.y.sum())} normals{extra}, validation {part(splits.val)}, "
-            f"test {part(splits.test)}")
+    # (the protocols train on normals alone: the training split is said as normals, as part() if ever not)
+    train = f"{len(splits.train)} normals" if not splits.train.y.any() else part(splits.train)
+    return f"train {train}, validation {part(splits.val)}, test {part(splits.test)}"
 
 
 def _epochs_done(out: Path) -> int:
@@ -395,14 +394,14 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     device = torch_device(args.device, "--device")  # before a checkpoint is fetched from a store
     from adgan.runfiles import NOT_DETECTOR_FILES
-    from adgan.sweep.storage import local_copy
+    from adgan.sweep.storage import is_uri, local_copy
 
     # A checkpoint on an object store (a URI of a sweep's results, e.g. s3://...) is read from a local copy.
     with local_copy(args.checkpoint, skip=NOT_DETECTOR_FILES) as checkpoint:
         try:
             detector = Detector.load(resolve_checkpoint(checkpoint), device=device)
         except DataError as exc:  # (a downloaded copy: the message names the URI, not a deleted temp folder)
-            if str(checkpoint) == str(args.checkpoint):
+            if not is_uri(args.checkpoint):
                 raise
             raise DataError(str(exc).replace(str(checkpoint), str(args.checkpoint).rstrip("/"))) from None
     src = Path(args.input)

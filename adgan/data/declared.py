@@ -379,14 +379,19 @@ def _sorted_labels(values: Sequence[str]) -> tuple[str, ...]:
     return tuple(sorted(unique))
 
 
-def _chosen_classes(d: dict[str, Any], found: Sequence[str], where: str, what: str) -> tuple[str, ...]:
-    """The declared ``classes`` (checked against ``found``), or all found classes."""
-    if what != "class folders" and {c.lower() for c in found} in ({"0", "1"}, {"false", "true"}):
-        # Flags read as two classes: class '0' (the normals) taken in turn as the anomaly, trained on the
-        # anomalies as its normal data. Said, not refused: two classes may be called 0 and 1.
+def _label_classes(d: dict[str, Any], found: Sequence[str], where: str, what: str) -> tuple[str, ...]:
+    """``_chosen_classes`` of classes read from labels (an array's, a column's), where labels that are only
+    0/1 flags are warned about: read as two classes, class '0' (the normals) is taken in turn as the
+    anomaly, trained on the anomalies as its normal data. Said, not refused: two classes may be 0 and 1."""
+    if {c.lower() for c in found} in ({"0", "1"}, {"false", "true"}):
         warnings.warn(f"{where}: the {what} are only {' and '.join(found)}, read as two classes (labels: "
                       "class), each in turn the anomaly; if they flag anomalies, declare labels: anomaly",
-                      InputWarning, stacklevel=2)
+                      InputWarning, stacklevel=3)
+    return _chosen_classes(d, found, where, what)
+
+
+def _chosen_classes(d: dict[str, Any], found: Sequence[str], where: str, what: str) -> tuple[str, ...]:
+    """The declared ``classes`` (checked against ``found``), or all found classes."""
     if d["classes"] is None:
         return tuple(found)
     # A declared name matches the found one in another Unicode form (datasets.nfc); the found spelling is
@@ -620,7 +625,7 @@ def _npz_classes(d: dict[str, Any]) -> tuple[str, ...]:
     path = _npz_file(d)
     _npz_header(path)
     texts = _label_texts(_npz_array(path, "y"), str(path))
-    return _chosen_classes(d, _sorted_labels(texts.tolist()), str(path), "labels in 'y'")
+    return _label_classes(d, _sorted_labels(texts.tolist()), str(path), "labels in 'y'")
 
 
 def _npz_array(path: Path, key: str) -> np.ndarray:
@@ -769,7 +774,7 @@ def _table_labels(d: dict[str, Any]) -> np.ndarray:
 
 def _table_classes(d: dict[str, Any]) -> tuple[str, ...]:
     found = _sorted_labels(_table_labels(d).tolist())
-    return _chosen_classes(d, found, d["path"], "labels in the label column")
+    return _label_classes(d, found, d["path"], "labels in the label column")
 
 
 @functools.lru_cache(maxsize=2)
