@@ -152,8 +152,13 @@ def test_best_report_export_and_score_read_the_uri(smoke: dict[str, Any]) -> Non
                             text=True, timeout=300)
     assert export.returncode == 0, export.stderr
     (exported,) = [p for p in out.iterdir() if p.is_dir()]
-    assert sorted(p.name for p in exported.iterdir()) == ["MODEL_CARD.md", "detector.json", "state.pt",
-                                                         "sweep_result.json"]
+    names = sorted(p.name for p in exported.iterdir())
+    # A checkout with uncommitted changes (a .dirty code version) exports the diff it ran with too.
+    dirty = json.loads((exported / "sweep_result.json").read_text())["code_version"].endswith(".dirty")
+    diffs = [n for n in names if n.startswith("code-") and n.endswith(".diff")]
+    assert len(diffs) == (1 if dirty else 0), names
+    assert [n for n in names if n not in diffs] == ["MODEL_CARD.md", "detector.json", "state.pt",
+                                                    "sweep_result.json"]
     # adgan score straight from the chosen checkpoint's URI, and from the export: the same scores.
     from adgan.data.synthetic import synthetic_images
 
